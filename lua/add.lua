@@ -1,0 +1,40 @@
+-- add.lua: enqueue one or many jobs atomically.
+-- KEYS: [1] wait  [2] prioritized  [3] delayed  [4] meta  [5] wake
+-- ARGV: [1] key prefix  [2] number of jobs n, then n groups of 10:
+--       id, name, data (MessagePack), opts (MessagePack), delay_ms, priority,
+--       keep_completed_count, keep_completed_age_ms, keep_failed_count, keep_failed_age_ms
+-- Returns: one integer per job: 1 added, 0 a job with that id exists (nothing changed).
+local prefix = ARGV[1]
+local n = tonumber(ARGV[2])
+local now = now_ms()
+local out = {}
+local seq = nil
+redis.call('HSETNX', KEYS[4], 'created', now)
+for i = 0, n - 1 do
+  local b = 3 + i * 10
+  local id = ARGV[b]
+  local jk = prefix .. 'job:' .. id
+  if redis.call('EXISTS', jk) == 1 then
+    out[#out + 1] = 0
+  else
+    local delay = tonumber(ARGV[b + 4])
+    local pri = tonumber(ARGV[b + 5])
+    local state, ready = 'waiting', now
+    if delay > 0 then state, ready = 'delayed', now + delay end
+    redis.call('HSET', jk, 'name', ARGV[b + 1], 'data', ARGV[b + 2], 'opts', ARGV[b + 3],
+      'pri', pri, 'state', state, 'ts', now, 'ready', ready, 'attempt', 0, 'stalled', 0,
+      'token', 0, 'kc', ARGV[b + 6], 'kca', ARGV[b + 7], 'kf', ARGV[b + 8], 'kfa', ARGV[b + 9])
+    if delay > 0 then
+      redis.call('ZADD', KEYS[3], ready, id)
+    elseif pri > 0 then
+      if not seq then seq = redis.call('HINCRBY', KEYS[4], 'pseq', n) - n end
+      seq = seq + 1
+      redis.call('ZADD', KEYS[2], pri * PRIORITY_SCALE + (seq % PRIORITY_SCALE), id)
+    else
+      redis.call('LPUSH', KEYS[1], id)
+    end
+    out[#out + 1] = 1
+  end
+end
+wake(KEYS[5])
+return out

@@ -1,0 +1,24 @@
+-- cancel.lua: cancel a job from any process.
+-- KEYS: [1] wait  [2] prioritized  [3] delayed  [4] active  [5] cancelled
+-- ARGV: [1] key prefix  [2] id  [3] cancel channel  [4] reason
+-- Returns: { code, state }: 1 cancelled now (it was waiting or delayed); 2 cancel
+-- recorded for a running job and announced on the channel (its worker stops it, or the
+-- heartbeat or sweeper finds the flag); -1 no such job; -2 already finished (state says how).
+local prefix, id = ARGV[1], ARGV[2]
+local jk = prefix .. 'job:' .. id
+local f = redis.call('HMGET', jk, 'state', 'kf', 'kfa')
+local state = f[1]
+if not state then return { -1, '' } end
+if state == 'completed' or state == 'failed' or state == 'cancelled' then return { -2, state } end
+if state == 'active' then
+  redis.call('HSET', jk, 'cancel', '1', 'cancel_reason', ARGV[4])
+  redis.call('PUBLISH', ARGV[3], id)
+  return { 2, state }
+end
+local now = now_ms()
+redis.call('LREM', KEYS[1], 0, id)
+redis.call('ZREM', KEYS[2], id)
+redis.call('ZREM', KEYS[3], id)
+finish_job(KEYS[5], jk, id, 'cancelled', 'error', ARGV[4], now, f[2])
+trim(KEYS[5], prefix, tonumber(f[2]), tonumber(f[3]), now)
+return { 1, state }

@@ -1,0 +1,18 @@
+-- record.lua: a running attempt writes about itself (step result, progress, log line).
+-- Fenced: only the holder of the current lease may write.
+-- KEYS: [1] active  [2] job  [3] steps  [4] logs
+-- ARGV: [1] id  [2] token  [3] kind ('s' step, 'p' progress, 'l' log line)
+--       [4] field (step name)  [5] value  [6] max log lines kept
+-- Returns: 1 written, 0 lock lost.
+local f = redis.call('HGET', KEYS[2], 'token')
+if f ~= ARGV[2] or not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
+local kind = ARGV[3]
+if kind == 's' then
+  redis.call('HSET', KEYS[3], ARGV[4], ARGV[5])
+elseif kind == 'p' then
+  redis.call('HSET', KEYS[2], 'progress', ARGV[5])
+else
+  redis.call('RPUSH', KEYS[4], ARGV[5])
+  redis.call('LTRIM', KEYS[4], -tonumber(ARGV[6]), -1)
+end
+return 1

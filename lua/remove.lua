@@ -1,0 +1,12 @@
+-- remove.lua: delete a job that is not running.
+-- KEYS: [1] wait  [2] prioritized  [3] delayed  [4] completed  [5] failed  [6] cancelled
+-- ARGV: [1] key prefix  [2] id
+-- Returns: { code, state }: 1 removed; -1 no such job; -2 running (cancel it first).
+local prefix, id = ARGV[1], ARGV[2]
+local state = redis.call('HGET', prefix .. 'job:' .. id, 'state')
+if not state then return { -1, '' } end
+if state == 'active' then return { -2, state } end
+redis.call('LREM', KEYS[1], 0, id)
+for k = 2, 6 do redis.call('ZREM', KEYS[k], id) end
+delete_job(prefix, id)
+return { 1, state }

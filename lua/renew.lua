@@ -1,0 +1,24 @@
+-- renew.lua: the heartbeat. Renews the leases of all of a worker's jobs in one call and
+-- registers the worker as alive.
+-- KEYS: [1] active  [2] workers  [3] workers:info
+-- ARGV: [1] key prefix  [2] worker id  [3] lease ms  [4] worker ttl ms
+--       [5] worker description (JSON)  then pairs: id, token
+-- Returns: { lost_ids, cancel_requested_ids }. A lost id's lease is gone or another
+-- worker holds the job (fencing token differs): its handler must stop.
+local prefix = ARGV[1]
+local now = now_ms()
+local deadline = now + tonumber(ARGV[3])
+local lost, cancels = {}, {}
+for i = 6, #ARGV, 2 do
+  local id, token = ARGV[i], ARGV[i + 1]
+  local f = redis.call('HMGET', prefix .. 'job:' .. id, 'token', 'cancel')
+  if f[1] == token and redis.call('ZSCORE', KEYS[1], id) then
+    redis.call('ZADD', KEYS[1], 'XX', deadline, id)
+    if f[2] == '1' then cancels[#cancels + 1] = id end
+  else
+    lost[#lost + 1] = id
+  end
+end
+redis.call('ZADD', KEYS[2], now + tonumber(ARGV[4]), ARGV[2])
+redis.call('HSET', KEYS[3], ARGV[2], ARGV[5])
+return { lost, cancels }

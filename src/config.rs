@@ -1,0 +1,118 @@
+//! The start-up check: is this Redis fit to hold jobs that must not be lost?
+//!
+//! A Redis that evicts keys under memory pressure, or that keeps nothing on disk, drops
+//! jobs silently. Workers and `baton check` refuse such a server and say what to change.
+//! Managed services often disable CONFIG; then the same facts are read from INFO.
+
+use redis::aio::ConnectionLike;
+
+use crate::error::{Error, Result};
+
+/// One setting that is wrong, with the fix.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Problem {
+    /// The setting's name.
+    pub setting: String,
+    /// What the server has.
+    pub found: String,
+    /// What it needs.
+    pub wanted: String,
+    /// How to fix it.
+    pub fix: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "- {} is {:?}, needs {:?}: {}", self.setting, self.found, self.wanted, self.fix)
+    }
+}
+
+/// What the check found.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Report {
+    /// `redis_version` from INFO.
+    pub version: String,
+    /// Where the settings were read: "CONFIG" or "INFO" (CONFIG disabled).
+    pub source: &'static str,
+    /// What is wrong; empty when fit.
+    pub problems: Vec<Problem>,
+}
+
+impl Report {
+    /// True when nothing is wrong.
+    pub fn is_fit(&self) -> bool {
+        self.problems.is_empty()
+    }
+    /// The problems as one message, one line each.
+    pub fn message(&self) -> String {
+        self.problems.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\n")
+    }
+    /// Ok when fit, else [`Error::UnfitRedis`] naming every problem and its fix.
+    pub fn into_result(self) -> Result<Report> {
+        if self.is_fit() { Ok(self) } else { Err(Error::UnfitRedis(self.message())) }
+    }
+}
+
+/// Reads the server's version, eviction policy and AOF setting.
+pub async fn check<C: ConnectionLike + Send>(conn: &mut C) -> Result<Report> {
+    let info: String = redis::cmd("INFO").arg("server").arg("persistence").arg("memory").query_async(conn).await?;
+    let field = |name: &str| -> Option<String> {
+        info.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(':').map(|v| v.trim().to_string()))
+    };
+    let version = field("redis_version").unwrap_or_default();
+    let mut problems = Vec::new();
+    if !version_at_least(&version, (6, 2)) {
+        problems.push(Problem {
+            setting: "redis_version".into(),
+            found: version.clone(),
+            wanted: ">= 6.2".into(),
+            fix: "upgrade Redis to 6.2 or later (baton uses RPOP with a count and ZADD options from 6.2)".into(),
+        });
+    }
+    let config: redis::RedisResult<Vec<String>> =
+        redis::cmd("CONFIG").arg("GET").arg("maxmemory-policy").arg("appendonly").query_async(conn).await;
+    let (policy, aof, source) = match config {
+        Ok(pairs) if !pairs.is_empty() => {
+            let get = |k: &str| pairs.chunks(2).find(|c| c[0] == k).map(|c| c[1].clone()).unwrap_or_default();
+            (get("maxmemory-policy"), get("appendonly"), "CONFIG")
+        }
+        _ => {
+            let aof = if field("aof_enabled").as_deref() == Some("1") { "yes" } else { "no" };
+            (field("maxmemory_policy").unwrap_or_default(), aof.to_string(), "INFO")
+        }
+    };
+    if policy != "noeviction" {
+        problems.push(Problem {
+            setting: "maxmemory-policy".into(),
+            found: policy,
+            wanted: "noeviction".into(),
+            fix: "run `CONFIG SET maxmemory-policy noeviction` and put `maxmemory-policy noeviction` in redis.conf (an evicting Redis deletes queued jobs silently)".into(),
+        });
+    }
+    if aof != "yes" {
+        problems.push(Problem {
+            setting: "appendonly".into(),
+            found: aof,
+            wanted: "yes".into(),
+            fix: "run `CONFIG SET appendonly yes` and put `appendonly yes` (with `appendfsync everysec`) in redis.conf (without AOF a restart loses every job since the last snapshot)".into(),
+        });
+    }
+    Ok(Report { version, source, problems })
+}
+
+fn version_at_least(v: &str, (maj, min): (u32, u32)) -> bool {
+    let mut parts = v.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    let (a, b) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    (a, b) >= (maj, min)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn versions_compare() {
+        assert!(super::version_at_least("7.0.15", (6, 2)));
+        assert!(super::version_at_least("6.2.0", (6, 2)));
+        assert!(!super::version_at_least("6.0.9", (6, 2)));
+        assert!(!super::version_at_least("", (6, 2)));
+    }
+}

@@ -1,0 +1,381 @@
+//! What a job is: its options as the producer sets them, and its state as read back.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// The state of a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobState {
+    /// Ready to run (in the wait list or the priority set).
+    Waiting,
+    /// Waiting for its time (delay or retry backoff).
+    Delayed,
+    /// Claimed by a worker that holds its lease.
+    Active,
+    /// Finished successfully.
+    Completed,
+    /// Finished unsuccessfully.
+    Failed,
+    /// Cancelled.
+    Cancelled,
+}
+
+impl JobState {
+    /// Every state, in the order counts are shown.
+    pub const ALL: [JobState; 6] = [
+        JobState::Waiting,
+        JobState::Delayed,
+        JobState::Active,
+        JobState::Completed,
+        JobState::Failed,
+        JobState::Cancelled,
+    ];
+
+    /// The lowercase name used in Redis, JSON and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Waiting => "waiting",
+            JobState::Delayed => "delayed",
+            JobState::Active => "active",
+            JobState::Completed => "completed",
+            JobState::Failed => "failed",
+            JobState::Cancelled => "cancelled",
+        }
+    }
+
+    /// Parses a lowercase state name.
+    pub fn parse(s: &str) -> Option<JobState> {
+        JobState::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+
+    /// True for completed, failed and cancelled.
+    pub fn is_finished(self) -> bool {
+        matches!(self, JobState::Completed | JobState::Failed | JobState::Cancelled)
+    }
+}
+
+impl std::fmt::Display for JobState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How long to wait before the next attempt after a failed one.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum Backoff {
+    /// The same delay every time.
+    Fixed {
+        /// The delay.
+        #[serde(with = "ms")]
+        delay: Duration,
+    },
+    /// `base * 2^(attempt-1)`, capped at `max`, with "full jitter" (a random point in
+    /// the upper half), so that many jobs failing together do not retry together.
+    Exponential {
+        /// The first delay.
+        #[serde(with = "ms")]
+        base: Duration,
+        /// The largest delay.
+        #[serde(with = "ms")]
+        max: Duration,
+        /// Randomise the delay between half and all of it.
+        jitter: bool,
+    },
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff::Exponential { base: Duration::from_secs(1), max: Duration::from_secs(600), jitter: true }
+    }
+}
+
+impl Backoff {
+    /// The delay after failed attempt number `attempt` (1-based).
+    pub fn delay(&self, attempt: u32) -> Duration {
+        match *self {
+            Backoff::Fixed { delay } => delay,
+            Backoff::Exponential { base, max, jitter } => {
+                let exp = attempt.saturating_sub(1).min(30);
+                let full = base.saturating_mul(1u32 << exp).min(max);
+                if jitter && !full.is_zero() {
+                    let half = full / 2;
+                    half + full.mul_f64(rand::random::<f64>() * 0.5)
+                } else {
+                    full
+                }
+            }
+        }
+    }
+}
+
+/// How many finished jobs of one kind to keep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Retention {
+    /// Keep at most this many (None = no count limit).
+    pub count: Option<u64>,
+    /// Delete those older than this (None = no age limit).
+    pub age: Option<Duration>,
+}
+
+impl Retention {
+    /// Keep every finished job forever (only bounded by your own cleaning).
+    pub const fn all() -> Self {
+        Retention { count: None, age: None }
+    }
+    /// Delete the job as soon as it finishes.
+    pub const fn none() -> Self {
+        Retention { count: Some(0), age: None }
+    }
+    /// Keep the last `n`.
+    pub const fn last(n: u64) -> Self {
+        Retention { count: Some(n), age: None }
+    }
+    /// Keep those younger than `age`.
+    pub const fn max_age(age: Duration) -> Self {
+        Retention { count: None, age: Some(age) }
+    }
+    /// The default for completed jobs: the last 1000, none older than a day.
+    pub const fn default_completed() -> Self {
+        Retention { count: Some(1000), age: Some(Duration::from_secs(24 * 3600)) }
+    }
+    /// The default for failed and cancelled jobs: the last 10 000, none older than a week.
+    pub const fn default_failed() -> Self {
+        Retention { count: Some(10_000), age: Some(Duration::from_secs(7 * 24 * 3600)) }
+    }
+    /// (count, age ms) as the scripts take them: -1 = all, 0 = no age limit.
+    pub(crate) fn script_args(&self) -> (i64, u64) {
+        (
+            self.count.map(|c| c.min(i64::MAX as u64) as i64).unwrap_or(-1),
+            self.age.map(|a| a.as_millis() as u64).unwrap_or(0),
+        )
+    }
+}
+
+/// Options of one job. The defaults: no delay, no priority, 3 attempts with exponential
+/// backoff from 1 s to 10 min with jitter, retention per [`Retention`]'s defaults.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobOptions {
+    /// Caller-given id; adding an id that exists changes nothing. None = a fresh UUID.
+    pub job_id: Option<String>,
+    /// Run no earlier than this from now.
+    pub delay: Duration,
+    /// 0 = none (runs before any prioritized job, FIFO); 1 is the highest priority,
+    /// larger numbers lower; FIFO within a priority. At most [`MAX_PRIORITY`].
+    pub priority: u32,
+    /// How many attempts in all (1 = no retry).
+    pub attempts: u32,
+    /// Delay between attempts.
+    pub backoff: Backoff,
+    /// Limit on one attempt's run time (None = the worker's default).
+    pub timeout: Option<Duration>,
+    /// Completed jobs to keep.
+    pub keep_completed: Retention,
+    /// Failed and cancelled jobs to keep.
+    pub keep_failed: Retention,
+}
+
+/// The largest priority number.
+pub const MAX_PRIORITY: u32 = 1_000_000;
+
+impl Default for JobOptions {
+    fn default() -> Self {
+        JobOptions {
+            job_id: None,
+            delay: Duration::ZERO,
+            priority: 0,
+            attempts: 3,
+            backoff: Backoff::default(),
+            timeout: None,
+            keep_completed: Retention::default_completed(),
+            keep_failed: Retention::default_failed(),
+        }
+    }
+}
+
+impl JobOptions {
+    /// Sets the job id.
+    pub fn job_id(mut self, id: impl Into<String>) -> Self {
+        self.job_id = Some(id.into());
+        self
+    }
+    /// Sets the delay.
+    pub fn delay(mut self, d: Duration) -> Self {
+        self.delay = d;
+        self
+    }
+    /// Sets the priority.
+    pub fn priority(mut self, p: u32) -> Self {
+        self.priority = p;
+        self
+    }
+    /// Sets the number of attempts.
+    pub fn attempts(mut self, n: u32) -> Self {
+        self.attempts = n;
+        self
+    }
+    /// Sets the backoff.
+    pub fn backoff(mut self, b: Backoff) -> Self {
+        self.backoff = b;
+        self
+    }
+    /// Sets the per-attempt timeout.
+    pub fn timeout(mut self, d: Duration) -> Self {
+        self.timeout = Some(d);
+        self
+    }
+    /// Sets the retention of completed jobs.
+    pub fn keep_completed(mut self, r: Retention) -> Self {
+        self.keep_completed = r;
+        self
+    }
+    /// Sets the retention of failed and cancelled jobs.
+    pub fn keep_failed(mut self, r: Retention) -> Self {
+        self.keep_failed = r;
+        self
+    }
+}
+
+/// The part of the options a worker needs, stored with the job as MessagePack.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct RunOptions {
+    pub attempts: u32,
+    pub backoff: Backoff,
+    #[serde(with = "opt_ms", default)]
+    pub timeout: Option<Duration>,
+}
+
+/// A job as read back from Redis.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobInfo {
+    /// Job id.
+    pub id: String,
+    /// Queue name.
+    pub queue: String,
+    /// Job name.
+    pub name: String,
+    /// State.
+    pub state: JobState,
+    /// The attempt now running or last run (1-based; 0 = never started).
+    pub attempt: u32,
+    /// Attempts allowed.
+    pub attempts: u32,
+    /// How often its lease expired and it was recovered.
+    pub stalled: u32,
+    /// Priority (0 = none).
+    pub priority: u32,
+    /// The payload, decoded from MessagePack into JSON.
+    pub data: serde_json::Value,
+    /// The handler's result, once completed.
+    pub result: Option<serde_json::Value>,
+    /// The last error or the reason it failed or was cancelled.
+    pub error: Option<String>,
+    /// Last progress the handler reported.
+    pub progress: Option<serde_json::Value>,
+    /// The worker holding or last holding it.
+    pub worker: Option<String>,
+    /// A cancel was requested while it ran.
+    pub cancel_requested: bool,
+    /// Enqueue time, ms since the epoch (Redis clock).
+    pub created_ms: u64,
+    /// Start of the current or last attempt, ms since the epoch.
+    pub started_ms: Option<u64>,
+    /// Finish time, ms since the epoch.
+    pub finished_ms: Option<u64>,
+    /// Recorded steps, name → stored result.
+    pub steps: BTreeMap<String, serde_json::Value>,
+    /// The job's log lines, oldest first.
+    pub logs: Vec<String>,
+}
+
+/// Job counts per state of one queue.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    /// Ready to run.
+    pub waiting: u64,
+    /// Waiting for their time.
+    pub delayed: u64,
+    /// Running.
+    pub active: u64,
+    /// Completed (as retained).
+    pub completed: u64,
+    /// Failed (as retained).
+    pub failed: u64,
+    /// Cancelled (as retained).
+    pub cancelled: u64,
+    /// The queue is paused.
+    pub paused: bool,
+}
+
+impl Counts {
+    /// The count of one state.
+    pub fn get(&self, state: JobState) -> u64 {
+        match state {
+            JobState::Waiting => self.waiting,
+            JobState::Delayed => self.delayed,
+            JobState::Active => self.active,
+            JobState::Completed => self.completed,
+            JobState::Failed => self.failed,
+            JobState::Cancelled => self.cancelled,
+        }
+    }
+}
+
+/// Decodes stored MessagePack into JSON for display.
+pub(crate) fn msgpack_to_json(bytes: &[u8]) -> serde_json::Value {
+    rmp_serde::from_slice::<serde_json::Value>(bytes)
+        .unwrap_or_else(|_| serde_json::Value::String(format!("<{} undecodable bytes>", bytes.len())))
+}
+
+mod ms {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_millis() as u64)
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        Ok(Duration::from_millis(u64::deserialize(d)?))
+    }
+}
+
+mod opt_ms {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_some(&(d.as_millis() as u64)),
+            None => s.serialize_none(),
+        }
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        Ok(Option::<u64>::deserialize(d)?.map(Duration::from_millis))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exponential_backoff_grows_and_caps() {
+        let b = Backoff::Exponential { base: Duration::from_millis(100), max: Duration::from_secs(1), jitter: false };
+        assert_eq!(b.delay(1), Duration::from_millis(100));
+        assert_eq!(b.delay(3), Duration::from_millis(400));
+        assert_eq!(b.delay(10), Duration::from_secs(1));
+        let j = Backoff::Exponential { base: Duration::from_millis(100), max: Duration::from_secs(1), jitter: true };
+        for _ in 0..100 {
+            let d = j.delay(2);
+            assert!(d >= Duration::from_millis(100) && d <= Duration::from_millis(200), "{d:?}");
+        }
+    }
+
+    #[test]
+    fn run_options_round_trip() {
+        let o = RunOptions { attempts: 5, backoff: Backoff::Fixed { delay: Duration::from_millis(250) }, timeout: Some(Duration::from_secs(2)) };
+        let bytes = rmp_serde::to_vec_named(&o).unwrap();
+        assert_eq!(rmp_serde::from_slice::<RunOptions>(&bytes).unwrap(), o);
+    }
+}

@@ -1,0 +1,115 @@
+//! The one place that knows Redis key names.
+//!
+//! Every key of a queue shares the hash tag `{queue}`, so each script touches a single
+//! Redis Cluster slot and a cluster can spread queues over shards. Scripts that need a
+//! job's own keys build them from [`Keys::prefix`] plus the job id, which keeps them in
+//! the same slot.
+
+/// The key names of one queue.
+#[derive(Debug, Clone)]
+pub struct Keys {
+    queue: String,
+    prefix: String,
+}
+
+impl Keys {
+    /// Keys for `queue`.
+    pub fn new(queue: &str) -> Self {
+        Self { queue: queue.to_string(), prefix: format!("baton:{{{queue}}}:") }
+    }
+
+    /// The queue name.
+    pub fn queue(&self) -> &str {
+        &self.queue
+    }
+
+    /// `baton:{q}:`, the prefix of every key of the queue.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    fn key(&self, suffix: &str) -> String {
+        format!("{}{}", self.prefix, suffix)
+    }
+
+    /// LIST of ready job ids (new ids pushed on the left, claims pop from the right).
+    pub fn wait(&self) -> String {
+        self.key("wait")
+    }
+    /// ZSET of ready job ids with a priority; score keeps FIFO within a priority.
+    pub fn prioritized(&self) -> String {
+        self.key("prioritized")
+    }
+    /// ZSET of job ids by the time (ms) they become ready.
+    pub fn delayed(&self) -> String {
+        self.key("delayed")
+    }
+    /// ZSET of claimed job ids by lease deadline (ms): the lease table.
+    pub fn active(&self) -> String {
+        self.key("active")
+    }
+    /// ZSET of completed job ids by finish time.
+    pub fn completed(&self) -> String {
+        self.key("completed")
+    }
+    /// ZSET of failed job ids by finish time.
+    pub fn failed(&self) -> String {
+        self.key("failed")
+    }
+    /// ZSET of cancelled job ids by finish time.
+    pub fn cancelled(&self) -> String {
+        self.key("cancelled")
+    }
+    /// HASH of queue-wide settings (`paused`, the priority sequence).
+    pub fn meta(&self) -> String {
+        self.key("meta")
+    }
+    /// LIST holding at most one wake-up token that idle workers block on.
+    pub fn wake(&self) -> String {
+        self.key("wake")
+    }
+    /// ZSET of live worker ids by heartbeat deadline.
+    pub fn workers(&self) -> String {
+        self.key("workers")
+    }
+    /// HASH worker id → JSON description (host, pid, in-flight count).
+    pub fn worker_info(&self) -> String {
+        self.key("workers:info")
+    }
+    /// Pub/sub channel on which cancel requests for running jobs are announced.
+    pub fn cancel_channel(&self) -> String {
+        self.key("cancel")
+    }
+    /// HASH of one job.
+    pub fn job(&self, id: &str) -> String {
+        self.key(&format!("job:{id}"))
+    }
+    /// HASH of a job's recorded step results.
+    pub fn steps(&self, id: &str) -> String {
+        self.key(&format!("job:{id}:steps"))
+    }
+    /// LIST of a job's log lines.
+    pub fn logs(&self, id: &str) -> String {
+        self.key(&format!("job:{id}:logs"))
+    }
+    /// The queue name from a `baton:{q}:meta` key, for discovering queues with SCAN.
+    pub fn queue_from_meta_key(key: &str) -> Option<&str> {
+        key.strip_prefix("baton:{")?.strip_suffix("}:meta")
+    }
+    /// SCAN pattern matching the meta key of every queue.
+    pub const META_PATTERN: &'static str = "baton:{*}:meta";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_share_the_hash_tag() {
+        let k = Keys::new("emails");
+        assert_eq!(k.wait(), "baton:{emails}:wait");
+        assert_eq!(k.job("7"), "baton:{emails}:job:7");
+        assert_eq!(k.steps("7"), "baton:{emails}:job:7:steps");
+        assert_eq!(Keys::queue_from_meta_key(&k.meta()), Some("emails"));
+    }
+}

@@ -1,0 +1,95 @@
+//! Metric names and the Prometheus recorder.
+//!
+//! Every metric baton exports is named here, once, so the Grafana dashboard and the
+//! tests can check themselves against [`ALL`]. Counters carry the label `queue`;
+//! `baton_queue_jobs` carries `queue` and `state`.
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// Jobs added to a queue (counter, label `queue`).
+pub const JOBS_ENQUEUED: &str = "baton_jobs_enqueued_total";
+/// Jobs whose handler succeeded and whose completion landed (counter).
+pub const JOBS_COMPLETED: &str = "baton_jobs_completed_total";
+/// Jobs that failed for good: last attempt, fatal error, bad payload, too many stalls (counter).
+pub const JOBS_FAILED: &str = "baton_jobs_failed_total";
+/// Attempts that failed and were scheduled to run again (counter).
+pub const JOBS_RETRIED: &str = "baton_jobs_retried_total";
+/// Jobs whose lease expired and which the sweeper recovered or failed (counter).
+pub const JOBS_STALLED: &str = "baton_jobs_stalled_total";
+/// Jobs that ended `cancelled` (counter).
+pub const JOBS_CANCELLED: &str = "baton_jobs_cancelled_total";
+/// Outcomes or renewals refused because the worker's lease was gone (counter).
+pub const JOBS_LOCK_LOST: &str = "baton_jobs_lock_lost_total";
+/// Handler run time in seconds (histogram, label `queue`).
+pub const JOB_DURATION: &str = "baton_job_duration_seconds";
+/// Time from enqueue (or due time) to the start of the attempt, in seconds (histogram).
+pub const JOB_WAIT: &str = "baton_job_wait_seconds";
+/// Jobs per queue and state as read from Redis (gauge, labels `queue`, `state`).
+pub const QUEUE_JOBS: &str = "baton_queue_jobs";
+/// Jobs this worker process is running now (gauge, labels `queue`, `worker`).
+pub const WORKER_IN_FLIGHT: &str = "baton_worker_in_flight_jobs";
+/// Redis calls that failed, by operation (counter, labels `queue`, `op`).
+pub const REDIS_ERRORS: &str = "baton_redis_errors_total";
+
+/// Every metric name baton exports.
+pub const ALL: &[&str] = &[
+    JOBS_ENQUEUED,
+    JOBS_COMPLETED,
+    JOBS_FAILED,
+    JOBS_RETRIED,
+    JOBS_STALLED,
+    JOBS_CANCELLED,
+    JOBS_LOCK_LOST,
+    JOB_DURATION,
+    JOB_WAIT,
+    QUEUE_JOBS,
+    WORKER_IN_FLIGHT,
+    REDIS_ERRORS,
+];
+
+/// Histogram buckets in seconds, from 1 ms to 1 h.
+const BUCKETS: &[f64] = &[
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+    900.0, 3600.0,
+];
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the process-wide Prometheus recorder (once) and returns its handle.
+///
+/// The handle renders the text exposition for `/metrics`. Calling it again returns the
+/// same handle, so the worker and the HTTP API can share one recorder.
+pub fn install() -> PrometheusHandle {
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), BUCKETS)
+                .expect("buckets are not empty");
+            let recorder = builder.build_recorder();
+            let handle = recorder.handle();
+            // Another recorder may already be installed (a host application's);
+            // then ours still renders what it records through `handle`.
+            let _ = metrics::set_global_recorder(recorder);
+            describe();
+            handle
+        })
+        .clone()
+}
+
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_counter!(JOBS_ENQUEUED, "Jobs added to a queue.");
+    describe_counter!(JOBS_COMPLETED, "Jobs completed.");
+    describe_counter!(JOBS_FAILED, "Jobs failed for good.");
+    describe_counter!(JOBS_RETRIED, "Failed attempts scheduled to run again.");
+    describe_counter!(JOBS_STALLED, "Jobs whose lease expired (recovered or failed).");
+    describe_counter!(JOBS_CANCELLED, "Jobs that ended cancelled.");
+    describe_counter!(JOBS_LOCK_LOST, "Outcomes or renewals refused because the lease was lost.");
+    describe_histogram!(JOB_DURATION, Unit::Seconds, "Handler run time.");
+    describe_histogram!(JOB_WAIT, Unit::Seconds, "Time from ready to start of an attempt.");
+    describe_gauge!(QUEUE_JOBS, "Jobs per queue and state, read from Redis.");
+    describe_gauge!(WORKER_IN_FLIGHT, "Jobs this worker process is running.");
+    describe_counter!(REDIS_ERRORS, "Redis calls that failed.");
+}

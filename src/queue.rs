@@ -1,0 +1,380 @@
+//! The producer and admin side: [`Queue`] adds jobs and inspects and steers a queue.
+//!
+//! Every call is bounded: with Redis gone a call fails within
+//! [`PRODUCER_TIMEOUT`](crate::conn::PRODUCER_TIMEOUT) with an error that says so, rather
+//! than hanging the caller's request.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use deadpool_redis::Pool;
+use redis::AsyncCommands;
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::job::{msgpack_to_json, Counts, JobInfo, JobOptions, JobState, RunOptions, MAX_PRIORITY};
+use crate::keys::Keys;
+use crate::metrics as m;
+use crate::scripts::{self, NewJobArgs};
+
+/// A queue handle: cheap to clone, safe to share between tasks.
+#[derive(Clone)]
+pub struct Queue {
+    keys: Keys,
+    pool: Pool,
+}
+
+impl std::fmt::Debug for Queue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Queue").field("name", &self.keys.queue()).finish()
+    }
+}
+
+/// What [`Queue::add`] did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Added {
+    /// The job id (given or generated).
+    pub id: String,
+    /// False when a job with this id already existed; then nothing changed.
+    pub added: bool,
+}
+
+/// What [`Queue::cancel`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Cancelled {
+    /// The job was waiting or delayed and is now `cancelled`.
+    Now,
+    /// The job is running: the cancel is recorded and sent to its worker, whose handler
+    /// is told to stop; the job ends `cancelled` whatever the handler returns.
+    Requested,
+}
+
+/// One job for [`Queue::add_bulk`].
+#[derive(Debug, Clone)]
+pub struct NewJob<T> {
+    /// Job name (what kind of work; free text).
+    pub name: String,
+    /// The payload.
+    pub data: T,
+    /// Options.
+    pub opts: JobOptions,
+}
+
+impl<T> NewJob<T> {
+    /// A job with default options.
+    pub fn new(name: impl Into<String>, data: T) -> Self {
+        NewJob { name: name.into(), data, opts: JobOptions::default() }
+    }
+    /// With options.
+    pub fn with_opts(mut self, opts: JobOptions) -> Self {
+        self.opts = opts;
+        self
+    }
+}
+
+/// The largest batch [`Queue::add_bulk`] sends as one script call.
+const MAX_BULK: usize = 10_000;
+
+impl Queue {
+    /// Connects to the queue `name` at `redis_url` with a small pool of its own.
+    pub fn connect(redis_url: &str, name: &str) -> Result<Queue> {
+        Ok(Queue::with_pool(crate::conn::pool(redis_url, crate::conn::PRODUCER_TIMEOUT, 16)?, name))
+    }
+
+    /// The queue `name` over an existing pool (share one pool between many queues).
+    pub fn with_pool(pool: Pool, name: &str) -> Queue {
+        Queue { keys: Keys::new(name), pool }
+    }
+
+    /// The queue name.
+    pub fn name(&self) -> &str {
+        self.keys.queue()
+    }
+
+    /// The key names of this queue.
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    /// The connection pool.
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    async fn conn(&self) -> Result<deadpool_redis::Connection> {
+        Ok(self.pool.get().await?)
+    }
+
+    /// Adds one job. With a `job_id` that exists, nothing changes and `added` is false.
+    pub async fn add<T: Serialize>(&self, name: &str, data: &T, opts: JobOptions) -> Result<Added> {
+        let args = encode(name, data, &opts)?;
+        let id = args.id.clone();
+        let added = scripts::add(&mut self.conn().await?, &self.keys, &[args]).await?;
+        let added = added.first().copied().unwrap_or(false);
+        if added {
+            metrics::counter!(m::JOBS_ENQUEUED, "queue" => self.name().to_string()).increment(1);
+        }
+        Ok(Added { id, added })
+    }
+
+    /// Adds many jobs atomically: one script call, all jobs or none. Larger than
+    /// 10 000 jobs is refused; split it (each split is then atomic on its own).
+    pub async fn add_bulk<T: Serialize>(&self, jobs: &[NewJob<T>]) -> Result<Vec<Added>> {
+        if jobs.len() > MAX_BULK {
+            return Err(Error::Invalid(format!("add_bulk takes at most {MAX_BULK} jobs, got {}", jobs.len())));
+        }
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let args = jobs.iter().map(|j| encode(&j.name, &j.data, &j.opts)).collect::<Result<Vec<_>>>()?;
+        let added = scripts::add(&mut self.conn().await?, &self.keys, &args).await?;
+        let n = added.iter().filter(|a| **a).count();
+        metrics::counter!(m::JOBS_ENQUEUED, "queue" => self.name().to_string()).increment(n as u64);
+        Ok(args.into_iter().zip(added).map(|(a, added)| Added { id: a.id, added }).collect())
+    }
+
+    /// Cancels a job. Waiting or delayed: cancelled at once. Running: see
+    /// [`Cancelled::Requested`]. Finished: [`Error::InvalidState`]. Unknown: [`Error::NotFound`].
+    pub async fn cancel(&self, id: &str) -> Result<Cancelled> {
+        self.cancel_with_reason(id, "cancelled by request").await
+    }
+
+    /// [`Queue::cancel`] with the reason to record.
+    pub async fn cancel_with_reason(&self, id: &str, reason: &str) -> Result<Cancelled> {
+        let (code, state) = scripts::cancel(&mut self.conn().await?, &self.keys, id, reason).await?;
+        let code = Error::from_code(code, state, self.name(), id, "cancel")?;
+        if code == 1 {
+            metrics::counter!(m::JOBS_CANCELLED, "queue" => self.name().to_string()).increment(1);
+            Ok(Cancelled::Now)
+        } else {
+            Ok(Cancelled::Requested)
+        }
+    }
+
+    /// Runs a failed or cancelled job again (attempts counted afresh, recorded steps kept).
+    pub async fn retry(&self, id: &str) -> Result<()> {
+        let (code, state) = scripts::retry(&mut self.conn().await?, &self.keys, id).await?;
+        Error::from_code(code, state, self.name(), id, "retry").map(|_| ())
+    }
+
+    /// Retries every failed job (up to `limit`); returns how many were queued again.
+    pub async fn retry_all_failed(&self, limit: usize) -> Result<usize> {
+        let ids = self.list(JobState::Failed, 0, limit).await?;
+        let mut n = 0;
+        for id in ids {
+            match self.retry(&id).await {
+                Ok(()) => n += 1,
+                Err(Error::NotFound { .. } | Error::InvalidState { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(n)
+    }
+
+    /// Deletes a job that is not running.
+    pub async fn remove(&self, id: &str) -> Result<()> {
+        let (code, state) = scripts::remove(&mut self.conn().await?, &self.keys, id).await?;
+        Error::from_code(code, state, self.name(), id, "remove (cancel it first)").map(|_| ())
+    }
+
+    /// Stops workers from claiming new jobs of this queue (running jobs go on).
+    pub async fn pause(&self) -> Result<()> {
+        let _: () = self.conn().await?.hset(self.keys.meta(), "paused", "1").await?;
+        Ok(())
+    }
+
+    /// Lets workers claim again.
+    pub async fn resume(&self) -> Result<()> {
+        let mut c = self.conn().await?;
+        let _: () = redis::pipe()
+            .atomic()
+            .hdel(self.keys.meta(), "paused")
+            .ignore()
+            .lpush(self.keys.wake(), "1")
+            .ignore()
+            .ltrim(self.keys.wake(), 0, 0)
+            .ignore()
+            .query_async(&mut c)
+            .await?;
+        Ok(())
+    }
+
+    /// Counts per state (one round trip).
+    pub async fn counts(&self) -> Result<Counts> {
+        let k = &self.keys;
+        let mut c = self.conn().await?;
+        let (wait, prio, delayed, active, completed, failed, cancelled, paused): (u64, u64, u64, u64, u64, u64, u64, Option<String>) =
+            redis::pipe()
+                .llen(k.wait())
+                .zcard(k.prioritized())
+                .zcard(k.delayed())
+                .zcard(k.active())
+                .zcard(k.completed())
+                .zcard(k.failed())
+                .zcard(k.cancelled())
+                .hget(k.meta(), "paused")
+                .query_async(&mut c)
+                .await?;
+        Ok(Counts { waiting: wait + prio, delayed, active, completed, failed, cancelled, paused: paused.as_deref() == Some("1") })
+    }
+
+    /// Ids of jobs in one state, newest first for finished states, next-to-run first for
+    /// waiting and delayed.
+    pub async fn list(&self, state: JobState, start: usize, count: usize) -> Result<Vec<String>> {
+        if count == 0 {
+            return Ok(Vec::new());
+        }
+        let k = &self.keys;
+        let mut c = self.conn().await?;
+        let end = (start + count - 1) as isize;
+        let ids: Vec<String> = match state {
+            JobState::Waiting => {
+                // The wait list is claimed from its right end, so read it back to front.
+                let mut ids: Vec<String> = c.lrange(k.wait(), -(end + 1), -(start as isize) - 1).await?;
+                ids.reverse();
+                if ids.len() < count {
+                    let skip = start.saturating_sub(c.llen::<_, usize>(k.wait()).await?);
+                    let more: Vec<String> = c.zrange(k.prioritized(), skip as isize, (skip + count - ids.len() - 1) as isize).await?;
+                    ids.extend(more);
+                }
+                ids
+            }
+            JobState::Delayed => c.zrange(k.delayed(), start as isize, end).await?,
+            JobState::Active => c.zrange(k.active(), start as isize, end).await?,
+            JobState::Completed => c.zrevrange(k.completed(), start as isize, end).await?,
+            JobState::Failed => c.zrevrange(k.failed(), start as isize, end).await?,
+            JobState::Cancelled => c.zrevrange(k.cancelled(), start as isize, end).await?,
+        };
+        Ok(ids)
+    }
+
+    /// Deletes finished jobs of `state` older than `age` (up to `limit`); returns how many.
+    pub async fn clean(&self, state: JobState, age: Duration, limit: usize) -> Result<u64> {
+        let set = match state {
+            JobState::Completed => self.keys.completed(),
+            JobState::Failed => self.keys.failed(),
+            JobState::Cancelled => self.keys.cancelled(),
+            other => return Err(Error::Invalid(format!("clean takes completed, failed or cancelled, not {other}"))),
+        };
+        scripts::clean(&mut self.conn().await?, &self.keys, set, age, limit).await
+    }
+
+    /// One job with its steps and logs; None if there is no such job.
+    pub async fn job(&self, id: &str) -> Result<Option<JobInfo>> {
+        let k = &self.keys;
+        let mut c = self.conn().await?;
+        let (h, steps, logs): (BTreeMap<String, Vec<u8>>, BTreeMap<String, Vec<u8>>, Vec<String>) = redis::pipe()
+            .hgetall(k.job(id))
+            .hgetall(k.steps(id))
+            .lrange(k.logs(id), 0, -1)
+            .query_async(&mut c)
+            .await?;
+        if h.is_empty() {
+            return Ok(None);
+        }
+        let s = |f: &str| h.get(f).map(|v| String::from_utf8_lossy(v).into_owned());
+        let n = |f: &str| s(f).and_then(|v| v.parse::<u64>().ok());
+        let opts: Option<RunOptions> = h.get("opts").and_then(|b| rmp_serde::from_slice(b).ok());
+        let state = s("state").and_then(|st| JobState::parse(&st)).unwrap_or(JobState::Waiting);
+        Ok(Some(JobInfo {
+            id: id.to_string(),
+            queue: self.name().to_string(),
+            name: s("name").unwrap_or_default(),
+            state,
+            attempt: n("attempt").unwrap_or(0) as u32,
+            attempts: opts.as_ref().map(|o| o.attempts).unwrap_or(1),
+            stalled: n("stalled").unwrap_or(0) as u32,
+            priority: n("pri").unwrap_or(0) as u32,
+            data: h.get("data").map(|b| msgpack_to_json(b)).unwrap_or(serde_json::Value::Null),
+            result: h.get("result").map(|b| msgpack_to_json(b)),
+            error: s("error"),
+            progress: s("progress").map(|p| serde_json::from_str(&p).unwrap_or(serde_json::Value::String(p))),
+            worker: s("worker"),
+            cancel_requested: s("cancel").as_deref() == Some("1"),
+            created_ms: n("ts").unwrap_or(0),
+            started_ms: n("started"),
+            finished_ms: n("finished"),
+            steps: steps.into_iter().map(|(k, v)| (k, msgpack_to_json(&v))).collect(),
+            logs,
+        }))
+    }
+
+    /// Live workers of this queue (heartbeat not lapsed): id → their last
+    /// self-description (JSON: host, pid, concurrency, in_flight).
+    pub async fn workers(&self) -> Result<Vec<(String, serde_json::Value)>> {
+        let k = &self.keys;
+        let mut c = self.conn().await?;
+        let now = redis_now_ms(&mut c).await?;
+        let (alive, info): (Vec<String>, BTreeMap<String, String>) = redis::pipe()
+            .zrangebyscore(k.workers(), now, "+inf")
+            .hgetall(k.worker_info())
+            .query_async(&mut c)
+            .await?;
+        Ok(alive
+            .into_iter()
+            .map(|id| {
+                let v = info.get(&id).and_then(|j| serde_json::from_str(j).ok()).unwrap_or(serde_json::Value::Null);
+                (id, v)
+            })
+            .collect())
+    }
+
+    /// Names of every queue in this Redis (found by their meta key).
+    pub async fn discover(pool: &Pool) -> Result<Vec<String>> {
+        let mut c = pool.get().await?;
+        let mut names = Vec::new();
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(Keys::META_PATTERN)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut c)
+                .await?;
+            names.extend(keys.iter().filter_map(|k| Keys::queue_from_meta_key(k)).map(String::from));
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        names.sort();
+        names.dedup();
+        Ok(names)
+    }
+}
+
+/// Redis's clock in ms.
+pub(crate) async fn redis_now_ms<C: redis::aio::ConnectionLike + Send>(c: &mut C) -> Result<u64> {
+    let (s, us): (u64, u64) = redis::cmd("TIME").query_async(c).await?;
+    Ok(s * 1000 + us / 1000)
+}
+
+fn encode<T: Serialize>(name: &str, data: &T, o: &JobOptions) -> Result<NewJobArgs> {
+    if o.priority > MAX_PRIORITY {
+        return Err(Error::Invalid(format!("priority {} is above the maximum {MAX_PRIORITY}", o.priority)));
+    }
+    if o.attempts == 0 {
+        return Err(Error::Invalid("attempts must be at least 1".into()));
+    }
+    if let Some(id) = &o.job_id {
+        if id.is_empty() || id.len() > 256 {
+            return Err(Error::Invalid("job id must be 1 to 256 bytes".into()));
+        }
+    }
+    let data = rmp_serde::to_vec_named(data).map_err(|e| Error::Encode(e.to_string()))?;
+    let run = RunOptions { attempts: o.attempts, backoff: o.backoff, timeout: o.timeout };
+    let opts = rmp_serde::to_vec_named(&run).map_err(|e| Error::Encode(e.to_string()))?;
+    Ok(NewJobArgs {
+        id: o.job_id.clone().unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string()),
+        name: name.to_string(),
+        data,
+        opts,
+        delay: o.delay,
+        priority: o.priority,
+        keep_completed: o.keep_completed.script_args(),
+        keep_failed: o.keep_failed.script_args(),
+    })
+}

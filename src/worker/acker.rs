@@ -1,0 +1,107 @@
+//! Writes outcomes to Redis in batches: whatever finished while the last write was in
+//! flight goes in the next single `finish.lua` call. An outcome that cannot be written
+//! (Redis away) is kept and retried with backoff until it lands or its lease is found
+//! lost; it is never dropped silently.
+
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::backoff::ReconnectBackoff;
+use super::Shared;
+use crate::error::Result;
+use crate::metrics as m;
+use crate::scripts::{self, Kind, Outcome, Written};
+
+/// Most outcomes written by one call.
+const MAX_BATCH: usize = 500;
+
+/// An outcome on its way to Redis.
+#[derive(Debug)]
+pub(crate) struct Pending(pub Outcome);
+
+/// The outcome writer.
+pub(crate) struct Acker {
+    shared: Arc<Shared>,
+    rx: mpsc::UnboundedReceiver<Pending>,
+}
+
+impl Acker {
+    pub fn new(shared: Arc<Shared>, rx: mpsc::UnboundedReceiver<Pending>) -> Acker {
+        Acker { shared, rx }
+    }
+
+    /// Writes outcomes until `stop` fires, then writes whatever is left and returns.
+    pub async fn run(mut self, stop: CancellationToken) {
+        loop {
+            let first = tokio::select! {
+                biased;
+                p = self.rx.recv() => match p { Some(p) => p, None => return },
+                _ = stop.cancelled() => break,
+            };
+            let batch = self.drain(first);
+            self.flush(batch).await;
+        }
+        while let Ok(first) = self.rx.try_recv() {
+            let batch = self.drain(first);
+            self.flush(batch).await;
+        }
+    }
+
+    fn drain(&mut self, first: Pending) -> Vec<Outcome> {
+        let mut batch = vec![first.0];
+        while batch.len() < MAX_BATCH {
+            match self.rx.try_recv() {
+                Ok(p) => batch.push(p.0),
+                Err(_) => break,
+            }
+        }
+        batch
+    }
+
+    /// Writes `batch`, retrying with backoff while Redis is unreachable.
+    async fn flush(&self, mut batch: Vec<Outcome>) {
+        let mut backoff = ReconnectBackoff::default();
+        loop {
+            // The heartbeat forgets jobs whose lease it found lost: their outcomes go.
+            batch.retain(|o| self.shared.inflight.holds(&o.id, o.token));
+            if batch.is_empty() {
+                return;
+            }
+            match self.tick(&batch).await {
+                Ok(()) => return,
+                Err(e) => {
+                    let delay = backoff.next_delay();
+                    tracing::error!(queue = self.shared.keys.queue(), jobs = batch.len(), error = %e,
+                        retry_in = ?delay, "writing outcomes failed; keeping them and retrying");
+                    metrics::counter!(m::REDIS_ERRORS, "queue" => self.shared.keys.queue().to_string(), "op" => "finish").increment(1);
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+    }
+
+    /// One write of `batch`, with metrics for what landed.
+    pub async fn tick(&self, batch: &[Outcome]) -> Result<()> {
+        let mut c = self.shared.pool.get().await?;
+        let written = scripts::finish(&mut c, &self.shared.keys, batch).await?;
+        let q = self.shared.keys.queue().to_string();
+        for (o, w) in batch.iter().zip(written) {
+            self.shared.inflight.remove(&o.id, o.token);
+            let name = match (w, o.kind) {
+                (Written::LockLost, _) => {
+                    tracing::warn!(queue = %q, job_id = %o.id, "outcome refused: lock lost (another worker took the job over); dropped");
+                    m::JOBS_LOCK_LOST
+                }
+                (Written::CancelledInstead, _) | (Written::AsAsked, Kind::Cancelled) => m::JOBS_CANCELLED,
+                (Written::AsAsked, Kind::Completed) => m::JOBS_COMPLETED,
+                (Written::AsAsked, Kind::Failed) => m::JOBS_FAILED,
+                (Written::AsAsked, Kind::Retry) => m::JOBS_RETRIED,
+                (Written::AsAsked, Kind::HandBack) => continue,
+            };
+            metrics::counter!(name, "queue" => q.clone()).increment(1);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,58 @@
+//! Listens on the queue's cancel channel and stops the handler of a cancelled job the
+//! moment the message arrives. Needs a pub/sub connection of its own; reconnects with
+//! backoff. A message missed while disconnected is caught by the next heartbeat.
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+use tokio_util::sync::CancellationToken;
+
+use super::backoff::ReconnectBackoff;
+use super::inflight::StopReason;
+use super::Shared;
+
+/// Listens until `stop` fires. `ready` fires once the first subscription is live.
+pub(crate) async fn run(shared: Arc<Shared>, stop: CancellationToken, ready: CancellationToken) {
+    let mut backoff = ReconnectBackoff::default();
+    let channel = shared.keys.cancel_channel();
+    loop {
+        let attempt = async {
+            let mut ps = crate::conn::pubsub(&shared.url).await?;
+            ps.subscribe(&channel).await?;
+            Ok::<_, crate::Error>(ps)
+        };
+        let ps = tokio::select! {
+            r = attempt => r,
+            _ = stop.cancelled() => return,
+        };
+        match ps {
+            Ok(ps) => {
+                backoff.reset();
+                ready.cancel();
+                let mut messages = ps.into_on_message();
+                loop {
+                    let msg = tokio::select! {
+                        m = messages.next() => m,
+                        _ = stop.cancelled() => return,
+                    };
+                    let Some(msg) = msg else { break };
+                    let id: String = msg.get_payload().unwrap_or_default();
+                    if let Some(h) = shared.inflight.get(&id) {
+                        if h.stop(StopReason::Cancelled) {
+                            tracing::info!(queue = shared.keys.queue(), job_id = %id, "cancel received; stopping handler");
+                        }
+                    }
+                }
+                tracing::warn!(queue = shared.keys.queue(), "cancel channel closed; reconnecting");
+            }
+            Err(e) => {
+                let d = backoff.next_delay();
+                tracing::warn!(queue = shared.keys.queue(), error = %e, retry_in = ?d, "cancel listener cannot connect");
+                tokio::select! {
+                    _ = tokio::time::sleep(d) => {}
+                    _ = stop.cancelled() => return,
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,112 @@
+//! Claims jobs in batches as big as the free slots, and, when there is nothing to
+//! claim, blocks on the queue's wake-up list on a connection of its own until a
+//! producer (or a retry, recovery or due delayed job) leaves a token, or until the
+//! next delayed job is due. Idle workers cost Redis about one command per `idle_block`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use super::backoff::ReconnectBackoff;
+use super::Shared;
+use crate::error::Result;
+use crate::metrics as m;
+use crate::scripts::{self, ClaimReply};
+
+/// The claim loop.
+pub(crate) struct Claimer {
+    shared: Arc<Shared>,
+    slots: Arc<Semaphore>,
+    blocker: Option<redis::aio::MultiplexedConnection>,
+}
+
+impl Claimer {
+    pub fn new(shared: Arc<Shared>, slots: Arc<Semaphore>) -> Claimer {
+        Claimer { shared, slots, blocker: None }
+    }
+
+    /// Claims and starts jobs until `stop` fires.
+    pub async fn run(mut self, stop: CancellationToken) {
+        let mut backoff = ReconnectBackoff::default();
+        loop {
+            let first = tokio::select! {
+                p = self.slots.clone().acquire_owned() => p.expect("slots are never closed"),
+                _ = stop.cancelled() => return,
+            };
+            let mut permits = vec![first];
+            while let Ok(p) = self.slots.clone().try_acquire_owned() {
+                permits.push(p);
+            }
+            let reply = tokio::select! {
+                r = self.tick(permits.len()) => r,
+                _ = stop.cancelled() => return,
+            };
+            match reply {
+                Ok(reply) if !reply.jobs.is_empty() => {
+                    backoff.reset();
+                    let now = reply.now_ms;
+                    for job in reply.jobs {
+                        let permit = permits.pop().expect("claimed no more than the free slots");
+                        self.shared.start(job, now, permit);
+                    }
+                }
+                Ok(reply) => {
+                    backoff.reset();
+                    drop(permits);
+                    let wait = self.idle_wait(&reply);
+                    tokio::select! {
+                        r = self.block(wait) => if let Err(e) = r {
+                            self.blocker = None;
+                            self.fail(&mut backoff, "wait", &e, &stop).await;
+                        },
+                        _ = stop.cancelled() => return,
+                    }
+                }
+                Err(e) => {
+                    drop(permits);
+                    self.fail(&mut backoff, "claim", &e, &stop).await;
+                }
+            }
+        }
+    }
+
+    async fn fail(&self, backoff: &mut ReconnectBackoff, op: &'static str, e: &crate::Error, stop: &CancellationToken) {
+        let d = backoff.next_delay();
+        tracing::warn!(queue = self.shared.keys.queue(), op, error = %e, failures = backoff.failures(), retry_in = ?d,
+            "redis unavailable to the worker; will retry");
+        metrics::counter!(m::REDIS_ERRORS, "queue" => self.shared.keys.queue().to_string(), "op" => op).increment(1);
+        tokio::select! {
+            _ = tokio::time::sleep(d) => {}
+            _ = stop.cancelled() => {}
+        }
+    }
+
+    /// One claim of up to `max` jobs (also promotes due delayed jobs).
+    pub async fn tick(&self, max: usize) -> Result<ClaimReply> {
+        let s = &self.shared;
+        let mut c = s.pool.get().await?;
+        scripts::claim(&mut c, &s.keys, max, &s.id, s.opts.lease).await
+    }
+
+    /// How long to block: until the next delayed job is due, at most `idle_block`.
+    fn idle_wait(&self, reply: &ClaimReply) -> Duration {
+        let max = self.shared.opts.idle_block;
+        match reply.next_due_ms {
+            Some(due) => Duration::from_millis(due.saturating_sub(reply.now_ms)).clamp(Duration::from_millis(5), max),
+            None => max,
+        }
+    }
+
+    /// Blocks on the wake-up list for up to `wait`.
+    async fn block(&mut self, wait: Duration) -> Result<()> {
+        if self.blocker.is_none() {
+            self.blocker = Some(crate::conn::dedicated(&self.shared.url, self.shared.opts.idle_block).await?);
+        }
+        let conn = self.blocker.as_mut().expect("just set");
+        let _: Option<(String, String)> =
+            redis::cmd("BLPOP").arg(self.shared.keys.wake()).arg(wait.as_secs_f64()).query_async(conn).await?;
+        Ok(())
+    }
+}

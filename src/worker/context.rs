@@ -1,0 +1,176 @@
+//! What a handler sees of its job: id, attempt, payload, a cancellation token, and ways
+//! to report progress, log and record steps, all fenced by the attempt's token.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use deadpool_redis::Pool;
+use redis::AsyncCommands;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use super::handler::JobError;
+use crate::error::{Error, Result};
+use crate::keys::Keys;
+use crate::scripts::{self, Record};
+
+/// Log lines kept per job.
+pub const MAX_LOG_LINES: usize = 1000;
+
+/// One attempt of one job, as its handler sees it. Cheap to clone.
+#[derive(Clone)]
+pub struct JobContext {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    id: String,
+    name: String,
+    attempt: u32,
+    attempts: u32,
+    stalled: u32,
+    data: Vec<u8>,
+    token: u64,
+    cancel: CancellationToken,
+    keys: Keys,
+    pool: Pool,
+}
+
+impl std::fmt::Debug for JobContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobContext")
+            .field("queue", &self.queue())
+            .field("id", &self.inner.id)
+            .field("attempt", &self.inner.attempt)
+            .finish()
+    }
+}
+
+impl JobContext {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        id: String,
+        name: String,
+        attempt: u32,
+        attempts: u32,
+        stalled: u32,
+        data: Vec<u8>,
+        token: u64,
+        cancel: CancellationToken,
+        keys: Keys,
+        pool: Pool,
+    ) -> Self {
+        JobContext { inner: Arc::new(Inner { id, name, attempt, attempts, stalled, data, token, cancel, keys, pool }) }
+    }
+
+    /// The job id.
+    pub fn id(&self) -> &str {
+        &self.inner.id
+    }
+    /// The job name.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+    /// The queue name.
+    pub fn queue(&self) -> &str {
+        self.inner.keys.queue()
+    }
+    /// This attempt's number, from 1.
+    pub fn attempt(&self) -> u32 {
+        self.inner.attempt
+    }
+    /// Attempts allowed in all.
+    pub fn attempts(&self) -> u32 {
+        self.inner.attempts
+    }
+    /// How often this job's lease expired before (it was recovered that often).
+    pub fn stalled(&self) -> u32 {
+        self.inner.stalled
+    }
+    /// This attempt's fencing token.
+    pub fn token(&self) -> u64 {
+        self.inner.token
+    }
+
+    /// The payload decoded as `T`. A payload that does not decode gives a fatal error
+    /// (no retry) naming the type and the decoder's complaint.
+    pub fn data<T: DeserializeOwned>(&self) -> Result<T, JobError> {
+        rmp_serde::from_slice(&self.inner.data).map_err(|e| {
+            JobError::fatal(format!("payload could not be decoded as {}: {e}", std::any::type_name::<T>()))
+        })
+    }
+    /// The payload's MessagePack bytes.
+    pub fn raw_data(&self) -> &[u8] {
+        &self.inner.data
+    }
+
+    /// Fires when the handler should stop: cancel, timeout, lease lost or shutdown.
+    pub fn cancellation(&self) -> &CancellationToken {
+        &self.inner.cancel
+    }
+    /// True once the handler has been told to stop.
+    pub fn is_cancelled(&self) -> bool {
+        self.inner.cancel.is_cancelled()
+    }
+    /// Resolves when the handler is told to stop.
+    pub async fn cancelled(&self) {
+        self.inner.cancel.cancelled().await
+    }
+
+    async fn record(&self, what: Record<'_>, value: &[u8]) -> Result<()> {
+        let mut c = self.inner.pool.get().await?;
+        if scripts::record(&mut c, &self.inner.keys, &self.inner.id, self.inner.token, what, value).await? {
+            Ok(())
+        } else {
+            Err(Error::LockLost(self.inner.id.clone()))
+        }
+    }
+
+    /// Stores the job's progress (any JSON-able value), shown by `baton job`.
+    pub async fn progress<T: Serialize>(&self, progress: &T) -> Result<()> {
+        let json = serde_json::to_vec(progress).map_err(|e| Error::Encode(e.to_string()))?;
+        self.record(Record::Progress, &json).await
+    }
+
+    /// Appends a line to the job's log (the last 1000 lines are kept).
+    pub async fn log(&self, line: impl AsRef<str>) -> Result<()> {
+        self.record(Record::Log { keep: MAX_LOG_LINES }, line.as_ref().as_bytes()).await
+    }
+
+    /// Runs a named step once per job. If an earlier attempt (a retry, or a run before
+    /// the job was recovered from a dead worker) finished this step, its stored result is
+    /// returned and `work` is not run. Otherwise `work` runs and its result is stored
+    /// under the job before this returns.
+    pub async fn step<T, Fut>(&self, name: &str, work: Fut) -> Result<T, JobError>
+    where
+        T: Serialize + DeserializeOwned,
+        Fut: Future<Output = Result<T, JobError>>,
+    {
+        let stored: Option<Vec<u8>> = {
+            let mut c = self.inner.pool.get().await.map_err(|e| JobError::retry(format!("step {name}: {e}")))?;
+            c.hget(self.inner.keys.steps(&self.inner.id), name)
+                .await
+                .map_err(|e| JobError::retry(format!("step {name}: reading stored result: {e}")))?
+        };
+        if let Some(bytes) = stored {
+            return rmp_serde::from_slice(&bytes)
+                .map_err(|e| JobError::fatal(format!("step {name}: stored result does not decode: {e}")));
+        }
+        let value = work.await?;
+        let bytes = rmp_serde::to_vec_named(&value).map_err(|e| JobError::fatal(format!("step {name}: {e}")))?;
+        let mut backoff = super::backoff::ReconnectBackoff::default();
+        loop {
+            match self.record(Record::Step(name), &bytes).await {
+                Ok(()) => return Ok(value),
+                Err(Error::LockLost(_)) => return Err(JobError::fatal(format!("step {name}: lease lost"))),
+                Err(e) if backoff.failures() < 5 && !self.is_cancelled() => {
+                    tracing::warn!(queue = self.queue(), job_id = self.id(), step = name, error = %e, "recording step failed; retrying");
+                    tokio::time::sleep(backoff.next_delay().min(Duration::from_secs(2))).await;
+                }
+                Err(e) => return Err(JobError::retry(format!("step {name}: result could not be recorded: {e}"))),
+            }
+        }
+    }
+}

@@ -1,0 +1,67 @@
+//! Renews the leases of every job this worker holds in one script call per beat, and
+//! tells handlers to stop when their lease is lost or a cancel was recorded for them
+//! (the backstop for a cancel message this worker missed).
+
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use super::inflight::StopReason;
+use super::Shared;
+use crate::error::Result;
+use crate::metrics as m;
+use crate::scripts;
+
+/// The heartbeat loop.
+pub(crate) struct Heartbeat {
+    shared: Arc<Shared>,
+}
+
+impl Heartbeat {
+    pub fn new(shared: Arc<Shared>) -> Heartbeat {
+        Heartbeat { shared }
+    }
+
+    /// Beats every `heartbeat` interval until `stop` fires.
+    pub async fn run(self, stop: CancellationToken) {
+        let mut every = tokio::time::interval(self.shared.opts.heartbeat);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = every.tick() => {}
+                _ = stop.cancelled() => return,
+            }
+            if let Err(e) = self.tick().await {
+                tracing::warn!(queue = self.shared.keys.queue(), error = %e, "heartbeat failed; leases not renewed this beat");
+                metrics::counter!(m::REDIS_ERRORS, "queue" => self.shared.keys.queue().to_string(), "op" => "renew").increment(1);
+            }
+        }
+    }
+
+    /// One beat: renew, then stop the handlers whose lease is lost or whose job was cancelled.
+    pub async fn tick(&self) -> Result<()> {
+        let s = &self.shared;
+        let held = s.inflight.leases();
+        let description = s.description(held.len());
+        let mut c = s.pool.get().await?;
+        let reply = scripts::renew(&mut c, &s.keys, &s.id, s.opts.lease, s.opts.heartbeat * 3, &description, &held).await?;
+        metrics::gauge!(m::WORKER_IN_FLIGHT, "queue" => s.keys.queue().to_string(), "worker" => s.id.clone())
+            .set(s.inflight.running() as f64);
+        for id in reply.lost {
+            if let Some(h) = s.inflight.get(&id) {
+                tracing::warn!(queue = s.keys.queue(), job_id = %id, "lease lost; stopping its handler");
+                metrics::counter!(m::JOBS_LOCK_LOST, "queue" => s.keys.queue().to_string()).increment(1);
+                h.stop(StopReason::LeaseLost);
+                s.inflight.remove(&id, h.token);
+            }
+        }
+        for id in reply.cancel_requested {
+            if let Some(h) = s.inflight.get(&id) {
+                if h.stop(StopReason::Cancelled) {
+                    tracing::info!(queue = s.keys.queue(), job_id = %id, "cancel found by heartbeat");
+                }
+            }
+        }
+        Ok(())
+    }
+}

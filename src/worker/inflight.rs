@@ -1,0 +1,106 @@
+//! The jobs this worker holds: what the heartbeat renews, what a cancel message finds,
+//! and what shutdown stops. An entry lives from claim until its outcome lands in Redis
+//! (or its lease is found lost), so leases stay renewed while an outcome waits to be written.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use tokio_util::sync::CancellationToken;
+
+/// Why a running handler was told to stop. The first reason wins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// Someone cancelled the job.
+    Cancelled,
+    /// The attempt ran past its timeout.
+    Timeout,
+    /// The lease was lost (expired and taken over, or the job was changed under us).
+    LeaseLost,
+    /// The worker is shutting down.
+    Shutdown,
+}
+
+/// One held job.
+#[derive(Debug)]
+pub(crate) struct Held {
+    pub token: u64,
+    pub cancel: CancellationToken,
+    reason: Mutex<Option<StopReason>>,
+    /// False once the handler has returned (the outcome may still be on its way).
+    pub running: std::sync::atomic::AtomicBool,
+}
+
+impl Held {
+    /// Tells the handler to stop for `reason`, unless it was already told.
+    pub fn stop(&self, reason: StopReason) -> bool {
+        let mut r = self.reason.lock().unwrap();
+        if r.is_some() {
+            return false;
+        }
+        *r = Some(reason);
+        self.cancel.cancel();
+        true
+    }
+    /// The reason the handler was told to stop, if it was.
+    pub fn reason(&self) -> Option<StopReason> {
+        *self.reason.lock().unwrap()
+    }
+}
+
+/// The registry of held jobs.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct InFlight {
+    map: Arc<Mutex<HashMap<String, Arc<Held>>>>,
+}
+
+impl InFlight {
+    pub fn insert(&self, id: &str, token: u64) -> Arc<Held> {
+        let held = Arc::new(Held {
+            token,
+            cancel: CancellationToken::new(),
+            reason: Mutex::new(None),
+            running: std::sync::atomic::AtomicBool::new(true),
+        });
+        self.map.lock().unwrap().insert(id.to_string(), held.clone());
+        held
+    }
+
+    pub fn get(&self, id: &str) -> Option<Arc<Held>> {
+        self.map.lock().unwrap().get(id).cloned()
+    }
+
+    /// Forgets `id` if it is still held with `token`.
+    pub fn remove(&self, id: &str, token: u64) {
+        let mut m = self.map.lock().unwrap();
+        if m.get(id).map(|h| h.token == token).unwrap_or(false) {
+            m.remove(id);
+        }
+    }
+
+    /// True if `id` is held with `token`.
+    pub fn holds(&self, id: &str, token: u64) -> bool {
+        self.map.lock().unwrap().get(id).map(|h| h.token == token).unwrap_or(false)
+    }
+
+    /// (id, token) of every held job, for the heartbeat.
+    pub fn leases(&self) -> Vec<(String, u64)> {
+        self.map.lock().unwrap().iter().map(|(id, h)| (id.clone(), h.token)).collect()
+    }
+
+    /// Handlers still running.
+    pub fn running(&self) -> usize {
+        self.map.lock().unwrap().values().filter(|h| h.running.load(std::sync::atomic::Ordering::Relaxed)).count()
+    }
+
+    /// Held jobs (running or with an outcome on its way).
+    pub fn len(&self) -> usize {
+        self.map.lock().unwrap().len()
+    }
+
+    /// Tells every running handler to stop.
+    pub fn stop_all(&self, reason: StopReason) {
+        for h in self.map.lock().unwrap().values() {
+            h.stop(reason);
+        }
+    }
+}

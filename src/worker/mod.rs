@@ -1,0 +1,252 @@
+//! The worker: claims jobs, runs them with bounded concurrency, renews their leases,
+//! recovers other workers' stalled jobs, hears cancels, and shuts down gracefully.
+//!
+//! One background task per concern, each in its own module with a `tick()`:
+//! [`claimer`] (claim + idle block), [`acker`] (outcome batches), [`heartbeat`] (lease
+//! renewal, lost-lease and cancel detection), [`sweeper`] (expired leases),
+//! [`canceller`] (cancel messages). [`shutdown`] holds the shutdown sequence.
+
+pub mod acker;
+pub mod backoff;
+pub mod canceller;
+pub mod claimer;
+pub mod context;
+pub mod handler;
+pub mod heartbeat;
+pub mod inflight;
+pub mod options;
+pub mod processor;
+pub mod shutdown;
+pub mod sweeper;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use deadpool_redis::Pool;
+use tokio::sync::{mpsc, OwnedSemaphorePermit};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use context::JobContext;
+pub use handler::{handler_fn, Handler, HandlerFuture, JobError, Retry};
+pub use inflight::StopReason;
+pub use options::WorkerOptions;
+
+use crate::error::Result;
+use crate::keys::Keys;
+use crate::scripts::Claimed;
+use acker::Pending;
+use inflight::InFlight;
+
+/// What every part of a running worker shares.
+pub(crate) struct Shared {
+    pub keys: Keys,
+    pub pool: Pool,
+    pub url: String,
+    pub id: String,
+    pub opts: WorkerOptions,
+    pub handler: Arc<dyn Handler>,
+    pub inflight: InFlight,
+    pub tracker: TaskTracker,
+    outcomes: mpsc::UnboundedSender<Pending>,
+    started_ms: u128,
+}
+
+impl Shared {
+    /// Registers a claimed job and starts its handler.
+    fn start(self: &Arc<Self>, job: Claimed, claim_now_ms: u64, permit: OwnedSemaphorePermit) {
+        let held = self.inflight.insert(&job.id, job.token);
+        let shared = self.clone();
+        let span = tracing::info_span!("job", queue = %self.keys.queue(), job_id = %job.id, attempt = job.attempt);
+        self.tracker.spawn(tracing::Instrument::instrument(
+            processor::process(shared, job, held, claim_now_ms, permit),
+            span,
+        ));
+    }
+
+    /// Hands an outcome to the acker.
+    async fn outcome(&self, p: Pending) {
+        if let Err(e) = self.outcomes.send(p) {
+            tracing::error!(job_id = %e.0 .0.id, "outcome writer has stopped; the job will be recovered when its lease expires");
+        }
+    }
+
+    /// This worker's self-description for `baton workers`.
+    fn description(&self, held: usize) -> String {
+        serde_json::json!({
+            "host": hostname(),
+            "pid": std::process::id(),
+            "concurrency": self.opts.concurrency,
+            "in_flight": held,
+            "started_ms": self.started_ms,
+        })
+        .to_string()
+    }
+}
+
+fn hostname() -> String {
+    std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()).unwrap_or_else(|| {
+        std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "unknown".into())
+    })
+}
+
+/// Builds a [`Worker`]. Method names follow [`WorkerOptions`]' fields.
+#[derive(Debug, Clone)]
+pub struct WorkerBuilder {
+    url: String,
+    queue: String,
+    opts: WorkerOptions,
+}
+
+macro_rules! setter {
+    ($name:ident, $t:ty, $doc:literal) => {
+        #[doc = $doc]
+        pub fn $name(mut self, v: $t) -> Self {
+            self.opts.$name = v;
+            self
+        }
+    };
+}
+
+impl WorkerBuilder {
+    setter!(concurrency, usize, "Jobs run at once (at least 1).");
+    setter!(lease, Duration, "Lease length; the heartbeat follows at a third of it unless set.");
+    setter!(heartbeat, Duration, "Lease renewal interval.");
+    setter!(stalled_interval, Duration, "How often to look for expired leases.");
+    setter!(max_stalled, u32, "Recoveries allowed before a job fails.");
+    setter!(shutdown_timeout, Duration, "Time in-flight jobs get to finish at shutdown.");
+    setter!(abort_grace, Duration, "Time a told-to-stop handler gets before it is aborted.");
+    setter!(idle_block, Duration, "Longest idle block before looking again.");
+
+    /// Default per-attempt timeout.
+    pub fn timeout(mut self, t: Duration) -> Self {
+        self.opts.timeout = Some(t);
+        self
+    }
+
+    /// Runs on a Redis without noeviction or AOF anyway (development only; logs a warning).
+    pub fn allow_unfit_redis(mut self) -> Self {
+        self.opts.check_redis = false;
+        self
+    }
+
+    /// The options so far.
+    pub fn options(&self) -> &WorkerOptions {
+        &self.opts
+    }
+
+    /// Sets all options at once.
+    pub fn with_options(mut self, opts: WorkerOptions) -> Self {
+        self.opts = opts;
+        self
+    }
+
+    /// The worker, with `handler`.
+    pub fn build<H: Handler>(self, handler: H) -> Result<Worker> {
+        self.build_arc(Arc::new(handler))
+    }
+
+    /// The worker, with a shared handler.
+    pub fn build_arc(self, handler: Arc<dyn Handler>) -> Result<Worker> {
+        let mut opts = self.opts;
+        opts.concurrency = opts.concurrency.max(1);
+        if opts.heartbeat >= opts.lease {
+            opts.heartbeat = opts.lease / 3;
+        }
+        let pool = crate::conn::pool(&self.url, crate::conn::WORKER_TIMEOUT, 8)?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let id = format!("{}-{}-{}", hostname(), std::process::id(), &uuid::Uuid::new_v4().simple().to_string()[..8]);
+        let shared = Arc::new(Shared {
+            keys: Keys::new(&self.queue),
+            pool,
+            url: self.url,
+            id,
+            opts,
+            handler,
+            inflight: InFlight::default(),
+            tracker: TaskTracker::new(),
+            outcomes: tx,
+            started_ms: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis(),
+        });
+        Ok(Worker { shared, acker_rx: Some(rx), signals: ShutdownHandle::default() })
+    }
+}
+
+/// Asks a running worker to shut down. Cloneable; from any task.
+#[derive(Debug, Clone, Default)]
+pub struct ShutdownHandle {
+    graceful: CancellationToken,
+    force: CancellationToken,
+}
+
+impl ShutdownHandle {
+    /// Starts the graceful shutdown (see [`shutdown`]). A second call skips the wait
+    /// for in-flight jobs.
+    pub fn shutdown(&self) {
+        if self.graceful.is_cancelled() {
+            self.force.cancel();
+        }
+        self.graceful.cancel();
+    }
+    /// Shuts down without waiting for in-flight jobs: stops them now and hands them back.
+    pub fn shutdown_now(&self) {
+        self.graceful.cancel();
+        self.force.cancel();
+    }
+}
+
+/// A worker of one queue.
+pub struct Worker {
+    shared: Arc<Shared>,
+    acker_rx: Option<mpsc::UnboundedReceiver<Pending>>,
+    signals: ShutdownHandle,
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker").field("queue", &self.shared.keys.queue()).field("id", &self.shared.id).finish()
+    }
+}
+
+impl Worker {
+    /// A builder for a worker of `queue` at `redis_url`.
+    pub fn builder(redis_url: &str, queue: &str) -> WorkerBuilder {
+        WorkerBuilder { url: redis_url.to_string(), queue: queue.to_string(), opts: WorkerOptions::default() }
+    }
+
+    /// This worker's id (as in `baton workers` and the job's `worker` field).
+    pub fn id(&self) -> &str {
+        &self.shared.id
+    }
+
+    /// The options in force.
+    pub fn options(&self) -> &WorkerOptions {
+        &self.shared.opts
+    }
+
+    /// A handle that shuts this worker down.
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        self.signals.clone()
+    }
+
+    /// Starts the graceful shutdown (same as [`ShutdownHandle::shutdown`]).
+    pub fn shutdown(&self) {
+        self.signals.shutdown();
+    }
+
+    /// Runs until shut down via a [`ShutdownHandle`]. Fails only at start-up, when
+    /// Redis is unfit (see `baton check`); an unreachable Redis is waited for.
+    pub async fn run(mut self) -> Result<()> {
+        shutdown::start_and_run(self.shared.clone(), self.acker_rx.take().expect("run once"), self.signals.clone()).await
+    }
+
+    /// Runs until SIGINT or SIGTERM, then shuts down gracefully; a second signal skips
+    /// the wait for in-flight jobs.
+    pub async fn run_until_signal(self) -> Result<()> {
+        let handle = self.shutdown_handle();
+        let listener = tokio::spawn(shutdown::forward_signals(handle));
+        let r = self.run().await;
+        listener.abort();
+        r
+    }
+}

@@ -1,0 +1,67 @@
+//! Finds jobs whose lease expired (their worker died, hung, or lost Redis for longer
+//! than the lease) and puts them first in line again, or fails them after
+//! `max_stalled` recoveries. Every worker runs one; the script makes concurrent sweeps safe.
+
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use super::Shared;
+use crate::error::Result;
+use crate::metrics as m;
+use crate::scripts::{self, Swept};
+
+/// Most expired leases handled by one sweep call.
+const MAX_PER_SWEEP: usize = 1000;
+
+/// The sweeper loop.
+pub(crate) struct Sweeper {
+    shared: Arc<Shared>,
+}
+
+impl Sweeper {
+    pub fn new(shared: Arc<Shared>) -> Sweeper {
+        Sweeper { shared }
+    }
+
+    /// Sweeps every `stalled_interval` until `stop` fires.
+    pub async fn run(self, stop: CancellationToken) {
+        let mut every = tokio::time::interval(self.shared.opts.stalled_interval);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = every.tick() => {}
+                _ = stop.cancelled() => return,
+            }
+            loop {
+                match self.tick().await {
+                    Ok(n) if n >= MAX_PER_SWEEP => continue,
+                    Ok(_) => break,
+                    Err(e) => {
+                        tracing::warn!(queue = self.shared.keys.queue(), error = %e, "stalled-job sweep failed");
+                        metrics::counter!(m::REDIS_ERRORS, "queue" => self.shared.keys.queue().to_string(), "op" => "sweep").increment(1);
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// One sweep; returns how many expired leases it handled.
+    pub async fn tick(&self) -> Result<usize> {
+        let s = &self.shared;
+        let q = s.keys.queue().to_string();
+        let mut c = s.pool.get().await?;
+        let swept = scripts::sweep(&mut c, &s.keys, s.opts.max_stalled, MAX_PER_SWEEP).await?;
+        for (id, what) in &swept {
+            tracing::warn!(queue = %q, job_id = %id, outcome = ?what, "recovered a job whose lease expired");
+            metrics::counter!(m::JOBS_STALLED, "queue" => q.clone()).increment(1);
+            match what {
+                Swept::Failed => metrics::counter!(m::JOBS_FAILED, "queue" => q.clone()).increment(1),
+                Swept::Cancelled => metrics::counter!(m::JOBS_CANCELLED, "queue" => q.clone()).increment(1),
+                Swept::Requeued => {}
+            }
+        }
+        Ok(swept.len())
+    }
+}

@@ -1,0 +1,147 @@
+//! Test support: real `redis-server` processes on free ports in temp dirs, and waiting
+//! on conditions with deadlines instead of sleeping.
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A private redis-server. Killed on drop.
+pub struct RedisServer {
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    args: Vec<String>,
+    child: Option<Child>,
+}
+
+/// A free loopback port (bind to 0, read it, release it).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl RedisServer {
+    /// A durable server: AOF on, fsync every second, noeviction.
+    pub fn start() -> RedisServer {
+        Self::start_with(&["--appendonly", "yes", "--appendfsync", "everysec", "--maxmemory-policy", "noeviction"])
+    }
+
+    /// A server with the given extra arguments (e.g. a deliberately wrong config).
+    pub fn start_with(extra: &[&str]) -> RedisServer {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = RedisServer { port: 0, dir, args: extra.iter().map(|s| s.to_string()).collect(), child: None };
+        s.spawn_on(free_port());
+        s
+    }
+
+    fn spawn_on(&mut self, port: u16) {
+        for _ in 0..20 {
+            let child = Command::new("redis-server")
+                .arg("--port")
+                .arg(port.to_string())
+                .arg("--bind")
+                .arg("127.0.0.1")
+                .arg("--dir")
+                .arg(self.dir.path())
+                .arg("--save")
+                .arg("")
+                .args(&self.args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("redis-server must be installed (apt-get install -y redis-server)");
+            self.child = Some(child);
+            self.port = port;
+            if self.wait_ready(Duration::from_secs(10)) {
+                return;
+            }
+            self.kill();
+        }
+        panic!("redis-server did not start on port {port}");
+    }
+
+    fn wait_ready(&mut self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Some(Ok(Some(_))) = self.child.as_mut().map(|c| c.try_wait()) {
+                return false;
+            }
+            if let Ok(c) = redis::Client::open(self.url()) {
+                if let Ok(mut conn) = c.get_connection_with_timeout(Duration::from_millis(200)) {
+                    if redis::cmd("PING").query::<String>(&mut conn).is_ok() {
+                        return true;
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// SIGKILLs the server (nothing flushed beyond what AOF already has).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts it again on the same port and dir (AOF replayed).
+    pub fn restart(&mut self) {
+        self.kill();
+        let port = self.port;
+        self.spawn_on(port);
+    }
+
+    /// A synchronous connection for assertions.
+    pub fn conn(&self) -> redis::Connection {
+        redis::Client::open(self.url()).unwrap().get_connection().unwrap()
+    }
+
+    /// (used_cpu_user + used_cpu_sys) in seconds.
+    pub fn cpu_seconds(&self) -> f64 {
+        let info: String = redis::cmd("INFO").arg("cpu").query(&mut self.conn()).unwrap();
+        let get = |k: &str| -> f64 {
+            info.lines().find_map(|l| l.strip_prefix(k)?.strip_prefix(':')?.trim().parse().ok()).unwrap_or(0.0)
+        };
+        get("used_cpu_user") + get("used_cpu_sys")
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().to_path_buf()
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Polls `cond` until it is true or `limit` passes; panics with `what` on timeout.
+pub async fn wait_until<F, Fut>(limit: Duration, what: &str, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if cond().await {
+            return;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out after {limit:?} waiting for: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The path of the built `baton` binary.
+pub fn baton_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_baton"))
+}
