@@ -21,16 +21,22 @@
 //! - [`config`]: the start-up check of the Redis server.
 //! - [`conn`]: connection pools and dedicated connections.
 //! - [`metrics`]: metric names and the Prometheus recorder.
+//! - [`exec`]: the handler that runs a command per job (`baton worker --exec`).
+//! - [`http`]: `/metrics`, `/healthz`, `/readyz` and the `baton serve` API.
+//! - [`telemetry`]: logging set-up.
 #![warn(missing_docs)]
 
 pub mod config;
 pub mod conn;
 pub mod error;
+pub mod exec;
+pub mod http;
 pub mod job;
 pub mod keys;
 pub mod metrics;
 pub mod queue;
 pub(crate) mod scripts;
+pub mod telemetry;
 pub mod worker;
 
 pub use error::{Error, Result};

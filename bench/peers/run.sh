@@ -110,44 +110,46 @@ install_rust() {
 }
 
 # ----------------------------------------------------------------- run ---
-run_peer() { # name, command...
-  local name="$1"
-  shift
-  local i
-  for ((i = 1; i <= RUNS; i++)); do
-    start_redis || return 1
-    log "$name run $i/$RUNS: JOBS=$JOBS CONCURRENCY=$CONCURRENCY (loadavg: $(cut -d" " -f1-3 /proc/loadavg))"
-    # Run in the background and `wait`, so INT/TERM traps fire immediately.
-    REDIS_HOST=127.0.0.1 REDIS_PORT="$REDIS_PORT" "$@" &
-    BENCH_PID=$!
-    local rc=0
-    wait "$BENCH_PID" || rc=$?
-    BENCH_PID=""
-    if ((rc != 0)); then
-      log "$name run $i failed (exit $rc)"
-      stop_redis
-      return "$rc"
-    fi
-    stop_redis
-  done
+run_once() { # name, run-index, command...
+  local name="$1" i="$2"
+  shift 2
+  start_redis || return 1
+  local busy
+  busy="$(pgrep -x 'rustc|cargo|cc1|cc1plus|ld' | wc -l || true)"
+  log "$name run $i/$RUNS: JOBS=$JOBS CONCURRENCY=$CONCURRENCY (loadavg: $(cut -d" " -f1-3 /proc/loadavg); compiler processes running: $busy)"
+  # Run in the background and `wait`, so INT/TERM traps fire immediately.
+  REDIS_HOST=127.0.0.1 REDIS_PORT="$REDIS_PORT" "$@" &
+  BENCH_PID=$!
+  local rc=0
+  wait "$BENCH_PID" || rc=$?
+  BENCH_PID=""
+  stop_redis
+  if ((rc != 0)); then
+    log "$name run $i failed (exit $rc)"
+    return "$rc"
+  fi
 }
 
-# A failing peer does not stop the other one; the exit status reports it.
+# Install everything first, then interleave the peers run by run
+# (node, rust, node, rust, ...) so that background load on this small
+# machine hits both peers alike. A failing peer does not stop the other one;
+# the exit status reports it.
 status=0
+peers=()
 if [[ "$WHICH" == all || "$WHICH" == node ]]; then
-  if install_node; then
-    run_peer bullmq-node node "$HERE/bullmq/bench.mjs" || status=1
-  else
-    log "bullmq-node: install failed"
-    status=1
-  fi
+  if install_node; then peers+=(node); else log "bullmq-node: install failed"; status=1; fi
 fi
 if [[ "$WHICH" == all || "$WHICH" == rust ]]; then
-  if install_rust; then
-    run_peer bullmq-rs "$HERE/bullmq-rs/target/release/bench-bullmq-rs" || status=1
-  else
-    log "bullmq-rs: install failed"
-    status=1
-  fi
+  if install_rust; then peers+=(rust); else log "bullmq-rs: install failed"; status=1; fi
 fi
+declare -A failed=()
+for ((i = 1; i <= RUNS; i++)); do
+  for p in "${peers[@]}"; do
+    [[ -n "${failed[$p]:-}" ]] && continue
+    case "$p" in
+    node) run_once bullmq-node "$i" node "$HERE/bullmq/bench.mjs" || { failed[$p]=1; status=1; } ;;
+    rust) run_once bullmq-rs "$i" "$HERE/bullmq-rs/target/release/bench-bullmq-rs" || { failed[$p]=1; status=1; } ;;
+    esac
+  done
+done
 exit "$status"

@@ -1,1 +1,215 @@
-fn main() {}
+//! `baton`: the command line, thin over the library.
+
+mod admin;
+mod bench;
+mod demo;
+mod watch;
+mod worker_cmd;
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+/// A durable job queue on Redis.
+#[derive(Debug, Parser)]
+#[command(name = "baton", version, about)]
+struct Cli {
+    /// Redis URL.
+    #[arg(long, global = true, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+    redis_url: String,
+    /// Log format: text or json.
+    #[arg(long, global = true, env = "BATON_LOG_FORMAT", default_value = "text")]
+    log_format: String,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Check that Redis is fit for a durable queue (version, noeviction, AOF).
+    Check {
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Enqueue a job; prints its id.
+    Add(admin::AddArgs),
+    /// Counts per state, for one queue or all.
+    Stats {
+        /// Queue (all queues when absent).
+        queue: Option<String>,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one job.
+    Job {
+        /// Queue.
+        queue: String,
+        /// Job id.
+        id: String,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List job ids in a state (waiting, delayed, active, completed, failed, cancelled).
+    List {
+        /// Queue.
+        queue: String,
+        /// State.
+        state: String,
+        /// How many.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cancel a waiting, delayed or running job.
+    Cancel {
+        /// Queue.
+        queue: String,
+        /// Job id.
+        id: String,
+    },
+    /// Re-run a failed or cancelled job (or every failed job with --all-failed).
+    Retry {
+        /// Queue.
+        queue: String,
+        /// Job id.
+        id: Option<String>,
+        /// Retry every failed job of the queue.
+        #[arg(long, conflicts_with = "id")]
+        all_failed: bool,
+    },
+    /// Delete a job that is not running.
+    Remove {
+        /// Queue.
+        queue: String,
+        /// Job id.
+        id: String,
+    },
+    /// Stop workers from claiming jobs of a queue.
+    Pause {
+        /// Queue.
+        queue: String,
+    },
+    /// Let workers claim jobs of a queue again.
+    Resume {
+        /// Queue.
+        queue: String,
+    },
+    /// Delete finished jobs of a state older than an age.
+    Clean {
+        /// Queue.
+        queue: String,
+        /// completed, failed or cancelled.
+        state: String,
+        /// Only jobs finished longer ago than this (e.g. 1h); default all.
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "0s")]
+        older_than: Duration,
+        /// At most this many.
+        #[arg(long, default_value_t = 10_000)]
+        limit: usize,
+    },
+    /// Live workers and their in-flight counts.
+    Workers {
+        /// Queue (all queues when absent).
+        queue: Option<String>,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A live view of counts and rates.
+    Watch {
+        /// Queue (all queues when absent).
+        queue: Option<String>,
+        /// Refresh interval.
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "1s")]
+        interval: Duration,
+        /// Stop after this many refreshes (0 = until Ctrl-C).
+        #[arg(long, default_value_t = 0)]
+        iterations: u64,
+    },
+    /// Run a worker that runs a command per job.
+    Worker(worker_cmd::WorkerArgs),
+    /// Run the HTTP API.
+    Serve {
+        /// Listen address.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+    },
+    /// The whole thing end to end on a private Redis it starts itself.
+    Demo(demo::DemoArgs),
+    /// Measure enqueue and processing throughput and Redis CPU per job.
+    Bench(bench::BenchArgs),
+}
+
+/// Options shared by commands that take a duration-ish job option.
+#[derive(Debug, Args)]
+pub struct Common {}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    baton::telemetry::init_logging(cli.log_format == "json");
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    match rt.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> baton::Result<ExitCode> {
+    let url = cli.redis_url;
+    match cli.cmd {
+        Cmd::Check { json } => admin::check(&url, json).await,
+        Cmd::Add(a) => admin::add(&url, a).await,
+        Cmd::Stats { queue, json } => admin::stats(&url, queue, json).await,
+        Cmd::Job { queue, id, json } => admin::job(&url, &queue, &id, json).await,
+        Cmd::List { queue, state, limit, json } => admin::list(&url, &queue, &state, limit, json).await,
+        Cmd::Cancel { queue, id } => admin::cancel(&url, &queue, &id).await,
+        Cmd::Retry { queue, id, all_failed } => admin::retry(&url, &queue, id, all_failed).await,
+        Cmd::Remove { queue, id } => admin::remove(&url, &queue, &id).await,
+        Cmd::Pause { queue } => admin::pause(&url, &queue, true).await,
+        Cmd::Resume { queue } => admin::pause(&url, &queue, false).await,
+        Cmd::Clean { queue, state, older_than, limit } => admin::clean(&url, &queue, &state, older_than, limit).await,
+        Cmd::Workers { queue, json } => admin::workers(&url, queue, json).await,
+        Cmd::Watch { queue, interval, iterations } => watch::run(&url, queue, interval, iterations).await,
+        Cmd::Worker(w) => worker_cmd::run(&url, w).await,
+        Cmd::Serve { listen } => {
+            let token = std::env::var("BATON_API_TOKEN").ok().filter(|t| !t.is_empty());
+            let stop = tokio_util::sync::CancellationToken::new();
+            let s2 = stop.clone();
+            tokio::spawn(async move {
+                let _ = tokio::signal::ctrl_c().await;
+                s2.cancel();
+            });
+            let term = stop.clone();
+            tokio::spawn(async move {
+                if let Ok(mut t) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    t.recv().await;
+                    term.cancel();
+                }
+            });
+            baton::http::serve(baton::http::ServeConfig { redis_url: url, listen, token }, stop).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Demo(d) => demo::run(cli_url_given(), d).await,
+        Cmd::Bench(b) => bench::run(&url, cli_url_given(), b).await,
+    }
+}
+
+/// True when the user named a Redis (flag or REDIS_URL); demo and bench start their own otherwise.
+fn cli_url_given() -> Option<String> {
+    let mut args = std::env::args().skip_while(|a| a != "--redis-url" && !a.starts_with("--redis-url="));
+    match args.next() {
+        Some(a) if a.starts_with("--redis-url=") => Some(a["--redis-url=".len()..].to_string()),
+        Some(_) => args.next(),
+        None => std::env::var("REDIS_URL").ok(),
+    }
+}

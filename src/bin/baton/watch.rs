@@ -1,0 +1,51 @@
+//! `baton watch`: counts per state and completion/failure rates, redrawn in place.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use baton::{Queue, Result};
+
+pub async fn run(url: &str, one: Option<String>, interval: Duration, iterations: u64) -> Result<ExitCode> {
+    let pool = baton::conn::pool(url, baton::conn::PRODUCER_TIMEOUT, 2)?;
+    let mut last: HashMap<String, (Instant, u64, u64)> = HashMap::new();
+    let mut n = 0u64;
+    loop {
+        let names = match &one {
+            Some(q) => vec![q.clone()],
+            None => Queue::discover(&pool).await?,
+        };
+        let mut out = String::from("\x1b[2J\x1b[H");
+        out.push_str(&format!(
+            "baton watch  {}  (every {:?}, Ctrl-C to stop)\n\n{:<20} {:>8} {:>8} {:>7} {:>10} {:>8} {:>9} {:>10} {:>9}\n",
+            url, interval, "QUEUE", "WAITING", "DELAYED", "ACTIVE", "COMPLETED", "FAILED", "CANCELLED", "DONE/s", "FAILED/s"
+        ));
+        for name in names {
+            let c = Queue::with_pool(pool.clone(), &name).counts().await?;
+            let now = Instant::now();
+            let (rate_done, rate_failed) = match last.get(&name) {
+                Some((t, done, failed)) => {
+                    let dt = now.duration_since(*t).as_secs_f64().max(1e-3);
+                    (c.completed.saturating_sub(*done) as f64 / dt, c.failed.saturating_sub(*failed) as f64 / dt)
+                }
+                None => (0.0, 0.0),
+            };
+            last.insert(name.clone(), (now, c.completed, c.failed));
+            out.push_str(&format!(
+                "{:<20} {:>8} {:>8} {:>7} {:>10} {:>8} {:>9} {:>10.1} {:>9.1}\n",
+                name, c.waiting, c.delayed, c.active, c.completed, c.failed, c.cancelled, rate_done, rate_failed
+            ));
+        }
+        print!("{out}");
+        let _ = std::io::stdout().flush();
+        n += 1;
+        if iterations > 0 && n >= iterations {
+            return Ok(ExitCode::SUCCESS);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
+        }
+    }
+}
