@@ -58,3 +58,37 @@ pub async fn pubsub(url: &str) -> Result<redis::aio::PubSub> {
     let client = redis::Client::open(url)?;
     Ok(client.get_async_pubsub().await?)
 }
+
+/// A pooled connection that a background loop keeps between calls.
+///
+/// deadpool-redis health-checks a connection on every checkout (UNWATCH + PING: a round
+/// trip and two commands), which would double the Redis commands of an idle worker and
+/// add to every batch. A loop that keeps its connection skips that; after any error the
+/// connection is dropped and the next call takes a fresh one.
+pub struct Sticky {
+    pool: Pool,
+    conn: tokio::sync::Mutex<Option<deadpool_redis::Connection>>,
+}
+
+impl Sticky {
+    /// A sticky connection from `pool` (taken on first use).
+    pub fn new(pool: Pool) -> Sticky {
+        Sticky { pool, conn: tokio::sync::Mutex::new(None) }
+    }
+
+    /// Runs `f` on the kept connection; an error drops the connection.
+    pub async fn run<T, F>(&self, f: F) -> Result<T>
+    where
+        F: AsyncFnOnce(&mut deadpool_redis::Connection) -> Result<T>,
+    {
+        let mut slot = self.conn.lock().await;
+        if slot.is_none() {
+            *slot = Some(self.pool.get().await?);
+        }
+        let r = f(slot.as_mut().expect("just set")).await;
+        if r.is_err() {
+            *slot = None;
+        }
+        r
+    }
+}

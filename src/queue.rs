@@ -102,6 +102,15 @@ impl Queue {
         &self.pool
     }
 
+    /// Runs `f` within the producer time limit, so a hung Redis fails the call rather
+    /// than the caller.
+    async fn bounded<T>(&self, f: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+        match tokio::time::timeout(crate::conn::PRODUCER_TIMEOUT, f).await {
+            Ok(r) => r,
+            Err(_) => Err(Error::Unavailable { timeout: crate::conn::PRODUCER_TIMEOUT, detail: "no reply from redis".into() }),
+        }
+    }
+
     async fn conn(&self) -> Result<deadpool_redis::Connection> {
         Ok(self.pool.get().await?)
     }
@@ -110,7 +119,7 @@ impl Queue {
     pub async fn add<T: Serialize>(&self, name: &str, data: &T, opts: JobOptions) -> Result<Added> {
         let args = encode(name, data, &opts)?;
         let id = args.id.clone();
-        let added = scripts::add(&mut self.conn().await?, &self.keys, &[args]).await?;
+        let added = self.bounded(async { scripts::add(&mut self.conn().await?, &self.keys, &[args]).await }).await?;
         let added = added.first().copied().unwrap_or(false);
         if added {
             metrics::counter!(m::JOBS_ENQUEUED, "queue" => self.name().to_string()).increment(1);
@@ -128,7 +137,7 @@ impl Queue {
             return Ok(Vec::new());
         }
         let args = jobs.iter().map(|j| encode(&j.name, &j.data, &j.opts)).collect::<Result<Vec<_>>>()?;
-        let added = scripts::add(&mut self.conn().await?, &self.keys, &args).await?;
+        let added = self.bounded(async { scripts::add(&mut self.conn().await?, &self.keys, &args).await }).await?;
         let n = added.iter().filter(|a| **a).count();
         metrics::counter!(m::JOBS_ENQUEUED, "queue" => self.name().to_string()).increment(n as u64);
         Ok(args.into_iter().zip(added).map(|(a, added)| Added { id: a.id, added }).collect())
@@ -137,25 +146,34 @@ impl Queue {
     /// Cancels a job. Waiting or delayed: cancelled at once. Running: see
     /// [`Cancelled::Requested`]. Finished: [`Error::InvalidState`]. Unknown: [`Error::NotFound`].
     pub async fn cancel(&self, id: &str) -> Result<Cancelled> {
-        self.cancel_with_reason(id, "cancelled by request").await
+        self.bounded(async {
+            self.cancel_with_reason(id, "cancelled by request").await
+        })
+        .await
     }
 
     /// [`Queue::cancel`] with the reason to record.
     pub async fn cancel_with_reason(&self, id: &str, reason: &str) -> Result<Cancelled> {
-        let (code, state) = scripts::cancel(&mut self.conn().await?, &self.keys, id, reason).await?;
-        let code = Error::from_code(code, state, self.name(), id, "cancel")?;
-        if code == 1 {
-            metrics::counter!(m::JOBS_CANCELLED, "queue" => self.name().to_string()).increment(1);
-            Ok(Cancelled::Now)
-        } else {
-            Ok(Cancelled::Requested)
-        }
+        self.bounded(async {
+            let (code, state) = scripts::cancel(&mut self.conn().await?, &self.keys, id, reason).await?;
+            let code = Error::from_code(code, state, self.name(), id, "cancel")?;
+            if code == 1 {
+                metrics::counter!(m::JOBS_CANCELLED, "queue" => self.name().to_string()).increment(1);
+                Ok(Cancelled::Now)
+            } else {
+                Ok(Cancelled::Requested)
+            }
+        })
+        .await
     }
 
     /// Runs a failed or cancelled job again (attempts counted afresh, recorded steps kept).
     pub async fn retry(&self, id: &str) -> Result<()> {
-        let (code, state) = scripts::retry(&mut self.conn().await?, &self.keys, id).await?;
-        Error::from_code(code, state, self.name(), id, "retry").map(|_| ())
+        self.bounded(async {
+            let (code, state) = scripts::retry(&mut self.conn().await?, &self.keys, id).await?;
+            Error::from_code(code, state, self.name(), id, "retry").map(|_| ())
+        })
+        .await
     }
 
     /// Retries every failed job (up to `limit`); returns how many were queued again.
@@ -174,150 +192,174 @@ impl Queue {
 
     /// Deletes a job that is not running.
     pub async fn remove(&self, id: &str) -> Result<()> {
-        let (code, state) = scripts::remove(&mut self.conn().await?, &self.keys, id).await?;
-        Error::from_code(code, state, self.name(), id, "remove (cancel it first)").map(|_| ())
+        self.bounded(async {
+            let (code, state) = scripts::remove(&mut self.conn().await?, &self.keys, id).await?;
+            Error::from_code(code, state, self.name(), id, "remove (cancel it first)").map(|_| ())
+        })
+        .await
     }
 
     /// Stops workers from claiming new jobs of this queue (running jobs go on).
     pub async fn pause(&self) -> Result<()> {
-        let _: () = self.conn().await?.hset(self.keys.meta(), "paused", "1").await?;
-        Ok(())
+        self.bounded(async {
+            let _: () = self.conn().await?.hset(self.keys.meta(), "paused", "1").await?;
+            Ok(())
+        })
+        .await
     }
 
     /// Lets workers claim again.
     pub async fn resume(&self) -> Result<()> {
-        let mut c = self.conn().await?;
-        let _: () = redis::pipe()
-            .atomic()
-            .hdel(self.keys.meta(), "paused")
-            .ignore()
-            .lpush(self.keys.wake(), "1")
-            .ignore()
-            .ltrim(self.keys.wake(), 0, 0)
-            .ignore()
-            .query_async(&mut c)
-            .await?;
-        Ok(())
+        self.bounded(async {
+            let mut c = self.conn().await?;
+            let _: () = redis::pipe()
+                .atomic()
+                .hdel(self.keys.meta(), "paused")
+                .ignore()
+                .lpush(self.keys.wake(), "1")
+                .ignore()
+                .ltrim(self.keys.wake(), 0, 0)
+                .ignore()
+                .query_async(&mut c)
+                .await?;
+            Ok(())
+        })
+        .await
     }
 
     /// Counts per state (one round trip).
     pub async fn counts(&self) -> Result<Counts> {
-        let k = &self.keys;
-        let mut c = self.conn().await?;
-        let (wait, prio, delayed, active, completed, failed, cancelled, paused): (u64, u64, u64, u64, u64, u64, u64, Option<String>) =
-            redis::pipe()
-                .llen(k.wait())
-                .zcard(k.prioritized())
-                .zcard(k.delayed())
-                .zcard(k.active())
-                .zcard(k.completed())
-                .zcard(k.failed())
-                .zcard(k.cancelled())
-                .hget(k.meta(), "paused")
-                .query_async(&mut c)
-                .await?;
-        Ok(Counts { waiting: wait + prio, delayed, active, completed, failed, cancelled, paused: paused.as_deref() == Some("1") })
+        self.bounded(async {
+            let k = &self.keys;
+            let mut c = self.conn().await?;
+            let (wait, prio, delayed, active, completed, failed, cancelled, paused): (u64, u64, u64, u64, u64, u64, u64, Option<String>) =
+                redis::pipe()
+                    .llen(k.wait())
+                    .zcard(k.prioritized())
+                    .zcard(k.delayed())
+                    .zcard(k.active())
+                    .zcard(k.completed())
+                    .zcard(k.failed())
+                    .zcard(k.cancelled())
+                    .hget(k.meta(), "paused")
+                    .query_async(&mut c)
+                    .await?;
+            Ok(Counts { waiting: wait + prio, delayed, active, completed, failed, cancelled, paused: paused.as_deref() == Some("1") })
+        })
+        .await
     }
 
     /// Ids of jobs in one state, newest first for finished states, next-to-run first for
     /// waiting and delayed.
     pub async fn list(&self, state: JobState, start: usize, count: usize) -> Result<Vec<String>> {
-        if count == 0 {
-            return Ok(Vec::new());
-        }
-        let k = &self.keys;
-        let mut c = self.conn().await?;
-        let end = (start + count - 1) as isize;
-        let ids: Vec<String> = match state {
-            JobState::Waiting => {
-                // The wait list is claimed from its right end, so read it back to front.
-                let mut ids: Vec<String> = c.lrange(k.wait(), -(end + 1), -(start as isize) - 1).await?;
-                ids.reverse();
-                if ids.len() < count {
-                    let skip = start.saturating_sub(c.llen::<_, usize>(k.wait()).await?);
-                    let more: Vec<String> = c.zrange(k.prioritized(), skip as isize, (skip + count - ids.len() - 1) as isize).await?;
-                    ids.extend(more);
-                }
-                ids
+        self.bounded(async {
+            if count == 0 {
+                return Ok(Vec::new());
             }
-            JobState::Delayed => c.zrange(k.delayed(), start as isize, end).await?,
-            JobState::Active => c.zrange(k.active(), start as isize, end).await?,
-            JobState::Completed => c.zrevrange(k.completed(), start as isize, end).await?,
-            JobState::Failed => c.zrevrange(k.failed(), start as isize, end).await?,
-            JobState::Cancelled => c.zrevrange(k.cancelled(), start as isize, end).await?,
-        };
-        Ok(ids)
+            let k = &self.keys;
+            let mut c = self.conn().await?;
+            let end = (start + count - 1) as isize;
+            let ids: Vec<String> = match state {
+                JobState::Waiting => {
+                    // The wait list is claimed from its right end, so read it back to front.
+                    let mut ids: Vec<String> = c.lrange(k.wait(), -(end + 1), -(start as isize) - 1).await?;
+                    ids.reverse();
+                    if ids.len() < count {
+                        let skip = start.saturating_sub(c.llen::<_, usize>(k.wait()).await?);
+                        let more: Vec<String> = c.zrange(k.prioritized(), skip as isize, (skip + count - ids.len() - 1) as isize).await?;
+                        ids.extend(more);
+                    }
+                    ids
+                }
+                JobState::Delayed => c.zrange(k.delayed(), start as isize, end).await?,
+                JobState::Active => c.zrange(k.active(), start as isize, end).await?,
+                JobState::Completed => c.zrevrange(k.completed(), start as isize, end).await?,
+                JobState::Failed => c.zrevrange(k.failed(), start as isize, end).await?,
+                JobState::Cancelled => c.zrevrange(k.cancelled(), start as isize, end).await?,
+            };
+            Ok(ids)
+        })
+        .await
     }
 
     /// Deletes finished jobs of `state` older than `age` (up to `limit`); returns how many.
     pub async fn clean(&self, state: JobState, age: Duration, limit: usize) -> Result<u64> {
-        let set = match state {
-            JobState::Completed => self.keys.completed(),
-            JobState::Failed => self.keys.failed(),
-            JobState::Cancelled => self.keys.cancelled(),
-            other => return Err(Error::Invalid(format!("clean takes completed, failed or cancelled, not {other}"))),
-        };
-        scripts::clean(&mut self.conn().await?, &self.keys, set, age, limit).await
+        self.bounded(async {
+            let set = match state {
+                JobState::Completed => self.keys.completed(),
+                JobState::Failed => self.keys.failed(),
+                JobState::Cancelled => self.keys.cancelled(),
+                other => return Err(Error::Invalid(format!("clean takes completed, failed or cancelled, not {other}"))),
+            };
+            scripts::clean(&mut self.conn().await?, &self.keys, set, age, limit).await
+        })
+        .await
     }
 
     /// One job with its steps and logs; None if there is no such job.
     pub async fn job(&self, id: &str) -> Result<Option<JobInfo>> {
-        let k = &self.keys;
-        let mut c = self.conn().await?;
-        let (h, steps, logs): (BTreeMap<String, Vec<u8>>, BTreeMap<String, Vec<u8>>, Vec<String>) = redis::pipe()
-            .hgetall(k.job(id))
-            .hgetall(k.steps(id))
-            .lrange(k.logs(id), 0, -1)
-            .query_async(&mut c)
-            .await?;
-        if h.is_empty() {
-            return Ok(None);
-        }
-        let s = |f: &str| h.get(f).map(|v| String::from_utf8_lossy(v).into_owned());
-        let n = |f: &str| s(f).and_then(|v| v.parse::<u64>().ok());
-        let opts: Option<RunOptions> = h.get("opts").and_then(|b| rmp_serde::from_slice(b).ok());
-        let state = s("state").and_then(|st| JobState::parse(&st)).unwrap_or(JobState::Waiting);
-        Ok(Some(JobInfo {
-            id: id.to_string(),
-            queue: self.name().to_string(),
-            name: s("name").unwrap_or_default(),
-            state,
-            attempt: n("attempt").unwrap_or(0) as u32,
-            attempts: opts.as_ref().map(|o| o.attempts).unwrap_or(1),
-            stalled: n("stalled").unwrap_or(0) as u32,
-            priority: n("pri").unwrap_or(0) as u32,
-            data: h.get("data").map(|b| msgpack_to_json(b)).unwrap_or(serde_json::Value::Null),
-            result: h.get("result").map(|b| msgpack_to_json(b)),
-            error: s("error"),
-            progress: s("progress").map(|p| serde_json::from_str(&p).unwrap_or(serde_json::Value::String(p))),
-            worker: s("worker"),
-            cancel_requested: s("cancel").as_deref() == Some("1"),
-            created_ms: n("ts").unwrap_or(0),
-            started_ms: n("started"),
-            finished_ms: n("finished"),
-            steps: steps.into_iter().map(|(k, v)| (k, msgpack_to_json(&v))).collect(),
-            logs,
-        }))
+        self.bounded(async {
+            let k = &self.keys;
+            let mut c = self.conn().await?;
+            let (h, steps, logs): (BTreeMap<String, Vec<u8>>, BTreeMap<String, Vec<u8>>, Vec<String>) = redis::pipe()
+                .hgetall(k.job(id))
+                .hgetall(k.steps(id))
+                .lrange(k.logs(id), 0, -1)
+                .query_async(&mut c)
+                .await?;
+            if h.is_empty() {
+                return Ok(None);
+            }
+            let s = |f: &str| h.get(f).map(|v| String::from_utf8_lossy(v).into_owned());
+            let n = |f: &str| s(f).and_then(|v| v.parse::<u64>().ok());
+            let opts: Option<RunOptions> = h.get("opts").and_then(|b| rmp_serde::from_slice(b).ok());
+            let state = s("state").and_then(|st| JobState::parse(&st)).unwrap_or(JobState::Waiting);
+            Ok(Some(JobInfo {
+                id: id.to_string(),
+                queue: self.name().to_string(),
+                name: s("name").unwrap_or_default(),
+                state,
+                attempt: n("attempt").unwrap_or(0) as u32,
+                attempts: opts.as_ref().map(|o| o.attempts).unwrap_or(1),
+                stalled: n("stalled").unwrap_or(0) as u32,
+                priority: n("pri").unwrap_or(0) as u32,
+                data: h.get("data").map(|b| msgpack_to_json(b)).unwrap_or(serde_json::Value::Null),
+                result: h.get("result").map(|b| msgpack_to_json(b)),
+                error: s("error"),
+                progress: s("progress").map(|p| serde_json::from_str(&p).unwrap_or(serde_json::Value::String(p))),
+                worker: s("worker"),
+                cancel_requested: s("cancel").as_deref() == Some("1"),
+                created_ms: n("ts").unwrap_or(0),
+                started_ms: n("started"),
+                finished_ms: n("finished"),
+                steps: steps.into_iter().map(|(k, v)| (k, msgpack_to_json(&v))).collect(),
+                logs,
+            }))
+        })
+        .await
     }
 
     /// Live workers of this queue (heartbeat not lapsed): id → their last
     /// self-description (JSON: host, pid, concurrency, in_flight).
     pub async fn workers(&self) -> Result<Vec<(String, serde_json::Value)>> {
-        let k = &self.keys;
-        let mut c = self.conn().await?;
-        let now = redis_now_ms(&mut c).await?;
-        let (alive, info): (Vec<String>, BTreeMap<String, String>) = redis::pipe()
-            .zrangebyscore(k.workers(), now, "+inf")
-            .hgetall(k.worker_info())
-            .query_async(&mut c)
-            .await?;
-        Ok(alive
-            .into_iter()
-            .map(|id| {
-                let v = info.get(&id).and_then(|j| serde_json::from_str(j).ok()).unwrap_or(serde_json::Value::Null);
-                (id, v)
-            })
-            .collect())
+        self.bounded(async {
+            let k = &self.keys;
+            let mut c = self.conn().await?;
+            let now = redis_now_ms(&mut c).await?;
+            let (alive, info): (Vec<String>, BTreeMap<String, String>) = redis::pipe()
+                .zrangebyscore(k.workers(), now, "+inf")
+                .hgetall(k.worker_info())
+                .query_async(&mut c)
+                .await?;
+            Ok(alive
+                .into_iter()
+                .map(|id| {
+                    let v = info.get(&id).and_then(|j| serde_json::from_str(j).ok()).unwrap_or(serde_json::Value::Null);
+                    (id, v)
+                })
+                .collect())
+        })
+        .await
     }
 
     /// Names of every queue in this Redis (found by their meta key).

@@ -15,11 +15,12 @@ use crate::scripts;
 /// The heartbeat loop.
 pub(crate) struct Heartbeat {
     shared: Arc<Shared>,
+    conn: crate::conn::Sticky,
 }
 
 impl Heartbeat {
     pub fn new(shared: Arc<Shared>) -> Heartbeat {
-        Heartbeat { shared }
+        Heartbeat { conn: crate::conn::Sticky::new(shared.pool.clone()), shared }
     }
 
     /// Beats every `heartbeat` interval until `stop` fires.
@@ -43,8 +44,8 @@ impl Heartbeat {
         let s = &self.shared;
         let held = s.inflight.leases();
         let description = s.description(held.len());
-        let mut c = s.pool.get().await?;
-        let reply = scripts::renew(&mut c, &s.keys, &s.id, s.opts.lease, s.opts.heartbeat * 3, &description, &held).await?;
+        let ttl = s.opts.heartbeat * 3;
+        let reply = self.conn.run(async |c| scripts::renew(c, &s.keys, &s.id, s.opts.lease, ttl, &description, &held).await).await?;
         metrics::gauge!(m::WORKER_IN_FLIGHT, "queue" => s.keys.queue().to_string(), "worker" => s.id.clone())
             .set(s.inflight.running() as f64);
         for id in reply.lost {

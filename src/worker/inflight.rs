@@ -54,15 +54,21 @@ pub(crate) struct InFlight {
 }
 
 impl InFlight {
-    pub fn insert(&self, id: &str, token: u64) -> Arc<Held> {
+    /// Registers a new claim. If this worker still held an older attempt of the same
+    /// job (its lease expired, the job was recovered and claimed again here), that
+    /// older attempt has lost its lease: it is told to stop, and returned second.
+    pub fn insert(&self, id: &str, token: u64) -> (Arc<Held>, Option<Arc<Held>>) {
         let held = Arc::new(Held {
             token,
             cancel: CancellationToken::new(),
             reason: Mutex::new(None),
             running: std::sync::atomic::AtomicBool::new(true),
         });
-        self.map.lock().unwrap().insert(id.to_string(), held.clone());
-        held
+        let old = self.map.lock().unwrap().insert(id.to_string(), held.clone());
+        if let Some(old) = &old {
+            old.stop(StopReason::LeaseLost);
+        }
+        (held, old)
     }
 
     pub fn get(&self, id: &str) -> Option<Arc<Held>> {

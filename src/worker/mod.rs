@@ -55,7 +55,11 @@ pub(crate) struct Shared {
 impl Shared {
     /// Registers a claimed job and starts its handler.
     fn start(self: &Arc<Self>, job: Claimed, claim_now_ms: u64, permit: OwnedSemaphorePermit) {
-        let held = self.inflight.insert(&job.id, job.token);
+        let (held, replaced) = self.inflight.insert(&job.id, job.token);
+        if replaced.is_some() {
+            tracing::warn!(queue = %self.keys.queue(), job_id = %job.id, "an older attempt held here lost its lease; stopping it");
+            metrics::counter!(crate::metrics::JOBS_LOCK_LOST, "queue" => self.keys.queue().to_string()).increment(1);
+        }
         let shared = self.clone();
         let span = tracing::info_span!("job", queue = %self.keys.queue(), job_id = %job.id, attempt = job.attempt);
         self.tracker.spawn(tracing::Instrument::instrument(

@@ -23,7 +23,8 @@ pub struct WorkerOptions {
     pub timeout: Option<Duration>,
     /// Refuse a Redis without noeviction and AOF (default true).
     pub check_redis: bool,
-    /// Longest an idle worker blocks before looking again. Default 2 s.
+    /// Longest an idle worker blocks before looking again. Default 5 s. New jobs,
+    /// retries and recoveries wake it at once; the next delayed job's due time bounds it.
     pub idle_block: Duration,
 }
 
@@ -39,7 +40,7 @@ impl Default for WorkerOptions {
             abort_grace: Duration::from_secs(5),
             timeout: None,
             check_redis: true,
-            idle_block: Duration::from_secs(2),
+            idle_block: Duration::from_secs(5),
         }
     }
 }

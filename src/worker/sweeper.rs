@@ -17,11 +17,12 @@ const MAX_PER_SWEEP: usize = 1000;
 /// The sweeper loop.
 pub(crate) struct Sweeper {
     shared: Arc<Shared>,
+    conn: crate::conn::Sticky,
 }
 
 impl Sweeper {
     pub fn new(shared: Arc<Shared>) -> Sweeper {
-        Sweeper { shared }
+        Sweeper { conn: crate::conn::Sticky::new(shared.pool.clone()), shared }
     }
 
     /// Sweeps every `stalled_interval` until `stop` fires.
@@ -51,8 +52,7 @@ impl Sweeper {
     pub async fn tick(&self) -> Result<usize> {
         let s = &self.shared;
         let q = s.keys.queue().to_string();
-        let mut c = s.pool.get().await?;
-        let swept = scripts::sweep(&mut c, &s.keys, s.opts.max_stalled, MAX_PER_SWEEP).await?;
+        let swept = self.conn.run(async |c| scripts::sweep(c, &s.keys, s.opts.max_stalled, MAX_PER_SWEEP).await).await?;
         for (id, what) in &swept {
             tracing::warn!(queue = %q, job_id = %id, outcome = ?what, "recovered a job whose lease expired");
             metrics::counter!(m::JOBS_STALLED, "queue" => q.clone()).increment(1);

@@ -145,3 +145,44 @@ where
 pub fn baton_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_baton"))
 }
+
+/// Sends `sig` to `pid`.
+pub fn signal(pid: u32, sig: i32) {
+    unsafe {
+        libc::kill(pid as i32, sig);
+    }
+}
+
+impl RedisServer {
+    /// The server's pid (for SIGSTOP/SIGCONT chaos).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// Stops the server cleanly (SIGTERM: the AOF is flushed) and waits for it to exit.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            signal(c.id(), libc::SIGTERM);
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts a stopped server again on the same port and dir.
+    pub fn start_again(&mut self) {
+        let port = self.port;
+        self.spawn_on(port);
+    }
+}
+
+/// This test binary run again as a child process running one named test, with `env`.
+/// The child test checks `BATON_CHILD` and does its part; the parent kills it at will.
+pub fn spawn_child_test(test_name: &str, env: &[(&str, String)]) -> Child {
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.arg("--exact").arg(test_name).arg("--nocapture").arg("--test-threads=1");
+    cmd.env("BATON_CHILD", "1");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.stdout(Stdio::null()).stderr(Stdio::piped());
+    cmd.spawn().unwrap()
+}
