@@ -1,16 +1,47 @@
 //! HTTP: the operations endpoints every worker serves (`/metrics`, `/healthz`,
 //! `/readyz`) and the `baton serve` API.
+//!
+//! - [`serve_ops`]: `/metrics`, `/healthz`, `/readyz` (every worker at `--metrics-addr`).
+//! - [`serve`]: the JSON API under `/v1`, plus the same operations endpoints and
+//!   `/openapi.json` (the document describing every route, [`OPENAPI`]).
+//!
+//! Both start the process's one gauge refresher (see [`gauges`]), which keeps
+//! `baton_queue_jobs{queue,state}` current every 5 s without any work per scrape.
+//!
+//! Errors are JSON everywhere: `{"error": "..."}` with a 4xx status for a request the
+//! client got wrong, 409 for an operation that does not apply to the job's state, 503
+//! when Redis cannot be reached.
+
+mod api;
+pub mod gauges;
+mod ops;
 
 use std::net::SocketAddr;
 
+use axum::routing::MethodFilter;
 use tokio_util::sync::CancellationToken;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
+
+pub use api::{validate_queue_name, MAX_QUEUE_NAME};
+pub use gauges::register_queue;
+
+/// The OpenAPI 3.1 document of [`serve`]'s routes, as served at `GET /openapi.json`.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+/// Largest request body the API accepts (larger: 413).
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 /// Serves `/metrics`, `/healthz` and `/readyz` on `addr` until `stop` fires.
+///
+/// Installs the Prometheus recorder (if not yet installed) and starts the gauge
+/// refresher for `redis_url` (one per process and Redis, shared with [`serve`]).
+/// Redis need not be reachable at start: `/readyz` says 503 until it is.
 pub async fn serve_ops(addr: SocketAddr, redis_url: String, stop: CancellationToken) -> Result<()> {
-    let _ = (addr, redis_url, stop);
-    todo!("ops server")
+    let state = ops::OpsState::new(&redis_url)?;
+    let _refresher = gauges::start(&redis_url, state.pool.clone());
+    let app = ops::router().with_state(state).fallback(api::no_route).method_not_allowed_fallback(api::no_method);
+    run(addr, app, stop).await
 }
 
 /// What `baton serve` needs.
@@ -25,7 +56,97 @@ pub struct ServeConfig {
 }
 
 /// Runs the HTTP API until `stop` fires.
+///
+/// Refuses to start ([`Error::Invalid`]) when `listen` is not a loopback address and
+/// no token is set: an open queue API on the network lets anyone add, cancel and
+/// delete jobs.
 pub async fn serve(cfg: ServeConfig, stop: CancellationToken) -> Result<()> {
-    let _ = (cfg, stop);
-    todo!("api server")
+    let token = cfg.token.clone().filter(|t| !t.is_empty());
+    check_exposure(cfg.listen, token.as_deref())?;
+    let pool = crate::conn::pool(&cfg.redis_url, crate::conn::PRODUCER_TIMEOUT, 32)?;
+    let ops_state = ops::OpsState::with_pool(pool.clone());
+    let _refresher = gauges::start(&cfg.redis_url, pool.clone());
+    let app = api::router(api::ApiState::new(pool, token), ops_state);
+    tracing::info!(listen = %cfg.listen, auth = cfg.token.is_some(), "baton API listening");
+    run(cfg.listen, app, stop).await
+}
+
+/// Every route [`serve`] answers, as (method, path) with axum's `{param}` syntax, in
+/// the order they are mounted. The OpenAPI document lists exactly these.
+pub fn routes() -> Vec<(&'static str, &'static str)> {
+    api::table().into_iter().map(|r| (method_name(r.method), r.path)).collect()
+}
+
+/// The upper-case method name of a single-method filter.
+fn method_name(m: MethodFilter) -> &'static str {
+    [
+        (MethodFilter::GET, "GET"),
+        (MethodFilter::POST, "POST"),
+        (MethodFilter::PUT, "PUT"),
+        (MethodFilter::PATCH, "PATCH"),
+        (MethodFilter::DELETE, "DELETE"),
+        (MethodFilter::HEAD, "HEAD"),
+        (MethodFilter::OPTIONS, "OPTIONS"),
+    ]
+    .into_iter()
+    .find(|(f, _)| *f == m)
+    .map(|(_, n)| n)
+    .unwrap_or("?")
+}
+
+/// Err when listening beyond loopback without a token.
+fn check_exposure(listen: SocketAddr, token: Option<&str>) -> Result<()> {
+    if token.is_none() && !listen.ip().is_loopback() {
+        return Err(Error::Invalid(format!(
+            "refusing to serve the API on {listen} without a token: anyone who can reach it could add, \
+             cancel and delete jobs. Set BATON_API_TOKEN (clients then send `Authorization: Bearer <token>`), \
+             or listen on a loopback address such as 127.0.0.1:{}",
+            listen.port()
+        )));
+    }
+    Ok(())
+}
+
+/// Binds `addr` and serves `app` until `stop` fires, then drains open requests.
+async fn run(addr: SocketAddr, app: axum::Router, stop: CancellationToken) -> Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| Error::Invalid(format!("cannot listen on {addr}: {e}")))?;
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move { stop.cancelled().await })
+        .await
+        .map_err(|e| Error::Invalid(format!("http server on {addr} failed: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_without_token_is_fine_elsewhere_not() {
+        assert!(check_exposure("127.0.0.1:8080".parse().unwrap(), None).is_ok());
+        assert!(check_exposure("[::1]:8080".parse().unwrap(), None).is_ok());
+        assert!(check_exposure("0.0.0.0:8080".parse().unwrap(), Some("t")).is_ok());
+        let e = check_exposure("0.0.0.0:8080".parse().unwrap(), None).unwrap_err();
+        assert!(matches!(e, Error::Invalid(_)) && e.to_string().contains("BATON_API_TOKEN"), "{e}");
+        assert!(check_exposure("10.1.2.3:80".parse().unwrap(), None).is_err());
+    }
+
+    #[test]
+    fn openapi_lists_exactly_the_routes() {
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI).expect("openapi.json parses");
+        assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+        let mut documented = Vec::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (m, _) in item.as_object().unwrap() {
+                if m != "parameters" {
+                    documented.push((m.to_uppercase(), path.clone()));
+                }
+            }
+        }
+        let mut routed: Vec<(String, String)> = routes().into_iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
+        documented.sort();
+        routed.sort();
+        assert_eq!(documented, routed);
+    }
 }

@@ -1,5 +1,148 @@
-//! `baton bench`.
+//! `baton bench`: enqueue and processing throughput, enqueue→start latency, and Redis
+//! CPU per job (the change in INFO cpu, which counts script-internal commands once).
+
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use baton::{handler_fn, JobError, JobOptions, NewJob, Queue, Result, Retention, Worker};
+use serde_json::json;
+
+use crate::private_redis::{redis_cpu_seconds, PrivateRedis};
+
+/// `baton bench`.
 #[derive(Debug, clap::Args)]
-pub struct BenchArgs {}
-pub async fn run(_url: &str, _given: Option<String>, _a: BenchArgs) -> baton::Result<ExitCode> { todo!() }
+pub struct BenchArgs {
+    /// Jobs per phase.
+    #[arg(long, default_value_t = 20_000)]
+    jobs: usize,
+    /// Worker concurrency.
+    #[arg(long, default_value_t = 50)]
+    concurrency: usize,
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64
+}
+
+fn opts() -> JobOptions {
+    // Completed jobs are not kept: the same setting the peer benchmarks use.
+    JobOptions::default().keep_completed(Retention::none())
+}
+
+pub async fn run(_default_url: &str, given: Option<String>, a: BenchArgs) -> Result<ExitCode> {
+    let private = if given.is_none() { Some(PrivateRedis::start().await?) } else { None };
+    let url = given.unwrap_or_else(|| private.as_ref().unwrap().url());
+    let queue = format!("bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let q = Queue::connect(&url, &queue)?;
+    let n = a.jobs;
+
+    // Phase 1: add in bulks of 100.
+    let cpu0 = redis_cpu_seconds(&url).await?;
+    let t = Instant::now();
+    let batch: Vec<NewJob<serde_json::Value>> = (0..100).map(|i| NewJob::new("bench", json!({"i": i})).with_opts(opts())).collect();
+    for _ in 0..n.div_ceil(100) {
+        q.add_bulk(&batch).await?;
+    }
+    let bulk_s = t.elapsed().as_secs_f64();
+    let bulk_cpu = redis_cpu_seconds(&url).await? - cpu0;
+    let bulk_n = n.div_ceil(100) * 100;
+
+    // Phase 2: process them with a no-op handler.
+    let done = Arc::new(AtomicU64::new(0));
+    let d2 = done.clone();
+    let worker = Worker::builder(&url, &queue)
+        .concurrency(a.concurrency)
+        .build(handler_fn(move |_: serde_json::Value, _ctx| {
+            let d = d2.clone();
+            async move {
+                d.fetch_add(1, Ordering::Relaxed);
+                Ok::<_, JobError>(())
+            }
+        }))?;
+    let stop = worker.shutdown_handle();
+    let cpu0 = redis_cpu_seconds(&url).await?;
+    let t = Instant::now();
+    let running = tokio::spawn(worker.run());
+    while q.counts().await?.waiting + q.counts().await?.active > 0 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let proc_s = t.elapsed().as_secs_f64();
+    let proc_cpu = redis_cpu_seconds(&url).await? - cpu0;
+
+    // Phase 3: single adds, 50 in flight, processed as they come; latency add→start.
+    let lat: Arc<Mutex<Vec<u64>>> = Arc::default();
+    stop.shutdown();
+    running.await.map_err(|e| baton::Error::Invalid(e.to_string()))??;
+    let l2 = lat.clone();
+    let worker = Worker::builder(&url, &queue)
+        .concurrency(a.concurrency)
+        .build(handler_fn(move |p: serde_json::Value, _ctx| {
+            let l = l2.clone();
+            async move {
+                let sent = p["t"].as_u64().unwrap_or(0);
+                l.lock().unwrap().push(now_ms().saturating_sub(sent));
+                Ok::<_, JobError>(())
+            }
+        }))?;
+    let stop = worker.shutdown_handle();
+    let running = tokio::spawn(worker.run());
+    let single_n = (n / 4).max(100);
+    let cpu0 = redis_cpu_seconds(&url).await?;
+    let t = Instant::now();
+    let next = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..50 {
+        let (q, next) = (q.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            while next.fetch_add(1, Ordering::Relaxed) < single_n as u64 {
+                q.add("bench", &json!({"t": now_ms()}), opts()).await?;
+            }
+            Ok::<_, baton::Error>(())
+        }));
+    }
+    for t in tasks {
+        t.await.map_err(|e| baton::Error::Invalid(e.to_string()))??;
+    }
+    while (lat.lock().unwrap().len()) < single_n {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let single_s = t.elapsed().as_secs_f64();
+    let mixed_cpu = redis_cpu_seconds(&url).await? - cpu0;
+    stop.shutdown();
+    running.await.map_err(|e| baton::Error::Invalid(e.to_string()))??;
+    let mut l = lat.lock().unwrap().clone();
+    l.sort();
+    let pct = |p: f64| l[((l.len() - 1) as f64 * p) as usize];
+
+    let us = |cpu: f64, jobs: usize| cpu * 1e6 / jobs as f64;
+    let report = json!({
+        "peer": "baton",
+        "version": env!("CARGO_PKG_VERSION"),
+        "jobs": n,
+        "concurrency": a.concurrency,
+        "add_bulk": {"jobs_per_s": bulk_n as f64 / bulk_s, "redis_cpu_us_per_job": us(bulk_cpu, bulk_n)},
+        "process": {"jobs_per_s": bulk_n as f64 / proc_s, "redis_cpu_us_per_job": us(proc_cpu, bulk_n)},
+        "add_single_and_process": {
+            "jobs_per_s": single_n as f64 / single_s,
+            "redis_cpu_us_per_job": us(mixed_cpu, single_n),
+            "latency_ms": {"p50": pct(0.5), "p99": pct(0.99), "max": pct(1.0)}
+        },
+    });
+    if a.json {
+        println!("{report}");
+    } else {
+        println!("baton bench: {n} jobs, concurrency {}, redis {url}", a.concurrency);
+        println!("{:<28} {:>12} {:>22}", "PHASE", "JOBS/S", "REDIS CPU µs/JOB");
+        for (name, k) in [("add (bulk 100)", "add_bulk"), ("process (no-op)", "process"), ("add single + process", "add_single_and_process")] {
+            println!("{:<28} {:>12.0} {:>22.2}", name, report[k]["jobs_per_s"].as_f64().unwrap(), report[k]["redis_cpu_us_per_job"].as_f64().unwrap());
+        }
+        println!("enqueue → start latency: p50 {} ms, p99 {} ms", pct(0.5), pct(0.99));
+    }
+    drop(private);
+    Ok(ExitCode::SUCCESS)
+}

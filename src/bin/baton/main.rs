@@ -2,6 +2,7 @@
 
 mod admin;
 mod bench;
+mod private_redis;
 mod demo;
 mod watch;
 mod worker_cmd;

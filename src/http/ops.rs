@@ -1,0 +1,103 @@
+//! The operations endpoints: `/metrics` (Prometheus text), `/healthz` (the process
+//! answers), `/readyz` (Redis answers and is fit for a durable queue).
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use deadpool_redis::Pool;
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde_json::json;
+
+use crate::error::{Error, Result};
+use crate::metrics as m;
+
+/// The longest `/readyz` takes before it answers 503 (probes time out at 1 s by default
+/// in Kubernetes, but a slow answer is still better than none from a wedged pool).
+const READY_LIMIT: Duration = crate::conn::PRODUCER_TIMEOUT;
+
+/// What the ops handlers share.
+#[derive(Clone)]
+pub(crate) struct OpsState {
+    pub pool: Pool,
+    pub metrics: PrometheusHandle,
+}
+
+impl OpsState {
+    /// With a small pool of its own for `redis_url`.
+    pub fn new(redis_url: &str) -> Result<OpsState> {
+        Ok(Self::with_pool(crate::conn::pool(redis_url, crate::conn::PRODUCER_TIMEOUT, 4)?))
+    }
+
+    /// Over `pool`; installs the recorder if needed.
+    pub fn with_pool(pool: Pool) -> OpsState {
+        OpsState { pool, metrics: m::install() }
+    }
+}
+
+/// `/metrics`, `/healthz`, `/readyz`.
+pub(crate) fn router() -> Router<OpsState> {
+    Router::new().route("/metrics", get(metrics)).route("/healthz", get(healthz)).route("/readyz", get(readyz))
+}
+
+/// `GET /metrics`: the Prometheus text exposition of this process's recorder.
+pub(crate) async fn metrics(State(s): State<OpsState>) -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], s.metrics.render()).into_response()
+}
+
+/// `GET /healthz`: 200 "ok" while the process serves HTTP at all.
+pub(crate) async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// `GET /readyz`: 200 when Redis answers PING and passes the durability check; else
+/// 503 with `{"ready": false, "problems": [...]}`, each problem naming the setting or
+/// the connection failure.
+pub(crate) async fn readyz(State(s): State<OpsState>) -> Response {
+    let outcome = tokio::time::timeout(READY_LIMIT, probe(&s.pool)).await;
+    let (ready, body) = match outcome {
+        Ok(Ok(report)) if report.is_fit() => {
+            (true, json!({"ready": true, "redis_version": report.version, "problems": []}))
+        }
+        Ok(Ok(report)) => (
+            false,
+            json!({
+                "ready": false,
+                "redis_version": report.version,
+                "error": format!("redis is not fit for a durable queue:\n{}", report.message()),
+                "problems": report.problems,
+            }),
+        ),
+        Ok(Err(e)) => {
+            metrics::counter!(m::REDIS_ERRORS, "queue" => "", "op" => "readyz").increment(1);
+            (false, unreachable_body(&e.to_string()))
+        }
+        Err(_) => {
+            metrics::counter!(m::REDIS_ERRORS, "queue" => "", "op" => "readyz").increment(1);
+            (false, unreachable_body(&format!("redis did not answer within {READY_LIMIT:?}")))
+        }
+    };
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(body)).into_response()
+}
+
+fn unreachable_body(detail: &str) -> serde_json::Value {
+    json!({
+        "ready": false,
+        "error": format!("redis unreachable: {detail}"),
+        "problems": [{"setting": "connection", "found": detail, "wanted": "PONG", "fix": "check the Redis URL and that Redis is up and reachable"}],
+    })
+}
+
+/// PING, then the start-up check.
+async fn probe(pool: &Pool) -> Result<crate::config::Report> {
+    let mut c = pool.get().await?;
+    let pong: String = redis::cmd("PING").query_async(&mut c).await?;
+    if pong != "PONG" {
+        return Err(Error::Invalid(format!("PING answered {pong:?}")));
+    }
+    crate::config::check(&mut c).await
+}
