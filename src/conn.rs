@@ -59,36 +59,59 @@ pub async fn pubsub(url: &str) -> Result<redis::aio::PubSub> {
     Ok(client.get_async_pubsub().await?)
 }
 
-/// A pooled connection that a background loop keeps between calls.
+/// One multiplexed connection shared by every caller of a [`Queue`](crate::Queue) or
+/// a worker, made by the pool and kept out of it.
 ///
-/// deadpool-redis health-checks a connection on every checkout (UNWATCH + PING: a round
-/// trip and two commands), which would double the Redis commands of an idle worker and
-/// add to every batch. A loop that keeps its connection skips that; after any error the
-/// connection is dropped and the next call takes a fresh one.
-pub struct Sticky {
+/// A multiplexed connection pipelines concurrent requests over one socket, so sharing
+/// it is the fast path; checking a connection out of deadpool-redis instead costs a
+/// health check (UNWATCH + PING: a round trip and two Redis commands) on every call,
+/// which doubled the commands of an idle worker and of single adds. After an error
+/// that says the connection is broken, the next call makes a new one through the pool
+/// (with the pool's connect timeout).
+#[derive(Clone)]
+pub struct SharedConn {
     pool: Pool,
-    conn: tokio::sync::Mutex<Option<deadpool_redis::Connection>>,
+    cached: std::sync::Arc<std::sync::Mutex<Option<redis::aio::MultiplexedConnection>>>,
 }
 
-impl Sticky {
-    /// A sticky connection from `pool` (taken on first use).
-    pub fn new(pool: Pool) -> Sticky {
-        Sticky { pool, conn: tokio::sync::Mutex::new(None) }
+impl SharedConn {
+    /// Connections from `pool`.
+    pub fn new(pool: Pool) -> SharedConn {
+        SharedConn { pool, cached: Default::default() }
     }
 
-    /// Runs `f` on the kept connection; an error drops the connection.
+    /// The pool behind it.
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// A handle on the shared connection (cheap clone).
+    pub async fn get(&self) -> Result<redis::aio::MultiplexedConnection> {
+        if let Some(c) = self.cached.lock().unwrap().as_ref() {
+            return Ok(c.clone());
+        }
+        let conn = deadpool_redis::Connection::take(self.pool.get().await?);
+        *self.cached.lock().unwrap() = Some(conn.clone());
+        Ok(conn)
+    }
+
+    /// Runs `f` on the shared connection; a connection error makes the next call reconnect.
     pub async fn run<T, F>(&self, f: F) -> Result<T>
     where
-        F: AsyncFnOnce(&mut deadpool_redis::Connection) -> Result<T>,
+        F: AsyncFnOnce(&mut redis::aio::MultiplexedConnection) -> Result<T>,
     {
-        let mut slot = self.conn.lock().await;
-        if slot.is_none() {
-            *slot = Some(self.pool.get().await?);
-        }
-        let r = f(slot.as_mut().expect("just set")).await;
-        if r.is_err() {
-            *slot = None;
+        let mut c = self.get().await?;
+        let r = f(&mut c).await;
+        if let Err(e) = &r {
+            if e.is_connection() {
+                self.invalidate();
+            }
         }
         r
+    }
+
+    /// Drops the shared connection; the next call makes a new one.
+    pub fn invalidate(&self) {
+        self.cached.lock().unwrap().take();
     }
 }

@@ -21,7 +21,7 @@ use crate::scripts::{self, NewJobArgs};
 #[derive(Clone)]
 pub struct Queue {
     keys: Keys,
-    pool: Pool,
+    conn: crate::conn::SharedConn,
 }
 
 impl std::fmt::Debug for Queue {
@@ -82,9 +82,16 @@ impl Queue {
         Ok(Queue::with_pool(crate::conn::pool(redis_url, crate::conn::PRODUCER_TIMEOUT, 16)?, name))
     }
 
-    /// The queue `name` over an existing pool (share one pool between many queues).
+    /// The queue `name` over a pool of its own choosing (its one shared connection is
+    /// taken from the pool on first use). For many queue handles over one connection,
+    /// use [`Queue::with_conn`].
     pub fn with_pool(pool: Pool, name: &str) -> Queue {
-        Queue { keys: Keys::new(name), pool }
+        Queue::with_conn(crate::conn::SharedConn::new(pool), name)
+    }
+
+    /// The queue `name` over a shared connection (cheap: make one per request if you like).
+    pub fn with_conn(conn: crate::conn::SharedConn, name: &str) -> Queue {
+        Queue { keys: Keys::new(name), conn }
     }
 
     /// The queue name.
@@ -99,20 +106,24 @@ impl Queue {
 
     /// The connection pool.
     pub fn pool(&self) -> &Pool {
-        &self.pool
+        self.conn.pool()
     }
 
     /// Runs `f` within the producer time limit, so a hung Redis fails the call rather
     /// than the caller.
     async fn bounded<T>(&self, f: impl std::future::Future<Output = Result<T>>) -> Result<T> {
-        match tokio::time::timeout(crate::conn::PRODUCER_TIMEOUT, f).await {
+        let r = match tokio::time::timeout(crate::conn::PRODUCER_TIMEOUT, f).await {
             Ok(r) => r,
             Err(_) => Err(Error::Unavailable { timeout: crate::conn::PRODUCER_TIMEOUT, detail: "no reply from redis".into() }),
+        };
+        if matches!(&r, Err(e) if e.is_connection()) {
+            self.conn.invalidate();
         }
+        r
     }
 
-    async fn conn(&self) -> Result<deadpool_redis::Connection> {
-        Ok(self.pool.get().await?)
+    async fn conn(&self) -> Result<redis::aio::MultiplexedConnection> {
+        self.conn.get().await
     }
 
     /// Adds one job. With a `job_id` that exists, nothing changes and `added` is false.

@@ -48,16 +48,17 @@ pub const MAX_LIST: usize = 1000;
 #[derive(Clone)]
 pub(crate) struct ApiState {
     pool: Pool,
+    conn: crate::conn::SharedConn,
     token: Option<Arc<str>>,
 }
 
 impl ApiState {
     pub fn new(pool: Pool, token: Option<String>) -> ApiState {
-        ApiState { pool, token: token.map(Arc::from) }
+        ApiState { conn: crate::conn::SharedConn::new(pool.clone()), pool, token: token.map(Arc::from) }
     }
 
     fn queue(&self, name: &str) -> Queue {
-        Queue::with_pool(self.pool.clone(), name)
+        Queue::with_conn(self.conn.clone(), name)
     }
 }
 

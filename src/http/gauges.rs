@@ -84,6 +84,7 @@ pub(crate) fn start(url: &str, pool: Pool) -> Arc<Refresher> {
 
 async fn run(pool: Pool, stop: CancellationToken) {
     let handle = m::install();
+    let conn = crate::conn::SharedConn::new(pool.clone());
     let mut every = tokio::time::interval(REFRESH);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut known: BTreeSet<String> = BTreeSet::new();
@@ -122,13 +123,13 @@ async fn run(pool: Pool, stop: CancellationToken) {
             if stop.is_cancelled() {
                 return;
             }
-            refresh_one(&pool, name).await;
+            refresh_one(&conn, name).await;
         }
     }
 }
 
-async fn refresh_one(pool: &Pool, name: &str) {
-    match Queue::with_pool(pool.clone(), name).counts().await {
+async fn refresh_one(conn: &crate::conn::SharedConn, name: &str) {
+    match Queue::with_conn(conn.clone(), name).counts().await {
         Ok(c) => {
             for st in JobState::ALL {
                 metrics::gauge!(m::QUEUE_JOBS, "queue" => name.to_string(), "state" => st.as_str()).set(c.get(st) as f64);

@@ -25,12 +25,11 @@ pub(crate) struct Pending(pub Outcome);
 pub(crate) struct Acker {
     shared: Arc<Shared>,
     rx: mpsc::UnboundedReceiver<Pending>,
-    conn: crate::conn::Sticky,
 }
 
 impl Acker {
     pub fn new(shared: Arc<Shared>, rx: mpsc::UnboundedReceiver<Pending>) -> Acker {
-        Acker { conn: crate::conn::Sticky::new(shared.pool.clone()), shared, rx }
+        Acker { shared, rx }
     }
 
     /// Writes outcomes until `stop` fires, then writes whatever is left and returns.
@@ -86,7 +85,7 @@ impl Acker {
     /// One write of `batch`, with metrics for what landed.
     pub async fn tick(&self, batch: &[Outcome]) -> Result<()> {
         let keys = &self.shared.keys;
-        let written = self.conn.run(async |c| scripts::finish(c, keys, batch).await).await?;
+        let written = self.shared.conn.run(async |c| scripts::finish(c, keys, batch).await).await?;
         let q = self.shared.keys.queue().to_string();
         for (o, w) in batch.iter().zip(written) {
             self.shared.inflight.remove(&o.id, o.token);

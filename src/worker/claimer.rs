@@ -20,12 +20,11 @@ pub(crate) struct Claimer {
     shared: Arc<Shared>,
     slots: Arc<Semaphore>,
     blocker: Option<redis::aio::MultiplexedConnection>,
-    conn: crate::conn::Sticky,
 }
 
 impl Claimer {
     pub fn new(shared: Arc<Shared>, slots: Arc<Semaphore>) -> Claimer {
-        Claimer { conn: crate::conn::Sticky::new(shared.pool.clone()), shared, slots, blocker: None }
+        Claimer { shared, slots, blocker: None }
     }
 
     /// Claims and starts jobs until `stop` fires.
@@ -87,7 +86,7 @@ impl Claimer {
     /// One claim of up to `max` jobs (also promotes due delayed jobs).
     pub async fn tick(&self, max: usize) -> Result<ClaimReply> {
         let s = &self.shared;
-        self.conn.run(async |c| scripts::claim(c, &s.keys, max, &s.id, s.opts.lease).await).await
+        s.conn.run(async |c| scripts::claim(c, &s.keys, max, &s.id, s.opts.lease).await).await
     }
 
     /// How long to block: until the next delayed job is due, at most `idle_block`.

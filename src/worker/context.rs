@@ -5,7 +5,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use deadpool_redis::Pool;
+use crate::conn::SharedConn;
 use redis::AsyncCommands;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -35,7 +35,7 @@ struct Inner {
     token: u64,
     cancel: CancellationToken,
     keys: Keys,
-    pool: Pool,
+    conn: SharedConn,
 }
 
 impl std::fmt::Debug for JobContext {
@@ -60,9 +60,9 @@ impl JobContext {
         token: u64,
         cancel: CancellationToken,
         keys: Keys,
-        pool: Pool,
+        conn: SharedConn,
     ) -> Self {
-        JobContext { inner: Arc::new(Inner { id, name, attempt, attempts, stalled, data, token, cancel, keys, pool }) }
+        JobContext { inner: Arc::new(Inner { id, name, attempt, attempts, stalled, data, token, cancel, keys, conn }) }
     }
 
     /// The job id.
@@ -120,8 +120,8 @@ impl JobContext {
     }
 
     async fn record(&self, what: Record<'_>, value: &[u8]) -> Result<()> {
-        let mut c = self.inner.pool.get().await?;
-        if scripts::record(&mut c, &self.inner.keys, &self.inner.id, self.inner.token, what, value).await? {
+        let i = &self.inner;
+        if i.conn.run(async |c| scripts::record(c, &i.keys, &i.id, i.token, what, value).await).await? {
             Ok(())
         } else {
             Err(Error::LockLost(self.inner.id.clone()))
@@ -149,8 +149,10 @@ impl JobContext {
         Fut: Future<Output = Result<T, JobError>>,
     {
         let stored: Option<Vec<u8>> = {
-            let mut c = self.inner.pool.get().await.map_err(|e| JobError::retry(format!("step {name}: {e}")))?;
-            c.hget(self.inner.keys.steps(&self.inner.id), name)
+            let key = self.inner.keys.steps(&self.inner.id);
+            self.inner
+                .conn
+                .run(async |c| Ok(c.hget(key, name).await?))
                 .await
                 .map_err(|e| JobError::retry(format!("step {name}: reading stored result: {e}")))?
         };

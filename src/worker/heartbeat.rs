@@ -15,12 +15,11 @@ use crate::scripts;
 /// The heartbeat loop.
 pub(crate) struct Heartbeat {
     shared: Arc<Shared>,
-    conn: crate::conn::Sticky,
 }
 
 impl Heartbeat {
     pub fn new(shared: Arc<Shared>) -> Heartbeat {
-        Heartbeat { conn: crate::conn::Sticky::new(shared.pool.clone()), shared }
+        Heartbeat { shared }
     }
 
     /// Beats every `heartbeat` interval until `stop` fires.
@@ -45,7 +44,7 @@ impl Heartbeat {
         let held = s.inflight.leases();
         let description = s.description(held.len());
         let ttl = s.opts.heartbeat * 3;
-        let reply = self.conn.run(async |c| scripts::renew(c, &s.keys, &s.id, s.opts.lease, ttl, &description, &held).await).await?;
+        let reply = self.shared.conn.run(async |c| scripts::renew(c, &s.keys, &s.id, s.opts.lease, ttl, &description, &held).await).await?;
         metrics::gauge!(m::WORKER_IN_FLIGHT, "queue" => s.keys.queue().to_string(), "worker" => s.id.clone())
             .set(s.inflight.running() as f64);
         for id in reply.lost {

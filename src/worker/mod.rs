@@ -22,7 +22,6 @@ pub mod sweeper;
 use std::sync::Arc;
 use std::time::Duration;
 
-use deadpool_redis::Pool;
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -41,7 +40,7 @@ use inflight::InFlight;
 /// What every part of a running worker shares.
 pub(crate) struct Shared {
     pub keys: Keys,
-    pub pool: Pool,
+    pub conn: crate::conn::SharedConn,
     pub url: String,
     pub id: String,
     pub opts: WorkerOptions,
@@ -162,7 +161,7 @@ impl WorkerBuilder {
         let id = format!("{}-{}-{}", hostname(), std::process::id(), &uuid::Uuid::new_v4().simple().to_string()[..8]);
         let shared = Arc::new(Shared {
             keys: Keys::new(&self.queue),
-            pool,
+            conn: crate::conn::SharedConn::new(pool),
             url: self.url,
             id,
             opts,

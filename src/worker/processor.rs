@@ -45,7 +45,7 @@ pub(crate) async fn process(shared: Arc<Shared>, job: Claimed, held: Arc<Held>, 
         job.token,
         held.cancel.clone(),
         shared.keys.clone(),
-        shared.pool.clone(),
+        shared.conn.clone(),
     );
     let started = Instant::now();
     let mut task = tokio::spawn(std::panic::AssertUnwindSafe(shared.handler.handle(ctx)).catch_unwind());

@@ -96,8 +96,7 @@ async fn wait_for_fit_redis(shared: &Shared, stop: &CancellationToken) -> Result
     let mut backoff = ReconnectBackoff::default();
     loop {
         let attempt = async {
-            let mut c = shared.pool.get().await?;
-            crate::config::check(&mut c).await
+            shared.conn.run(async |c| crate::config::check(c).await).await
         };
         match attempt.await {
             Ok(report) if report.is_fit() => return Ok(true),
@@ -120,7 +119,7 @@ async fn wait_for_fit_redis(shared: &Shared, stop: &CancellationToken) -> Result
 
 async fn deregister(shared: &Shared) {
     let r: Result<()> = async {
-        let mut c = shared.pool.get().await?;
+        let mut c = shared.conn.get().await?;
         let _: () = c.zrem(shared.keys.workers(), &shared.id).await?;
         let _: () = c.hdel(shared.keys.worker_info(), &shared.id).await?;
         Ok(())

@@ -17,12 +17,11 @@ const MAX_PER_SWEEP: usize = 1000;
 /// The sweeper loop.
 pub(crate) struct Sweeper {
     shared: Arc<Shared>,
-    conn: crate::conn::Sticky,
 }
 
 impl Sweeper {
     pub fn new(shared: Arc<Shared>) -> Sweeper {
-        Sweeper { conn: crate::conn::Sticky::new(shared.pool.clone()), shared }
+        Sweeper { shared }
     }
 
     /// Sweeps every `stalled_interval` until `stop` fires.
@@ -52,7 +51,7 @@ impl Sweeper {
     pub async fn tick(&self) -> Result<usize> {
         let s = &self.shared;
         let q = s.keys.queue().to_string();
-        let swept = self.conn.run(async |c| scripts::sweep(c, &s.keys, s.opts.max_stalled, MAX_PER_SWEEP).await).await?;
+        let swept = self.shared.conn.run(async |c| scripts::sweep(c, &s.keys, s.opts.max_stalled, MAX_PER_SWEEP).await).await?;
         for (id, what) in &swept {
             tracing::warn!(queue = %q, job_id = %id, outcome = ?what, "recovered a job whose lease expired");
             metrics::counter!(m::JOBS_STALLED, "queue" => q.clone()).increment(1);

@@ -9,6 +9,7 @@ use baton::{Queue, Result};
 
 pub async fn run(url: &str, one: Option<String>, interval: Duration, iterations: u64) -> Result<ExitCode> {
     let pool = baton::conn::pool(url, baton::conn::PRODUCER_TIMEOUT, 2)?;
+    let conn = baton::conn::SharedConn::new(pool.clone());
     let mut last: HashMap<String, (Instant, u64, u64)> = HashMap::new();
     let mut n = 0u64;
     loop {
@@ -22,7 +23,7 @@ pub async fn run(url: &str, one: Option<String>, interval: Duration, iterations:
             url, interval, "QUEUE", "WAITING", "DELAYED", "ACTIVE", "COMPLETED", "FAILED", "CANCELLED", "DONE/s", "FAILED/s"
         ));
         for name in names {
-            let c = Queue::with_pool(pool.clone(), &name).counts().await?;
+            let c = Queue::with_conn(conn.clone(), &name).counts().await?;
             let now = Instant::now();
             let (rate_done, rate_failed) = match last.get(&name) {
                 Some((t, done, failed)) => {
