@@ -36,7 +36,7 @@ async fn child_worker() {
     if std::env::var("BATON_CHILD").is_err() {
         return;
     }
-    baton::telemetry::init_logging(false);
+    baton::telemetry::init_logging(false, "info");
     let url = std::env::var("BATON_URL").unwrap();
     let queue = std::env::var("BATON_QUEUE").unwrap();
     let log = PathBuf::from(std::env::var("BATON_LOG").unwrap());

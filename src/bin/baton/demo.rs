@@ -1,5 +1,188 @@
-//! `baton demo`.
+//! `baton demo`: the whole thing end to end on a private Redis: a mixed workload
+//! (successes, a retry that then succeeds, a permanent failure, a cancellation, a
+//! delayed job, a job with steps), a worker with a progress bar, a summary, /metrics.
+
+use std::io::{IsTerminal, Write};
+use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use baton::{handler_fn, Backoff, JobContext, JobError, JobOptions, JobState, NewJob, Queue, Result, Worker};
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use crate::private_redis::PrivateRedis;
+
+/// `baton demo`.
 #[derive(Debug, clap::Args)]
-pub struct DemoArgs {}
-pub async fn run(_url: Option<String>, _a: DemoArgs) -> baton::Result<ExitCode> { todo!() }
+pub struct DemoArgs {
+    /// How many plain successful jobs to add.
+    #[arg(long, default_value_t = 20)]
+    jobs: u32,
+    /// Keep the worker and /metrics up this long after the work is done (e.g. 60s).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "0s")]
+    linger: Duration,
+}
+
+/// What the demo's jobs ask for.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum Task {
+    Resize { image: u32 },
+    FlakyUpload,
+    BrokenReport,
+    LongExport,
+    Reminder,
+    Deploy { service: String },
+}
+
+async fn handle(task: Task, ctx: JobContext) -> std::result::Result<String, JobError> {
+    match task {
+        Task::Resize { image } => {
+            tokio::time::sleep(Duration::from_millis(40 + (image as u64 * 13) % 120)).await;
+            Ok(format!("image {image} resized"))
+        }
+        Task::FlakyUpload if ctx.attempt() == 1 => Err(JobError::retry("upload timed out (first try fails on purpose)")),
+        Task::FlakyUpload => Ok("uploaded on attempt 2".into()),
+        Task::BrokenReport => Err(JobError::retry("report template missing (fails every time)")),
+        Task::LongExport => {
+            ctx.log("export started; this one gets cancelled").await.ok();
+            ctx.cancelled().await;
+            Ok("stopped".into())
+        }
+        Task::Reminder => Ok("reminder sent (it was delayed 1.5 s)".into()),
+        Task::Deploy { service } => {
+            let built: String = ctx.step("build", async { Ok(format!("{service}:v42")) }).await?;
+            ctx.progress(&serde_json::json!({"done": 1, "of": 3})).await.ok();
+            let pushed: String = ctx.step("push", async { Ok(format!("registry/{built}")) }).await?;
+            ctx.progress(&serde_json::json!({"done": 2, "of": 3})).await.ok();
+            ctx.step("rollout", async { Ok(format!("rolled out {pushed}")) }).await
+        }
+    }
+}
+
+pub async fn run(given: Option<String>, a: DemoArgs) -> Result<ExitCode> {
+    let private = match given {
+        Some(_) => None,
+        None => Some(PrivateRedis::start().await?),
+    };
+    let url = given.unwrap_or_else(|| private.as_ref().unwrap().url());
+    let tty = std::io::stdout().is_terminal();
+    println!("baton demo: redis at {url}{}", if private.is_some() { " (private, AOF on, noeviction; removed at exit)" } else { "" });
+
+    baton::metrics::install();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| baton::Error::Invalid(e.to_string()))?;
+    let metrics_addr: SocketAddr = listener.local_addr().map_err(|e| baton::Error::Invalid(e.to_string()))?;
+    drop(listener);
+    let stop_ops = CancellationToken::new();
+    {
+        let (url, stop) = (url.clone(), stop_ops.clone());
+        tokio::spawn(async move {
+            if let Err(e) = baton::http::serve_ops(metrics_addr, url, stop).await {
+                tracing::warn!(error = %e, "metrics server failed");
+            }
+        });
+    }
+
+    let queue = format!("demo-{}", &uuid::Uuid::new_v4().simple().to_string()[..6]);
+    let q = Queue::connect(&url, &queue)?;
+    let quick = Backoff::Fixed { delay: Duration::from_millis(300) };
+    let mut jobs: Vec<NewJob<Task>> = (0..a.jobs).map(|i| NewJob::new("resize", Task::Resize { image: i })).collect();
+    jobs.push(NewJob::new("upload", Task::FlakyUpload).with_opts(JobOptions::default().attempts(3).backoff(quick)));
+    jobs.push(NewJob::new("report", Task::BrokenReport).with_opts(JobOptions::default().attempts(2).backoff(quick)));
+    jobs.push(NewJob::new("export", Task::LongExport));
+    jobs.push(NewJob::new("reminder", Task::Reminder).with_opts(JobOptions::default().delay(Duration::from_millis(1500))));
+    jobs.push(NewJob::new("deploy", Task::Deploy { service: "api".into() }));
+    let added = q.add_bulk(&jobs).await?;
+    let total = added.len() as u64;
+    let export_id = added[a.jobs as usize + 2].id.clone();
+    println!("added {total} jobs to queue {queue} in one atomic call; metrics at http://{metrics_addr}/metrics\n");
+
+    let worker = Worker::builder(&url, &queue)
+        .concurrency(8)
+        .lease(Duration::from_secs(10))
+        .stalled_interval(Duration::from_secs(1))
+        .shutdown_timeout(Duration::from_secs(5))
+        .build(handler_fn(handle))?;
+    let stop = worker.shutdown_handle();
+    let running = tokio::spawn(worker.run());
+
+    let started = Instant::now();
+    let mut cancel_sent = false;
+    let mut last_print = Instant::now() - Duration::from_secs(10);
+    loop {
+        let c = q.counts().await?;
+        let done = c.completed + c.failed + c.cancelled;
+        if !cancel_sent && q.job(&export_id).await?.map(|j| j.state == JobState::Active).unwrap_or(false) {
+            q.cancel(&export_id).await?;
+            cancel_sent = true;
+        }
+        if tty || last_print.elapsed() >= Duration::from_millis(500) || done == total {
+            let width = 30;
+            let filled = (done * width / total.max(1)) as usize;
+            let bar = format!("[{}{}]", "#".repeat(filled), ".".repeat(width as usize - filled));
+            let line = format!(
+                "{bar} {done}/{total}  waiting {} delayed {} active {} | completed {} failed {} cancelled {}",
+                c.waiting, c.delayed, c.active, c.completed, c.failed, c.cancelled
+            );
+            if tty {
+                print!("\r{line}\x1b[K");
+                let _ = std::io::stdout().flush();
+            } else {
+                println!("{line}");
+            }
+            last_print = Instant::now();
+        }
+        if done == total {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            return Err(baton::Error::Invalid("demo did not finish within 60 s".into()));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!("\n\nall {total} jobs finished in {:.1?}\n", started.elapsed());
+
+    println!("{:<10} {:<34} {:<10} {:>7}  {}", "JOB", "ID", "STATE", "ATTEMPT", "RESULT / ERROR");
+    let shown = [0usize, 1].into_iter().chain(a.jobs as usize..added.len());
+    for i in shown {
+        if i >= added.len() {
+            continue;
+        }
+        let Some(j) = q.job(&added[i].id).await? else { continue };
+        let detail = match (&j.result, &j.error) {
+            (Some(r), _) if j.state == JobState::Completed => r.to_string(),
+            (_, Some(e)) => e.clone(),
+            _ => String::new(),
+        };
+        println!("{:<10} {:<34} {:<10} {:>7}  {}", j.name, j.id, j.state.as_str(), format!("{}/{}", j.attempt, j.attempts), detail);
+        if !j.steps.is_empty() {
+            println!("{:<10} {:<34} steps: {}", "", "", j.steps.keys().cloned().collect::<Vec<_>>().join(" → "));
+        }
+    }
+    let c = q.counts().await?;
+    println!(
+        "\ncounts: completed {}, failed {}, cancelled {}, waiting {}, active {}",
+        c.completed, c.failed, c.cancelled, c.waiting, c.active
+    );
+    let is_private = private.is_some();
+    if is_private && a.linger.is_zero() {
+        println!("metrics were served at http://{metrics_addr}/metrics; run `baton demo --linger 60s` to browse them");
+    } else {
+        println!("inspect one:  baton --redis-url {url} job {queue} <ID>");
+        println!("metrics:      http://{metrics_addr}/metrics");
+    }
+    if !a.linger.is_zero() {
+        println!("\nworker and metrics stay up for {:?} (Ctrl-C to stop)", a.linger);
+        tokio::select! {
+            _ = tokio::time::sleep(a.linger) => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    stop.shutdown();
+    running.await.map_err(|e| baton::Error::Invalid(e.to_string()))??;
+    stop_ops.cancel();
+    drop(private);
+    println!("cleaned up: worker stopped{}", if is_private { ", private redis removed" } else { "" });
+    Ok(ExitCode::SUCCESS)
+}

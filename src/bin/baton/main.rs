@@ -154,7 +154,12 @@ pub struct Common {}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    baton::telemetry::init_logging(cli.log_format == "json");
+    // Interactive commands keep the terminal for their own output.
+    let level = match cli.cmd {
+        Cmd::Demo(_) | Cmd::Bench(_) | Cmd::Watch { .. } => "warn",
+        _ => "info",
+    };
+    baton::telemetry::init_logging(cli.log_format == "json", level);
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     match rt.block_on(run(cli)) {
         Ok(code) => code,
