@@ -6,7 +6,7 @@
 -- heartbeat or sweeper finds the flag); -1 no such job; -2 already finished (state says how).
 local prefix, id = ARGV[1], ARGV[2]
 local jk = prefix .. 'job:' .. id
-local f = redis.call('HMGET', jk, 'state', 'kf', 'kfa')
+local f = redis.call('HMGET', jk, 'state', 'keep')
 local state = f[1]
 if not state then return { -1, '' } end
 if state == 'completed' or state == 'failed' or state == 'cancelled' then return { -2, state } end
@@ -19,6 +19,8 @@ local now = now_ms()
 redis.call('LREM', KEYS[1], 0, id)
 redis.call('ZREM', KEYS[2], id)
 redis.call('ZREM', KEYS[3], id)
-finish_job(KEYS[5], jk, id, 'cancelled', 'error', ARGV[4], now, f[2])
-trim(KEYS[5], prefix, tonumber(f[2]), tonumber(f[3]), now)
+local _, _, kf, kfa = keep_of(f[2])
+if finish_job(KEYS[5], jk, id, 'cancelled', 'error', ARGV[4], now, kf) then
+  trim(KEYS[5], prefix, kf, kfa, now)
+end
 return { 1, state }

@@ -29,20 +29,24 @@ if redis.call('HGET', KEYS[5], 'paused') ~= '1' and max > 0 then
     for i = 1, #z, 2 do ids[#ids + 1] = z[i] end
   end
   local deadline = now + tonumber(ARGV[4])
+  local leases = {}
   for _, id in ipairs(ids) do
     local jk = prefix .. 'job:' .. id
-    local f = redis.call('HMGET', jk, 'name', 'data', 'opts', 'ready', 'stalled', 'token', 'attempt')
+    local f = redis.call('HMGET', jk, 'name', 'data', 'opts', 'ready', 'ts', 'stalled', 'token', 'attempt')
     if f[1] then
-      local token = tonumber(f[6]) + 1
-      local attempt = tonumber(f[7]) + 1
+      local token = tonumber(f[7] or '0') + 1
+      local attempt = tonumber(f[8] or '0') + 1
       redis.call('HSET', jk, 'state', 'active', 'worker', ARGV[3], 'started', now,
         'token', token, 'attempt', attempt)
-      redis.call('ZADD', KEYS[4], deadline, id)
+      leases[#leases + 1] = deadline
+      leases[#leases + 1] = id
       local n = #out
       out[n + 1], out[n + 2], out[n + 3], out[n + 4] = id, token, attempt, f[1]
-      out[n + 5], out[n + 6], out[n + 7], out[n + 8] = f[2], f[3], tonumber(f[4]), tonumber(f[5])
+      out[n + 5], out[n + 6], out[n + 7], out[n + 8] = f[2], f[3], tonumber(f[4] or f[5]), tonumber(f[6] or '0')
     end
   end
+  -- One ZADD for the whole batch: the lease table.
+  if #leases > 0 then redis.call('ZADD', KEYS[4], unpack(leases)) end
   if #ids == max and (redis.call('LLEN', KEYS[1]) > 0 or redis.call('ZCARD', KEYS[2]) > 0) then
     wake(KEYS[6])
   end

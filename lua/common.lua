@@ -12,6 +12,14 @@ end
 
 local PRIORITY_SCALE = 4294967296
 
+-- A job's retention, stored as one field 'keep' = "kc:kca:kf:kfa": how many completed
+-- and failed/cancelled jobs to keep (-1 = all) and their maximum age in ms (0 = none).
+local function keep_of(keep)
+  local kc, kca, kf, kfa = string.match(keep or '', '^(-?%d+):(%d+):(-?%d+):(%d+)$')
+  if not kc then return -1, 0, -1, 0 end
+  return tonumber(kc), tonumber(kca), tonumber(kf), tonumber(kfa)
+end
+
 -- Deletes a job and everything stored under it.
 local function delete_job(prefix, id)
   local jk = prefix .. 'job:' .. id

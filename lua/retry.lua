@@ -12,6 +12,6 @@ redis.call('ZREM', KEYS[3], id)
 redis.call('ZREM', KEYS[4], id)
 redis.call('HDEL', jk, 'cancel', 'cancel_reason', 'finished', 'error')
 redis.call('HSET', jk, 'state', 'waiting', 'attempt', 0, 'stalled', 0, 'ready', now_ms())
-push_ready(KEYS[1], KEYS[2], KEYS[5], id, tonumber(f[2]), false)
+push_ready(KEYS[1], KEYS[2], KEYS[5], id, tonumber(f[2] or '0'), false)
 wake(KEYS[6])
 return { 1, f[1] }

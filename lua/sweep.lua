@@ -13,25 +13,26 @@ local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumb
 for _, id in ipairs(ids) do
   local jk = prefix .. 'job:' .. id
   redis.call('ZREM', KEYS[1], id)
-  local f = redis.call('HMGET', jk, 'stalled', 'cancel', 'pri', 'kf', 'kfa', 'name')
-  if f[6] then
-    local stalled = tonumber(f[1]) + 1
+  local f = redis.call('HMGET', jk, 'stalled', 'cancel', 'pri', 'keep', 'name')
+  if f[5] then
+    local _, _, kf, kfa = keep_of(f[4])
+    local stalled = tonumber(f[1] or '0') + 1
     -- A new token fences off the worker that lost the lease, should it come back.
     redis.call('HINCRBY', jk, 'token', 1)
     redis.call('HSET', jk, 'stalled', stalled)
     if f[2] == '1' then
-      finish_job(KEYS[5], jk, id, 'cancelled', 'error', 'cancelled (its worker stopped responding)', now, f[4])
-      trim(KEYS[5], prefix, tonumber(f[4]), tonumber(f[5]), now)
+      finish_job(KEYS[5], jk, id, 'cancelled', 'error', 'cancelled (its worker stopped responding)', now, kf)
+      trim(KEYS[5], prefix, kf, kfa, now)
       out[#out + 1], out[#out + 2] = id, 'cancelled'
     elseif stalled > max_stalled then
       finish_job(KEYS[4], jk, id, 'failed', 'error', 'job stalled ' .. stalled ..
-        ' times (its lease expired; max_stalled is ' .. max_stalled .. ')', now, f[4])
-      trim(KEYS[4], prefix, tonumber(f[4]), tonumber(f[5]), now)
+        ' times (its lease expired; max_stalled is ' .. max_stalled .. ')', now, kf)
+      trim(KEYS[4], prefix, kf, kfa, now)
       out[#out + 1], out[#out + 2] = id, 'failed'
     else
       redis.call('HINCRBY', jk, 'attempt', -1)
       redis.call('HSET', jk, 'state', 'waiting', 'ready', now)
-      push_ready(KEYS[2], KEYS[3], KEYS[6], id, tonumber(f[3]), true)
+      push_ready(KEYS[2], KEYS[3], KEYS[6], id, tonumber(f[3] or '0'), true)
       out[#out + 1], out[#out + 2] = id, 'requeued'
     end
   end

@@ -53,7 +53,8 @@ pub(crate) async fn add<C: ConnectionLike + Send>(c: &mut C, k: &Keys, jobs: &[N
     inv.arg(k.prefix()).arg(jobs.len());
     for j in jobs {
         inv.arg(&j.id).arg(&j.name).arg(&j.data[..]).arg(&j.opts[..]).arg(j.delay.as_millis() as u64).arg(j.priority);
-        inv.arg(j.keep_completed.0).arg(j.keep_completed.1).arg(j.keep_failed.0).arg(j.keep_failed.1);
+        let (kc, kf) = (j.keep_completed, j.keep_failed);
+        inv.arg(format!("{}:{}:{}:{}", kc.0, kc.1, kf.0, kf.1));
     }
     let out: Vec<i64> = inv.invoke_async(c).await?;
     Ok(out.into_iter().map(|v| v == 1).collect())

@@ -15,6 +15,12 @@ use crate::error::Result;
 use crate::metrics as m;
 use crate::scripts::{self, ClaimReply};
 
+/// Most jobs one claim takes (the script unpacks them into one ZADD).
+const MAX_CLAIM: usize = 1000;
+
+/// How long a busy worker waits for more free slots before claiming.
+const COALESCE_WAIT: Duration = Duration::from_millis(1);
+
 /// The claim loop.
 pub(crate) struct Claimer {
     shared: Arc<Shared>,
@@ -30,15 +36,22 @@ impl Claimer {
     /// Claims and starts jobs until `stop` fires.
     pub async fn run(mut self, stop: CancellationToken) {
         let mut backoff = ReconnectBackoff::default();
+        // True while the last claim filled every free slot: more work is likely waiting.
+        let mut busy = false;
         loop {
             let first = tokio::select! {
                 p = self.slots.clone().acquire_owned() => p.expect("slots are never closed"),
                 _ = stop.cancelled() => return,
             };
             let mut permits = vec![first];
-            while let Ok(p) = self.slots.clone().try_acquire_owned() {
-                permits.push(p);
+            self.take_free(&mut permits);
+            if busy && permits.len() < self.coalesce_target() {
+                // Under load, one claim per freed slot would make each claim (and each
+                // ack batch) tiny; wait a moment for a few more slots to free up.
+                tokio::time::sleep(COALESCE_WAIT).await;
+                self.take_free(&mut permits);
             }
+            let asked = permits.len();
             let reply = tokio::select! {
                 r = self.tick(permits.len()) => r,
                 _ = stop.cancelled() => return,
@@ -46,6 +59,7 @@ impl Claimer {
             match reply {
                 Ok(reply) if !reply.jobs.is_empty() => {
                     backoff.reset();
+                    busy = reply.jobs.len() == asked;
                     let now = reply.now_ms;
                     for job in reply.jobs {
                         let permit = permits.pop().expect("claimed no more than the free slots");
@@ -54,6 +68,7 @@ impl Claimer {
                 }
                 Ok(reply) => {
                     backoff.reset();
+                    busy = false;
                     drop(permits);
                     let wait = self.idle_wait(&reply);
                     tokio::select! {
@@ -70,6 +85,21 @@ impl Claimer {
                 }
             }
         }
+    }
+
+    /// Adds every free slot (up to [`MAX_CLAIM`]) to `permits`.
+    fn take_free(&self, permits: &mut Vec<tokio::sync::OwnedSemaphorePermit>) {
+        while permits.len() < MAX_CLAIM {
+            match self.slots.clone().try_acquire_owned() {
+                Ok(p) => permits.push(p),
+                Err(_) => break,
+            }
+        }
+    }
+
+    /// How many free slots are worth one claim under load: a quarter of the concurrency.
+    fn coalesce_target(&self) -> usize {
+        (self.shared.opts.concurrency / 4).max(1)
     }
 
     async fn fail(&self, backoff: &mut ReconnectBackoff, op: &'static str, e: &crate::Error, stop: &CancellationToken) {
