@@ -49,6 +49,29 @@ pub const ALL: &[&str] = &[
     REDIS_ERRORS,
 ];
 
+/// The per-queue counters (label `queue` only), registered at zero by [`register_queue`].
+const QUEUE_COUNTERS: &[&str] = &[
+    JOBS_ENQUEUED,
+    JOBS_COMPLETED,
+    JOBS_FAILED,
+    JOBS_RETRIED,
+    JOBS_STALLED,
+    JOBS_CANCELLED,
+    JOBS_LOCK_LOST,
+];
+
+/// Registers every per-queue counter of `queue` at zero (idempotent). Workers call it
+/// at start, the gauge refresher for every queue it finds.
+///
+/// Prometheus' `rate()` and `increase()` miss the first increment of a series that
+/// appears with value 1; a series that exists from the start at 0 does not have that
+/// problem, and dashboards show 0 rather than "no data".
+pub fn register_queue(queue: &str) {
+    for name in QUEUE_COUNTERS {
+        metrics::counter!(*name, "queue" => queue.to_string()).increment(0);
+    }
+}
+
 /// Histogram buckets in seconds, from 1 ms to 1 h.
 const BUCKETS: &[f64] = &[
     0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,

@@ -27,28 +27,7 @@ pub const REFRESH: Duration = Duration::from_secs(5);
 /// How often the list of queues is rebuilt with a SCAN.
 pub const REDISCOVER: Duration = Duration::from_secs(60);
 
-/// The per-queue counters (label `queue` only), registered at zero by [`register_queue`].
-const QUEUE_COUNTERS: &[&str] = &[
-    m::JOBS_ENQUEUED,
-    m::JOBS_COMPLETED,
-    m::JOBS_FAILED,
-    m::JOBS_RETRIED,
-    m::JOBS_STALLED,
-    m::JOBS_CANCELLED,
-    m::JOBS_LOCK_LOST,
-];
-
-/// Registers every per-queue counter of `queue` at zero (idempotent), and its
-/// `baton_queue_jobs` gauges if not yet set.
-///
-/// Prometheus' `rate()` and `increase()` miss the first increment of a series that
-/// appears with value 1; a series that exists from the start at 0 does not have that
-/// problem, and dashboards show 0 rather than "no data".
-pub fn register_queue(queue: &str) {
-    for name in QUEUE_COUNTERS {
-        metrics::counter!(*name, "queue" => queue.to_string()).increment(0);
-    }
-}
+pub use crate::metrics::register_queue;
 
 /// Keeps the refresher alive; the task stops when the last guard is dropped.
 pub(crate) struct Refresher {

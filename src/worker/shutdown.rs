@@ -33,6 +33,7 @@ pub(crate) async fn start_and_run(shared: Arc<Shared>, rx: mpsc::UnboundedReceiv
         return Ok(());
     }
     let q = shared.keys.queue().to_string();
+    crate::metrics::register_queue(&q);
     tracing::info!(queue = %q, worker = %shared.id, concurrency = shared.opts.concurrency, "worker started");
 
     let background = CancellationToken::new();

@@ -1,0 +1,124 @@
+//! The `baton` binary's commands against a real redis-server.
+
+mod common;
+
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use baton::{handler_fn, JobError, Queue, Worker};
+use common::{baton_bin, wait_until, RedisServer};
+use serde_json::Value;
+
+fn baton(redis: &RedisServer, args: &[&str]) -> Output {
+    Command::new(baton_bin()).arg("--redis-url").arg(redis.url()).args(args).output().unwrap()
+}
+
+fn ok(out: Output) -> String {
+    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn json(out: Output) -> Value {
+    let s = ok(out);
+    assert_eq!(s.trim().lines().count(), 1, "one JSON object on one line: {s}");
+    serde_json::from_str(s.trim()).unwrap()
+}
+
+#[tokio::test]
+async fn add_stats_job_list_and_admin_commands() {
+    let redis = RedisServer::start();
+    assert!(ok(baton(&redis, &["check"])).starts_with("ok:"));
+    let id = ok(baton(&redis, &["add", "mail", r#"{"to":"a@x"}"#, "--name", "send", "--attempts", "2"])).trim().to_string();
+    assert_eq!(id.len(), 32, "prints the generated id: {id}");
+    let fixed = ok(baton(&redis, &["add", "mail", "{}", "--job-id", "j-1", "--priority", "3"])).trim().to_string();
+    assert_eq!(fixed, "j-1");
+    let again = baton(&redis, &["add", "mail", "{}", "--job-id", "j-1"]);
+    assert_eq!(ok(again).trim(), "j-1", "idempotent add prints the id too");
+    ok(baton(&redis, &["add", "mail", "{}", "--delay", "1h", "--job-id", "later"]));
+
+    let stats = json(baton(&redis, &["stats", "mail", "--json"]));
+    for k in ["waiting", "delayed", "active", "completed", "failed", "cancelled"] {
+        assert!(stats[k].is_u64(), "stats --json has {k}: {stats}");
+    }
+    assert_eq!((stats["waiting"].as_u64(), stats["delayed"].as_u64()), (Some(2), Some(1)));
+    let all = json(baton(&redis, &["stats", "--json"]));
+    assert_eq!(all["queues"][0]["queue"], "mail");
+
+    let job = json(baton(&redis, &["job", "mail", &id, "--json"]));
+    assert_eq!((job["state"].as_str(), job["attempt"].as_u64()), (Some("waiting"), Some(0)));
+    assert_eq!(job["data"]["to"], "a@x");
+    assert!(ok(baton(&redis, &["job", "mail", &id])).contains("state     waiting"));
+    let missing = baton(&redis, &["job", "mail", "nope"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("not found"));
+
+    let listed = json(baton(&redis, &["list", "mail", "waiting", "--json"]));
+    assert_eq!(listed["ids"], serde_json::json!([id, "j-1"]), "unprioritized first, then by priority");
+    assert!(!baton(&redis, &["list", "mail", "bogus"]).status.success());
+
+    ok(baton(&redis, &["cancel", "mail", "later"]));
+    let cancelled = json(baton(&redis, &["job", "mail", "later", "--json"]));
+    assert_eq!(cancelled["state"], "cancelled");
+    let twice = baton(&redis, &["cancel", "mail", "later"]);
+    assert_eq!(twice.status.code(), Some(1), "cancelling a finished job is an error");
+    assert!(String::from_utf8_lossy(&twice.stderr).contains("is cancelled"));
+    ok(baton(&redis, &["retry", "mail", "later"]));
+    assert_eq!(json(baton(&redis, &["job", "mail", "later", "--json"]))["state"], "waiting");
+    ok(baton(&redis, &["remove", "mail", "later"]));
+    assert_eq!(baton(&redis, &["job", "mail", "later"]).status.code(), Some(1));
+
+    ok(baton(&redis, &["pause", "mail"]));
+    assert_eq!(json(baton(&redis, &["stats", "mail", "--json"]))["paused"], true);
+    ok(baton(&redis, &["resume", "mail"]));
+
+    // A worker runs them; then workers, clean and retry --all-failed.
+    let w = Worker::builder(&redis.url(), "mail")
+        .build(handler_fn(|v: Value, _ctx| async move {
+            if v.get("to").is_some() { Err(JobError::fatal("no smtp")) } else { Ok(()) }
+        }))
+        .unwrap();
+    let stop = w.shutdown_handle();
+    let run = tokio::spawn(w.run());
+    let q = Queue::connect(&redis.url(), "mail").unwrap();
+    wait_until(Duration::from_secs(10), "both ran", || async {
+        let c = q.counts().await.unwrap();
+        c.completed == 1 && c.failed == 1
+    })
+    .await;
+    let workers = json(baton(&redis, &["workers", "mail", "--json"]));
+    assert_eq!(workers["workers"].as_array().unwrap().len(), 1, "{workers}");
+    assert!(ok(baton(&redis, &["watch", "mail", "--iterations", "1"])).contains("mail"));
+    stop.shutdown();
+    run.await.unwrap().unwrap();
+    assert!(ok(baton(&redis, &["retry", "mail", "--all-failed"])).contains("queued 1"));
+    assert_eq!(json(baton(&redis, &["job", "mail", &id, "--json"]))["state"], "waiting");
+    assert!(ok(baton(&redis, &["clean", "mail", "completed"])).contains("deleted 1"));
+    assert_eq!(json(baton(&redis, &["stats", "mail", "--json"]))["completed"], 0);
+}
+
+#[test]
+fn bad_input_is_a_clear_error() {
+    let redis = RedisServer::start();
+    let out = baton(&redis, &["add", "q", "{not json"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not valid JSON"));
+    let out = baton(&redis, &["add", "q", "{}", "--attempts", "0"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("attempts must be at least 1"));
+    let out = baton(&redis, &["add", "q", "{}", "--delay", "soon"]);
+    assert_eq!(out.status.code(), Some(2), "clap rejects a bad duration");
+}
+
+#[test]
+fn demo_runs_end_to_end_and_names_the_missing_redis_server() {
+    let out = Command::new(baton_bin()).args(["demo", "--jobs", "3"]).env_remove("REDIS_URL").output().unwrap();
+    let stdout = ok(out);
+    assert!(stdout.contains("all 8 jobs finished"), "{stdout}");
+    for state in ["completed", "failed", "cancelled"] {
+        assert!(stdout.contains(state), "{state} in summary: {stdout}");
+    }
+    assert!(stdout.contains("/metrics"));
+    let out = Command::new(baton_bin()).args(["demo"]).env_remove("REDIS_URL").env("PATH", "/nonexistent").output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("apt-get install -y redis-server"), "{err}");
+}
