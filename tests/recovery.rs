@@ -77,7 +77,7 @@ async fn run_steps(ctx: &JobContext, log: &PathBuf, block_in_three: bool) -> Res
     Ok(format!("{a}{b}{c}"))
 }
 
-fn child_env(redis: &RedisServer, q: &str, log: &PathBuf) -> Vec<(&'static str, String)> {
+fn child_env(redis: &RedisServer, q: &str, log: &std::path::Path) -> Vec<(&'static str, String)> {
     vec![("BATON_URL", redis.url()), ("BATON_QUEUE", q.to_string()), ("BATON_LOG", log.display().to_string())]
 }
 

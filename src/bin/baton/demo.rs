@@ -143,7 +143,7 @@ pub async fn run(given: Option<String>, a: DemoArgs) -> Result<ExitCode> {
     }
     println!("\n\nall {total} jobs finished in {:.1?}\n", started.elapsed());
 
-    println!("{:<10} {:<34} {:<10} {:>7}  {}", "JOB", "ID", "STATE", "ATTEMPT", "RESULT / ERROR");
+    println!("{:<10} {:<34} {:<10} {:>7}  RESULT / ERROR", "JOB", "ID", "STATE", "ATTEMPT");
     let shown = [0usize, 1].into_iter().chain(a.jobs as usize..added.len());
     for i in shown {
         if i >= added.len() {

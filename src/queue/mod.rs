@@ -2,17 +2,18 @@
 //!
 //! Every call is bounded: with Redis gone a call fails within
 //! [`PRODUCER_TIMEOUT`](crate::conn::PRODUCER_TIMEOUT) with an error that says so, rather
-//! than hanging the caller's request.
+//! than hanging the caller's request. Reading a queue back (counts, jobs, listings,
+//! workers) lives in [`inspect`].
 
-use std::collections::BTreeMap;
-use std::time::Duration;
+mod inspect;
+
 
 use deadpool_redis::Pool;
 use redis::AsyncCommands;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::job::{msgpack_to_json, Counts, JobInfo, JobOptions, JobState, RunOptions, MAX_PRIORITY};
+use crate::job::{JobOptions, JobState, RunOptions, MAX_PRIORITY};
 use crate::keys::Keys;
 use crate::metrics as m;
 use crate::scripts::{self, NewJobArgs};
@@ -238,171 +239,6 @@ impl Queue {
         .await
     }
 
-    /// Counts per state (one round trip).
-    pub async fn counts(&self) -> Result<Counts> {
-        self.bounded(async {
-            let k = &self.keys;
-            let mut c = self.conn().await?;
-            let (wait, prio, delayed, active, completed, failed, cancelled, paused): (u64, u64, u64, u64, u64, u64, u64, Option<String>) =
-                redis::pipe()
-                    .llen(k.wait())
-                    .zcard(k.prioritized())
-                    .zcard(k.delayed())
-                    .zcard(k.active())
-                    .zcard(k.completed())
-                    .zcard(k.failed())
-                    .zcard(k.cancelled())
-                    .hget(k.meta(), "paused")
-                    .query_async(&mut c)
-                    .await?;
-            Ok(Counts { waiting: wait + prio, delayed, active, completed, failed, cancelled, paused: paused.as_deref() == Some("1") })
-        })
-        .await
-    }
-
-    /// Ids of jobs in one state, newest first for finished states, next-to-run first for
-    /// waiting and delayed.
-    pub async fn list(&self, state: JobState, start: usize, count: usize) -> Result<Vec<String>> {
-        self.bounded(async {
-            if count == 0 {
-                return Ok(Vec::new());
-            }
-            let k = &self.keys;
-            let mut c = self.conn().await?;
-            let end = (start + count - 1) as isize;
-            let ids: Vec<String> = match state {
-                JobState::Waiting => {
-                    // The wait list is claimed from its right end, so read it back to front.
-                    let mut ids: Vec<String> = c.lrange(k.wait(), -(end + 1), -(start as isize) - 1).await?;
-                    ids.reverse();
-                    if ids.len() < count {
-                        let skip = start.saturating_sub(c.llen::<_, usize>(k.wait()).await?);
-                        let more: Vec<String> = c.zrange(k.prioritized(), skip as isize, (skip + count - ids.len() - 1) as isize).await?;
-                        ids.extend(more);
-                    }
-                    ids
-                }
-                JobState::Delayed => c.zrange(k.delayed(), start as isize, end).await?,
-                JobState::Active => c.zrange(k.active(), start as isize, end).await?,
-                JobState::Completed => c.zrevrange(k.completed(), start as isize, end).await?,
-                JobState::Failed => c.zrevrange(k.failed(), start as isize, end).await?,
-                JobState::Cancelled => c.zrevrange(k.cancelled(), start as isize, end).await?,
-            };
-            Ok(ids)
-        })
-        .await
-    }
-
-    /// Deletes finished jobs of `state` older than `age` (up to `limit`); returns how many.
-    pub async fn clean(&self, state: JobState, age: Duration, limit: usize) -> Result<u64> {
-        self.bounded(async {
-            let set = match state {
-                JobState::Completed => self.keys.completed(),
-                JobState::Failed => self.keys.failed(),
-                JobState::Cancelled => self.keys.cancelled(),
-                other => return Err(Error::Invalid(format!("clean takes completed, failed or cancelled, not {other}"))),
-            };
-            scripts::clean(&mut self.conn().await?, &self.keys, set, age, limit).await
-        })
-        .await
-    }
-
-    /// One job with its steps and logs; None if there is no such job.
-    pub async fn job(&self, id: &str) -> Result<Option<JobInfo>> {
-        self.bounded(async {
-            let k = &self.keys;
-            let mut c = self.conn().await?;
-            let (h, steps, logs): (BTreeMap<String, Vec<u8>>, BTreeMap<String, Vec<u8>>, Vec<String>) = redis::pipe()
-                .hgetall(k.job(id))
-                .hgetall(k.steps(id))
-                .lrange(k.logs(id), 0, -1)
-                .query_async(&mut c)
-                .await?;
-            if h.is_empty() {
-                return Ok(None);
-            }
-            let s = |f: &str| h.get(f).map(|v| String::from_utf8_lossy(v).into_owned());
-            let n = |f: &str| s(f).and_then(|v| v.parse::<u64>().ok());
-            let opts: Option<RunOptions> = h.get("opts").and_then(|b| rmp_serde::from_slice(b).ok());
-            let state = s("state").and_then(|st| JobState::parse(&st)).unwrap_or(JobState::Waiting);
-            Ok(Some(JobInfo {
-                id: id.to_string(),
-                queue: self.name().to_string(),
-                name: s("name").unwrap_or_default(),
-                state,
-                attempt: n("attempt").unwrap_or(0) as u32,
-                attempts: opts.as_ref().map(|o| o.attempts).unwrap_or(1),
-                stalled: n("stalled").unwrap_or(0) as u32,
-                priority: n("pri").unwrap_or(0) as u32,
-                data: h.get("data").map(|b| msgpack_to_json(b)).unwrap_or(serde_json::Value::Null),
-                result: h.get("result").map(|b| msgpack_to_json(b)),
-                error: s("error"),
-                progress: s("progress").map(|p| serde_json::from_str(&p).unwrap_or(serde_json::Value::String(p))),
-                worker: s("worker"),
-                cancel_requested: s("cancel").as_deref() == Some("1"),
-                created_ms: n("ts").unwrap_or(0),
-                started_ms: n("started"),
-                finished_ms: n("finished"),
-                steps: steps.into_iter().map(|(k, v)| (k, msgpack_to_json(&v))).collect(),
-                logs,
-            }))
-        })
-        .await
-    }
-
-    /// Live workers of this queue (heartbeat not lapsed): id → their last
-    /// self-description (JSON: host, pid, concurrency, in_flight).
-    pub async fn workers(&self) -> Result<Vec<(String, serde_json::Value)>> {
-        self.bounded(async {
-            let k = &self.keys;
-            let mut c = self.conn().await?;
-            let now = redis_now_ms(&mut c).await?;
-            let (alive, info): (Vec<String>, BTreeMap<String, String>) = redis::pipe()
-                .zrangebyscore(k.workers(), now, "+inf")
-                .hgetall(k.worker_info())
-                .query_async(&mut c)
-                .await?;
-            Ok(alive
-                .into_iter()
-                .map(|id| {
-                    let v = info.get(&id).and_then(|j| serde_json::from_str(j).ok()).unwrap_or(serde_json::Value::Null);
-                    (id, v)
-                })
-                .collect())
-        })
-        .await
-    }
-
-    /// Names of every queue in this Redis (found by their meta key).
-    pub async fn discover(pool: &Pool) -> Result<Vec<String>> {
-        let mut c = pool.get().await?;
-        let mut names = Vec::new();
-        let mut cursor: u64 = 0;
-        loop {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(Keys::META_PATTERN)
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut c)
-                .await?;
-            names.extend(keys.iter().filter_map(|k| Keys::queue_from_meta_key(k)).map(String::from));
-            if next == 0 {
-                break;
-            }
-            cursor = next;
-        }
-        names.sort();
-        names.dedup();
-        Ok(names)
-    }
-}
-
-/// Redis's clock in ms.
-pub(crate) async fn redis_now_ms<C: redis::aio::ConnectionLike + Send>(c: &mut C) -> Result<u64> {
-    let (s, us): (u64, u64) = redis::cmd("TIME").query_async(c).await?;
-    Ok(s * 1000 + us / 1000)
 }
 
 fn encode<T: Serialize>(name: &str, data: &T, o: &JobOptions) -> Result<NewJobArgs> {
