@@ -122,3 +122,32 @@ fn demo_runs_end_to_end_and_names_the_missing_redis_server() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("apt-get install -y redis-server"), "{err}");
 }
+
+#[tokio::test]
+async fn json_logs_about_a_job_carry_queue_and_job_id() {
+    let redis = RedisServer::start();
+    let q = Queue::connect(&redis.url(), "logs").unwrap();
+    let id = q.add("n", &serde_json::json!({}), baton::JobOptions::default().attempts(1)).await.unwrap().id;
+    let mut child = Command::new(baton_bin())
+        .args(["--redis-url", &redis.url(), "--log-format", "json", "worker", "logs", "--exec", "--", "sh", "-c", "exit 3"])
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until(Duration::from_secs(10), "job failed", || async {
+        q.job(&id).await.unwrap().unwrap().state == baton::JobState::Failed
+    })
+    .await;
+    common::signal(child.id(), libc::SIGTERM);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stderr).lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    assert!(!lines.is_empty(), "log lines are JSON");
+    let about_job: Vec<&Value> = lines.iter().filter(|l| l.to_string().contains(&id)).collect();
+    assert!(!about_job.is_empty(), "some line names the job");
+    for l in about_job {
+        let text = l.to_string();
+        assert!(text.contains("\"queue\":\"logs\""), "queue on every line about the job: {text}");
+        assert!(text.contains("\"job_id\""), "job_id field: {text}");
+    }
+}

@@ -48,7 +48,10 @@ pub(crate) async fn process(shared: Arc<Shared>, job: Claimed, held: Arc<Held>, 
         shared.conn.clone(),
     );
     let started = Instant::now();
-    let mut task = tokio::spawn(std::panic::AssertUnwindSafe(shared.handler.handle(ctx)).catch_unwind());
+    // The handler runs in its own task (so it can be aborted) inside the job's span, so
+    // its log lines carry queue and job id too.
+    let handler = std::panic::AssertUnwindSafe(shared.handler.handle(ctx)).catch_unwind();
+    let mut task = tokio::spawn(tracing::Instrument::in_current_span(handler));
     let deadline = async {
         match timeout {
             Some(t) => tokio::time::sleep(t).await,
