@@ -1,0 +1,131 @@
+//! The route handlers of `/v1` and `/openapi.json`.
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::errors::{fail, ApiError};
+use super::extract::{json_body, JobId, QueueName};
+use super::validate::AddRequest;
+use super::{ApiState, MAX_LIST};
+use crate::error::Error;
+use crate::job::{Counts, JobState};
+use crate::queue::{Cancelled, Queue};
+
+pub(super) async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], crate::http::OPENAPI).into_response()
+}
+
+#[derive(Serialize)]
+pub(super) struct QueueCounts {
+    queue: String,
+    #[serde(flatten)]
+    counts: Counts,
+}
+
+pub(super) async fn list_queues(State(s): State<ApiState>) -> Result<Json<serde_json::Value>, ApiError> {
+    let names = Queue::discover(&s.pool).await.map_err(|e| fail("", "discover", e))?;
+    let mut queues = Vec::with_capacity(names.len());
+    for name in names {
+        let counts = s.queue(&name).counts().await.map_err(|e| fail(&name, "counts", e))?;
+        queues.push(QueueCounts { queue: name, counts });
+    }
+    Ok(Json(json!({ "queues": queues })))
+}
+
+pub(super) async fn queue_counts(State(s): State<ApiState>, QueueName(q): QueueName) -> Result<Json<QueueCounts>, ApiError> {
+    let counts = s.queue(&q).counts().await.map_err(|e| fail(&q, "counts", e))?;
+    Ok(Json(QueueCounts { queue: q, counts }))
+}
+
+pub(super) async fn pause(State(s): State<ApiState>, QueueName(q): QueueName) -> Result<Json<serde_json::Value>, ApiError> {
+    s.queue(&q).pause().await.map_err(|e| fail(&q, "pause", e))?;
+    Ok(Json(json!({ "queue": q, "paused": true })))
+}
+
+pub(super) async fn resume(State(s): State<ApiState>, QueueName(q): QueueName) -> Result<Json<serde_json::Value>, ApiError> {
+    s.queue(&q).resume().await.map_err(|e| fail(&q, "resume", e))?;
+    Ok(Json(json!({ "queue": q, "paused": false })))
+}
+
+pub(super) async fn add_job(
+    State(s): State<ApiState>,
+    QueueName(q): QueueName,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let req: AddRequest = json_body(body)?;
+    let opts = req.options()?;
+    let added = s.queue(&q).add(&req.name, &req.data, opts).await.map_err(|e| fail(&q, "add", e))?;
+    let status = if added.added { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, Json(added)).into_response())
+}
+
+pub(super) async fn get_job(State(s): State<ApiState>, QueueName(q): QueueName, JobId(id): JobId) -> Result<Response, ApiError> {
+    match s.queue(&q).job(&id).await.map_err(|e| fail(&q, "job", e))? {
+        Some(info) => Ok(Json(info).into_response()),
+        None => Err(fail(&q, "job", Error::NotFound { queue: q.clone(), id })),
+    }
+}
+
+/// The query of `GET /v1/queues/{queue}/jobs`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ListQuery {
+    state: Option<String>,
+    limit: Option<usize>,
+    offset: Option<usize>,
+}
+
+pub(super) async fn list_jobs(
+    State(s): State<ApiState>,
+    QueueName(q): QueueName,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::bad(format!("bad query: {}", e.body_text())))?;
+    let names = || JobState::ALL.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ");
+    let state = match query.state.as_deref() {
+        None => return Err(ApiError::bad(format!("query parameter `state` is required: one of {}", names()))),
+        Some(st) => JobState::parse(st).ok_or_else(|| ApiError::bad(format!("unknown state {st:?}: use one of {}", names())))?,
+    };
+    let limit = query.limit.unwrap_or(50);
+    if limit == 0 || limit > MAX_LIST {
+        return Err(ApiError::bad(format!("limit must be 1 to {MAX_LIST}, got {limit}")));
+    }
+    let offset = query.offset.unwrap_or(0);
+    if offset > isize::MAX as usize / 2 {
+        return Err(ApiError::bad("offset is too large"));
+    }
+    let ids = s.queue(&q).list(state, offset, limit).await.map_err(|e| fail(&q, "list", e))?;
+    Ok(Json(json!({ "queue": q, "state": state, "offset": offset, "ids": ids })))
+}
+
+pub(super) async fn cancel_job(
+    State(s): State<ApiState>,
+    QueueName(q): QueueName,
+    JobId(id): JobId,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let result = match s.queue(&q).cancel(&id).await.map_err(|e| fail(&q, "cancel", e))? {
+        Cancelled::Now => "cancelled",
+        Cancelled::Requested => "cancel_requested",
+    };
+    Ok(Json(json!({ "id": id, "result": result })))
+}
+
+pub(super) async fn retry_job(
+    State(s): State<ApiState>,
+    QueueName(q): QueueName,
+    JobId(id): JobId,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    s.queue(&q).retry(&id).await.map_err(|e| fail(&q, "retry", e))?;
+    Ok(Json(json!({ "id": id, "result": "queued" })))
+}
+
+pub(super) async fn remove_job(State(s): State<ApiState>, QueueName(q): QueueName, JobId(id): JobId) -> Result<StatusCode, ApiError> {
+    s.queue(&q).remove(&id).await.map_err(|e| fail(&q, "remove", e))?;
+    Ok(StatusCode::NO_CONTENT)
+}

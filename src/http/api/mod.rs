@@ -1,0 +1,140 @@
+//! The `baton serve` JSON API under `/v1`, mounted with the operations endpoints.
+//!
+//! Every response that is not a success is `{"error": "..."}`:
+//! - 400 for a request the client got wrong (malformed JSON, wrong types, unknown
+//!   fields, missing `name`, a bad queue name, out-of-range options, unknown state);
+//! - 401 without the right bearer token (when one is configured);
+//! - 404 for an unknown job or route, 405 for a wrong method;
+//! - 409 when the operation does not apply to the job's state;
+//! - 413 for a body over [`MAX_BODY_BYTES`](super::MAX_BODY_BYTES);
+//! - 503 (with `Retry-After`) when Redis cannot be reached or refuses.
+//!
+//! Adding a job answers 201 when it was added and 200 with `"added": false` when a job
+//! with the given `job_id` exists already (then nothing changed).
+
+mod auth;
+mod errors;
+mod extract;
+mod handlers;
+mod validate;
+
+use std::sync::Arc;
+
+use axum::extract::FromRef;
+use axum::routing::{on, MethodFilter, MethodRouter};
+use axum::Router;
+use deadpool_redis::Pool;
+
+use super::ops::{self, OpsState};
+use crate::queue::Queue;
+use auth::require_token;
+use handlers::{
+    add_job, cancel_job, get_job, list_jobs, list_queues, openapi, pause, queue_counts, remove_job, resume, retry_job,
+};
+
+pub(crate) use errors::{no_method, no_route};
+pub use validate::validate_queue_name;
+
+/// Longest queue name, in characters.
+pub const MAX_QUEUE_NAME: usize = 128;
+/// Longest job id and job name, in bytes.
+pub const MAX_ID_BYTES: usize = 256;
+/// Longest `delay_ms` and `timeout_ms`: ten years.
+pub const MAX_DURATION_MS: u64 = 10 * 366 * 24 * 3600 * 1000;
+/// Largest `limit` of a listing.
+pub const MAX_LIST: usize = 1000;
+
+/// The API's own state.
+#[derive(Clone)]
+pub(crate) struct ApiState {
+    pool: Pool,
+    conn: crate::conn::SharedConn,
+    token: Option<Arc<str>>,
+}
+
+impl ApiState {
+    pub fn new(pool: Pool, token: Option<String>) -> ApiState {
+        ApiState { conn: crate::conn::SharedConn::new(pool.clone()), pool, token: token.map(Arc::from) }
+    }
+
+    fn queue(&self, name: &str) -> Queue {
+        Queue::with_conn(self.conn.clone(), name)
+    }
+}
+
+/// What every handler of `serve` can extract.
+#[derive(Clone)]
+pub(crate) struct AppState {
+    api: ApiState,
+    ops: OpsState,
+}
+
+impl FromRef<AppState> for OpsState {
+    fn from_ref(s: &AppState) -> OpsState {
+        s.ops.clone()
+    }
+}
+
+impl FromRef<AppState> for ApiState {
+    fn from_ref(s: &AppState) -> ApiState {
+        s.api.clone()
+    }
+}
+
+/// One route: method, path, whether it needs the token, and its handler.
+pub(crate) struct Route {
+    pub method: MethodFilter,
+    pub path: &'static str,
+    pub auth: bool,
+    handler: MethodRouter<AppState>,
+}
+
+fn r<H, T>(method: MethodFilter, path: &'static str, auth: bool, h: H) -> Route
+where
+    H: axum::handler::Handler<T, AppState>,
+    T: 'static,
+{
+    Route { method, path, auth, handler: on(method, h) }
+}
+
+/// Every route of `serve`: the one list both the router and [`super::routes`] read.
+pub(crate) fn table() -> Vec<Route> {
+    use MethodFilter as M;
+    vec![
+        r(M::GET, "/metrics", false, ops::metrics),
+        r(M::GET, "/healthz", false, ops::healthz),
+        r(M::GET, "/readyz", false, ops::readyz),
+        r(M::GET, "/openapi.json", false, openapi),
+        r(M::GET, "/v1/queues", true, list_queues),
+        r(M::GET, "/v1/queues/{queue}", true, queue_counts),
+        r(M::POST, "/v1/queues/{queue}/pause", true, pause),
+        r(M::POST, "/v1/queues/{queue}/resume", true, resume),
+        r(M::POST, "/v1/queues/{queue}/jobs", true, add_job),
+        r(M::GET, "/v1/queues/{queue}/jobs", true, list_jobs),
+        r(M::GET, "/v1/queues/{queue}/jobs/{id}", true, get_job),
+        r(M::DELETE, "/v1/queues/{queue}/jobs/{id}", true, remove_job),
+        r(M::POST, "/v1/queues/{queue}/jobs/{id}/cancel", true, cancel_job),
+        r(M::POST, "/v1/queues/{queue}/jobs/{id}/retry", true, retry_job),
+    ]
+}
+
+/// The whole `serve` app.
+pub(crate) fn router(api: ApiState, ops: OpsState) -> Router {
+    let state = AppState { api, ops };
+    let (mut open, mut guarded) = (Router::new(), Router::new());
+    for route in table() {
+        if route.auth {
+            guarded = guarded.route(route.path, route.handler);
+        } else {
+            open = open.route(route.path, route.handler);
+        }
+    }
+    if state.api.token.is_some() {
+        guarded = guarded.route_layer(axum::middleware::from_fn_with_state(state.clone(), require_token));
+    }
+    open.merge(guarded)
+        .fallback(no_route)
+        .method_not_allowed_fallback(no_method)
+        .layer(axum::extract::DefaultBodyLimit::max(super::MAX_BODY_BYTES))
+        .with_state(state)
+}

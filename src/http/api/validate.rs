@@ -1,0 +1,94 @@
+//! Input validation: queue names and the options of a new job.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::errors::ApiError;
+use super::{MAX_DURATION_MS, MAX_ID_BYTES, MAX_QUEUE_NAME};
+use crate::job::{JobOptions, MAX_PRIORITY};
+
+/// Checks a queue name: 1 to 128 characters, no braces (they delimit the Redis Cluster
+/// hash tag), no whitespace or control characters.
+pub fn validate_queue_name(q: &str) -> Result<(), String> {
+    let n = q.chars().count();
+    if n == 0 || n > MAX_QUEUE_NAME {
+        return Err(format!("queue name must be 1 to {MAX_QUEUE_NAME} characters, got {n}"));
+    }
+    if let Some(c) = q.chars().find(|c| *c == '{' || *c == '}' || c.is_whitespace() || c.is_control()) {
+        return Err(format!("queue name {q:?} contains {c:?}: braces, whitespace and control characters are not allowed"));
+    }
+    Ok(())
+}
+
+/// The body of `POST /v1/queues/{queue}/jobs`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct AddRequest {
+    pub(super) name: String,
+    #[serde(default)]
+    pub(super) data: serde_json::Value,
+    pub(super) delay_ms: Option<u64>,
+    pub(super) priority: Option<u32>,
+    pub(super) attempts: Option<u32>,
+    pub(super) job_id: Option<String>,
+    pub(super) timeout_ms: Option<u64>,
+}
+
+impl AddRequest {
+    pub(super) fn options(&self) -> Result<JobOptions, ApiError> {
+        if self.name.is_empty() || self.name.len() > MAX_ID_BYTES {
+            return Err(ApiError::bad(format!("name must be 1 to {MAX_ID_BYTES} bytes")));
+        }
+        let mut o = JobOptions::default();
+        if let Some(id) = &self.job_id {
+            if id.is_empty() || id.len() > MAX_ID_BYTES {
+                return Err(ApiError::bad(format!("job_id must be 1 to {MAX_ID_BYTES} bytes")));
+            }
+            o = o.job_id(id.clone());
+        }
+        if let Some(d) = self.delay_ms {
+            if d > MAX_DURATION_MS {
+                return Err(ApiError::bad(format!("delay_ms must be at most {MAX_DURATION_MS} (ten years)")));
+            }
+            o = o.delay(Duration::from_millis(d));
+        }
+        if let Some(p) = self.priority {
+            if p > MAX_PRIORITY {
+                return Err(ApiError::bad(format!("priority must be 0 (none) to {MAX_PRIORITY}, got {p}")));
+            }
+            o = o.priority(p);
+        }
+        if let Some(a) = self.attempts {
+            if a == 0 {
+                return Err(ApiError::bad("attempts must be at least 1"));
+            }
+            o = o.attempts(a);
+        }
+        if let Some(t) = self.timeout_ms {
+            if t == 0 || t > MAX_DURATION_MS {
+                return Err(ApiError::bad(format!("timeout_ms must be 1 to {MAX_DURATION_MS}")));
+            }
+            o = o.timeout(Duration::from_millis(t));
+        }
+        Ok(o)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queue_names() {
+        assert!(validate_queue_name("emails").is_ok());
+        assert!(validate_queue_name("a.b-c:d/é").is_ok());
+        assert!(validate_queue_name(&"x".repeat(128)).is_ok());
+        assert!(validate_queue_name(&"x".repeat(129)).is_err());
+        assert!(validate_queue_name("").is_err());
+        assert!(validate_queue_name("a{b").is_err());
+        assert!(validate_queue_name("a}b").is_err());
+        assert!(validate_queue_name("a b").is_err());
+        assert!(validate_queue_name("a\tb").is_err());
+    }
+}

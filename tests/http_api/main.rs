@@ -1,0 +1,12 @@
+//! The `baton serve` HTTP API against real redis-server processes: routes, status
+//! codes, auth, the refusal to listen openly without a token, readiness, and the
+//! OpenAPI document against the router.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod auth;
+mod bad_input;
+mod jobs;
+mod ops;
+mod support;
