@@ -23,7 +23,11 @@ pub struct Problem {
 
 impl std::fmt::Display for Problem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "- {} is {:?}, needs {:?}: {}", self.setting, self.found, self.wanted, self.fix)
+        write!(
+            f,
+            "- {} is {:?}, needs {:?}: {}",
+            self.setting, self.found, self.wanted, self.fix
+        )
     }
 }
 
@@ -45,19 +49,36 @@ impl Report {
     }
     /// The problems as one message, one line each.
     pub fn message(&self) -> String {
-        self.problems.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\n")
+        self.problems
+            .iter()
+            .map(|p| p.to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
     }
     /// Ok when fit, else [`Error::UnfitRedis`] naming every problem and its fix.
     pub fn into_result(self) -> Result<Report> {
-        if self.is_fit() { Ok(self) } else { Err(Error::UnfitRedis(self.message())) }
+        if self.is_fit() {
+            Ok(self)
+        } else {
+            Err(Error::UnfitRedis(self.message()))
+        }
     }
 }
 
 /// Reads the server's version, eviction policy and AOF setting.
 pub async fn check<C: ConnectionLike + Send>(conn: &mut C) -> Result<Report> {
-    let info: String = redis::cmd("INFO").arg("server").arg("persistence").arg("memory").query_async(conn).await?;
+    let info: String = redis::cmd("INFO")
+        .arg("server")
+        .arg("persistence")
+        .arg("memory")
+        .query_async(conn)
+        .await?;
     let field = |name: &str| -> Option<String> {
-        info.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(':').map(|v| v.trim().to_string()))
+        info.lines().find_map(|l| {
+            l.strip_prefix(name)?
+                .strip_prefix(':')
+                .map(|v| v.trim().to_string())
+        })
     };
     let version = field("redis_version").unwrap_or_default();
     let mut problems = Vec::new();
@@ -69,16 +90,34 @@ pub async fn check<C: ConnectionLike + Send>(conn: &mut C) -> Result<Report> {
             fix: "upgrade Redis to 6.2 or later (baton uses RPOP with a count and ZADD options from 6.2)".into(),
         });
     }
-    let config: redis::RedisResult<Vec<String>> =
-        redis::cmd("CONFIG").arg("GET").arg("maxmemory-policy").arg("appendonly").query_async(conn).await;
+    let config: redis::RedisResult<Vec<String>> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("maxmemory-policy")
+        .arg("appendonly")
+        .query_async(conn)
+        .await;
     let (policy, aof, source) = match config {
         Ok(pairs) if !pairs.is_empty() => {
-            let get = |k: &str| pairs.chunks(2).find(|c| c[0] == k).map(|c| c[1].clone()).unwrap_or_default();
+            let get = |k: &str| {
+                pairs
+                    .chunks(2)
+                    .find(|c| c[0] == k)
+                    .map(|c| c[1].clone())
+                    .unwrap_or_default()
+            };
             (get("maxmemory-policy"), get("appendonly"), "CONFIG")
         }
         _ => {
-            let aof = if field("aof_enabled").as_deref() == Some("1") { "yes" } else { "no" };
-            (field("maxmemory_policy").unwrap_or_default(), aof.to_string(), "INFO")
+            let aof = if field("aof_enabled").as_deref() == Some("1") {
+                "yes"
+            } else {
+                "no"
+            };
+            (
+                field("maxmemory_policy").unwrap_or_default(),
+                aof.to_string(),
+                "INFO",
+            )
         }
     };
     if policy != "noeviction" {
@@ -97,7 +136,11 @@ pub async fn check<C: ConnectionLike + Send>(conn: &mut C) -> Result<Report> {
             fix: "run `CONFIG SET appendonly yes` and put `appendonly yes` (with `appendfsync everysec`) in redis.conf (without AOF a restart loses every job since the last snapshot)".into(),
         });
     }
-    Ok(Report { version, source, problems })
+    Ok(Report {
+        version,
+        source,
+        problems,
+    })
 }
 
 fn version_at_least(v: &str, (maj, min): (u32, u32)) -> bool {

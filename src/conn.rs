@@ -45,12 +45,17 @@ pub fn pool(url: &str, timeout: Duration, max_size: usize) -> Result<Pool> {
 /// A connection of its own for blocking commands (BLPOP): its reply limit is the
 /// longest block plus `slack`, so a healthy block never times out but a dead server
 /// is noticed.
-pub async fn dedicated(url: &str, longest_block: Duration) -> Result<redis::aio::MultiplexedConnection> {
+pub async fn dedicated(
+    url: &str,
+    longest_block: Duration,
+) -> Result<redis::aio::MultiplexedConnection> {
     let client = redis::Client::open(url)?;
     let cfg = AsyncConnectionConfig::new()
         .set_connection_timeout(Some(PRODUCER_TIMEOUT))
         .set_response_timeout(Some(longest_block + Duration::from_secs(5)));
-    Ok(client.get_multiplexed_async_connection_with_config(&cfg).await?)
+    Ok(client
+        .get_multiplexed_async_connection_with_config(&cfg)
+        .await?)
 }
 
 /// A pub/sub connection of its own.
@@ -77,7 +82,10 @@ pub struct SharedConn {
 impl SharedConn {
     /// Connections from `pool`.
     pub fn new(pool: Pool) -> SharedConn {
-        SharedConn { pool, cached: Default::default() }
+        SharedConn {
+            pool,
+            cached: Default::default(),
+        }
     }
 
     /// The pool behind it.

@@ -61,18 +61,34 @@ impl Error {
         match self {
             Error::Unavailable { .. } => true,
             Error::Redis(e) => {
-                e.is_io_error() || e.is_timeout() || e.is_connection_dropped() || e.is_connection_refusal()
+                e.is_io_error()
+                    || e.is_timeout()
+                    || e.is_connection_dropped()
+                    || e.is_connection_refusal()
             }
             _ => false,
         }
     }
 
     /// Maps a `{code, state}` reply of a single-job script onto a result.
-    pub(crate) fn from_code(code: i64, state: String, queue: &str, id: &str, op: &'static str) -> Result<i64> {
+    pub(crate) fn from_code(
+        code: i64,
+        state: String,
+        queue: &str,
+        id: &str,
+        op: &'static str,
+    ) -> Result<i64> {
         match code {
             c if c > 0 => Ok(c),
-            -1 => Err(Error::NotFound { queue: queue.into(), id: id.into() }),
-            _ => Err(Error::InvalidState { id: id.into(), state, op }),
+            -1 => Err(Error::NotFound {
+                queue: queue.into(),
+                id: id.into(),
+            }),
+            _ => Err(Error::InvalidState {
+                id: id.into(),
+                state,
+                op,
+            }),
         }
     }
 }
@@ -81,7 +97,10 @@ impl From<deadpool_redis::PoolError> for Error {
     fn from(e: deadpool_redis::PoolError) -> Self {
         match e {
             deadpool_redis::PoolError::Backend(e) => Error::Redis(e),
-            other => Error::Unavailable { timeout: crate::conn::PRODUCER_TIMEOUT, detail: other.to_string() },
+            other => Error::Unavailable {
+                timeout: crate::conn::PRODUCER_TIMEOUT,
+                detail: other.to_string(),
+            },
         }
     }
 }

@@ -53,7 +53,10 @@ impl JobState {
 
     /// True for completed, failed and cancelled.
     pub fn is_finished(self) -> bool {
-        matches!(self, JobState::Completed | JobState::Failed | JobState::Cancelled)
+        matches!(
+            self,
+            JobState::Completed | JobState::Failed | JobState::Cancelled
+        )
     }
 }
 
@@ -89,7 +92,11 @@ pub enum Backoff {
 
 impl Default for Backoff {
     fn default() -> Self {
-        Backoff::Exponential { base: Duration::from_secs(1), max: Duration::from_secs(600), jitter: true }
+        Backoff::Exponential {
+            base: Duration::from_secs(1),
+            max: Duration::from_secs(600),
+            jitter: true,
+        }
     }
 }
 
@@ -124,32 +131,52 @@ pub struct Retention {
 impl Retention {
     /// Keep every finished job forever (only bounded by your own cleaning).
     pub const fn all() -> Self {
-        Retention { count: None, age: None }
+        Retention {
+            count: None,
+            age: None,
+        }
     }
     /// Delete the job as soon as it finishes.
     pub const fn none() -> Self {
-        Retention { count: Some(0), age: None }
+        Retention {
+            count: Some(0),
+            age: None,
+        }
     }
     /// Keep the last `n`.
     pub const fn last(n: u64) -> Self {
-        Retention { count: Some(n), age: None }
+        Retention {
+            count: Some(n),
+            age: None,
+        }
     }
     /// Keep those younger than `age`.
     pub const fn max_age(age: Duration) -> Self {
-        Retention { count: None, age: Some(age) }
+        Retention {
+            count: None,
+            age: Some(age),
+        }
     }
     /// The default for completed jobs: the last 1000, none older than a day.
     pub const fn default_completed() -> Self {
-        Retention { count: Some(1000), age: Some(Duration::from_secs(24 * 3600)) }
+        Retention {
+            count: Some(1000),
+            age: Some(Duration::from_secs(24 * 3600)),
+        }
     }
     /// The default for failed and cancelled jobs: the last 10 000, none older than a week.
     pub const fn default_failed() -> Self {
-        Retention { count: Some(10_000), age: Some(Duration::from_secs(7 * 24 * 3600)) }
+        Retention {
+            count: Some(10_000),
+            age: Some(Duration::from_secs(7 * 24 * 3600)),
+        }
     }
     /// (count, age ms) as the scripts take them: -1 = all, 0 = no age limit.
     pub(crate) fn script_args(&self) -> (i64, u64) {
         (
-            self.count.map(|c| c.min(i64::MAX as u64) as i64).unwrap_or(-1),
+            self.count
+                .map(|c| c.min(i64::MAX as u64) as i64)
+                .unwrap_or(-1),
             self.age.map(|a| a.as_millis() as u64).unwrap_or(0),
         )
     }
@@ -326,8 +353,9 @@ impl Counts {
 
 /// Decodes stored MessagePack into JSON for display.
 pub(crate) fn msgpack_to_json(bytes: &[u8]) -> serde_json::Value {
-    rmp_serde::from_slice::<serde_json::Value>(bytes)
-        .unwrap_or_else(|_| serde_json::Value::String(format!("<{} undecodable bytes>", bytes.len())))
+    rmp_serde::from_slice::<serde_json::Value>(bytes).unwrap_or_else(|_| {
+        serde_json::Value::String(format!("<{} undecodable bytes>", bytes.len()))
+    })
 }
 
 mod ms {
@@ -361,20 +389,37 @@ mod tests {
 
     #[test]
     fn exponential_backoff_grows_and_caps() {
-        let b = Backoff::Exponential { base: Duration::from_millis(100), max: Duration::from_secs(1), jitter: false };
+        let b = Backoff::Exponential {
+            base: Duration::from_millis(100),
+            max: Duration::from_secs(1),
+            jitter: false,
+        };
         assert_eq!(b.delay(1), Duration::from_millis(100));
         assert_eq!(b.delay(3), Duration::from_millis(400));
         assert_eq!(b.delay(10), Duration::from_secs(1));
-        let j = Backoff::Exponential { base: Duration::from_millis(100), max: Duration::from_secs(1), jitter: true };
+        let j = Backoff::Exponential {
+            base: Duration::from_millis(100),
+            max: Duration::from_secs(1),
+            jitter: true,
+        };
         for _ in 0..100 {
             let d = j.delay(2);
-            assert!(d >= Duration::from_millis(100) && d <= Duration::from_millis(200), "{d:?}");
+            assert!(
+                d >= Duration::from_millis(100) && d <= Duration::from_millis(200),
+                "{d:?}"
+            );
         }
     }
 
     #[test]
     fn run_options_round_trip() {
-        let o = RunOptions { attempts: 5, backoff: Backoff::Fixed { delay: Duration::from_millis(250) }, timeout: Some(Duration::from_secs(2)) };
+        let o = RunOptions {
+            attempts: 5,
+            backoff: Backoff::Fixed {
+                delay: Duration::from_millis(250),
+            },
+            timeout: Some(Duration::from_secs(2)),
+        };
         let bytes = rmp_serde::to_vec_named(&o).unwrap();
         assert_eq!(rmp_serde::from_slice::<RunOptions>(&bytes).unwrap(), o);
     }

@@ -15,7 +15,10 @@ pub struct Keys {
 impl Keys {
     /// Keys for `queue`.
     pub fn new(queue: &str) -> Self {
-        Self { queue: queue.to_string(), prefix: format!("baton:{{{queue}}}:") }
+        Self {
+            queue: queue.to_string(),
+            prefix: format!("baton:{{{queue}}}:"),
+        }
     }
 
     /// The queue name.

@@ -33,7 +33,7 @@ pub const WORKER_IN_FLIGHT: &str = "baton_worker_in_flight_jobs";
 /// Redis calls that failed, by operation (counter, labels `queue`, `op`).
 pub const REDIS_ERRORS: &str = "baton_redis_errors_total";
 
-/// Every metric name baton exports.
+/// Every metric name baton exports (the per-queue counters first).
 pub const ALL: &[&str] = &[
     JOBS_ENQUEUED,
     JOBS_COMPLETED,
@@ -49,16 +49,8 @@ pub const ALL: &[&str] = &[
     REDIS_ERRORS,
 ];
 
-/// The per-queue counters (label `queue` only), registered at zero by [`register_queue`].
-const QUEUE_COUNTERS: &[&str] = &[
-    JOBS_ENQUEUED,
-    JOBS_COMPLETED,
-    JOBS_FAILED,
-    JOBS_RETRIED,
-    JOBS_STALLED,
-    JOBS_CANCELLED,
-    JOBS_LOCK_LOST,
-];
+/// The per-queue counters (label `queue` only): the first seven of [`ALL`].
+const QUEUE_COUNTERS: &[&str] = ALL.split_at(7).0;
 
 /// Registers every per-queue counter of `queue` at zero (idempotent). Workers call it
 /// at start, the gauge refresher for every queue it finds.
@@ -74,8 +66,8 @@ pub fn register_queue(queue: &str) {
 
 /// Histogram buckets in seconds, from 1 ms to 1 h.
 const BUCKETS: &[f64] = &[
-    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
-    900.0, 3600.0,
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0,
+    3600.0,
 ];
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
@@ -107,11 +99,21 @@ fn describe() {
     describe_counter!(JOBS_COMPLETED, "Jobs completed.");
     describe_counter!(JOBS_FAILED, "Jobs failed for good.");
     describe_counter!(JOBS_RETRIED, "Failed attempts scheduled to run again.");
-    describe_counter!(JOBS_STALLED, "Jobs whose lease expired (recovered or failed).");
+    describe_counter!(
+        JOBS_STALLED,
+        "Jobs whose lease expired (recovered or failed)."
+    );
     describe_counter!(JOBS_CANCELLED, "Jobs that ended cancelled.");
-    describe_counter!(JOBS_LOCK_LOST, "Outcomes or renewals refused because the lease was lost.");
+    describe_counter!(
+        JOBS_LOCK_LOST,
+        "Outcomes or renewals refused because the lease was lost."
+    );
     describe_histogram!(JOB_DURATION, Unit::Seconds, "Handler run time.");
-    describe_histogram!(JOB_WAIT, Unit::Seconds, "Time from ready to start of an attempt.");
+    describe_histogram!(
+        JOB_WAIT,
+        Unit::Seconds,
+        "Time from ready to start of an attempt."
+    );
     describe_gauge!(QUEUE_JOBS, "Jobs per queue and state, read from Redis.");
     describe_gauge!(WORKER_IN_FLIGHT, "Jobs this worker process is running.");
     describe_counter!(REDIS_ERRORS, "Redis calls that failed.");

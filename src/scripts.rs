@@ -17,7 +17,11 @@ use crate::keys::Keys;
 macro_rules! script {
     ($name:ident, $file:literal) => {
         static $name: LazyLock<Script> = LazyLock::new(|| {
-            Script::new(concat!(include_str!("../lua/common.lua"), "\n", include_str!(concat!("../lua/", $file))))
+            Script::new(concat!(
+                include_str!("../lua/common.lua"),
+                "\n",
+                include_str!(concat!("../lua/", $file))
+            ))
         });
     };
 }
@@ -47,12 +51,25 @@ pub(crate) struct NewJobArgs {
 }
 
 /// `add.lua`: per job, true if added, false if the id existed.
-pub(crate) async fn add<C: ConnectionLike + Send>(c: &mut C, k: &Keys, jobs: &[NewJobArgs]) -> Result<Vec<bool>> {
+pub(crate) async fn add<C: ConnectionLike + Send>(
+    c: &mut C,
+    k: &Keys,
+    jobs: &[NewJobArgs],
+) -> Result<Vec<bool>> {
     let mut inv = ADD.prepare_invoke();
-    inv.key(k.wait()).key(k.prioritized()).key(k.delayed()).key(k.meta()).key(k.wake());
+    inv.key(k.wait())
+        .key(k.prioritized())
+        .key(k.delayed())
+        .key(k.meta())
+        .key(k.wake());
     inv.arg(k.prefix()).arg(jobs.len());
     for j in jobs {
-        inv.arg(&j.id).arg(&j.name).arg(&j.data[..]).arg(&j.opts[..]).arg(j.delay.as_millis() as u64).arg(j.priority);
+        inv.arg(&j.id)
+            .arg(&j.name)
+            .arg(&j.data[..])
+            .arg(&j.opts[..])
+            .arg(j.delay.as_millis() as u64)
+            .arg(j.priority);
         let (kc, kf) = (j.keep_completed, j.keep_failed);
         inv.arg(format!("{}:{}:{}:{}", kc.0, kc.1, kf.0, kf.1));
     }
@@ -84,13 +101,28 @@ pub(crate) struct ClaimReply {
 }
 
 /// `claim.lua`: promote due delayed jobs and lease up to `max` jobs.
-pub(crate) async fn claim<C: ConnectionLike + Send>(c: &mut C, k: &Keys, max: usize, worker: &str, lease: Duration) -> Result<ClaimReply> {
+pub(crate) async fn claim<C: ConnectionLike + Send>(
+    c: &mut C,
+    k: &Keys,
+    max: usize,
+    worker: &str,
+    lease: Duration,
+) -> Result<ClaimReply> {
     let mut inv = CLAIM.prepare_invoke();
-    inv.key(k.wait()).key(k.prioritized()).key(k.delayed()).key(k.active()).key(k.meta()).key(k.wake());
-    inv.arg(k.prefix()).arg(max).arg(worker).arg(lease.as_millis() as u64);
+    inv.key(k.wait())
+        .key(k.prioritized())
+        .key(k.delayed())
+        .key(k.active())
+        .key(k.meta())
+        .key(k.wake());
+    inv.arg(k.prefix())
+        .arg(max)
+        .arg(worker)
+        .arg(lease.as_millis() as u64);
     let v: Vec<Value> = inv.invoke_async(c).await?;
     let int = |v: &Value| -> i64 { redis::from_redis_value_ref::<i64>(v).unwrap_or(-1) };
-    let bytes = |v: &Value| -> Vec<u8> { redis::from_redis_value_ref::<Vec<u8>>(v).unwrap_or_default() };
+    let bytes =
+        |v: &Value| -> Vec<u8> { redis::from_redis_value_ref::<Vec<u8>>(v).unwrap_or_default() };
     let next = int(&v[0]);
     let mut jobs = Vec::with_capacity((v.len() - 2) / 8);
     for c in v[2..].chunks_exact(8) {
@@ -105,7 +137,11 @@ pub(crate) async fn claim<C: ConnectionLike + Send>(c: &mut C, k: &Keys, max: us
             stalled: int(&c[7]).max(0) as u32,
         });
     }
-    Ok(ClaimReply { next_due_ms: (next >= 0).then_some(next as u64), now_ms: int(&v[1]) as u64, jobs })
+    Ok(ClaimReply {
+        next_due_ms: (next >= 0).then_some(next as u64),
+        now_ms: int(&v[1]) as u64,
+        jobs,
+    })
 }
 
 /// How an attempt ended, as `finish.lua` takes it.
@@ -150,13 +186,28 @@ pub(crate) enum Written {
 }
 
 /// `finish.lua`: write many outcomes in one call.
-pub(crate) async fn finish<C: ConnectionLike + Send>(c: &mut C, k: &Keys, outcomes: &[Outcome]) -> Result<Vec<Written>> {
+pub(crate) async fn finish<C: ConnectionLike + Send>(
+    c: &mut C,
+    k: &Keys,
+    outcomes: &[Outcome],
+) -> Result<Vec<Written>> {
     let mut inv = FINISH.prepare_invoke();
-    inv.key(k.active()).key(k.wait()).key(k.prioritized()).key(k.delayed()).key(k.completed());
-    inv.key(k.failed()).key(k.cancelled()).key(k.meta()).key(k.wake());
+    inv.key(k.active())
+        .key(k.wait())
+        .key(k.prioritized())
+        .key(k.delayed())
+        .key(k.completed());
+    inv.key(k.failed())
+        .key(k.cancelled())
+        .key(k.meta())
+        .key(k.wake());
     inv.arg(k.prefix()).arg(outcomes.len());
     for o in outcomes {
-        inv.arg(&o.id).arg(o.token).arg(o.kind.code()).arg(&o.value[..]).arg(o.delay.as_millis() as u64);
+        inv.arg(&o.id)
+            .arg(o.token)
+            .arg(o.kind.code())
+            .arg(&o.value[..])
+            .arg(o.delay.as_millis() as u64);
     }
     let out: Vec<i64> = inv.invoke_async(c).await?;
     Ok(out
@@ -189,12 +240,19 @@ pub(crate) async fn renew<C: ConnectionLike + Send>(
 ) -> Result<RenewReply> {
     let mut inv = RENEW.prepare_invoke();
     inv.key(k.active()).key(k.workers()).key(k.worker_info());
-    inv.arg(k.prefix()).arg(worker).arg(lease.as_millis() as u64).arg(worker_ttl.as_millis() as u64).arg(description);
+    inv.arg(k.prefix())
+        .arg(worker)
+        .arg(lease.as_millis() as u64)
+        .arg(worker_ttl.as_millis() as u64)
+        .arg(description);
     for (id, token) in held {
         inv.arg(id).arg(*token);
     }
     let (lost, cancel_requested): (Vec<String>, Vec<String>) = inv.invoke_async(c).await?;
-    Ok(RenewReply { lost, cancel_requested })
+    Ok(RenewReply {
+        lost,
+        cancel_requested,
+    })
 }
 
 /// What the sweeper did with one expired lease.
@@ -206,10 +264,22 @@ pub(crate) enum Swept {
 }
 
 /// `sweep.lua`: recover up to `limit` jobs whose lease expired.
-pub(crate) async fn sweep<C: ConnectionLike + Send>(c: &mut C, k: &Keys, max_stalled: u32, limit: usize) -> Result<Vec<(String, Swept)>> {
+pub(crate) async fn sweep<C: ConnectionLike + Send>(
+    c: &mut C,
+    k: &Keys,
+    max_stalled: u32,
+    limit: usize,
+) -> Result<Vec<(String, Swept)>> {
     let mut inv = SWEEP.prepare_invoke();
-    inv.key(k.active()).key(k.wait()).key(k.prioritized()).key(k.failed()).key(k.cancelled());
-    inv.key(k.meta()).key(k.wake()).key(k.workers()).key(k.worker_info());
+    inv.key(k.active())
+        .key(k.wait())
+        .key(k.prioritized())
+        .key(k.failed())
+        .key(k.cancelled());
+    inv.key(k.meta())
+        .key(k.wake())
+        .key(k.workers())
+        .key(k.worker_info());
     inv.arg(k.prefix()).arg(max_stalled).arg(limit);
     let flat: Vec<String> = inv.invoke_async(c).await?;
     Ok(flat
@@ -226,25 +296,55 @@ pub(crate) async fn sweep<C: ConnectionLike + Send>(c: &mut C, k: &Keys, max_sta
 }
 
 /// `cancel.lua`: (code, state before).
-pub(crate) async fn cancel<C: ConnectionLike + Send>(c: &mut C, k: &Keys, id: &str, reason: &str) -> Result<(i64, String)> {
+pub(crate) async fn cancel<C: ConnectionLike + Send>(
+    c: &mut C,
+    k: &Keys,
+    id: &str,
+    reason: &str,
+) -> Result<(i64, String)> {
     let mut inv = CANCEL.prepare_invoke();
-    inv.key(k.wait()).key(k.prioritized()).key(k.delayed()).key(k.active()).key(k.cancelled());
-    inv.arg(k.prefix()).arg(id).arg(k.cancel_channel()).arg(reason);
+    inv.key(k.wait())
+        .key(k.prioritized())
+        .key(k.delayed())
+        .key(k.active())
+        .key(k.cancelled());
+    inv.arg(k.prefix())
+        .arg(id)
+        .arg(k.cancel_channel())
+        .arg(reason);
     Ok(inv.invoke_async(c).await?)
 }
 
 /// `retry.lua`: (code, state before).
-pub(crate) async fn retry<C: ConnectionLike + Send>(c: &mut C, k: &Keys, id: &str) -> Result<(i64, String)> {
+pub(crate) async fn retry<C: ConnectionLike + Send>(
+    c: &mut C,
+    k: &Keys,
+    id: &str,
+) -> Result<(i64, String)> {
     let mut inv = RETRY.prepare_invoke();
-    inv.key(k.wait()).key(k.prioritized()).key(k.failed()).key(k.cancelled()).key(k.meta()).key(k.wake());
+    inv.key(k.wait())
+        .key(k.prioritized())
+        .key(k.failed())
+        .key(k.cancelled())
+        .key(k.meta())
+        .key(k.wake());
     inv.arg(k.prefix()).arg(id);
     Ok(inv.invoke_async(c).await?)
 }
 
 /// `remove.lua`: (code, state before).
-pub(crate) async fn remove<C: ConnectionLike + Send>(c: &mut C, k: &Keys, id: &str) -> Result<(i64, String)> {
+pub(crate) async fn remove<C: ConnectionLike + Send>(
+    c: &mut C,
+    k: &Keys,
+    id: &str,
+) -> Result<(i64, String)> {
     let mut inv = REMOVE.prepare_invoke();
-    inv.key(k.wait()).key(k.prioritized()).key(k.delayed()).key(k.completed()).key(k.failed()).key(k.cancelled());
+    inv.key(k.wait())
+        .key(k.prioritized())
+        .key(k.delayed())
+        .key(k.completed())
+        .key(k.failed())
+        .key(k.cancelled());
     inv.arg(k.prefix()).arg(id);
     Ok(inv.invoke_async(c).await?)
 }
@@ -258,21 +358,42 @@ pub(crate) enum Record<'a> {
 }
 
 /// `record.lua`: a fenced write by the lease holder; false when the lock is lost.
-pub(crate) async fn record<C: ConnectionLike + Send>(c: &mut C, k: &Keys, id: &str, token: u64, what: Record<'_>, value: &[u8]) -> Result<bool> {
+pub(crate) async fn record<C: ConnectionLike + Send>(
+    c: &mut C,
+    k: &Keys,
+    id: &str,
+    token: u64,
+    what: Record<'_>,
+    value: &[u8],
+) -> Result<bool> {
     let mut inv = RECORD.prepare_invoke();
-    inv.key(k.active()).key(k.job(id)).key(k.steps(id)).key(k.logs(id));
+    inv.key(k.active())
+        .key(k.job(id))
+        .key(k.steps(id))
+        .key(k.logs(id));
     let (kind, field, keep) = match what {
         Record::Step(name) => ("s", name, 0),
         Record::Progress => ("p", "", 0),
         Record::Log { keep } => ("l", "", keep),
     };
-    inv.arg(id).arg(token).arg(kind).arg(field).arg(value).arg(keep);
+    inv.arg(id)
+        .arg(token)
+        .arg(kind)
+        .arg(field)
+        .arg(value)
+        .arg(keep);
     let n: i64 = inv.invoke_async(c).await?;
     Ok(n == 1)
 }
 
 /// `clean.lua`: delete up to `limit` jobs older than `age` from a finished set.
-pub(crate) async fn clean<C: ConnectionLike + Send>(c: &mut C, k: &Keys, set: String, age: Duration, limit: usize) -> Result<u64> {
+pub(crate) async fn clean<C: ConnectionLike + Send>(
+    c: &mut C,
+    k: &Keys,
+    set: String,
+    age: Duration,
+    limit: usize,
+) -> Result<u64> {
     let mut inv = CLEAN.prepare_invoke();
     inv.key(set);
     inv.arg(k.prefix()).arg(age.as_millis() as u64).arg(limit);

@@ -6,21 +6,34 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use baton::{handler_fn, JobError, Queue, Worker};
-use common::{baton_bin, wait_until, RedisServer};
+use common::{baton_bin, start, wait_until, RedisServer};
 use serde_json::Value;
 
 fn baton(redis: &RedisServer, args: &[&str]) -> Output {
-    Command::new(baton_bin()).arg("--redis-url").arg(redis.url()).args(args).output().unwrap()
+    Command::new(baton_bin())
+        .arg("--redis-url")
+        .arg(redis.url())
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 fn ok(out: Output) -> String {
-    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
 fn json(out: Output) -> Value {
     let s = ok(out);
-    assert_eq!(s.trim().lines().count(), 1, "one JSON object on one line: {s}");
+    assert_eq!(
+        s.trim().lines().count(),
+        1,
+        "one JSON object on one line: {s}"
+    );
     serde_json::from_str(s.trim()).unwrap()
 }
 
@@ -28,24 +41,58 @@ fn json(out: Output) -> Value {
 async fn add_stats_job_list_and_admin_commands() {
     let redis = RedisServer::start();
     assert!(ok(baton(&redis, &["check"])).starts_with("ok:"));
-    let id = ok(baton(&redis, &["add", "mail", r#"{"to":"a@x"}"#, "--name", "send", "--attempts", "2"])).trim().to_string();
+    let id = ok(baton(
+        &redis,
+        &[
+            "add",
+            "mail",
+            r#"{"to":"a@x"}"#,
+            "--name",
+            "send",
+            "--attempts",
+            "2",
+        ],
+    ))
+    .trim()
+    .to_string();
     assert_eq!(id.len(), 32, "prints the generated id: {id}");
-    let fixed = ok(baton(&redis, &["add", "mail", "{}", "--job-id", "j-1", "--priority", "3"])).trim().to_string();
+    let fixed = ok(baton(
+        &redis,
+        &["add", "mail", "{}", "--job-id", "j-1", "--priority", "3"],
+    ))
+    .trim()
+    .to_string();
     assert_eq!(fixed, "j-1");
     let again = baton(&redis, &["add", "mail", "{}", "--job-id", "j-1"]);
     assert_eq!(ok(again).trim(), "j-1", "idempotent add prints the id too");
-    ok(baton(&redis, &["add", "mail", "{}", "--delay", "1h", "--job-id", "later"]));
+    ok(baton(
+        &redis,
+        &["add", "mail", "{}", "--delay", "1h", "--job-id", "later"],
+    ));
 
     let stats = json(baton(&redis, &["stats", "mail", "--json"]));
-    for k in ["waiting", "delayed", "active", "completed", "failed", "cancelled"] {
+    for k in [
+        "waiting",
+        "delayed",
+        "active",
+        "completed",
+        "failed",
+        "cancelled",
+    ] {
         assert!(stats[k].is_u64(), "stats --json has {k}: {stats}");
     }
-    assert_eq!((stats["waiting"].as_u64(), stats["delayed"].as_u64()), (Some(2), Some(1)));
+    assert_eq!(
+        (stats["waiting"].as_u64(), stats["delayed"].as_u64()),
+        (Some(2), Some(1))
+    );
     let all = json(baton(&redis, &["stats", "--json"]));
     assert_eq!(all["queues"][0]["queue"], "mail");
 
     let job = json(baton(&redis, &["job", "mail", &id, "--json"]));
-    assert_eq!((job["state"].as_str(), job["attempt"].as_u64()), (Some("waiting"), Some(0)));
+    assert_eq!(
+        (job["state"].as_str(), job["attempt"].as_u64()),
+        (Some("waiting"), Some(0))
+    );
     assert_eq!(job["data"]["to"], "a@x");
     assert!(ok(baton(&redis, &["job", "mail", &id])).contains("state     waiting"));
     let missing = baton(&redis, &["job", "mail", "nope"]);
@@ -53,32 +100,52 @@ async fn add_stats_job_list_and_admin_commands() {
     assert!(String::from_utf8_lossy(&missing.stderr).contains("not found"));
 
     let listed = json(baton(&redis, &["list", "mail", "waiting", "--json"]));
-    assert_eq!(listed["ids"], serde_json::json!([id, "j-1"]), "unprioritized first, then by priority");
+    assert_eq!(
+        listed["ids"],
+        serde_json::json!([id, "j-1"]),
+        "unprioritized first, then by priority"
+    );
     assert!(!baton(&redis, &["list", "mail", "bogus"]).status.success());
 
     ok(baton(&redis, &["cancel", "mail", "later"]));
     let cancelled = json(baton(&redis, &["job", "mail", "later", "--json"]));
     assert_eq!(cancelled["state"], "cancelled");
     let twice = baton(&redis, &["cancel", "mail", "later"]);
-    assert_eq!(twice.status.code(), Some(1), "cancelling a finished job is an error");
+    assert_eq!(
+        twice.status.code(),
+        Some(1),
+        "cancelling a finished job is an error"
+    );
     assert!(String::from_utf8_lossy(&twice.stderr).contains("is cancelled"));
     ok(baton(&redis, &["retry", "mail", "later"]));
-    assert_eq!(json(baton(&redis, &["job", "mail", "later", "--json"]))["state"], "waiting");
+    assert_eq!(
+        json(baton(&redis, &["job", "mail", "later", "--json"]))["state"],
+        "waiting"
+    );
     ok(baton(&redis, &["remove", "mail", "later"]));
-    assert_eq!(baton(&redis, &["job", "mail", "later"]).status.code(), Some(1));
+    assert_eq!(
+        baton(&redis, &["job", "mail", "later"]).status.code(),
+        Some(1)
+    );
 
     ok(baton(&redis, &["pause", "mail"]));
-    assert_eq!(json(baton(&redis, &["stats", "mail", "--json"]))["paused"], true);
+    assert_eq!(
+        json(baton(&redis, &["stats", "mail", "--json"]))["paused"],
+        true
+    );
     ok(baton(&redis, &["resume", "mail"]));
 
     // A worker runs them; then workers, clean and retry --all-failed.
     let w = Worker::builder(&redis.url(), "mail")
         .build(handler_fn(|v: Value, _ctx| async move {
-            if v.get("to").is_some() { Err(JobError::fatal("no smtp")) } else { Ok(()) }
+            if v.get("to").is_some() {
+                Err(JobError::fatal("no smtp"))
+            } else {
+                Ok(())
+            }
         }))
         .unwrap();
-    let stop = w.shutdown_handle();
-    let run = tokio::spawn(w.run());
+    let run = start(w);
     let q = Queue::connect(&redis.url(), "mail").unwrap();
     wait_until(Duration::from_secs(10), "both ran", || async {
         let c = q.counts().await.unwrap();
@@ -88,12 +155,17 @@ async fn add_stats_job_list_and_admin_commands() {
     let workers = json(baton(&redis, &["workers", "mail", "--json"]));
     assert_eq!(workers["workers"].as_array().unwrap().len(), 1, "{workers}");
     assert!(ok(baton(&redis, &["watch", "mail", "--iterations", "1"])).contains("mail"));
-    stop.shutdown();
-    run.await.unwrap().unwrap();
+    run.stop().await;
     assert!(ok(baton(&redis, &["retry", "mail", "--all-failed"])).contains("queued 1"));
-    assert_eq!(json(baton(&redis, &["job", "mail", &id, "--json"]))["state"], "waiting");
+    assert_eq!(
+        json(baton(&redis, &["job", "mail", &id, "--json"]))["state"],
+        "waiting"
+    );
     assert!(ok(baton(&redis, &["clean", "mail", "completed"])).contains("deleted 1"));
-    assert_eq!(json(baton(&redis, &["stats", "mail", "--json"]))["completed"], 0);
+    assert_eq!(
+        json(baton(&redis, &["stats", "mail", "--json"]))["completed"],
+        0
+    );
 }
 
 #[test]
@@ -110,14 +182,23 @@ fn bad_input_is_a_clear_error() {
 
 #[test]
 fn demo_runs_end_to_end_and_names_the_missing_redis_server() {
-    let out = Command::new(baton_bin()).args(["demo", "--jobs", "3"]).env_remove("REDIS_URL").output().unwrap();
+    let out = Command::new(baton_bin())
+        .args(["demo", "--jobs", "3"])
+        .env_remove("REDIS_URL")
+        .output()
+        .unwrap();
     let stdout = ok(out);
     assert!(stdout.contains("all 8 jobs finished"), "{stdout}");
     for state in ["completed", "failed", "cancelled"] {
         assert!(stdout.contains(state), "{state} in summary: {stdout}");
     }
     assert!(stdout.contains("/metrics"));
-    let out = Command::new(baton_bin()).args(["demo"]).env_remove("REDIS_URL").env("PATH", "/nonexistent").output().unwrap();
+    let out = Command::new(baton_bin())
+        .args(["demo"])
+        .env_remove("REDIS_URL")
+        .env("PATH", "/nonexistent")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("apt-get install -y redis-server"), "{err}");
@@ -127,9 +208,29 @@ fn demo_runs_end_to_end_and_names_the_missing_redis_server() {
 async fn json_logs_about_a_job_carry_queue_and_job_id() {
     let redis = RedisServer::start();
     let q = Queue::connect(&redis.url(), "logs").unwrap();
-    let id = q.add("n", &serde_json::json!({}), baton::JobOptions::default().attempts(1)).await.unwrap().id;
-    let mut child = Command::new(baton_bin())
-        .args(["--redis-url", &redis.url(), "--log-format", "json", "worker", "logs", "--exec", "--", "sh", "-c", "exit 3"])
+    let id = q
+        .add(
+            "n",
+            &serde_json::json!({}),
+            baton::JobOptions::default().attempts(1),
+        )
+        .await
+        .unwrap()
+        .id;
+    let child = Command::new(baton_bin())
+        .args([
+            "--redis-url",
+            &redis.url(),
+            "--log-format",
+            "json",
+            "worker",
+            "logs",
+            "--exec",
+            "--",
+            "sh",
+            "-c",
+            "exit 3",
+        ])
         .stderr(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
         .spawn()
@@ -141,13 +242,22 @@ async fn json_logs_about_a_job_carry_queue_and_job_id() {
     common::signal(child.id(), libc::SIGTERM);
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success());
-    let lines: Vec<Value> = String::from_utf8_lossy(&out.stderr).lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
     assert!(!lines.is_empty(), "log lines are JSON");
-    let about_job: Vec<&Value> = lines.iter().filter(|l| l.to_string().contains(&id)).collect();
+    let about_job: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l.to_string().contains(&id))
+        .collect();
     assert!(!about_job.is_empty(), "some line names the job");
     for l in about_job {
         let text = l.to_string();
-        assert!(text.contains("\"queue\":\"logs\""), "queue on every line about the job: {text}");
+        assert!(
+            text.contains("\"queue\":\"logs\""),
+            "queue on every line about the job: {text}"
+        );
         assert!(text.contains("\"job_id\""), "job_id field: {text}");
     }
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use baton::metrics as m;
 use baton::{handler_fn, JobContext, JobError, JobOptions, Queue, Worker};
-use common::{free_port, wait_until, RedisServer};
+use common::{free_port, start, wait_until, RedisServer};
 use redis::Commands;
 use tokio_util::sync::CancellationToken;
 
@@ -27,27 +27,42 @@ struct Sample {
 
 fn parse(text: &str) -> Vec<Sample> {
     let mut out = Vec::new();
-    for line in text.lines().filter(|l| !l.is_empty() && !l.starts_with('#')) {
-        let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("bad sample line {line:?}"));
+    for line in text
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
+        let (series, value) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("bad sample line {line:?}"));
         let value: f64 = match value {
             "+Inf" => f64::INFINITY,
             "-Inf" => f64::NEG_INFINITY,
-            v => v.parse().unwrap_or_else(|_| panic!("bad value in {line:?}")),
+            v => v
+                .parse()
+                .unwrap_or_else(|_| panic!("bad value in {line:?}")),
         };
         let (name, labels) = match series.split_once('{') {
             None => (series.to_string(), BTreeMap::new()),
             Some((n, rest)) => {
-                let body = rest.strip_suffix('}').unwrap_or_else(|| panic!("bad labels in {line:?}"));
+                let body = rest
+                    .strip_suffix('}')
+                    .unwrap_or_else(|| panic!("bad labels in {line:?}"));
                 let mut labels = BTreeMap::new();
                 // Label values here never contain `",` so a simple split is enough.
                 for pair in body.split("\",").filter(|p| !p.is_empty()) {
-                    let (k, v) = pair.split_once("=\"").unwrap_or_else(|| panic!("bad label {pair:?} in {line:?}"));
+                    let (k, v) = pair
+                        .split_once("=\"")
+                        .unwrap_or_else(|| panic!("bad label {pair:?} in {line:?}"));
                     labels.insert(k.to_string(), v.trim_end_matches('"').to_string());
                 }
                 (n.to_string(), labels)
             }
         };
-        out.push(Sample { name, labels, value });
+        out.push(Sample {
+            name,
+            labels,
+            value,
+        });
     }
     out
 }
@@ -55,7 +70,12 @@ fn parse(text: &str) -> Vec<Sample> {
 fn value(samples: &[Sample], name: &str, want: &[(&str, &str)]) -> Option<f64> {
     samples
         .iter()
-        .filter(|s| s.name == name && want.iter().all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v)))
+        .filter(|s| {
+            s.name == name
+                && want
+                    .iter()
+                    .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
+        })
         .map(|s| s.value)
         .reduce(|a, b| a + b)
 }
@@ -64,7 +84,10 @@ async fn scrape(http: &reqwest::Client, base: &str) -> String {
     let r = http.get(format!("{base}/metrics")).send().await.unwrap();
     assert_eq!(r.status(), reqwest::StatusCode::OK);
     let ct = r.headers()["content-type"].to_str().unwrap().to_string();
-    assert!(ct.starts_with("text/plain") && ct.contains("version=0.0.4"), "content-type {ct}");
+    assert!(
+        ct.starts_with("text/plain") && ct.contains("version=0.0.4"),
+        "content-type {ct}"
+    );
     r.text().await.unwrap()
 }
 
@@ -77,11 +100,21 @@ async fn metrics_after_real_work_are_complete_and_valid() {
     // The ops server every worker runs, in process.
     let port = free_port();
     let stop_ops = CancellationToken::new();
-    let ops = tokio::spawn(baton::http::serve_ops(([127, 0, 0, 1], port).into(), url.clone(), stop_ops.clone()));
+    let ops = tokio::spawn(baton::http::serve_ops(
+        ([127, 0, 0, 1], port).into(),
+        url.clone(),
+        stop_ops.clone(),
+    ));
     let base = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
     wait_until(Duration::from_secs(20), "ops server up", || async {
-        http.get(format!("{base}/healthz")).send().await.is_ok_and(|r| r.status().is_success())
+        http.get(format!("{base}/healthz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
     })
     .await;
 
@@ -91,24 +124,28 @@ async fn metrics_after_real_work_are_complete_and_valid() {
         .lease(Duration::from_secs(3))
         .stalled_interval(Duration::from_millis(100))
         .shutdown_timeout(Duration::from_secs(5))
-        .build(handler_fn(|_: serde_json::Value, ctx: JobContext| async move {
-            match ctx.name() {
-                "ok" => Ok(()),
-                "fail" => Err(JobError::fatal("told to fail")),
-                "flaky" if ctx.attempt() == 1 => Err(JobError::retry_after("first attempt fails", Duration::from_millis(10))),
-                "flaky" => Ok(()),
-                // Blocks until told to stop (cancel, lost lease); once recovered from a
-                // stall, succeeds at once.
-                "block" if ctx.stalled() == 0 => {
-                    ctx.cancelled().await;
-                    Err(JobError::retry("stopped"))
+        .build(handler_fn(
+            |_: serde_json::Value, ctx: JobContext| async move {
+                match ctx.name() {
+                    "ok" => Ok(()),
+                    "fail" => Err(JobError::fatal("told to fail")),
+                    "flaky" if ctx.attempt() == 1 => Err(JobError::retry_after(
+                        "first attempt fails",
+                        Duration::from_millis(10),
+                    )),
+                    "flaky" => Ok(()),
+                    // Blocks until told to stop (cancel, lost lease); once recovered from a
+                    // stall, succeeds at once.
+                    "block" if ctx.stalled() == 0 => {
+                        ctx.cancelled().await;
+                        Err(JobError::retry("stopped"))
+                    }
+                    _ => Ok(()),
                 }
-                _ => Ok(()),
-            }
-        }))
+            },
+        ))
         .unwrap();
-    let stop = worker.shutdown_handle();
-    let run = tokio::spawn(worker.run());
+    let run = start(worker);
 
     let count = |state: &'static str| {
         let q = q.clone();
@@ -127,35 +164,61 @@ async fn metrics_after_real_work_are_complete_and_valid() {
     for _ in 0..3 {
         q.add("ok", &1, JobOptions::default()).await.unwrap();
     }
-    wait_until(Duration::from_secs(10), "3 completed", || async { count("completed").await == 3 }).await;
+    wait_until(Duration::from_secs(10), "3 completed", || async {
+        count("completed").await == 3
+    })
+    .await;
     // failed
     q.add("fail", &1, JobOptions::default()).await.unwrap();
-    wait_until(Duration::from_secs(10), "1 failed", || async { count("failed").await == 1 }).await;
+    wait_until(Duration::from_secs(10), "1 failed", || async {
+        count("failed").await == 1
+    })
+    .await;
     // retried
-    q.add("flaky", &1, JobOptions::default().attempts(2)).await.unwrap();
-    wait_until(Duration::from_secs(10), "flaky completed", || async { count("completed").await == 4 }).await;
+    q.add("flaky", &1, JobOptions::default().attempts(2))
+        .await
+        .unwrap();
+    wait_until(Duration::from_secs(10), "flaky completed", || async {
+        count("completed").await == 4
+    })
+    .await;
     // cancelled: a running job, cancelled through the worker
-    let running = q.add("block", &1, JobOptions::default().attempts(1)).await.unwrap().id;
+    let running = q
+        .add("block", &1, JobOptions::default().attempts(1))
+        .await
+        .unwrap()
+        .id;
     wait_until(Duration::from_secs(10), "block job active", || async {
         q.job(&running).await.unwrap().unwrap().state == baton::JobState::Active
     })
     .await;
     q.cancel(&running).await.unwrap();
-    wait_until(Duration::from_secs(10), "block job cancelled", || async { count("cancelled").await == 1 }).await;
+    wait_until(Duration::from_secs(10), "block job cancelled", || async {
+        count("cancelled").await == 1
+    })
+    .await;
     // stalled and lock_lost: expire the lease of a running job by hand, as if its
     // worker had hung. The sweeper recovers it (stalled) and fences the old attempt
     // off; the heartbeat then finds the lease lost (lock_lost) and stops the handler;
     // the recovered job runs again and completes.
-    let stuck = q.add("block", &1, JobOptions::default().attempts(1)).await.unwrap().id;
+    let stuck = q
+        .add("block", &1, JobOptions::default().attempts(1))
+        .await
+        .unwrap()
+        .id;
     wait_until(Duration::from_secs(10), "stuck job active", || async {
         q.job(&stuck).await.unwrap().unwrap().state == baton::JobState::Active
     })
     .await;
     let _: () = redis.conn().zadd(q.keys().active(), &stuck, 1).unwrap();
-    wait_until(Duration::from_secs(15), "stuck job recovered and completed", || async {
-        let j = q.job(&stuck).await.unwrap().unwrap();
-        j.state == baton::JobState::Completed && j.stalled == 1
-    })
+    wait_until(
+        Duration::from_secs(15),
+        "stuck job recovered and completed",
+        || async {
+            let j = q.job(&stuck).await.unwrap().unwrap();
+            j.state == baton::JobState::Completed && j.stalled == 1
+        },
+    )
     .await;
 
     // Redis errors: a second ops server against a Redis that is not there; its gauge
@@ -180,19 +243,36 @@ async fn metrics_after_real_work_are_complete_and_valid() {
         if ready(&parse(&text)) {
             break text;
         }
-        assert!(std::time::Instant::now() < deadline, "series missing after 20 s:\n{text}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "series missing after 20 s:\n{text}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     let samples = parse(&text);
     for name in m::ALL {
-        assert!(text.contains(&format!("# HELP {name} ")), "no HELP line for {name} in:\n{text}");
-        assert!(text.contains(&format!("# TYPE {name} ")), "no TYPE line for {name} in:\n{text}");
-        assert!(samples.iter().any(|s| s.name == *name || s.name.strip_prefix(*name).is_some_and(|x| ["_bucket", "_sum", "_count"].contains(&x))),
-            "no samples of {name}");
+        assert!(
+            text.contains(&format!("# HELP {name} ")),
+            "no HELP line for {name} in:\n{text}"
+        );
+        assert!(
+            text.contains(&format!("# TYPE {name} ")),
+            "no TYPE line for {name} in:\n{text}"
+        );
+        assert!(
+            samples.iter().any(|s| s.name == *name
+                || s.name
+                    .strip_prefix(*name)
+                    .is_some_and(|x| ["_bucket", "_sum", "_count"].contains(&x))),
+            "no samples of {name}"
+        );
     }
     let at_least = |name: &str, n: f64| {
         let v = value(&samples, name, &[("queue", Q)]).unwrap_or(0.0);
-        assert!(v >= n, "{name}{{queue={Q:?}}} is {v}, want at least {n}\n{text}");
+        assert!(
+            v >= n,
+            "{name}{{queue={Q:?}}} is {v}, want at least {n}\n{text}"
+        );
     };
     at_least(m::JOBS_ENQUEUED, 7.0);
     at_least(m::JOBS_COMPLETED, 5.0);
@@ -203,23 +283,53 @@ async fn metrics_after_real_work_are_complete_and_valid() {
     at_least(m::JOBS_LOCK_LOST, 1.0);
     at_least(&format!("{}_count", m::JOB_DURATION), 5.0);
     at_least(&format!("{}_count", m::JOB_WAIT), 5.0);
-    assert!(text.contains(&format!("# TYPE {} histogram", m::JOB_DURATION)), "{text}");
-    assert!(text.contains(&format!("# TYPE {} gauge", m::QUEUE_JOBS)), "{text}");
-    assert!(text.contains(&format!("# TYPE {} counter", m::JOBS_COMPLETED)), "{text}");
-    assert!(value(&samples, m::WORKER_IN_FLIGHT, &[("queue", Q)]).is_some(), "in-flight gauge of the worker");
-    for (state, want) in [("waiting", 0.0), ("delayed", 0.0), ("active", 0.0), ("completed", 5.0), ("failed", 1.0), ("cancelled", 1.0)] {
-        assert_eq!(value(&samples, m::QUEUE_JOBS, &[("queue", Q), ("state", state)]), Some(want), "{state}\n{text}");
+    assert!(
+        text.contains(&format!("# TYPE {} histogram", m::JOB_DURATION)),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("# TYPE {} gauge", m::QUEUE_JOBS)),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("# TYPE {} counter", m::JOBS_COMPLETED)),
+        "{text}"
+    );
+    assert!(
+        value(&samples, m::WORKER_IN_FLIGHT, &[("queue", Q)]).is_some(),
+        "in-flight gauge of the worker"
+    );
+    for (state, want) in [
+        ("waiting", 0.0),
+        ("delayed", 0.0),
+        ("active", 0.0),
+        ("completed", 5.0),
+        ("failed", 1.0),
+        ("cancelled", 1.0),
+    ] {
+        assert_eq!(
+            value(&samples, m::QUEUE_JOBS, &[("queue", Q), ("state", state)]),
+            Some(want),
+            "{state}\n{text}"
+        );
     }
 
     // promtool, the reference linter.
     promtool_check(&text);
 
-    stop.shutdown();
-    run.await.unwrap().unwrap();
+    run.stop().await;
     dead_stop.cancel();
     stop_ops.cancel();
-    tokio::time::timeout(Duration::from_secs(10), dead_ops).await.unwrap().unwrap().unwrap();
-    tokio::time::timeout(Duration::from_secs(10), ops).await.unwrap().unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(10), dead_ops)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(10), ops)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
 }
 
 /// Pipes the exposition through `promtool check metrics`; skips (loudly) without promtool.
@@ -235,7 +345,12 @@ fn promtool_check(text: &str) {
         eprintln!("SKIP promtool check: promtool is not installed (apt-get install -y prometheus)");
         return;
     };
-    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(
         out.status.success(),
@@ -253,7 +368,19 @@ async fn register_queue_exports_zero_counters() {
     baton::http::register_queue("zeroq");
     let text = handle.render();
     let samples = parse(&text);
-    for name in [m::JOBS_ENQUEUED, m::JOBS_COMPLETED, m::JOBS_FAILED, m::JOBS_RETRIED, m::JOBS_STALLED, m::JOBS_CANCELLED, m::JOBS_LOCK_LOST] {
-        assert_eq!(value(&samples, name, &[("queue", "zeroq")]), Some(0.0), "{name}\n{text}");
+    for name in [
+        m::JOBS_ENQUEUED,
+        m::JOBS_COMPLETED,
+        m::JOBS_FAILED,
+        m::JOBS_RETRIED,
+        m::JOBS_STALLED,
+        m::JOBS_CANCELLED,
+        m::JOBS_LOCK_LOST,
+    ] {
+        assert_eq!(
+            value(&samples, name, &[("queue", "zeroq")]),
+            Some(0.0),
+            "{name}\n{text}"
+        );
     }
 }

@@ -10,23 +10,35 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use baton::{handler_fn, JobContext, JobError, JobOptions, JobState, Queue, Worker};
-use common::{spawn_child_test, wait_until, RedisServer};
+use common::{spawn_child_test, start, wait_until, RedisServer};
 
 const LEASE: Duration = Duration::from_millis(1000);
 const SWEEP: Duration = Duration::from_millis(200);
 
 fn builder(url: &str, q: &str) -> baton::WorkerBuilder {
-    Worker::builder(url, q).concurrency(2).lease(LEASE).heartbeat(Duration::from_millis(250)).stalled_interval(SWEEP)
+    Worker::builder(url, q)
+        .concurrency(2)
+        .lease(LEASE)
+        .heartbeat(Duration::from_millis(250))
+        .stalled_interval(SWEEP)
 }
 
 fn append(path: &PathBuf, line: &str) {
     use std::io::Write;
-    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
     writeln!(f, "{line}").unwrap();
 }
 
 fn lines(path: &PathBuf) -> Vec<String> {
-    std::fs::read_to_string(path).unwrap_or_default().lines().map(String::from).collect()
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(String::from)
+        .collect()
 }
 
 /// The child side: a worker process whose handler records what it does in
@@ -49,7 +61,10 @@ async fn child_worker() {
                     _ => {
                         append(&log, &format!("start {}", ctx.attempt()));
                         // Ignores cancellation on purpose: a hung handler.
-                        let hold = std::env::var("BATON_HOLD_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(600_000u64);
+                        let hold = std::env::var("BATON_HOLD_MS")
+                            .ok()
+                            .and_then(|v| v.parse().ok())
+                            .unwrap_or(600_000u64);
                         tokio::time::sleep(Duration::from_millis(hold)).await;
                         append(&log, "child finished");
                         Ok("from the first worker".to_string())
@@ -62,9 +77,23 @@ async fn child_worker() {
 }
 
 /// Three steps; with `block_in_three` the third blocks forever (until SIGKILL).
-async fn run_steps(ctx: &JobContext, log: &PathBuf, block_in_three: bool) -> Result<String, JobError> {
-    let a: u32 = ctx.step("one", async { append(log, "ran one"); Ok(1) }).await?;
-    let b: u32 = ctx.step("two", async { append(log, "ran two"); Ok(a + 1) }).await?;
+async fn run_steps(
+    ctx: &JobContext,
+    log: &PathBuf,
+    block_in_three: bool,
+) -> Result<String, JobError> {
+    let a: u32 = ctx
+        .step("one", async {
+            append(log, "ran one");
+            Ok(1)
+        })
+        .await?;
+    let b: u32 = ctx
+        .step("two", async {
+            append(log, "ran two");
+            Ok(a + 1)
+        })
+        .await?;
     let c: u32 = ctx
         .step("three", async {
             append(log, "ran three");
@@ -78,7 +107,11 @@ async fn run_steps(ctx: &JobContext, log: &PathBuf, block_in_three: bool) -> Res
 }
 
 fn child_env(redis: &RedisServer, q: &str, log: &std::path::Path) -> Vec<(&'static str, String)> {
-    vec![("BATON_URL", redis.url()), ("BATON_QUEUE", q.to_string()), ("BATON_LOG", log.display().to_string())]
+    vec![
+        ("BATON_URL", redis.url()),
+        ("BATON_QUEUE", q.to_string()),
+        ("BATON_LOG", log.display().to_string()),
+    ]
 }
 
 #[tokio::test]
@@ -87,9 +120,15 @@ async fn sigkilled_worker_process_job_runs_on_another_worker_once() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("log");
     let q = Queue::connect(&redis.url(), "crash").unwrap();
-    let job = q.add("hang", &"hang", JobOptions::default().attempts(1)).await.unwrap();
+    let job = q
+        .add("hang", &"hang", JobOptions::default().attempts(1))
+        .await
+        .unwrap();
     let mut child = spawn_child_test("child_worker", &child_env(&redis, "crash", &log));
-    wait_until(Duration::from_secs(20), "child started the job", || async { lines(&log).len() == 1 }).await;
+    wait_until(Duration::from_secs(20), "child started the job", || async {
+        lines(&log).len() == 1
+    })
+    .await;
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     let killed_at = Instant::now();
@@ -105,23 +144,30 @@ async fn sigkilled_worker_process_job_runs_on_another_worker_once() {
             }
         }))
         .unwrap();
-    let stop = w.shutdown_handle();
-    let run = tokio::spawn(w.run());
-    wait_until(Duration::from_secs(10), "job completed by the second worker", || async {
-        q.job(&job.id).await.unwrap().unwrap().state == JobState::Completed
-    })
+    let run = start(w);
+    wait_until(
+        Duration::from_secs(10),
+        "job completed by the second worker",
+        || async { q.job(&job.id).await.unwrap().unwrap().state == JobState::Completed },
+    )
     .await;
     let recovered_in = killed_at.elapsed();
     let j = q.job(&job.id).await.unwrap().unwrap();
     assert_eq!(j.result, Some(serde_json::json!("from the second worker")));
     assert_eq!(j.stalled, 1, "the recovery is counted");
     assert_eq!(j.attempt, 1, "a stall does not consume an attempt");
-    assert_eq!(runs.load(Ordering::SeqCst), 1, "ran once on the second worker");
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        1,
+        "ran once on the second worker"
+    );
     // Lease expiry + one sweep interval + claim; measured, with slack for a loaded machine.
     eprintln!("recovered {recovered_in:?} after SIGKILL (lease {LEASE:?}, sweep {SWEEP:?})");
-    assert!(recovered_in < LEASE + SWEEP + Duration::from_millis(1500), "recovery took {recovered_in:?}");
-    stop.shutdown();
-    run.await.unwrap().unwrap();
+    assert!(
+        recovered_in < LEASE + SWEEP + Duration::from_millis(1500),
+        "recovery took {recovered_in:?}"
+    );
+    run.stop().await;
 }
 
 #[tokio::test]
@@ -130,7 +176,10 @@ async fn frozen_worker_late_result_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("log");
     let q = Queue::connect(&redis.url(), "frozen").unwrap();
-    let job = q.add("hang", &"hang", JobOptions::default().attempts(1)).await.unwrap();
+    let job = q
+        .add("hang", &"hang", JobOptions::default().attempts(1))
+        .await
+        .unwrap();
     let mut env = child_env(&redis, "frozen", &log);
     env.push(("BATON_HOLD_MS", "1500".into()));
     let mut child = spawn_child_test("child_worker", &env);
@@ -142,34 +191,51 @@ async fn frozen_worker_late_result_is_refused() {
             sl.lock().unwrap().push(l);
         }
     });
-    wait_until(Duration::from_secs(20), "child started the job", || async { lines(&log).len() == 1 }).await;
+    wait_until(Duration::from_secs(20), "child started the job", || async {
+        lines(&log).len() == 1
+    })
+    .await;
     common::signal(child.id(), libc::SIGSTOP);
 
     let w = builder(&redis.url(), "frozen")
-        .build(handler_fn(|_: String, _ctx| async { Ok::<_, JobError>("from the second worker") }))
+        .build(handler_fn(|_: String, _ctx| async {
+            Ok::<_, JobError>("from the second worker")
+        }))
         .unwrap();
-    let stop = w.shutdown_handle();
-    let run = tokio::spawn(w.run());
-    wait_until(Duration::from_secs(10), "taken over and completed", || async {
-        q.job(&job.id).await.unwrap().unwrap().state == JobState::Completed
-    })
+    let run = start(w);
+    wait_until(
+        Duration::from_secs(10),
+        "taken over and completed",
+        || async { q.job(&job.id).await.unwrap().unwrap().state == JobState::Completed },
+    )
     .await;
     common::signal(child.id(), libc::SIGCONT);
     // The frozen worker wakes, finishes its handler (or is told its lease is gone) and
     // must not overwrite the result.
-    wait_until(Duration::from_secs(10), "old worker noticed the lost lock", || async {
-        stderr_lines.lock().unwrap().iter().any(|l| l.contains("lock lost") || l.contains("lease lost"))
-    })
+    wait_until(
+        Duration::from_secs(10),
+        "old worker noticed the lost lock",
+        || async {
+            stderr_lines
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|l| l.contains("lock lost") || l.contains("lease lost"))
+        },
+    )
     .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let j = q.job(&job.id).await.unwrap().unwrap();
-    assert_eq!(j.result, Some(serde_json::json!("from the second worker")), "late result refused");
+    assert_eq!(
+        j.result,
+        Some(serde_json::json!("from the second worker")),
+        "late result refused"
+    );
     assert_eq!(j.state, JobState::Completed);
     common::signal(child.id(), libc::SIGTERM);
     let status = child.wait().unwrap();
     assert!(status.success(), "old worker exits cleanly: {status:?}");
-    stop.shutdown();
-    run.await.unwrap().unwrap();
+    run.stop().await;
 }
 
 #[tokio::test]
@@ -178,9 +244,15 @@ async fn steps_resume_after_sigkill_in_step_three() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("log");
     let q = Queue::connect(&redis.url(), "steps").unwrap();
-    let job = q.add("steps", &"steps", JobOptions::default().attempts(1)).await.unwrap();
+    let job = q
+        .add("steps", &"steps", JobOptions::default().attempts(1))
+        .await
+        .unwrap();
     let mut child = spawn_child_test("child_worker", &child_env(&redis, "steps", &log));
-    wait_until(Duration::from_secs(20), "child in step three", || async { lines(&log).contains(&"ran three".to_string()) }).await;
+    wait_until(Duration::from_secs(20), "child in step three", || async {
+        lines(&log).contains(&"ran three".to_string())
+    })
+    .await;
     child.kill().unwrap();
     child.wait().unwrap();
     assert_eq!(lines(&log), vec!["ran one", "ran two", "ran three"]);
@@ -192,18 +264,20 @@ async fn steps_resume_after_sigkill_in_step_three() {
             async move { run_steps(&ctx, &log, false).await }
         }))
         .unwrap();
-    let stop = w.shutdown_handle();
-    let run = tokio::spawn(w.run());
+    let run = start(w);
     wait_until(Duration::from_secs(10), "job completed", || async {
         q.job(&job.id).await.unwrap().unwrap().state == JobState::Completed
     })
     .await;
-    assert_eq!(lines(&log), vec!["ran one", "ran two", "ran three", "ran three"], "only step three ran again");
+    assert_eq!(
+        lines(&log),
+        vec!["ran one", "ran two", "ran three", "ran three"],
+        "only step three ran again"
+    );
     let j = q.job(&job.id).await.unwrap().unwrap();
     assert_eq!(j.result, Some(serde_json::json!("123")));
     assert_eq!(j.steps.len(), 3);
-    stop.shutdown();
-    run.await.unwrap().unwrap();
+    run.stop().await;
 }
 
 #[tokio::test]
@@ -217,29 +291,52 @@ async fn failing_step_two_retries_from_step_two() {
             let runs = r2.clone();
             async move {
                 let r = runs.clone();
-                let a: u32 = ctx.step("one", async move { r.lock().unwrap().push("one".into()); Ok(1) }).await?;
+                let a: u32 = ctx
+                    .step("one", async move {
+                        r.lock().unwrap().push("one".into());
+                        Ok(1)
+                    })
+                    .await?;
                 let r = runs.clone();
                 let attempt = ctx.attempt();
                 let b: u32 = ctx
                     .step("two", async move {
                         r.lock().unwrap().push(format!("two@{attempt}"));
-                        if attempt == 1 { Err(JobError::retry_after("flaky step", Duration::from_millis(10))) } else { Ok(a + 1) }
+                        if attempt == 1 {
+                            Err(JobError::retry_after(
+                                "flaky step",
+                                Duration::from_millis(10),
+                            ))
+                        } else {
+                            Ok(a + 1)
+                        }
                     })
                     .await?;
                 let r = runs.clone();
-                ctx.step("three", async move { r.lock().unwrap().push("three".into()); Ok(b + 1) }).await
+                ctx.step("three", async move {
+                    r.lock().unwrap().push("three".into());
+                    Ok(b + 1)
+                })
+                .await
             }
         }))
         .unwrap();
-    let stop = w.shutdown_handle();
-    let run = tokio::spawn(w.run());
-    let job = q.add("s", &1u8, JobOptions::default().attempts(3)).await.unwrap();
+    let run = start(w);
+    let job = q
+        .add("s", &1u8, JobOptions::default().attempts(3))
+        .await
+        .unwrap();
     wait_until(Duration::from_secs(10), "job completed", || async {
         q.job(&job.id).await.unwrap().unwrap().state == JobState::Completed
     })
     .await;
-    assert_eq!(*runs.lock().unwrap(), vec!["one", "two@1", "two@2", "three"]);
-    assert_eq!(q.job(&job.id).await.unwrap().unwrap().result, Some(serde_json::json!(3)));
-    stop.shutdown();
-    run.await.unwrap().unwrap();
+    assert_eq!(
+        *runs.lock().unwrap(),
+        vec!["one", "two@1", "two@2", "three"]
+    );
+    assert_eq!(
+        q.job(&job.id).await.unwrap().unwrap().result,
+        Some(serde_json::json!(3))
+    );
+    run.stop().await;
 }

@@ -4,6 +4,9 @@
 #
 # Usage: bench/peers/run.sh [all|node|rust]     (default: all)
 # Env:   JOBS=20000 CONCURRENCY=50 RUNS=1 DEADLINE_S=600 WARMUP=1 SKIP_INSTALL=0
+#        QUIET_MAX_S=180 (wait for no running compiler before each run; 0 = off)
+#        CONTENDED_RETRIES=2 FOREIGN_CPU_MAX_PCT=10 (re-run a measurement during which
+#        other processes used more than that share of the machine's CPU)
 #        REDIS_SERVER=/usr/bin/redis-server
 # Stdout: one JSON line per peer run. Everything else goes to stderr.
 set -euo pipefail
@@ -51,6 +54,7 @@ stop_redis() {
 cleanup() {
   stop_bench
   stop_redis
+  [[ -n "${TIMES_FILE:-}" ]] && rm -f "$TIMES_FILE"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -110,24 +114,94 @@ install_rust() {
 }
 
 # ----------------------------------------------------------------- run ---
+compilers_running() { ps -eo comm= | grep -cxE 'rustc|cargo|cc1|cc1plus|ld|ld\.lld|rust-lld|mold|node-gyp' || true; }
+
+# This is a 2-core machine: a compile running next to a benchmark halves its
+# numbers. Before each run wait (at most QUIET_MAX_S, default 180 s) until no
+# compiler process has been seen for 5 s in a row. QUIET_MAX_S=0 disables it.
+wait_quiet() {
+  local max="${QUIET_MAX_S:-180}" waited=0 calm=0
+  ((max > 0)) || return 0
+  while ((calm < 5 && waited < max)); do
+    if [[ "$(compilers_running)" == 0 ]]; then calm=$((calm + 1)); else
+      ((calm > 0 || waited == 0)) && log "waiting for compiler processes to finish (max ${max}s)"
+      calm=0
+    fi
+    sleep 1
+    waited=$((waited + 1))
+  done
+  ((calm >= 5)) || log "WARNING: machine still busy after ${max}s; numbers may be low"
+}
+
+# CPU accounting, to detect other work on the machine during a measurement.
+busy_ticks() { # all CPUs, non-idle, in USER_HZ ticks
+  local _cpu user nice system idle iowait irq softirq steal _rest
+  read -r _cpu user nice system idle iowait irq softirq steal _rest </proc/stat
+  echo $((user + nice + system + irq + softirq + steal))
+}
+pid_ticks() { # utime+stime of one live process
+  local f
+  f="$(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null)" || { echo 0; return; }
+  set -- $f
+  echo $((${12} + ${13}))
+}
+TIMES_FILE=""
+children_ticks() { # sets CHILD_TICKS: utime+stime of this shell's waited-for children
+  # `times` must run in this shell (not in $(...) or <(...), which fork and
+  # would report the subshell's own, empty, children).
+  [[ -n "$TIMES_FILE" ]] || TIMES_FILE="$(mktemp -t baton-peer-times.XXXXXX)"
+  times >"$TIMES_FILE"
+  CHILD_TICKS="$(sed -n 2p "$TIMES_FILE" | awk -v hz="$(getconf CLK_TCK)" '
+    function sec(x,  m) { m = x; sub(/m.*/, "", m); sub(/^[0-9]+m/, "", x); sub(/s$/, "", x); return m * 60 + x }
+    { printf "%d\n", (sec($1) + sec($2)) * hz }')"
+}
+
 run_once() { # name, run-index, command...
   local name="$1" i="$2"
   shift 2
-  start_redis || return 1
-  local busy
-  busy="$(pgrep -x 'rustc|cargo|cc1|cc1plus|ld' | wc -l || true)"
-  log "$name run $i/$RUNS: JOBS=$JOBS CONCURRENCY=$CONCURRENCY (loadavg: $(cut -d" " -f1-3 /proc/loadavg); compiler processes running: $busy)"
-  # Run in the background and `wait`, so INT/TERM traps fire immediately.
-  REDIS_HOST=127.0.0.1 REDIS_PORT="$REDIS_PORT" "$@" &
-  BENCH_PID=$!
-  local rc=0
-  wait "$BENCH_PID" || rc=$?
-  BENCH_PID=""
-  stop_redis
-  if ((rc != 0)); then
-    log "$name run $i failed (exit $rc)"
-    return "$rc"
-  fi
+  local attempt max_attempts=$((${CONTENDED_RETRIES:-2} + 1)) max_foreign="${FOREIGN_CPU_MAX_PCT:-10}"
+  local ncpu hz
+  ncpu="$(nproc)"
+  hz="$(getconf CLK_TCK)"
+  for ((attempt = 1; attempt <= max_attempts; attempt++)); do
+    wait_quiet
+    start_redis || return 1
+    log "$name run $i/$RUNS (attempt $attempt): JOBS=$JOBS CONCURRENCY=$CONCURRENCY (loadavg: $(cut -d" " -f1-3 /proc/loadavg))"
+    local out="$REDIS_DIR/bench.json"
+    local b0 c0 r0 t0 b1 c1 r1 t1
+    children_ticks; c0=$CHILD_TICKS
+    b0="$(busy_ticks)" r0="$(pid_ticks "$REDIS_PID")" t0="$(date +%s%N)"
+    # Run in the background and `wait`, so INT/TERM traps fire immediately.
+    REDIS_HOST=127.0.0.1 REDIS_PORT="$REDIS_PORT" "$@" >"$out" &
+    BENCH_PID=$!
+    local rc=0
+    wait "$BENCH_PID" || rc=$?
+    BENCH_PID=""
+    children_ticks; c1=$CHILD_TICKS
+    b1="$(busy_ticks)" r1="$(pid_ticks "$REDIS_PID")" t1="$(date +%s%N)"
+    if ((rc != 0)); then
+      stop_redis
+      log "$name run $i failed (exit $rc)"
+      return "$rc"
+    fi
+    # CPU used by everything except this benchmark and its redis-server, as a
+    # share of the machine's capacity over the run.
+    local foreign=$(((b1 - b0) - (c1 - c0) - (r1 - r0)))
+    ((foreign < 0)) && foreign=0
+    local cap=$(((t1 - t0) * ncpu * hz / 1000000000))
+    ((cap > 0)) || cap=1
+    local pct=$((100 * foreign / cap))
+    log "$name run $i: other processes used ${pct}% of the machine's CPU during the run (limit ${max_foreign}%)"
+    if ((pct > max_foreign && attempt < max_attempts)); then
+      log "$name run $i: machine was busy; discarding and retrying"
+      stop_redis
+      continue
+    fi
+    ((pct > max_foreign)) && log "WARNING: $name run $i was contended (${pct}% foreign CPU); keeping it (out of retries)"
+    cat "$out"
+    stop_redis
+    return 0
+  done
 }
 
 # Install everything first, then interleave the peers run by run

@@ -119,7 +119,8 @@ impl Handler for ExecHandler {
 /// One attempt.
 async fn run(cfg: Arc<ExecConfig>, ctx: JobContext) -> Result<Vec<u8>, JobError> {
     let payload: serde_json::Value = ctx.data()?;
-    let mut input = serde_json::to_vec(&payload).map_err(|e| JobError::fatal(format!("payload as JSON: {e}")))?;
+    let mut input = serde_json::to_vec(&payload)
+        .map_err(|e| JobError::fatal(format!("payload as JSON: {e}")))?;
     input.push(b'\n');
 
     let mut cmd = Command::new(&cfg.program);
@@ -146,8 +147,16 @@ async fn run(cfg: Arc<ExecConfig>, ctx: JobContext) -> Result<Vec<u8>, JobError>
             let _ = s.shutdown().await;
         }
     });
-    let stdout = proc.child.as_mut().and_then(|c| c.stdout.take()).expect("stdout piped");
-    let stderr = proc.child.as_mut().and_then(|c| c.stderr.take()).expect("stderr piped");
+    let stdout = proc
+        .child
+        .as_mut()
+        .and_then(|c| c.stdout.take())
+        .expect("stdout piped");
+    let stderr = proc
+        .child
+        .as_mut()
+        .and_then(|c| c.stderr.take())
+        .expect("stderr piped");
     let last = LastLine::default();
     let out_reader = output::Task::spawn(output::read_stdout(stdout, last.clone()));
     let logs = LogWriter::start(ctx.clone());
@@ -165,7 +174,10 @@ async fn run(cfg: Arc<ExecConfig>, ctx: JobContext) -> Result<Vec<u8>, JobError>
     // Whatever is left of the group goes now (the command is not reaped yet, so its
     // process group id cannot have been reused).
     proc.signal_group(libc::SIGKILL);
-    let status = proc.reap().await.map_err(|e| JobError::retry(format!("waiting for the command: {e}")))?;
+    let status = proc
+        .reap()
+        .await
+        .map_err(|e| JobError::retry(format!("waiting for the command: {e}")))?;
 
     // Output: the pipes reach end of file once every writer is gone.
     let _ = tokio::time::timeout(DRAIN_WAIT, out_reader.join()).await;
@@ -173,9 +185,16 @@ async fn run(cfg: Arc<ExecConfig>, ctx: JobContext) -> Result<Vec<u8>, JobError>
     let last_err = logs.last_line();
     let result_line = last.take();
     if let output::Last::TooLong = result_line {
-        logs.note(format!("[baton] the last stdout line was longer than {MAX_RESULT_BYTES} bytes; result dropped"));
+        logs.note(format!(
+            "[baton] the last stdout line was longer than {MAX_RESULT_BYTES} bytes; result dropped"
+        ));
     }
-    logs.finish(if stopped { LOG_FLUSH_WAIT_STOPPED } else { LOG_FLUSH_WAIT }).await;
+    logs.finish(if stopped {
+        LOG_FLUSH_WAIT_STOPPED
+    } else {
+        LOG_FLUSH_WAIT
+    })
+    .await;
 
     let with_stderr = |msg: String| match &last_err {
         Some(l) => format!("{msg}: {l}"),
@@ -183,11 +202,14 @@ async fn run(cfg: Arc<ExecConfig>, ctx: JobContext) -> Result<Vec<u8>, JobError>
     };
     if status.success() {
         let value = result_line.into_value();
-        return rmp_serde::to_vec_named(&value).map_err(|e| JobError::fatal(format!("result could not be encoded: {e}")));
+        return rmp_serde::to_vec_named(&value)
+            .map_err(|e| JobError::fatal(format!("result could not be encoded: {e}")));
     }
     let how = describe(status);
     if stopped {
-        return Err(JobError::retry(format!("stopped (cancel, timeout, lost lease or shutdown); {how}")));
+        return Err(JobError::retry(format!(
+            "stopped (cancel, timeout, lost lease or shutdown); {how}"
+        )));
     }
     Err(JobError::retry(with_stderr(how)))
 }
@@ -196,7 +218,9 @@ async fn run(cfg: Arc<ExecConfig>, ctx: JobContext) -> Result<Vec<u8>, JobError>
 fn describe(status: ExitStatus) -> String {
     use std::os::unix::process::ExitStatusExt;
     match (status.code(), status.signal()) {
-        (Some(EXIT_TEMPFAIL), _) => format!("command asked for a retry (exited with code {EXIT_TEMPFAIL}, EX_TEMPFAIL)"),
+        (Some(EXIT_TEMPFAIL), _) => {
+            format!("command asked for a retry (exited with code {EXIT_TEMPFAIL}, EX_TEMPFAIL)")
+        }
         (Some(c), _) => format!("command exited with code {c}"),
         (None, Some(s)) => format!("command killed by signal {s} ({})", signal_name(s)),
         (None, None) => format!("command ended with {status}"),
@@ -283,7 +307,9 @@ impl Proc {
 
 impl Drop for Proc {
     fn drop(&mut self) {
-        let Some(mut child) = self.child.take() else { return };
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
         // The handler was dropped (aborted) before the command was reaped: kill the whole
         // group (not just the command, as kill_on_drop would), then reap it.
         unsafe { libc::kill(-self.pid, libc::SIGKILL) };
@@ -315,5 +341,6 @@ fn open_pidfd(pid: i32) -> Option<tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>
     }
     let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) };
     // SAFETY: the OwnedFd is open, and owned by the AsyncFd until it is dropped.
-    unsafe { tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }.ok()
+    unsafe { tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }
+        .ok()
 }

@@ -10,7 +10,9 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::{LOG_BURST, LOG_LINES_PER_SEC, MAX_LOG_LINES_PER_ATTEMPT, MAX_LOG_LINE_BYTES, MAX_RESULT_BYTES};
+use super::{
+    LOG_BURST, LOG_LINES_PER_SEC, MAX_LOG_LINES_PER_ATTEMPT, MAX_LOG_LINE_BYTES, MAX_RESULT_BYTES,
+};
 use crate::worker::JobContext;
 
 /// Longest stderr line quoted in a failure's message.
@@ -115,8 +117,11 @@ pub(super) async fn read_stdout<R: AsyncRead + Unpin>(r: R, last: LastLine) {
         if line.iter().all(|b| b.is_ascii_whitespace()) {
             return;
         }
-        *last.0.lock().unwrap() =
-            if cut { Last::TooLong } else { Last::Line(String::from_utf8_lossy(line).trim().to_string()) };
+        *last.0.lock().unwrap() = if cut {
+            Last::TooLong
+        } else {
+            Last::Line(String::from_utf8_lossy(line).trim().to_string())
+        };
     })
     .await
 }
@@ -202,7 +207,10 @@ impl LogWriter {
     }
 
     pub fn sender(&self) -> LogSender {
-        LogSender { tx: self.tx.clone(), state: self.state.clone() }
+        LogSender {
+            tx: self.tx.clone(),
+            state: self.state.clone(),
+        }
     }
 
     /// The last non-blank stderr line (shortened).
@@ -267,11 +275,17 @@ struct Bucket {
 
 impl Bucket {
     fn new(burst: f64, rate: f64) -> Bucket {
-        Bucket { tokens: burst, burst, rate, at: Instant::now() }
+        Bucket {
+            tokens: burst,
+            burst,
+            rate,
+            at: Instant::now(),
+        }
     }
     async fn take(&mut self) {
         let now = Instant::now();
-        self.tokens = (self.tokens + now.duration_since(self.at).as_secs_f64() * self.rate).min(self.burst);
+        self.tokens =
+            (self.tokens + now.duration_since(self.at).as_secs_f64() * self.rate).min(self.burst);
         self.at = now;
         if self.tokens < 1.0 {
             tokio::time::sleep(Duration::from_secs_f64((1.0 - self.tokens) / self.rate)).await;
@@ -288,14 +302,28 @@ mod tests {
 
     async fn lines(input: &[u8], max: usize) -> Vec<(String, bool)> {
         let mut out = Vec::new();
-        read_lines(input, max, |l, c| out.push((String::from_utf8_lossy(l).into_owned(), c))).await;
+        read_lines(input, max, |l, c| {
+            out.push((String::from_utf8_lossy(l).into_owned(), c))
+        })
+        .await;
         out
     }
 
     #[tokio::test]
     async fn lines_are_split_and_bounded() {
-        assert_eq!(lines(b"a\nbb\r\n\nccc", 10).await, vec![("a".into(), false), ("bb".into(), false), ("".into(), false), ("ccc".into(), false)]);
-        assert_eq!(lines(b"abcdef\nxy\n", 3).await, vec![("abc".into(), true), ("xy".into(), false)]);
+        assert_eq!(
+            lines(b"a\nbb\r\n\nccc", 10).await,
+            vec![
+                ("a".into(), false),
+                ("bb".into(), false),
+                ("".into(), false),
+                ("ccc".into(), false)
+            ]
+        );
+        assert_eq!(
+            lines(b"abcdef\nxy\n", 3).await,
+            vec![("abc".into(), true), ("xy".into(), false)]
+        );
         let big = vec![b'x'; 200_000];
         let got = lines(&big, 4096).await;
         assert_eq!(got.len(), 1);
@@ -306,8 +334,14 @@ mod tests {
 
     #[test]
     fn result_values() {
-        assert_eq!(Last::Line("{\"a\":1}".into()).into_value(), serde_json::json!({"a": 1}));
-        assert_eq!(Last::Line("done".into()).into_value(), serde_json::json!("done"));
+        assert_eq!(
+            Last::Line("{\"a\":1}".into()).into_value(),
+            serde_json::json!({"a": 1})
+        );
+        assert_eq!(
+            Last::Line("done".into()).into_value(),
+            serde_json::json!("done")
+        );
         assert_eq!(Last::None.into_value(), serde_json::Value::Null);
         assert_eq!(Last::TooLong.into_value(), serde_json::Value::Null);
     }

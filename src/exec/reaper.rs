@@ -59,7 +59,14 @@ pub(super) fn unregister(pid: i32) {
 /// child of ours any more, so nobody waits forever.
 pub(super) fn has_exited(pid: i32) -> bool {
     let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-    let r = unsafe { libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, libc::WEXITED | libc::WNOWAIT | libc::WNOHANG) };
+    let r = unsafe {
+        libc::waitid(
+            libc::P_PID,
+            pid as libc::id_t,
+            &mut info,
+            libc::WEXITED | libc::WNOWAIT | libc::WNOHANG,
+        )
+    };
     if r != 0 {
         return io::Error::last_os_error().raw_os_error() != Some(libc::EINTR);
     }
@@ -73,7 +80,14 @@ pub fn reap_orphans() -> usize {
     let mut reaped = 0;
     for _ in 0..100_000 {
         let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-        let r = unsafe { libc::waitid(libc::P_ALL, 0, &mut info, libc::WEXITED | libc::WNOWAIT | libc::WNOHANG) };
+        let r = unsafe {
+            libc::waitid(
+                libc::P_ALL,
+                0,
+                &mut info,
+                libc::WEXITED | libc::WNOWAIT | libc::WNOHANG,
+            )
+        };
         if r != 0 {
             if io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
                 continue;
@@ -122,10 +136,15 @@ fn reap_unlisted(ours: &HashMap<i32, u32>) -> usize {
 #[cfg(target_os = "linux")]
 fn children() -> Vec<i32> {
     let mut pids = Vec::new();
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return pids };
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return pids;
+    };
     for t in tasks.flatten() {
         if let Ok(s) = std::fs::read_to_string(t.path().join("children")) {
-            pids.extend(s.split_ascii_whitespace().filter_map(|p| p.parse::<i32>().ok()));
+            pids.extend(
+                s.split_ascii_whitespace()
+                    .filter_map(|p| p.parse::<i32>().ok()),
+            );
         }
     }
     pids

@@ -39,7 +39,10 @@ impl Drop for Refresher {
     fn drop(&mut self) {
         self.stop.cancel();
         let mut running = RUNNING.lock().unwrap_or_else(|e| e.into_inner());
-        if running.get(&self.url).is_some_and(|w| w.strong_count() == 0) {
+        if running
+            .get(&self.url)
+            .is_some_and(|w| w.strong_count() == 0)
+        {
             running.remove(&self.url);
         }
     }
@@ -55,7 +58,10 @@ pub(crate) fn start(url: &str, pool: Pool) -> Arc<Refresher> {
         return r;
     }
     let stop = CancellationToken::new();
-    let r = Arc::new(Refresher { url: url.to_string(), stop: stop.clone() });
+    let r = Arc::new(Refresher {
+        url: url.to_string(),
+        stop: stop.clone(),
+    });
     running.insert(url.to_string(), Arc::downgrade(&r));
     tokio::spawn(run(pool, stop));
     r
@@ -94,7 +100,8 @@ async fn run(pool: Pool, stop: CancellationToken) {
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "listing queues for the gauges failed");
-                    metrics::counter!(m::REDIS_ERRORS, "queue" => "", "op" => "discover").increment(1);
+                    metrics::counter!(m::REDIS_ERRORS, "queue" => "", "op" => "discover")
+                        .increment(1);
                 }
             }
         }
@@ -111,12 +118,14 @@ async fn refresh_one(conn: &crate::conn::SharedConn, name: &str) {
     match Queue::with_conn(conn.clone(), name).counts().await {
         Ok(c) => {
             for st in JobState::ALL {
-                metrics::gauge!(m::QUEUE_JOBS, "queue" => name.to_string(), "state" => st.as_str()).set(c.get(st) as f64);
+                metrics::gauge!(m::QUEUE_JOBS, "queue" => name.to_string(), "state" => st.as_str())
+                    .set(c.get(st) as f64);
             }
         }
         Err(e) => {
             tracing::warn!(queue = name, error = %e, "reading queue counts for the gauges failed");
-            metrics::counter!(m::REDIS_ERRORS, "queue" => name.to_string(), "op" => "counts").increment(1);
+            metrics::counter!(m::REDIS_ERRORS, "queue" => name.to_string(), "op" => "counts")
+                .increment(1);
         }
     }
 }

@@ -40,7 +40,10 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 pub async fn serve_ops(addr: SocketAddr, redis_url: String, stop: CancellationToken) -> Result<()> {
     let state = ops::OpsState::new(&redis_url)?;
     let _refresher = gauges::start(&redis_url, state.pool.clone());
-    let app = ops::router().with_state(state).fallback(api::no_route).method_not_allowed_fallback(api::no_method);
+    let app = ops::router()
+        .with_state(state)
+        .fallback(api::no_route)
+        .method_not_allowed_fallback(api::no_method);
     run(addr, app, stop).await
 }
 
@@ -74,7 +77,10 @@ pub async fn serve(cfg: ServeConfig, stop: CancellationToken) -> Result<()> {
 /// Every route [`serve`] answers, as (method, path) with axum's `{param}` syntax, in
 /// the order they are mounted. The OpenAPI document lists exactly these.
 pub fn routes() -> Vec<(&'static str, &'static str)> {
-    api::table().into_iter().map(|r| (method_name(r.method), r.path)).collect()
+    api::table()
+        .into_iter()
+        .map(|r| (method_name(r.method), r.path))
+        .collect()
 }
 
 /// The upper-case method name of a single-method filter.
@@ -128,7 +134,10 @@ mod tests {
         assert!(check_exposure("[::1]:8080".parse().unwrap(), None).is_ok());
         assert!(check_exposure("0.0.0.0:8080".parse().unwrap(), Some("t")).is_ok());
         let e = check_exposure("0.0.0.0:8080".parse().unwrap(), None).unwrap_err();
-        assert!(matches!(e, Error::Invalid(_)) && e.to_string().contains("BATON_API_TOKEN"), "{e}");
+        assert!(
+            matches!(e, Error::Invalid(_)) && e.to_string().contains("BATON_API_TOKEN"),
+            "{e}"
+        );
         assert!(check_exposure("10.1.2.3:80".parse().unwrap(), None).is_err());
     }
 
@@ -144,7 +153,10 @@ mod tests {
                 }
             }
         }
-        let mut routed: Vec<(String, String)> = routes().into_iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
+        let mut routed: Vec<(String, String)> = routes()
+            .into_iter()
+            .map(|(m, p)| (m.to_string(), p.to_string()))
+            .collect();
         documented.sort();
         routed.sort();
         assert_eq!(documented, routed);

@@ -29,23 +29,40 @@ pub(crate) struct OpsState {
 impl OpsState {
     /// With a small pool of its own for `redis_url`.
     pub fn new(redis_url: &str) -> Result<OpsState> {
-        Ok(Self::with_pool(crate::conn::pool(redis_url, crate::conn::PRODUCER_TIMEOUT, 4)?))
+        Ok(Self::with_pool(crate::conn::pool(
+            redis_url,
+            crate::conn::PRODUCER_TIMEOUT,
+            4,
+        )?))
     }
 
     /// Over `pool`; installs the recorder if needed.
     pub fn with_pool(pool: Pool) -> OpsState {
-        OpsState { pool, metrics: m::install() }
+        OpsState {
+            pool,
+            metrics: m::install(),
+        }
     }
 }
 
 /// `/metrics`, `/healthz`, `/readyz`.
 pub(crate) fn router() -> Router<OpsState> {
-    Router::new().route("/metrics", get(metrics)).route("/healthz", get(healthz)).route("/readyz", get(readyz))
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
 }
 
 /// `GET /metrics`: the Prometheus text exposition of this process's recorder.
 pub(crate) async fn metrics(State(s): State<OpsState>) -> Response {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], s.metrics.render()).into_response()
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        s.metrics.render(),
+    )
+        .into_response()
 }
 
 /// `GET /healthz`: 200 "ok" while the process serves HTTP at all.
@@ -59,9 +76,10 @@ pub(crate) async fn healthz() -> &'static str {
 pub(crate) async fn readyz(State(s): State<OpsState>) -> Response {
     let outcome = tokio::time::timeout(READY_LIMIT, probe(&s.pool)).await;
     let (ready, body) = match outcome {
-        Ok(Ok(report)) if report.is_fit() => {
-            (true, json!({"ready": true, "redis_version": report.version, "problems": []}))
-        }
+        Ok(Ok(report)) if report.is_fit() => (
+            true,
+            json!({"ready": true, "redis_version": report.version, "problems": []}),
+        ),
         Ok(Ok(report)) => (
             false,
             json!({
@@ -77,10 +95,17 @@ pub(crate) async fn readyz(State(s): State<OpsState>) -> Response {
         }
         Err(_) => {
             metrics::counter!(m::REDIS_ERRORS, "queue" => "", "op" => "readyz").increment(1);
-            (false, unreachable_body(&format!("redis did not answer within {READY_LIMIT:?}")))
+            (
+                false,
+                unreachable_body(&format!("redis did not answer within {READY_LIMIT:?}")),
+            )
         }
     };
-    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (status, Json(body)).into_response()
 }
 

@@ -14,7 +14,11 @@ use crate::keys::Keys;
 use crate::scripts;
 
 /// A job hash, its steps and its log lines, as one pipeline reads them.
-type JobParts = (BTreeMap<String, Vec<u8>>, BTreeMap<String, Vec<u8>>, Vec<String>);
+type JobParts = (
+    BTreeMap<String, Vec<u8>>,
+    BTreeMap<String, Vec<u8>>,
+    Vec<String>,
+);
 
 impl Queue {
     /// Counts per state (one round trip).
@@ -22,19 +26,35 @@ impl Queue {
         self.bounded(async {
             let k = &self.keys;
             let mut c = self.conn().await?;
-            let (wait, prio, delayed, active, completed, failed, cancelled, paused): (u64, u64, u64, u64, u64, u64, u64, Option<String>) =
-                redis::pipe()
-                    .llen(k.wait())
-                    .zcard(k.prioritized())
-                    .zcard(k.delayed())
-                    .zcard(k.active())
-                    .zcard(k.completed())
-                    .zcard(k.failed())
-                    .zcard(k.cancelled())
-                    .hget(k.meta(), "paused")
-                    .query_async(&mut c)
-                    .await?;
-            Ok(Counts { waiting: wait + prio, delayed, active, completed, failed, cancelled, paused: paused.as_deref() == Some("1") })
+            let (wait, prio, delayed, active, completed, failed, cancelled, paused): (
+                u64,
+                u64,
+                u64,
+                u64,
+                u64,
+                u64,
+                u64,
+                Option<String>,
+            ) = redis::pipe()
+                .llen(k.wait())
+                .zcard(k.prioritized())
+                .zcard(k.delayed())
+                .zcard(k.active())
+                .zcard(k.completed())
+                .zcard(k.failed())
+                .zcard(k.cancelled())
+                .hget(k.meta(), "paused")
+                .query_async(&mut c)
+                .await?;
+            Ok(Counts {
+                waiting: wait + prio,
+                delayed,
+                active,
+                completed,
+                failed,
+                cancelled,
+                paused: paused.as_deref() == Some("1"),
+            })
         })
         .await
     }
@@ -52,11 +72,19 @@ impl Queue {
             let ids: Vec<String> = match state {
                 JobState::Waiting => {
                     // The wait list is claimed from its right end, so read it back to front.
-                    let mut ids: Vec<String> = c.lrange(k.wait(), -(end + 1), -(start as isize) - 1).await?;
+                    let mut ids: Vec<String> = c
+                        .lrange(k.wait(), -(end + 1), -(start as isize) - 1)
+                        .await?;
                     ids.reverse();
                     if ids.len() < count {
                         let skip = start.saturating_sub(c.llen::<_, usize>(k.wait()).await?);
-                        let more: Vec<String> = c.zrange(k.prioritized(), skip as isize, (skip + count - ids.len() - 1) as isize).await?;
+                        let more: Vec<String> = c
+                            .zrange(
+                                k.prioritized(),
+                                skip as isize,
+                                (skip + count - ids.len() - 1) as isize,
+                            )
+                            .await?;
                         ids.extend(more);
                     }
                     ids
@@ -79,7 +107,11 @@ impl Queue {
                 JobState::Completed => self.keys.completed(),
                 JobState::Failed => self.keys.failed(),
                 JobState::Cancelled => self.keys.cancelled(),
-                other => return Err(Error::Invalid(format!("clean takes completed, failed or cancelled, not {other}"))),
+                other => {
+                    return Err(Error::Invalid(format!(
+                        "clean takes completed, failed or cancelled, not {other}"
+                    )))
+                }
             };
             scripts::clean(&mut self.conn().await?, &self.keys, set, age, limit).await
         })
@@ -102,8 +134,11 @@ impl Queue {
             }
             let s = |f: &str| h.get(f).map(|v| String::from_utf8_lossy(v).into_owned());
             let n = |f: &str| s(f).and_then(|v| v.parse::<u64>().ok());
-            let opts: Option<RunOptions> = h.get("opts").and_then(|b| rmp_serde::from_slice(b).ok());
-            let state = s("state").and_then(|st| JobState::parse(&st)).unwrap_or(JobState::Waiting);
+            let opts: Option<RunOptions> =
+                h.get("opts").and_then(|b| rmp_serde::from_slice(b).ok());
+            let state = s("state")
+                .and_then(|st| JobState::parse(&st))
+                .unwrap_or(JobState::Waiting);
             Ok(Some(JobInfo {
                 id: id.to_string(),
                 queue: self.name().to_string(),
@@ -113,16 +148,23 @@ impl Queue {
                 attempts: opts.as_ref().map(|o| o.attempts).unwrap_or(1),
                 stalled: n("stalled").unwrap_or(0) as u32,
                 priority: n("pri").unwrap_or(0) as u32,
-                data: h.get("data").map(|b| msgpack_to_json(b)).unwrap_or(serde_json::Value::Null),
+                data: h
+                    .get("data")
+                    .map(|b| msgpack_to_json(b))
+                    .unwrap_or(serde_json::Value::Null),
                 result: h.get("result").map(|b| msgpack_to_json(b)),
                 error: s("error"),
-                progress: s("progress").map(|p| serde_json::from_str(&p).unwrap_or(serde_json::Value::String(p))),
+                progress: s("progress")
+                    .map(|p| serde_json::from_str(&p).unwrap_or(serde_json::Value::String(p))),
                 worker: s("worker"),
                 cancel_requested: s("cancel").as_deref() == Some("1"),
                 created_ms: n("ts").unwrap_or(0),
                 started_ms: n("started"),
                 finished_ms: n("finished"),
-                steps: steps.into_iter().map(|(k, v)| (k, msgpack_to_json(&v))).collect(),
+                steps: steps
+                    .into_iter()
+                    .map(|(k, v)| (k, msgpack_to_json(&v)))
+                    .collect(),
                 logs,
             }))
         })
@@ -144,7 +186,10 @@ impl Queue {
             Ok(alive
                 .into_iter()
                 .map(|id| {
-                    let v = info.get(&id).and_then(|j| serde_json::from_str(j).ok()).unwrap_or(serde_json::Value::Null);
+                    let v = info
+                        .get(&id)
+                        .and_then(|j| serde_json::from_str(j).ok())
+                        .unwrap_or(serde_json::Value::Null);
                     (id, v)
                 })
                 .collect())
@@ -166,7 +211,11 @@ impl Queue {
                 .arg(1000)
                 .query_async(&mut c)
                 .await?;
-            names.extend(keys.iter().filter_map(|k| Keys::queue_from_meta_key(k)).map(String::from));
+            names.extend(
+                keys.iter()
+                    .filter_map(|k| Keys::queue_from_meta_key(k))
+                    .map(String::from),
+            );
             if next == 0 {
                 break;
             }

@@ -7,7 +7,6 @@
 
 mod inspect;
 
-
 use deadpool_redis::Pool;
 use redis::AsyncCommands;
 use serde::Serialize;
@@ -27,7 +26,9 @@ pub struct Queue {
 
 impl std::fmt::Debug for Queue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Queue").field("name", &self.keys.queue()).finish()
+        f.debug_struct("Queue")
+            .field("name", &self.keys.queue())
+            .finish()
     }
 }
 
@@ -65,7 +66,11 @@ pub struct NewJob<T> {
 impl<T> NewJob<T> {
     /// A job with default options.
     pub fn new(name: impl Into<String>, data: T) -> Self {
-        NewJob { name: name.into(), data, opts: JobOptions::default() }
+        NewJob {
+            name: name.into(),
+            data,
+            opts: JobOptions::default(),
+        }
     }
     /// With options.
     pub fn with_opts(mut self, opts: JobOptions) -> Self {
@@ -80,7 +85,10 @@ const MAX_BULK: usize = 10_000;
 impl Queue {
     /// Connects to the queue `name` at `redis_url` with a small pool of its own.
     pub fn connect(redis_url: &str, name: &str) -> Result<Queue> {
-        Ok(Queue::with_pool(crate::conn::pool(redis_url, crate::conn::PRODUCER_TIMEOUT, 16)?, name))
+        Ok(Queue::with_pool(
+            crate::conn::pool(redis_url, crate::conn::PRODUCER_TIMEOUT, 16)?,
+            name,
+        ))
     }
 
     /// The queue `name` over a pool of its own choosing (its one shared connection is
@@ -92,7 +100,10 @@ impl Queue {
 
     /// The queue `name` over a shared connection (cheap: make one per request if you like).
     pub fn with_conn(conn: crate::conn::SharedConn, name: &str) -> Queue {
-        Queue { keys: Keys::new(name), conn }
+        Queue {
+            keys: Keys::new(name),
+            conn,
+        }
     }
 
     /// The queue name.
@@ -115,7 +126,10 @@ impl Queue {
     async fn bounded<T>(&self, f: impl std::future::Future<Output = Result<T>>) -> Result<T> {
         let r = match tokio::time::timeout(crate::conn::PRODUCER_TIMEOUT, f).await {
             Ok(r) => r,
-            Err(_) => Err(Error::Unavailable { timeout: crate::conn::PRODUCER_TIMEOUT, detail: "no reply from redis".into() }),
+            Err(_) => Err(Error::Unavailable {
+                timeout: crate::conn::PRODUCER_TIMEOUT,
+                detail: "no reply from redis".into(),
+            }),
         };
         if matches!(&r, Err(e) if e.is_connection()) {
             self.conn.invalidate();
@@ -131,7 +145,9 @@ impl Queue {
     pub async fn add<T: Serialize>(&self, name: &str, data: &T, opts: JobOptions) -> Result<Added> {
         let args = encode(name, data, &opts)?;
         let id = args.id.clone();
-        let added = self.bounded(async { scripts::add(&mut self.conn().await?, &self.keys, &[args]).await }).await?;
+        let added = self
+            .bounded(async { scripts::add(&mut self.conn().await?, &self.keys, &[args]).await })
+            .await?;
         let added = added.first().copied().unwrap_or(false);
         if added {
             metrics::counter!(m::JOBS_ENQUEUED, "queue" => self.name().to_string()).increment(1);
@@ -143,34 +159,46 @@ impl Queue {
     /// 10 000 jobs is refused; split it (each split is then atomic on its own).
     pub async fn add_bulk<T: Serialize>(&self, jobs: &[NewJob<T>]) -> Result<Vec<Added>> {
         if jobs.len() > MAX_BULK {
-            return Err(Error::Invalid(format!("add_bulk takes at most {MAX_BULK} jobs, got {}", jobs.len())));
+            return Err(Error::Invalid(format!(
+                "add_bulk takes at most {MAX_BULK} jobs, got {}",
+                jobs.len()
+            )));
         }
         if jobs.is_empty() {
             return Ok(Vec::new());
         }
-        let args = jobs.iter().map(|j| encode(&j.name, &j.data, &j.opts)).collect::<Result<Vec<_>>>()?;
-        let added = self.bounded(async { scripts::add(&mut self.conn().await?, &self.keys, &args).await }).await?;
+        let args = jobs
+            .iter()
+            .map(|j| encode(&j.name, &j.data, &j.opts))
+            .collect::<Result<Vec<_>>>()?;
+        let added = self
+            .bounded(async { scripts::add(&mut self.conn().await?, &self.keys, &args).await })
+            .await?;
         let n = added.iter().filter(|a| **a).count();
         metrics::counter!(m::JOBS_ENQUEUED, "queue" => self.name().to_string()).increment(n as u64);
-        Ok(args.into_iter().zip(added).map(|(a, added)| Added { id: a.id, added }).collect())
+        Ok(args
+            .into_iter()
+            .zip(added)
+            .map(|(a, added)| Added { id: a.id, added })
+            .collect())
     }
 
     /// Cancels a job. Waiting or delayed: cancelled at once. Running: see
     /// [`Cancelled::Requested`]. Finished: [`Error::InvalidState`]. Unknown: [`Error::NotFound`].
     pub async fn cancel(&self, id: &str) -> Result<Cancelled> {
-        self.bounded(async {
-            self.cancel_with_reason(id, "cancelled by request").await
-        })
-        .await
+        self.bounded(async { self.cancel_with_reason(id, "cancelled by request").await })
+            .await
     }
 
     /// [`Queue::cancel`] with the reason to record.
     pub async fn cancel_with_reason(&self, id: &str, reason: &str) -> Result<Cancelled> {
         self.bounded(async {
-            let (code, state) = scripts::cancel(&mut self.conn().await?, &self.keys, id, reason).await?;
+            let (code, state) =
+                scripts::cancel(&mut self.conn().await?, &self.keys, id, reason).await?;
             let code = Error::from_code(code, state, self.name(), id, "cancel")?;
             if code == 1 {
-                metrics::counter!(m::JOBS_CANCELLED, "queue" => self.name().to_string()).increment(1);
+                metrics::counter!(m::JOBS_CANCELLED, "queue" => self.name().to_string())
+                    .increment(1);
                 Ok(Cancelled::Now)
             } else {
                 Ok(Cancelled::Requested)
@@ -214,7 +242,11 @@ impl Queue {
     /// Stops workers from claiming new jobs of this queue (running jobs go on).
     pub async fn pause(&self) -> Result<()> {
         self.bounded(async {
-            let _: () = self.conn().await?.hset(self.keys.meta(), "paused", "1").await?;
+            let _: () = self
+                .conn()
+                .await?
+                .hset(self.keys.meta(), "paused", "1")
+                .await?;
             Ok(())
         })
         .await
@@ -238,12 +270,14 @@ impl Queue {
         })
         .await
     }
-
 }
 
 fn encode<T: Serialize>(name: &str, data: &T, o: &JobOptions) -> Result<NewJobArgs> {
     if o.priority > MAX_PRIORITY {
-        return Err(Error::Invalid(format!("priority {} is above the maximum {MAX_PRIORITY}", o.priority)));
+        return Err(Error::Invalid(format!(
+            "priority {} is above the maximum {MAX_PRIORITY}",
+            o.priority
+        )));
     }
     if o.attempts == 0 {
         return Err(Error::Invalid("attempts must be at least 1".into()));
@@ -254,10 +288,17 @@ fn encode<T: Serialize>(name: &str, data: &T, o: &JobOptions) -> Result<NewJobAr
         }
     }
     let data = rmp_serde::to_vec_named(data).map_err(|e| Error::Encode(e.to_string()))?;
-    let run = RunOptions { attempts: o.attempts, backoff: o.backoff, timeout: o.timeout };
+    let run = RunOptions {
+        attempts: o.attempts,
+        backoff: o.backoff,
+        timeout: o.timeout,
+    };
     let opts = rmp_serde::to_vec_named(&run).map_err(|e| Error::Encode(e.to_string()))?;
     Ok(NewJobArgs {
-        id: o.job_id.clone().unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string()),
+        id: o
+            .job_id
+            .clone()
+            .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string()),
         name: name.to_string(),
         data,
         opts,

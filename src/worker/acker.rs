@@ -85,7 +85,11 @@ impl Acker {
     /// One write of `batch`, with metrics for what landed.
     pub async fn tick(&self, batch: &[Outcome]) -> Result<()> {
         let keys = &self.shared.keys;
-        let written = self.shared.conn.run(async |c| scripts::finish(c, keys, batch).await).await?;
+        let written = self
+            .shared
+            .conn
+            .run(async |c| scripts::finish(c, keys, batch).await)
+            .await?;
         let q = self.shared.keys.queue().to_string();
         for (o, w) in batch.iter().zip(written) {
             self.shared.inflight.remove(&o.id, o.token);
@@ -94,7 +98,9 @@ impl Acker {
                     tracing::warn!(queue = %q, job_id = %o.id, "outcome refused: lock lost (another worker took the job over); dropped");
                     m::JOBS_LOCK_LOST
                 }
-                (Written::CancelledInstead, _) | (Written::AsAsked, Kind::Cancelled) => m::JOBS_CANCELLED,
+                (Written::CancelledInstead, _) | (Written::AsAsked, Kind::Cancelled) => {
+                    m::JOBS_CANCELLED
+                }
                 (Written::AsAsked, Kind::Completed) => m::JOBS_COMPLETED,
                 (Written::AsAsked, Kind::Failed) => m::JOBS_FAILED,
                 (Written::AsAsked, Kind::Retry) => m::JOBS_RETRIED,

@@ -13,7 +13,11 @@ pub struct ReconnectBackoff {
 
 impl Default for ReconnectBackoff {
     fn default() -> Self {
-        ReconnectBackoff { failures: 0, min: Duration::from_millis(100), max: Duration::from_secs(20) }
+        ReconnectBackoff {
+            failures: 0,
+            min: Duration::from_millis(100),
+            max: Duration::from_secs(20),
+        }
     }
 }
 

@@ -43,7 +43,10 @@ pub(crate) async fn run(shared: Arc<Shared>, stop: CancellationToken, ready: Can
                         }
                     }
                 }
-                tracing::warn!(queue = shared.keys.queue(), "cancel channel closed; reconnecting");
+                tracing::warn!(
+                    queue = shared.keys.queue(),
+                    "cancel channel closed; reconnecting"
+                );
             }
             Err(e) => {
                 let d = backoff.next_delay();

@@ -30,7 +30,11 @@ pub(crate) struct Claimer {
 
 impl Claimer {
     pub fn new(shared: Arc<Shared>, slots: Arc<Semaphore>) -> Claimer {
-        Claimer { shared, slots, blocker: None }
+        Claimer {
+            shared,
+            slots,
+            blocker: None,
+        }
     }
 
     /// Claims and starts jobs until `stop` fires.
@@ -102,7 +106,13 @@ impl Claimer {
         (self.shared.opts.concurrency / 4).max(1)
     }
 
-    async fn fail(&self, backoff: &mut ReconnectBackoff, op: &'static str, e: &crate::Error, stop: &CancellationToken) {
+    async fn fail(
+        &self,
+        backoff: &mut ReconnectBackoff,
+        op: &'static str,
+        e: &crate::Error,
+        stop: &CancellationToken,
+    ) {
         let d = backoff.next_delay();
         tracing::warn!(queue = self.shared.keys.queue(), op, error = %e, failures = backoff.failures(), retry_in = ?d,
             "redis unavailable to the worker; will retry");
@@ -116,14 +126,17 @@ impl Claimer {
     /// One claim of up to `max` jobs (also promotes due delayed jobs).
     pub async fn tick(&self, max: usize) -> Result<ClaimReply> {
         let s = &self.shared;
-        s.conn.run(async |c| scripts::claim(c, &s.keys, max, &s.id, s.opts.lease).await).await
+        s.conn
+            .run(async |c| scripts::claim(c, &s.keys, max, &s.id, s.opts.lease).await)
+            .await
     }
 
     /// How long to block: until the next delayed job is due, at most `idle_block`.
     fn idle_wait(&self, reply: &ClaimReply) -> Duration {
         let max = self.shared.opts.idle_block;
         match reply.next_due_ms {
-            Some(due) => Duration::from_millis(due.saturating_sub(reply.now_ms)).clamp(Duration::from_millis(5), max),
+            Some(due) => Duration::from_millis(due.saturating_sub(reply.now_ms))
+                .clamp(Duration::from_millis(5), max),
             None => max,
         }
     }
@@ -131,11 +144,15 @@ impl Claimer {
     /// Blocks on the wake-up list for up to `wait`.
     async fn block(&mut self, wait: Duration) -> Result<()> {
         if self.blocker.is_none() {
-            self.blocker = Some(crate::conn::dedicated(&self.shared.url, self.shared.opts.idle_block).await?);
+            self.blocker =
+                Some(crate::conn::dedicated(&self.shared.url, self.shared.opts.idle_block).await?);
         }
         let conn = self.blocker.as_mut().expect("just set");
-        let _: Option<(String, String)> =
-            redis::cmd("BLPOP").arg(self.shared.keys.wake()).arg(wait.as_secs_f64()).query_async(conn).await?;
+        let _: Option<(String, String)> = redis::cmd("BLPOP")
+            .arg(self.shared.keys.wake())
+            .arg(wait.as_secs_f64())
+            .query_async(conn)
+            .await?;
         Ok(())
     }
 }

@@ -62,7 +62,20 @@ impl JobContext {
         keys: Keys,
         conn: SharedConn,
     ) -> Self {
-        JobContext { inner: Arc::new(Inner { id, name, attempt, attempts, stalled, data, token, cancel, keys, conn }) }
+        JobContext {
+            inner: Arc::new(Inner {
+                id,
+                name,
+                attempt,
+                attempts,
+                stalled,
+                data,
+                token,
+                cancel,
+                keys,
+                conn,
+            }),
+        }
     }
 
     /// The job id.
@@ -98,7 +111,10 @@ impl JobContext {
     /// (no retry) naming the type and the decoder's complaint.
     pub fn data<T: DeserializeOwned>(&self) -> Result<T, JobError> {
         rmp_serde::from_slice(&self.inner.data).map_err(|e| {
-            JobError::fatal(format!("payload could not be decoded as {}: {e}", std::any::type_name::<T>()))
+            JobError::fatal(format!(
+                "payload could not be decoded as {}: {e}",
+                std::any::type_name::<T>()
+            ))
         })
     }
     /// The payload's MessagePack bytes.
@@ -121,7 +137,10 @@ impl JobContext {
 
     async fn record(&self, what: Record<'_>, value: &[u8]) -> Result<()> {
         let i = &self.inner;
-        if i.conn.run(async |c| scripts::record(c, &i.keys, &i.id, i.token, what, value).await).await? {
+        if i.conn
+            .run(async |c| scripts::record(c, &i.keys, &i.id, i.token, what, value).await)
+            .await?
+        {
             Ok(())
         } else {
             Err(Error::LockLost(self.inner.id.clone()))
@@ -136,7 +155,13 @@ impl JobContext {
 
     /// Appends a line to the job's log (the last 1000 lines are kept).
     pub async fn log(&self, line: impl AsRef<str>) -> Result<()> {
-        self.record(Record::Log { keep: MAX_LOG_LINES }, line.as_ref().as_bytes()).await
+        self.record(
+            Record::Log {
+                keep: MAX_LOG_LINES,
+            },
+            line.as_ref().as_bytes(),
+        )
+        .await
     }
 
     /// Runs a named step once per job. If an earlier attempt (a retry, or a run before
@@ -157,21 +182,29 @@ impl JobContext {
                 .map_err(|e| JobError::retry(format!("step {name}: reading stored result: {e}")))?
         };
         if let Some(bytes) = stored {
-            return rmp_serde::from_slice(&bytes)
-                .map_err(|e| JobError::fatal(format!("step {name}: stored result does not decode: {e}")));
+            return rmp_serde::from_slice(&bytes).map_err(|e| {
+                JobError::fatal(format!("step {name}: stored result does not decode: {e}"))
+            });
         }
         let value = work.await?;
-        let bytes = rmp_serde::to_vec_named(&value).map_err(|e| JobError::fatal(format!("step {name}: {e}")))?;
+        let bytes = rmp_serde::to_vec_named(&value)
+            .map_err(|e| JobError::fatal(format!("step {name}: {e}")))?;
         let mut backoff = super::backoff::ReconnectBackoff::default();
         loop {
             match self.record(Record::Step(name), &bytes).await {
                 Ok(()) => return Ok(value),
-                Err(Error::LockLost(_)) => return Err(JobError::fatal(format!("step {name}: lease lost"))),
+                Err(Error::LockLost(_)) => {
+                    return Err(JobError::fatal(format!("step {name}: lease lost")))
+                }
                 Err(e) if backoff.failures() < 5 && !self.is_cancelled() => {
                     tracing::warn!(queue = self.queue(), job_id = self.id(), step = name, error = %e, "recording step failed; retrying");
                     tokio::time::sleep(backoff.next_delay().min(Duration::from_secs(2))).await;
                 }
-                Err(e) => return Err(JobError::retry(format!("step {name}: result could not be recorded: {e}"))),
+                Err(e) => {
+                    return Err(JobError::retry(format!(
+                        "step {name}: result could not be recorded: {e}"
+                    )))
+                }
             }
         }
     }

@@ -44,15 +44,24 @@ pub enum Retry {
 impl JobError {
     /// A failure retried per the job's attempts and backoff.
     pub fn retry(message: impl Into<String>) -> Self {
-        JobError { message: message.into(), retry: Retry::Backoff }
+        JobError {
+            message: message.into(),
+            retry: Retry::Backoff,
+        }
     }
     /// A failure retried after `delay` (if attempts remain).
     pub fn retry_after(message: impl Into<String>, delay: Duration) -> Self {
-        JobError { message: message.into(), retry: Retry::After(delay) }
+        JobError {
+            message: message.into(),
+            retry: Retry::After(delay),
+        }
     }
     /// A failure that is not retried: the job fails now.
     pub fn fatal(message: impl Into<String>) -> Self {
-        JobError { message: message.into(), retry: Retry::Never }
+        JobError {
+            message: message.into(),
+            retry: Retry::Never,
+        }
     }
     /// The message.
     pub fn message(&self) -> &str {
@@ -110,7 +119,8 @@ where
         let fut = (self.f)(data, ctx);
         Box::pin(async move {
             let r = fut.await?;
-            rmp_serde::to_vec_named(&r).map_err(|e| JobError::fatal(format!("result could not be encoded: {e}")))
+            rmp_serde::to_vec_named(&r)
+                .map_err(|e| JobError::fatal(format!("result could not be encoded: {e}")))
         })
     }
 }

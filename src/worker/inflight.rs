@@ -64,7 +64,11 @@ impl InFlight {
             reason: Mutex::new(None),
             running: std::sync::atomic::AtomicBool::new(true),
         });
-        let old = self.map.lock().unwrap().insert(id.to_string(), held.clone());
+        let old = self
+            .map
+            .lock()
+            .unwrap()
+            .insert(id.to_string(), held.clone());
         if let Some(old) = &old {
             old.stop(StopReason::LeaseLost);
         }
@@ -85,17 +89,32 @@ impl InFlight {
 
     /// True if `id` is held with `token`.
     pub fn holds(&self, id: &str, token: u64) -> bool {
-        self.map.lock().unwrap().get(id).map(|h| h.token == token).unwrap_or(false)
+        self.map
+            .lock()
+            .unwrap()
+            .get(id)
+            .map(|h| h.token == token)
+            .unwrap_or(false)
     }
 
     /// (id, token) of every held job, for the heartbeat.
     pub fn leases(&self) -> Vec<(String, u64)> {
-        self.map.lock().unwrap().iter().map(|(id, h)| (id.clone(), h.token)).collect()
+        self.map
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(id, h)| (id.clone(), h.token))
+            .collect()
     }
 
     /// Handlers still running.
     pub fn running(&self) -> usize {
-        self.map.lock().unwrap().values().filter(|h| h.running.load(std::sync::atomic::Ordering::Relaxed)).count()
+        self.map
+            .lock()
+            .unwrap()
+            .values()
+            .filter(|h| h.running.load(std::sync::atomic::Ordering::Relaxed))
+            .count()
     }
 
     /// Held jobs (running or with an outcome on its way).

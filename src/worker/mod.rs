@@ -88,9 +88,14 @@ impl Shared {
 }
 
 fn hostname() -> String {
-    std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()).unwrap_or_else(|| {
-        std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "unknown".into())
-    })
+    std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .map(|h| h.trim().to_string())
+                .unwrap_or_else(|_| "unknown".into())
+        })
 }
 
 /// Builds a [`Worker`]. Method names follow [`WorkerOptions`]' fields.
@@ -113,13 +118,33 @@ macro_rules! setter {
 
 impl WorkerBuilder {
     setter!(concurrency, usize, "Jobs run at once (at least 1).");
-    setter!(lease, Duration, "Lease length; the heartbeat follows at a third of it unless set.");
+    setter!(
+        lease,
+        Duration,
+        "Lease length; the heartbeat follows at a third of it unless set."
+    );
     setter!(heartbeat, Duration, "Lease renewal interval.");
-    setter!(stalled_interval, Duration, "How often to look for expired leases.");
+    setter!(
+        stalled_interval,
+        Duration,
+        "How often to look for expired leases."
+    );
     setter!(max_stalled, u32, "Recoveries allowed before a job fails.");
-    setter!(shutdown_timeout, Duration, "Time in-flight jobs get to finish at shutdown.");
-    setter!(abort_grace, Duration, "Time a told-to-stop handler gets before it is aborted.");
-    setter!(idle_block, Duration, "Longest idle block before looking again.");
+    setter!(
+        shutdown_timeout,
+        Duration,
+        "Time in-flight jobs get to finish at shutdown."
+    );
+    setter!(
+        abort_grace,
+        Duration,
+        "Time a told-to-stop handler gets before it is aborted."
+    );
+    setter!(
+        idle_block,
+        Duration,
+        "Longest idle block before looking again."
+    );
 
     /// Default per-attempt timeout.
     pub fn timeout(mut self, t: Duration) -> Self {
@@ -158,7 +183,12 @@ impl WorkerBuilder {
         }
         let pool = crate::conn::pool(&self.url, crate::conn::WORKER_TIMEOUT, 8)?;
         let (tx, rx) = mpsc::unbounded_channel();
-        let id = format!("{}-{}-{}", hostname(), std::process::id(), &uuid::Uuid::new_v4().simple().to_string()[..8]);
+        let id = format!(
+            "{}-{}-{}",
+            hostname(),
+            std::process::id(),
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
         let shared = Arc::new(Shared {
             keys: Keys::new(&self.queue),
             conn: crate::conn::SharedConn::new(pool),
@@ -169,9 +199,16 @@ impl WorkerBuilder {
             inflight: InFlight::default(),
             tracker: TaskTracker::new(),
             outcomes: tx,
-            started_ms: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis(),
+            started_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_millis(),
         });
-        Ok(Worker { shared, acker_rx: Some(rx), signals: ShutdownHandle::default() })
+        Ok(Worker {
+            shared,
+            acker_rx: Some(rx),
+            signals: ShutdownHandle::default(),
+        })
     }
 }
 
@@ -207,14 +244,21 @@ pub struct Worker {
 
 impl std::fmt::Debug for Worker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Worker").field("queue", &self.shared.keys.queue()).field("id", &self.shared.id).finish()
+        f.debug_struct("Worker")
+            .field("queue", &self.shared.keys.queue())
+            .field("id", &self.shared.id)
+            .finish()
     }
 }
 
 impl Worker {
     /// A builder for a worker of `queue` at `redis_url`.
     pub fn builder(redis_url: &str, queue: &str) -> WorkerBuilder {
-        WorkerBuilder { url: redis_url.to_string(), queue: queue.to_string(), opts: WorkerOptions::default() }
+        WorkerBuilder {
+            url: redis_url.to_string(),
+            queue: queue.to_string(),
+            opts: WorkerOptions::default(),
+        }
     }
 
     /// This worker's id (as in `baton workers` and the job's `worker` field).
@@ -240,7 +284,12 @@ impl Worker {
     /// Runs until shut down via a [`ShutdownHandle`]. Fails only at start-up, when
     /// Redis is unfit (see `baton check`); an unreachable Redis is waited for.
     pub async fn run(mut self) -> Result<()> {
-        shutdown::start_and_run(self.shared.clone(), self.acker_rx.take().expect("run once"), self.signals.clone()).await
+        shutdown::start_and_run(
+            self.shared.clone(),
+            self.acker_rx.take().expect("run once"),
+            self.signals.clone(),
+        )
+        .await
     }
 
     /// Runs until SIGINT or SIGTERM, then shuts down gracefully; a second signal skips

@@ -20,7 +20,13 @@ use crate::scripts::{Claimed, Kind, Outcome};
 
 /// Runs `job` to an outcome and hands it to the acker. `permit` is the concurrency
 /// slot; it is released when the handler returns.
-pub(crate) async fn process(shared: Arc<Shared>, job: Claimed, held: Arc<Held>, claim_now_ms: u64, permit: OwnedSemaphorePermit) {
+pub(crate) async fn process(
+    shared: Arc<Shared>,
+    job: Claimed,
+    held: Arc<Held>,
+    claim_now_ms: u64,
+    permit: OwnedSemaphorePermit,
+) {
     let queue = shared.keys.queue().to_string();
     let wait = claim_now_ms.saturating_sub(job.ready_ms) as f64 / 1000.0;
     metrics::histogram!(m::JOB_WAIT, "queue" => queue.clone()).record(wait);
@@ -30,7 +36,14 @@ pub(crate) async fn process(shared: Arc<Shared>, job: Claimed, held: Arc<Held>, 
             drop(permit);
             held.running.store(false, Ordering::Relaxed);
             let msg = format!("job options could not be decoded: {e}");
-            shared.outcome(Pending::new(&job, Kind::Failed, msg.into_bytes(), Duration::ZERO)).await;
+            shared
+                .outcome(Pending::new(
+                    &job,
+                    Kind::Failed,
+                    msg.into_bytes(),
+                    Duration::ZERO,
+                ))
+                .await;
             return;
         }
     };
@@ -83,7 +96,10 @@ pub(crate) async fn process(shared: Arc<Shared>, job: Claimed, held: Arc<Held>, 
     let result: Result<Vec<u8>, JobError> = match result {
         Some(Ok(Ok(Ok(bytes)))) => Ok(bytes),
         Some(Ok(Ok(Err(e)))) => Err(e),
-        Some(Ok(Err(panic))) => Err(JobError::retry(format!("handler panicked: {}", panic_message(&panic)))),
+        Some(Ok(Err(panic))) => Err(JobError::retry(format!(
+            "handler panicked: {}",
+            panic_message(&panic)
+        ))),
         Some(Err(join)) => Err(JobError::retry(format!("handler task failed: {join}"))),
         None => Err(JobError::retry("handler aborted")),
     };
@@ -93,12 +109,24 @@ pub(crate) async fn process(shared: Arc<Shared>, job: Claimed, held: Arc<Held>, 
             shared.inflight.remove(&job.id, job.token);
             return;
         }
-        (Some(StopReason::Cancelled), _) => (Kind::Cancelled, b"cancelled by request".to_vec(), Duration::ZERO),
+        (Some(StopReason::Cancelled), _) => (
+            Kind::Cancelled,
+            b"cancelled by request".to_vec(),
+            Duration::ZERO,
+        ),
         (Some(StopReason::Shutdown), Ok(bytes)) => (Kind::Completed, bytes, Duration::ZERO),
-        (Some(StopReason::Shutdown), Err(_)) => (Kind::HandBack, b"handed back at shutdown".to_vec(), Duration::ZERO),
+        (Some(StopReason::Shutdown), Err(_)) => (
+            Kind::HandBack,
+            b"handed back at shutdown".to_vec(),
+            Duration::ZERO,
+        ),
         (Some(StopReason::Timeout), _) => {
             let t = timeout.unwrap_or_default();
-            failure(&opts, job.attempt, JobError::retry(format!("timed out after {t:?}")))
+            failure(
+                &opts,
+                job.attempt,
+                JobError::retry(format!("timed out after {t:?}")),
+            )
         }
         (None, Ok(bytes)) => (Kind::Completed, bytes, Duration::ZERO),
         (None, Err(e)) => failure(&opts, job.attempt, e),
@@ -133,6 +161,12 @@ fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
 
 impl Pending {
     fn new(job: &Claimed, kind: Kind, value: Vec<u8>, delay: Duration) -> Pending {
-        Pending(Outcome { id: job.id.clone(), token: job.token, kind, value, delay })
+        Pending(Outcome {
+            id: job.id.clone(),
+            token: job.token,
+            kind,
+            value,
+            delay,
+        })
     }
 }

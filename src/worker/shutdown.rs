@@ -28,7 +28,11 @@ use super::{canceller, Shared, ShutdownHandle};
 use crate::error::Result;
 
 /// Waits for Redis, checks it, runs every loop, and on the graceful signal shuts down.
-pub(crate) async fn start_and_run(shared: Arc<Shared>, rx: mpsc::UnboundedReceiver<Pending>, signals: ShutdownHandle) -> Result<()> {
+pub(crate) async fn start_and_run(
+    shared: Arc<Shared>,
+    rx: mpsc::UnboundedReceiver<Pending>,
+    signals: ShutdownHandle,
+) -> Result<()> {
     if !wait_for_fit_redis(&shared, &signals.graceful).await? {
         return Ok(());
     }
@@ -41,7 +45,11 @@ pub(crate) async fn start_and_run(shared: Arc<Shared>, rx: mpsc::UnboundedReceiv
     let claim_stop = CancellationToken::new();
     let cancel_ready = CancellationToken::new();
     let mut tasks = Vec::new();
-    tasks.push(tokio::spawn(canceller::run(shared.clone(), background.clone(), cancel_ready.clone())));
+    tasks.push(tokio::spawn(canceller::run(
+        shared.clone(),
+        background.clone(),
+        cancel_ready.clone(),
+    )));
     // Do not claim before cancels can be heard (bounded: the heartbeat is the backstop).
     let _ = tokio::time::timeout(Duration::from_secs(2), cancel_ready.cancelled()).await;
     let heartbeat = Heartbeat::new(shared.clone());
@@ -49,7 +57,9 @@ pub(crate) async fn start_and_run(shared: Arc<Shared>, rx: mpsc::UnboundedReceiv
         tracing::warn!(queue = %q, error = %e, "first heartbeat failed");
     }
     tasks.push(tokio::spawn(heartbeat.run(background.clone())));
-    tasks.push(tokio::spawn(Sweeper::new(shared.clone()).run(background.clone())));
+    tasks.push(tokio::spawn(
+        Sweeper::new(shared.clone()).run(background.clone()),
+    ));
     let acker = tokio::spawn(Acker::new(shared.clone(), rx).run(acker_stop.clone()));
     let slots = Arc::new(Semaphore::new(shared.opts.concurrency));
     let claimer = tokio::spawn(Claimer::new(shared.clone(), slots).run(claim_stop.clone()));
@@ -77,7 +87,10 @@ pub(crate) async fn start_and_run(shared: Arc<Shared>, rx: mpsc::UnboundedReceiv
     shared.tracker.wait().await;
     // 5. Write every outcome.
     acker_stop.cancel();
-    if tokio::time::timeout(shared.opts.lease, acker).await.is_err() {
+    if tokio::time::timeout(shared.opts.lease, acker)
+        .await
+        .is_err()
+    {
         tracing::error!(queue = %q, held = shared.inflight.len(),
             "outcomes could not be written before the leases expire; the sweeper will recover those jobs");
     }
@@ -97,7 +110,10 @@ async fn wait_for_fit_redis(shared: &Shared, stop: &CancellationToken) -> Result
     let mut backoff = ReconnectBackoff::default();
     loop {
         let attempt = async {
-            shared.conn.run(async |c| crate::config::check(c).await).await
+            shared
+                .conn
+                .run(async |c| crate::config::check(c).await)
+                .await
         };
         match attempt.await {
             Ok(report) if report.is_fit() => return Ok(true),
@@ -134,7 +150,10 @@ async fn deregister(shared: &Shared) {
 /// Turns SIGINT/SIGTERM into shutdown calls: the first graceful, the second forced.
 pub(crate) async fn forward_signals(handle: ShutdownHandle) {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         tracing::error!("cannot listen for signals");
         return;
     };

@@ -51,13 +51,21 @@ impl Sweeper {
     pub async fn tick(&self) -> Result<usize> {
         let s = &self.shared;
         let q = s.keys.queue().to_string();
-        let swept = self.shared.conn.run(async |c| scripts::sweep(c, &s.keys, s.opts.max_stalled, MAX_PER_SWEEP).await).await?;
+        let swept = self
+            .shared
+            .conn
+            .run(async |c| scripts::sweep(c, &s.keys, s.opts.max_stalled, MAX_PER_SWEEP).await)
+            .await?;
         for (id, what) in &swept {
             tracing::warn!(queue = %q, job_id = %id, outcome = ?what, "recovered a job whose lease expired");
             metrics::counter!(m::JOBS_STALLED, "queue" => q.clone()).increment(1);
             match what {
-                Swept::Failed => metrics::counter!(m::JOBS_FAILED, "queue" => q.clone()).increment(1),
-                Swept::Cancelled => metrics::counter!(m::JOBS_CANCELLED, "queue" => q.clone()).increment(1),
+                Swept::Failed => {
+                    metrics::counter!(m::JOBS_FAILED, "queue" => q.clone()).increment(1)
+                }
+                Swept::Cancelled => {
+                    metrics::counter!(m::JOBS_CANCELLED, "queue" => q.clone()).increment(1)
+                }
                 Swept::Requeued => {}
             }
         }

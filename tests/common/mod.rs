@@ -18,19 +18,35 @@ pub struct RedisServer {
 
 /// A free loopback port (bind to 0, read it, release it).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 impl RedisServer {
     /// A durable server: AOF on, fsync every second, noeviction.
     pub fn start() -> RedisServer {
-        Self::start_with(&["--appendonly", "yes", "--appendfsync", "everysec", "--maxmemory-policy", "noeviction"])
+        Self::start_with(&[
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "everysec",
+            "--maxmemory-policy",
+            "noeviction",
+        ])
     }
 
     /// A server with the given extra arguments (e.g. a deliberately wrong config).
     pub fn start_with(extra: &[&str]) -> RedisServer {
         let dir = tempfile::tempdir().unwrap();
-        let mut s = RedisServer { port: 0, dir, args: extra.iter().map(|s| s.to_string()).collect(), child: None };
+        let mut s = RedisServer {
+            port: 0,
+            dir,
+            args: extra.iter().map(|s| s.to_string()).collect(),
+            child: None,
+        };
         s.spawn_on(free_port());
         s
     }
@@ -100,14 +116,22 @@ impl RedisServer {
 
     /// A synchronous connection for assertions.
     pub fn conn(&self) -> redis::Connection {
-        redis::Client::open(self.url()).unwrap().get_connection().unwrap()
+        redis::Client::open(self.url())
+            .unwrap()
+            .get_connection()
+            .unwrap()
     }
 
     /// (used_cpu_user + used_cpu_sys) in seconds.
     pub fn cpu_seconds(&self) -> f64 {
-        let info: String = redis::cmd("INFO").arg("cpu").query(&mut self.conn()).unwrap();
+        let info: String = redis::cmd("INFO")
+            .arg("cpu")
+            .query(&mut self.conn())
+            .unwrap();
         let get = |k: &str| -> f64 {
-            info.lines().find_map(|l| l.strip_prefix(k)?.strip_prefix(':')?.trim().parse().ok()).unwrap_or(0.0)
+            info.lines()
+                .find_map(|l| l.strip_prefix(k)?.strip_prefix(':')?.trim().parse().ok())
+                .unwrap_or(0.0)
         };
         get("used_cpu_user") + get("used_cpu_sys")
     }
@@ -178,11 +202,45 @@ impl RedisServer {
 /// The child test checks `BATON_CHILD` and does its part; the parent kills it at will.
 pub fn spawn_child_test(test_name: &str, env: &[(&str, String)]) -> Child {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.arg("--exact").arg(test_name).arg("--nocapture").arg("--test-threads=1");
+    cmd.arg("--exact")
+        .arg(test_name)
+        .arg("--nocapture")
+        .arg("--test-threads=1");
     cmd.env("BATON_CHILD", "1");
     for (k, v) in env {
         cmd.env(k, v);
     }
     cmd.stdout(Stdio::null()).stderr(Stdio::piped());
     cmd.spawn().unwrap()
+}
+
+/// A worker running in a task of this test.
+pub struct Running {
+    /// Its shutdown handle.
+    pub handle: baton::ShutdownHandle,
+    task: tokio::task::JoinHandle<baton::Result<()>>,
+}
+
+/// Runs `worker` in a task.
+pub fn start(worker: baton::Worker) -> Running {
+    Running {
+        handle: worker.shutdown_handle(),
+        task: tokio::spawn(worker.run()),
+    }
+}
+
+impl Running {
+    /// Shuts the worker down gracefully and waits until it has stopped cleanly.
+    pub async fn stop(self) {
+        self.handle.shutdown();
+        self.task
+            .await
+            .expect("worker task")
+            .expect("worker ran cleanly");
+    }
+
+    /// True once the worker's run has returned.
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
 }

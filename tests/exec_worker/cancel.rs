@@ -20,8 +20,19 @@ async fn cancel_kills_the_process_group_and_reaps_it() {
     for i in 0..20 {
         let dir = tmp.path().join(format!("c{i}"));
         std::fs::create_dir(&dir).unwrap();
-        let a = q.add("grandchild", &json!({"dir": dir.display().to_string()}), JobOptions::default()).await.unwrap();
-        let gpid: i32 = wait_file(&dir.join("pid"), Duration::from_secs(10)).await.trim().parse().unwrap();
+        let a = q
+            .add(
+                "grandchild",
+                &json!({"dir": dir.display().to_string()}),
+                JobOptions::default(),
+            )
+            .await
+            .unwrap();
+        let gpid: i32 = wait_file(&dir.join("pid"), Duration::from_secs(10))
+            .await
+            .trim()
+            .parse()
+            .unwrap();
         assert!(!gone(gpid));
         let t0 = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
         let c = Instant::now();
@@ -31,10 +42,22 @@ async fn cancel_kills_the_process_group_and_reaps_it() {
         assert_eq!(info.state, JobState::Cancelled);
         // The grandchild ignores SIGTERM: only the SIGKILL to the group stops it, and it
         // must be reaped (by the worker: it was re-parented to it), not left a zombie.
-        wait_until(Duration::from_secs(5), &format!("grandchild {gpid} gone"), || async { gone(gpid) }).await;
-        let term: u128 = wait_file(&dir.join("term"), Duration::from_secs(1)).await.trim().parse().unwrap();
+        wait_until(
+            Duration::from_secs(5),
+            &format!("grandchild {gpid} gone"),
+            || async { gone(gpid) },
+        )
+        .await;
+        let term: u128 = wait_file(&dir.join("term"), Duration::from_secs(1))
+            .await
+            .trim()
+            .parse()
+            .unwrap();
         let latency = Duration::from_nanos((term.saturating_sub(t0.as_nanos())) as u64);
-        assert!(cancelled_in < Duration::from_secs(3), "cancel took {cancelled_in:?}");
+        assert!(
+            cancelled_in < Duration::from_secs(3),
+            "cancel took {cancelled_in:?}"
+        );
         latencies.push(latency);
     }
     latencies.sort();
@@ -73,16 +96,33 @@ async fn an_aborted_handler_still_kills_the_group() {
     let stop = worker.shutdown_handle();
     let run = tokio::spawn(worker.run());
     let tmp = tempfile::tempdir().unwrap();
-    let a = q.add("stubborn", &json!({"dir": tmp.path().display().to_string()}), JobOptions::default()).await.unwrap();
+    let a = q
+        .add(
+            "stubborn",
+            &json!({"dir": tmp.path().display().to_string()}),
+            JobOptions::default(),
+        )
+        .await
+        .unwrap();
     let pids = wait_file(&tmp.path().join("pids"), Duration::from_secs(10)).await;
-    let pids: Vec<i32> = pids.split_whitespace().map(|p| p.parse().unwrap()).collect();
+    let pids: Vec<i32> = pids
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect();
     let t = Instant::now();
     q.cancel(&a.id).await.unwrap();
     wait_state(&q, &a.id, JobState::Cancelled, Duration::from_secs(5)).await;
-    assert!(t.elapsed() < Duration::from_secs(5), "the handler was aborted, not waited for: {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "the handler was aborted, not waited for: {:?}",
+        t.elapsed()
+    );
     for pid in pids {
         // The command is reaped by us (no zombie left), its child killed with the group.
-        wait_until(Duration::from_secs(5), &format!("{pid} gone"), || async { gone(pid) }).await;
+        wait_until(Duration::from_secs(5), &format!("{pid} gone"), || async {
+            gone(pid)
+        })
+        .await;
     }
     stop.shutdown();
     run.await.unwrap().unwrap();

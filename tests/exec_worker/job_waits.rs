@@ -24,5 +24,7 @@ pub(crate) async fn wait_file(path: &Path, limit: Duration) -> String {
 }
 
 pub(crate) fn fast_retries() -> JobOptions {
-    JobOptions::default().backoff(Backoff::Fixed { delay: Duration::from_millis(50) })
+    JobOptions::default().backoff(Backoff::Fixed {
+        delay: Duration::from_millis(50),
+    })
 }

@@ -15,13 +15,33 @@ use crate::worker_proc::WorkerProc;
 /// adopted by the worker (`ppid` = the worker, as seen from here) and then reaped.
 async fn orphan_is_adopted_and_reaped(q: &Queue, worker_pid: i32) {
     let tmp = tempfile::tempdir().unwrap();
-    let a = q.add("orphan", &json!({"dir": tmp.path().display().to_string()}), JobOptions::default()).await.unwrap();
+    let a = q
+        .add(
+            "orphan",
+            &json!({"dir": tmp.path().display().to_string()}),
+            JobOptions::default(),
+        )
+        .await
+        .unwrap();
     wait_state(q, &a.id, JobState::Completed, Duration::from_secs(10)).await;
-    let opid: i32 = wait_file(&tmp.path().join("orphan"), Duration::from_secs(1)).await.trim().parse().unwrap();
+    let opid: i32 = wait_file(&tmp.path().join("orphan"), Duration::from_secs(1))
+        .await
+        .trim()
+        .parse()
+        .unwrap();
     // Its parent (the job's sh) has exited: it now belongs to the worker, not to init.
     let ppid = proc_stat(opid).map(|(_, p)| p);
-    assert_eq!(ppid, Some(worker_pid), "orphan {opid} (sleeping 1 s) belongs to the worker");
-    wait_until(Duration::from_secs(5), &format!("orphan {opid} reaped"), || async { gone(opid) }).await;
+    assert_eq!(
+        ppid,
+        Some(worker_pid),
+        "orphan {opid} (sleeping 1 s) belongs to the worker"
+    );
+    wait_until(
+        Duration::from_secs(5),
+        &format!("orphan {opid} reaped"),
+        || async { gone(opid) },
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -51,25 +71,53 @@ async fn orphans_are_reaped_when_baton_is_pid_1() {
     }
     let redis = RedisServer::start();
     let q = Queue::connect(&redis.url(), "ex7").unwrap();
-    let mut w = WorkerProc::start_wrapped(&["unshare", "--pid", "--fork", "--kill-child"], &redis.url(), "ex7", &[]);
+    let mut w = WorkerProc::start_wrapped(
+        &["unshare", "--pid", "--fork", "--kill-child"],
+        &redis.url(),
+        "ex7",
+        &[],
+    );
     // baton is unshare's child: PID 1 inside, this pid outside.
     let unshare = w.pid();
     let mut baton = 0;
-    wait_until(Duration::from_secs(5), "baton started under unshare", || {
-        let found = std::fs::read_to_string(format!("/proc/{unshare}/task/{unshare}/children")).unwrap_or_default();
-        baton = found.split_whitespace().next().and_then(|p| p.parse().ok()).unwrap_or(0);
-        async move { baton != 0 }
-    })
+    wait_until(
+        Duration::from_secs(5),
+        "baton started under unshare",
+        || {
+            let found = std::fs::read_to_string(format!("/proc/{unshare}/task/{unshare}/children"))
+                .unwrap_or_default();
+            baton = found
+                .split_whitespace()
+                .next()
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(0);
+            async move { baton != 0 }
+        },
+    )
     .await;
     let nspid = std::fs::read_to_string(format!("/proc/{baton}/status")).unwrap();
     let nspid = nspid.lines().find(|l| l.starts_with("NSpid:")).unwrap();
-    assert!(nspid.split_whitespace().last() == Some("1"), "baton is PID 1 inside: {nspid}");
+    assert!(
+        nspid.split_whitespace().last() == Some("1"),
+        "baton is PID 1 inside: {nspid}"
+    );
     for _ in 0..2 {
         orphan_is_adopted_and_reaped(&q, baton).await;
     }
     let tmp = tempfile::tempdir().unwrap();
-    let a = q.add("grandchild", &json!({"dir": tmp.path().display().to_string()}), JobOptions::default()).await.unwrap();
-    let gpid: i32 = wait_file(&tmp.path().join("pid"), Duration::from_secs(10)).await.trim().parse::<i32>().unwrap();
+    let a = q
+        .add(
+            "grandchild",
+            &json!({"dir": tmp.path().display().to_string()}),
+            JobOptions::default(),
+        )
+        .await
+        .unwrap();
+    let gpid: i32 = wait_file(&tmp.path().join("pid"), Duration::from_secs(10))
+        .await
+        .trim()
+        .parse::<i32>()
+        .unwrap();
     let _ = gpid; // a namespace pid: checked through the zombie scan below instead
     q.cancel(&a.id).await.unwrap();
     wait_state(&q, &a.id, JobState::Cancelled, Duration::from_secs(5)).await;

@@ -22,7 +22,9 @@ pub(crate) fn gone(pid: i32) -> bool {
 pub(crate) fn zombies_of(parent: i32) -> Vec<i32> {
     let mut z = Vec::new();
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else { continue };
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+            continue;
+        };
         if let Some(('Z', ppid)) = proc_stat(pid) {
             if ppid == parent {
                 z.push(pid);
@@ -35,8 +37,10 @@ pub(crate) fn zombies_of(parent: i32) -> Vec<i32> {
 /// Asserts (within a deadline: a command that just exited is a zombie until its handler
 /// reaps it) that `parent` has no zombie children.
 pub(crate) async fn assert_no_zombies(parent: i32) {
-    wait_until(Duration::from_secs(3), &format!("no zombie children of {parent}"), || async {
-        zombies_of(parent).is_empty()
-    })
+    wait_until(
+        Duration::from_secs(3),
+        &format!("no zombie children of {parent}"),
+        || async { zombies_of(parent).is_empty() },
+    )
     .await;
 }

@@ -16,7 +16,14 @@ async fn sigterm_lets_a_short_job_finish() {
     let q = Queue::connect(&redis.url(), "ex5a").unwrap();
     let mut w = WorkerProc::start(&redis.url(), "ex5a", &[]);
     let tmp = tempfile::tempdir().unwrap();
-    let a = q.add("short", &json!({"secs": 1, "dir": tmp.path().display().to_string()}), JobOptions::default()).await.unwrap();
+    let a = q
+        .add(
+            "short",
+            &json!({"secs": 1, "dir": tmp.path().display().to_string()}),
+            JobOptions::default(),
+        )
+        .await
+        .unwrap();
     wait_file(&tmp.path().join("started"), Duration::from_secs(10)).await;
     let t = Instant::now();
     w.signal(libc::SIGTERM);
@@ -36,14 +43,24 @@ async fn sigterm_hands_a_long_job_back_to_the_next_worker() {
     let mut w1 = WorkerProc::start(&redis.url(), "ex5b", &["--shutdown-timeout", "1s"]);
     let tmp = tempfile::tempdir().unwrap();
     let started = tmp.path().join("started");
-    let a = q.add("sleep", &json!({"secs": 300, "dir": tmp.path().display().to_string()}), JobOptions::default()).await.unwrap();
+    let a = q
+        .add(
+            "sleep",
+            &json!({"secs": 300, "dir": tmp.path().display().to_string()}),
+            JobOptions::default(),
+        )
+        .await
+        .unwrap();
     wait_file(&started, Duration::from_secs(10)).await;
     let pid1 = w1.pid();
     let t = Instant::now();
     w1.signal(libc::SIGTERM);
     let s = w1.wait_exit(Duration::from_secs(10)).await;
     let exited = Instant::now();
-    println!("long job: worker exited {:?} after SIGTERM (shutdown timeout 1s)", t.elapsed());
+    println!(
+        "long job: worker exited {:?} after SIGTERM (shutdown timeout 1s)",
+        t.elapsed()
+    );
     assert!(s.success(), "{s}\n{}", w1.logs());
     let info = job(&q, &a.id).await;
     assert_eq!(info.state, JobState::Waiting, "handed back");
@@ -53,13 +70,21 @@ async fn sigterm_hands_a_long_job_back_to_the_next_worker() {
 
     let mut w2 = WorkerProc::start(&redis.url(), "ex5b", &[]);
     wait_until(Duration::from_secs(5), "second run started", || async {
-        std::fs::read_to_string(&started).unwrap_or_default().lines().count() == 2
+        std::fs::read_to_string(&started)
+            .unwrap_or_default()
+            .lines()
+            .count()
+            == 2
     })
     .await;
     let picked = exited.elapsed();
     println!("long job: picked up by a new worker {picked:?} after the first exited");
     assert!(picked < Duration::from_secs(1), "{picked:?}");
-    assert_eq!(std::fs::read_to_string(&started).unwrap(), "1\n1\n", "the second run is attempt 1 again");
+    assert_eq!(
+        std::fs::read_to_string(&started).unwrap(),
+        "1\n1\n",
+        "the second run is attempt 1 again"
+    );
     let info = wait_state(&q, &a.id, JobState::Active, Duration::from_secs(2)).await;
     assert_eq!(info.stalled, 0);
     q.cancel(&a.id).await.unwrap();

@@ -25,11 +25,31 @@ impl WorkerProc {
     }
 
     /// `wrapper` goes before the baton binary (e.g. `unshare --pid --fork`).
-    pub(crate) fn start_wrapped(wrapper: &[&str], url: &str, queue: &str, extra: &[&str]) -> WorkerProc {
+    pub(crate) fn start_wrapped(
+        wrapper: &[&str],
+        url: &str,
+        queue: &str,
+        extra: &[&str],
+    ) -> WorkerProc {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("worker.log");
-        let mut args: Vec<String> = vec!["--redis-url".into(), url.into(), "worker".into(), queue.into()];
-        for a in ["--exec", "--concurrency", "2", "--lease", "2s", "--kill-grace", "1s", "--stalled-interval", "500ms"] {
+        let mut args: Vec<String> = vec![
+            "--redis-url".into(),
+            url.into(),
+            "worker".into(),
+            queue.into(),
+        ];
+        for a in [
+            "--exec",
+            "--concurrency",
+            "2",
+            "--lease",
+            "2s",
+            "--kill-grace",
+            "1s",
+            "--stalled-interval",
+            "500ms",
+        ] {
             args.push(a.into());
         }
         let mut shutdown = "2s";
@@ -59,7 +79,12 @@ impl WorkerProc {
             .stdout(std::fs::File::create(&log).unwrap())
             .stderr(std::fs::File::create(dir.path().join("worker.log.err")).unwrap());
         let child = cmd.spawn().unwrap();
-        WorkerProc { child, log, _dir: dir, status: None }
+        WorkerProc {
+            child,
+            log,
+            _dir: dir,
+            status: None,
+        }
     }
 
     pub(crate) fn pid(&self) -> i32 {

@@ -15,25 +15,54 @@ use crate::support::{assert_json_error, split};
 #[tokio::test]
 async fn refuses_open_listen_without_token() {
     // In process: an Error::Invalid that says what to do.
-    let cfg = ServeConfig { redis_url: "redis://127.0.0.1:1".into(), listen: ([0, 0, 0, 0], free_port()).into(), token: None };
-    let err = baton::http::serve(cfg.clone(), CancellationToken::new()).await.unwrap_err();
+    let cfg = ServeConfig {
+        redis_url: "redis://127.0.0.1:1".into(),
+        listen: ([0, 0, 0, 0], free_port()).into(),
+        token: None,
+    };
+    let err = baton::http::serve(cfg.clone(), CancellationToken::new())
+        .await
+        .unwrap_err();
     assert!(matches!(err, baton::Error::Invalid(_)), "{err:?}");
     assert!(err.to_string().contains("BATON_API_TOKEN"), "{err}");
-    let err = baton::http::serve(ServeConfig { token: Some(String::new()), ..cfg }, CancellationToken::new()).await.unwrap_err();
-    assert!(matches!(err, baton::Error::Invalid(_)), "an empty token is no token: {err:?}");
+    let err = baton::http::serve(
+        ServeConfig {
+            token: Some(String::new()),
+            ..cfg
+        },
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(err, baton::Error::Invalid(_)),
+        "an empty token is no token: {err:?}"
+    );
 
     // The binary: exits non-zero with the message, without serving.
     let redis = RedisServer::start();
     let port = free_port();
     let out = Command::new(common::baton_bin())
-        .args(["serve", "--listen", &format!("0.0.0.0:{port}"), "--redis-url", &redis.url()])
+        .args([
+            "serve",
+            "--listen",
+            &format!("0.0.0.0:{port}"),
+            "--redis-url",
+            &redis.url(),
+        ])
         .env_remove("BATON_API_TOKEN")
         .stdin(Stdio::null())
         .output()
         .unwrap();
-    assert!(!out.status.success(), "baton serve on 0.0.0.0 without a token must fail");
+    assert!(
+        !out.status.success(),
+        "baton serve on 0.0.0.0 without a token must fail"
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("BATON_API_TOKEN") && stderr.contains("0.0.0.0"), "stderr: {stderr}");
+    assert!(
+        stderr.contains("BATON_API_TOKEN") && stderr.contains("0.0.0.0"),
+        "stderr: {stderr}"
+    );
 }
 
 #[tokio::test]
@@ -42,7 +71,13 @@ async fn binary_with_token_requires_bearer_auth() {
     let port = free_port();
     let mut child = Command::new(common::baton_bin())
         // Not loopback: allowed because a token is set.
-        .args(["serve", "--listen", &format!("0.0.0.0:{port}"), "--redis-url", &redis.url()])
+        .args([
+            "serve",
+            "--listen",
+            &format!("0.0.0.0:{port}"),
+            "--redis-url",
+            &redis.url(),
+        ])
         .env("BATON_API_TOKEN", "s3cret-token")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -56,7 +91,10 @@ async fn binary_with_token_requires_bearer_auth() {
             let _ = self.0.wait();
         }
     }
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
     let base = format!("http://127.0.0.1:{port}");
     {
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -66,7 +104,12 @@ async fn binary_with_token_requires_bearer_auth() {
                 std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
                 panic!("baton serve exited early with {status}: {err}");
             }
-            if http.get(format!("{base}/healthz")).send().await.is_ok_and(|r| r.status().is_success()) {
+            if http
+                .get(format!("{base}/healthz"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
                 break;
             }
             assert!(Instant::now() < deadline, "baton serve did not come up");
@@ -94,7 +137,10 @@ async fn binary_with_token_requires_bearer_auth() {
         assert_json_error(what, st, &e, StatusCode::UNAUTHORIZED);
     }
     let r = http.get(format!("{base}/v1/queues")).send().await.unwrap();
-    assert!(r.headers().get("www-authenticate").is_some_and(|v| v.to_str().unwrap().starts_with("Bearer")));
+    assert!(r
+        .headers()
+        .get("www-authenticate")
+        .is_some_and(|v| v.to_str().unwrap().starts_with("Bearer")));
 
     let (st, body) = get(Some("Bearer s3cret-token")).await;
     assert_eq!(st, StatusCode::OK, "{body}");
@@ -103,12 +149,30 @@ async fn binary_with_token_requires_bearer_auth() {
     assert_eq!(st, StatusCode::OK, "the scheme is case-insensitive");
 
     // Every /v1 route is guarded, whatever the method; a bad request without a token is 401, not 400.
-    let (st, e) = split(http.post(format!("{base}/v1/queues/q/jobs")).body("{").send().await.unwrap()).await;
+    let (st, e) = split(
+        http.post(format!("{base}/v1/queues/q/jobs"))
+            .body("{")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_json_error("add without token", st, &e, StatusCode::UNAUTHORIZED);
-    let (st, e) = split(http.delete(format!("{base}/v1/queues/q/jobs/x")).send().await.unwrap()).await;
+    let (st, e) = split(
+        http.delete(format!("{base}/v1/queues/q/jobs/x"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_json_error("delete without token", st, &e, StatusCode::UNAUTHORIZED);
     let (st, added) = split(
-        http.post(format!("{base}/v1/queues/q/jobs")).bearer_auth("s3cret-token").json(&json!({"name": "x"})).send().await.unwrap(),
+        http.post(format!("{base}/v1/queues/q/jobs"))
+            .bearer_auth("s3cret-token")
+            .json(&json!({"name": "x"}))
+            .send()
+            .await
+            .unwrap(),
     )
     .await;
     assert_eq!(st, StatusCode::CREATED, "{added}");
@@ -127,7 +191,10 @@ async fn binary_with_token_requires_bearer_auth() {
         if let Some(s) = child.0.try_wait().unwrap() {
             break s;
         }
-        assert!(Instant::now() < deadline, "baton serve did not stop on SIGTERM");
+        assert!(
+            Instant::now() < deadline,
+            "baton serve did not stop on SIGTERM"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert!(status.success(), "exit status after SIGTERM: {status}");

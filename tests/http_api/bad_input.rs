@@ -14,7 +14,11 @@ use crate::support::{assert_json_error, Api};
 async fn bad_input_gets_4xx_json_never_500() {
     let redis = RedisServer::start();
     let api = Api::start(&redis.url(), None).await;
-    Queue::connect(&redis.url(), "q").unwrap().add("n", &1, Default::default()).await.unwrap();
+    Queue::connect(&redis.url(), "q")
+        .unwrap()
+        .add("n", &1, Default::default())
+        .await
+        .unwrap();
 
     let jobs = "/v1/queues/q/jobs";
     let bodies: &[(&str, &str)] = &[
@@ -24,17 +28,29 @@ async fn bad_input_gets_4xx_json_never_500() {
         ("missing name", r#"{"data": 1}"#),
         ("empty name", r#"{"name": ""}"#),
         ("name of the wrong type", r#"{"name": 5}"#),
-        ("priority above the maximum", r#"{"name": "x", "priority": 1000001}"#),
+        (
+            "priority above the maximum",
+            r#"{"name": "x", "priority": 1000001}"#,
+        ),
         ("negative priority", r#"{"name": "x", "priority": -1}"#),
         ("fractional priority", r#"{"name": "x", "priority": 1.5}"#),
-        ("priority beyond u32", r#"{"name": "x", "priority": 99999999999}"#),
+        (
+            "priority beyond u32",
+            r#"{"name": "x", "priority": 99999999999}"#,
+        ),
         ("zero attempts", r#"{"name": "x", "attempts": 0}"#),
         ("attempts as string", r#"{"name": "x", "attempts": "3"}"#),
         ("empty job id", r#"{"name": "x", "job_id": ""}"#),
-        ("overlong job id", &format!(r#"{{"name": "x", "job_id": "{}"}}"#, "i".repeat(257))),
+        (
+            "overlong job id",
+            &format!(r#"{{"name": "x", "job_id": "{}"}}"#, "i".repeat(257)),
+        ),
         ("job id of the wrong type", r#"{"name": "x", "job_id": 7}"#),
         ("negative delay", r#"{"name": "x", "delay_ms": -5}"#),
-        ("absurd delay", r#"{"name": "x", "delay_ms": 18446744073709551615}"#),
+        (
+            "absurd delay",
+            r#"{"name": "x", "delay_ms": 18446744073709551615}"#,
+        ),
         ("zero timeout", r#"{"name": "x", "timeout_ms": 0}"#),
         ("timeout as text", r#"{"name": "x", "timeout_ms": "soon"}"#),
         ("unknown field", r#"{"name": "x", "priorty": 3}"#),
@@ -46,11 +62,17 @@ async fn bad_input_gets_4xx_json_never_500() {
     }
 
     // Too large: 413, also JSON.
-    let big = format!(r#"{{"name": "x", "data": "{}"}}"#, "a".repeat(MAX_BODY_BYTES));
+    let big = format!(
+        r#"{{"name": "x", "data": "{}"}}"#,
+        "a".repeat(MAX_BODY_BYTES)
+    );
     let (st, e) = api.raw(Method::POST, jobs, big).await;
     assert_json_error("body over 1 MiB", st, &e, StatusCode::PAYLOAD_TOO_LARGE);
     // Just under the limit is fine.
-    let ok = format!(r#"{{"name": "x", "data": "{}"}}"#, "a".repeat(MAX_BODY_BYTES - 100));
+    let ok = format!(
+        r#"{{"name": "x", "data": "{}"}}"#,
+        "a".repeat(MAX_BODY_BYTES - 100)
+    );
     assert_eq!(api.raw(Method::POST, jobs, ok).await.0, StatusCode::CREATED);
 
     // Bad queue names, on every kind of route.
@@ -67,11 +89,30 @@ async fn bad_input_gets_4xx_json_never_500() {
             assert_json_error(&format!("{m} {p}"), st, &e, StatusCode::BAD_REQUEST);
         }
     }
-    assert_eq!(api.call(Method::GET, &format!("/v1/queues/{}", "q".repeat(128)), None).await.0, StatusCode::OK);
+    assert_eq!(
+        api.call(
+            Method::GET,
+            &format!("/v1/queues/{}", "q".repeat(128)),
+            None
+        )
+        .await
+        .0,
+        StatusCode::OK
+    );
 
     // Listing: unknown or missing state, bad limits, unknown parameters.
-    for query in ["state=bogus", "", "state=failed&limit=0", "state=failed&limit=abc", "state=failed&limit=5000", "state=failed&offset=-1", "state=failed&sort=asc"] {
-        let (st, e) = api.call(Method::GET, &format!("{jobs}?{query}"), None).await;
+    for query in [
+        "state=bogus",
+        "",
+        "state=failed&limit=0",
+        "state=failed&limit=abc",
+        "state=failed&limit=5000",
+        "state=failed&offset=-1",
+        "state=failed&sort=asc",
+    ] {
+        let (st, e) = api
+            .call(Method::GET, &format!("{jobs}?{query}"), None)
+            .await;
         assert_json_error(&format!("list ?{query}"), st, &e, StatusCode::BAD_REQUEST);
     }
 
@@ -93,7 +134,10 @@ async fn bad_input_gets_4xx_json_never_500() {
     assert_json_error("wrong method", st, &e, StatusCode::METHOD_NOT_ALLOWED);
 
     // The queue is untouched by all of that: the one job added directly plus the big one.
-    assert_eq!(api.call(Method::GET, "/v1/queues/q", None).await.1["waiting"], 2);
+    assert_eq!(
+        api.call(Method::GET, "/v1/queues/q", None).await.1["waiting"],
+        2
+    );
     api.stop().await;
 }
 
@@ -101,21 +145,43 @@ async fn bad_input_gets_4xx_json_never_500() {
 async fn redis_down_gives_503_json_and_health_stays_up() {
     let mut redis = RedisServer::start();
     let api = Api::start(&redis.url(), None).await;
-    assert_eq!(api.call(Method::GET, "/v1/queues/q", None).await.0, StatusCode::OK);
+    assert_eq!(
+        api.call(Method::GET, "/v1/queues/q", None).await.0,
+        StatusCode::OK
+    );
     redis.kill();
     for (m, p, body) in [
         (Method::GET, "/v1/queues/q", None),
         (Method::GET, "/v1/queues", None),
-        (Method::POST, "/v1/queues/q/jobs", Some(json!({"name": "x"}))),
+        (
+            Method::POST,
+            "/v1/queues/q/jobs",
+            Some(json!({"name": "x"})),
+        ),
         (Method::GET, "/v1/queues/q/jobs/x", None),
     ] {
         let started = Instant::now();
         let (st, e) = api.call(m.clone(), p, body).await;
-        assert_json_error(&format!("{m} {p} with redis down"), st, &e, StatusCode::SERVICE_UNAVAILABLE);
-        assert!(started.elapsed() < Duration::from_secs(8), "{m} {p} took {:?}", started.elapsed());
+        assert_json_error(
+            &format!("{m} {p} with redis down"),
+            st,
+            &e,
+            StatusCode::SERVICE_UNAVAILABLE,
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(8),
+            "{m} {p} took {:?}",
+            started.elapsed()
+        );
     }
     // Client mistakes are still 400, not 503: they are checked before Redis is asked.
-    let (st, e) = api.call(Method::POST, "/v1/queues/q/jobs", Some(json!({"name": "x", "attempts": 0}))).await;
+    let (st, e) = api
+        .call(
+            Method::POST,
+            "/v1/queues/q/jobs",
+            Some(json!({"name": "x", "attempts": 0})),
+        )
+        .await;
     assert_json_error("bad input with redis down", st, &e, StatusCode::BAD_REQUEST);
 
     let (st, _) = api.call(Method::GET, "/healthz", None).await;
@@ -123,13 +189,21 @@ async fn redis_down_gives_503_json_and_health_stays_up() {
     let (st, ready) = api.call(Method::GET, "/readyz", None).await;
     assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE, "{ready}");
     assert_eq!(ready["ready"], false);
-    assert!(ready["error"].as_str().unwrap().contains("unreachable"), "{ready}");
+    assert!(
+        ready["error"].as_str().unwrap().contains("unreachable"),
+        "{ready}"
+    );
 
     redis.restart();
-    wait_until(Duration::from_secs(15), "ready again after redis restarts", || async {
-        api.call(Method::GET, "/readyz", None).await.0 == StatusCode::OK
-    })
+    wait_until(
+        Duration::from_secs(15),
+        "ready again after redis restarts",
+        || async { api.call(Method::GET, "/readyz", None).await.0 == StatusCode::OK },
+    )
     .await;
-    assert_eq!(api.call(Method::GET, "/v1/queues/q", None).await.0, StatusCode::OK);
+    assert_eq!(
+        api.call(Method::GET, "/v1/queues/q", None).await.0,
+        StatusCode::OK
+    );
     api.stop().await;
 }

@@ -24,20 +24,51 @@ async fn happy_path_enqueue_inspect_cancel_retry_delete() {
     let id = added["id"].as_str().unwrap().to_string();
 
     // The same job_id twice: 201 then 200 with added=false, nothing changed.
-    let (st, first) = api.call(Method::POST, "/v1/queues/emails/jobs", Some(json!({"name": "send", "data": 1, "job_id": "fixed"}))).await;
-    assert_eq!((st, first.clone()), (StatusCode::CREATED, json!({"id": "fixed", "added": true})));
-    let (st, again) = api.call(Method::POST, "/v1/queues/emails/jobs", Some(json!({"name": "send", "data": 2, "job_id": "fixed"}))).await;
-    assert_eq!((st, again), (StatusCode::OK, json!({"id": "fixed", "added": false})));
-    let (_, fixed) = api.call(Method::GET, "/v1/queues/emails/jobs/fixed", None).await;
-    assert_eq!(fixed["data"], 1, "a second add with the same id changes nothing");
+    let (st, first) = api
+        .call(
+            Method::POST,
+            "/v1/queues/emails/jobs",
+            Some(json!({"name": "send", "data": 1, "job_id": "fixed"})),
+        )
+        .await;
+    assert_eq!(
+        (st, first.clone()),
+        (StatusCode::CREATED, json!({"id": "fixed", "added": true}))
+    );
+    let (st, again) = api
+        .call(
+            Method::POST,
+            "/v1/queues/emails/jobs",
+            Some(json!({"name": "send", "data": 2, "job_id": "fixed"})),
+        )
+        .await;
+    assert_eq!(
+        (st, again),
+        (StatusCode::OK, json!({"id": "fixed", "added": false}))
+    );
+    let (_, fixed) = api
+        .call(Method::GET, "/v1/queues/emails/jobs/fixed", None)
+        .await;
+    assert_eq!(
+        fixed["data"], 1,
+        "a second add with the same id changes nothing"
+    );
 
     // A delayed job (data omitted: null).
-    let (st, delayed) = api.call(Method::POST, "/v1/queues/emails/jobs", Some(json!({"name": "later", "delay_ms": 3_600_000}))).await;
+    let (st, delayed) = api
+        .call(
+            Method::POST,
+            "/v1/queues/emails/jobs",
+            Some(json!({"name": "later", "delay_ms": 3_600_000})),
+        )
+        .await;
     assert_eq!(st, StatusCode::CREATED);
     let delayed_id = delayed["id"].as_str().unwrap().to_string();
 
     // Get the job.
-    let (st, job) = api.call(Method::GET, &format!("/v1/queues/emails/jobs/{id}"), None).await;
+    let (st, job) = api
+        .call(Method::GET, &format!("/v1/queues/emails/jobs/{id}"), None)
+        .await;
     assert_eq!(st, StatusCode::OK, "{job}");
     assert_eq!(job["id"], id.as_str());
     assert_eq!(job["queue"], "emails");
@@ -46,17 +77,45 @@ async fn happy_path_enqueue_inspect_cancel_retry_delete() {
     assert_eq!(job["data"], json!({"to": "a@x"}));
     assert_eq!(job["priority"], 5);
     assert_eq!(job["attempts"], 2);
-    let (_, d) = api.call(Method::GET, &format!("/v1/queues/emails/jobs/{delayed_id}"), None).await;
-    assert_eq!((d["state"].clone(), d["data"].clone()), (json!("delayed"), Value::Null));
+    let (_, d) = api
+        .call(
+            Method::GET,
+            &format!("/v1/queues/emails/jobs/{delayed_id}"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (d["state"].clone(), d["data"].clone()),
+        (json!("delayed"), Value::Null)
+    );
 
     // List by state.
-    let (st, list) = api.call(Method::GET, "/v1/queues/emails/jobs?state=waiting&limit=50", None).await;
+    let (st, list) = api
+        .call(
+            Method::GET,
+            "/v1/queues/emails/jobs?state=waiting&limit=50",
+            None,
+        )
+        .await;
     assert_eq!(st, StatusCode::OK, "{list}");
-    let ids: BTreeSet<&str> = list["ids"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    let ids: BTreeSet<&str> = list["ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
     assert_eq!(ids, BTreeSet::from([id.as_str(), "fixed"]));
-    let (_, list) = api.call(Method::GET, "/v1/queues/emails/jobs?state=delayed", None).await;
+    let (_, list) = api
+        .call(Method::GET, "/v1/queues/emails/jobs?state=delayed", None)
+        .await;
     assert_eq!(list["ids"], json!([delayed_id]));
-    let (_, list) = api.call(Method::GET, "/v1/queues/emails/jobs?state=waiting&limit=1&offset=1", None).await;
+    let (_, list) = api
+        .call(
+            Method::GET,
+            "/v1/queues/emails/jobs?state=waiting&limit=1&offset=1",
+            None,
+        )
+        .await;
     assert_eq!(list["ids"].as_array().unwrap().len(), 1);
 
     // Counts, one queue and all.
@@ -71,32 +130,99 @@ async fn happy_path_enqueue_inspect_cancel_retry_delete() {
     assert_eq!(all["queues"], json!([counts]));
 
     // Pause and resume.
-    let (st, p) = api.call(Method::POST, "/v1/queues/emails/pause", None).await;
-    assert_eq!((st, p), (StatusCode::OK, json!({"queue": "emails", "paused": true})));
-    assert_eq!(api.call(Method::GET, "/v1/queues/emails", None).await.1["paused"], true);
-    let (st, p) = api.call(Method::POST, "/v1/queues/emails/resume", None).await;
-    assert_eq!((st, p), (StatusCode::OK, json!({"queue": "emails", "paused": false})));
-    assert_eq!(api.call(Method::GET, "/v1/queues/emails", None).await.1["paused"], false);
+    let (st, p) = api
+        .call(Method::POST, "/v1/queues/emails/pause", None)
+        .await;
+    assert_eq!(
+        (st, p),
+        (StatusCode::OK, json!({"queue": "emails", "paused": true}))
+    );
+    assert_eq!(
+        api.call(Method::GET, "/v1/queues/emails", None).await.1["paused"],
+        true
+    );
+    let (st, p) = api
+        .call(Method::POST, "/v1/queues/emails/resume", None)
+        .await;
+    assert_eq!(
+        (st, p),
+        (StatusCode::OK, json!({"queue": "emails", "paused": false}))
+    );
+    assert_eq!(
+        api.call(Method::GET, "/v1/queues/emails", None).await.1["paused"],
+        false
+    );
 
     // Retry of a waiting job: 409.
-    let (st, e) = api.call(Method::POST, &format!("/v1/queues/emails/jobs/{id}/retry"), None).await;
+    let (st, e) = api
+        .call(
+            Method::POST,
+            &format!("/v1/queues/emails/jobs/{id}/retry"),
+            None,
+        )
+        .await;
     assert_json_error("retry waiting", st, &e, StatusCode::CONFLICT);
 
     // Cancel a waiting job: cancelled at once; again: 409.
-    let (st, c) = api.call(Method::POST, &format!("/v1/queues/emails/jobs/{id}/cancel"), None).await;
-    assert_eq!((st, c), (StatusCode::OK, json!({"id": id, "result": "cancelled"})));
-    assert_eq!(api.call(Method::GET, &format!("/v1/queues/emails/jobs/{id}"), None).await.1["state"], "cancelled");
-    let (st, e) = api.call(Method::POST, &format!("/v1/queues/emails/jobs/{id}/cancel"), None).await;
+    let (st, c) = api
+        .call(
+            Method::POST,
+            &format!("/v1/queues/emails/jobs/{id}/cancel"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (st, c),
+        (StatusCode::OK, json!({"id": id, "result": "cancelled"}))
+    );
+    assert_eq!(
+        api.call(Method::GET, &format!("/v1/queues/emails/jobs/{id}"), None)
+            .await
+            .1["state"],
+        "cancelled"
+    );
+    let (st, e) = api
+        .call(
+            Method::POST,
+            &format!("/v1/queues/emails/jobs/{id}/cancel"),
+            None,
+        )
+        .await;
     assert_json_error("cancel cancelled", st, &e, StatusCode::CONFLICT);
-    assert_eq!(api.call(Method::GET, "/v1/queues/emails/jobs?state=cancelled", None).await.1["ids"], json!([id]));
+    assert_eq!(
+        api.call(Method::GET, "/v1/queues/emails/jobs?state=cancelled", None)
+            .await
+            .1["ids"],
+        json!([id])
+    );
 
     // Retry it: waiting again.
-    let (st, r) = api.call(Method::POST, &format!("/v1/queues/emails/jobs/{id}/retry"), None).await;
-    assert_eq!((st, r), (StatusCode::OK, json!({"id": id, "result": "queued"})));
-    assert_eq!(api.call(Method::GET, &format!("/v1/queues/emails/jobs/{id}"), None).await.1["state"], "waiting");
+    let (st, r) = api
+        .call(
+            Method::POST,
+            &format!("/v1/queues/emails/jobs/{id}/retry"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (st, r),
+        (StatusCode::OK, json!({"id": id, "result": "queued"}))
+    );
+    assert_eq!(
+        api.call(Method::GET, &format!("/v1/queues/emails/jobs/{id}"), None)
+            .await
+            .1["state"],
+        "waiting"
+    );
 
     // Delete: 204, then 404 for everything about it.
-    let (st, body) = api.call(Method::DELETE, &format!("/v1/queues/emails/jobs/{id}"), None).await;
+    let (st, body) = api
+        .call(
+            Method::DELETE,
+            &format!("/v1/queues/emails/jobs/{id}"),
+            None,
+        )
+        .await;
     assert_eq!((st, body), (StatusCode::NO_CONTENT, Value::Null));
     for (m, p) in [
         (Method::GET, format!("/v1/queues/emails/jobs/{id}")),
@@ -105,7 +231,12 @@ async fn happy_path_enqueue_inspect_cancel_retry_delete() {
         (Method::POST, format!("/v1/queues/emails/jobs/{id}/retry")),
     ] {
         let (st, e) = api.call(m.clone(), &p, None).await;
-        assert_json_error(&format!("{m} {p} after delete"), st, &e, StatusCode::NOT_FOUND);
+        assert_json_error(
+            &format!("{m} {p} after delete"),
+            st,
+            &e,
+            StatusCode::NOT_FOUND,
+        );
     }
 
     api.stop().await;
@@ -126,21 +257,43 @@ async fn running_jobs_cancel_requested_and_not_deletable() {
     let stop = worker.shutdown_handle();
     let run = tokio::spawn(worker.run());
 
-    let (st, added) = api.call(Method::POST, "/v1/queues/runs/jobs", Some(json!({"name": "long", "data": null, "attempts": 1}))).await;
+    let (st, added) = api
+        .call(
+            Method::POST,
+            "/v1/queues/runs/jobs",
+            Some(json!({"name": "long", "data": null, "attempts": 1})),
+        )
+        .await;
     assert_eq!(st, StatusCode::CREATED);
     let id = added["id"].as_str().unwrap().to_string();
     let path = format!("/v1/queues/runs/jobs/{id}");
-    wait_until(Duration::from_secs(10), "job active", || async { api.call(Method::GET, &path, None).await.1["state"] == "active" }).await;
+    wait_until(Duration::from_secs(10), "job active", || async {
+        api.call(Method::GET, &path, None).await.1["state"] == "active"
+    })
+    .await;
 
     let (st, e) = api.call(Method::DELETE, &path, None).await;
     assert_json_error("delete running", st, &e, StatusCode::CONFLICT);
     let (st, e) = api.call(Method::POST, &format!("{path}/retry"), None).await;
     assert_json_error("retry running", st, &e, StatusCode::CONFLICT);
 
-    let (st, c) = api.call(Method::POST, &format!("{path}/cancel"), None).await;
-    assert_eq!((st, c), (StatusCode::OK, json!({"id": id, "result": "cancel_requested"})));
-    wait_until(Duration::from_secs(10), "job cancelled", || async { api.call(Method::GET, &path, None).await.1["state"] == "cancelled" }).await;
-    let (st, e) = api.call(Method::POST, &format!("{path}/cancel"), None).await;
+    let (st, c) = api
+        .call(Method::POST, &format!("{path}/cancel"), None)
+        .await;
+    assert_eq!(
+        (st, c),
+        (
+            StatusCode::OK,
+            json!({"id": id, "result": "cancel_requested"})
+        )
+    );
+    wait_until(Duration::from_secs(10), "job cancelled", || async {
+        api.call(Method::GET, &path, None).await.1["state"] == "cancelled"
+    })
+    .await;
+    let (st, e) = api
+        .call(Method::POST, &format!("{path}/cancel"), None)
+        .await;
     assert_json_error("cancel finished", st, &e, StatusCode::CONFLICT);
     let (st, _) = api.call(Method::DELETE, &path, None).await;
     assert_eq!(st, StatusCode::NO_CONTENT);

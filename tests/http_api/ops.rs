@@ -14,7 +14,12 @@ use crate::support::{wait_http, Api};
 async fn healthz_and_readyz() {
     let fit = RedisServer::start();
     let api = Api::start(&fit.url(), None).await;
-    let resp = api.http.get(format!("{}/healthz", api.base)).send().await.unwrap();
+    let resp = api
+        .http
+        .get(format!("{}/healthz", api.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(resp.text().await.unwrap(), "ok");
     let (st, ready) = api.call(Method::GET, "/readyz", None).await;
@@ -23,14 +28,28 @@ async fn healthz_and_readyz() {
     assert_eq!(ready["problems"], json!([]));
     api.stop().await;
 
-    let unfit = RedisServer::start_with(&["--appendonly", "no", "--maxmemory-policy", "allkeys-lru"]);
+    let unfit =
+        RedisServer::start_with(&["--appendonly", "no", "--maxmemory-policy", "allkeys-lru"]);
     let api = Api::start(&unfit.url(), None).await;
-    assert_eq!(api.call(Method::GET, "/healthz", None).await.0, StatusCode::OK, "alive even when not ready");
+    assert_eq!(
+        api.call(Method::GET, "/healthz", None).await.0,
+        StatusCode::OK,
+        "alive even when not ready"
+    );
     let (st, ready) = api.call(Method::GET, "/readyz", None).await;
     assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE, "{ready}");
     assert_eq!(ready["ready"], false);
-    let settings: BTreeSet<&str> = ready["problems"].as_array().unwrap().iter().map(|p| p["setting"].as_str().unwrap()).collect();
-    assert_eq!(settings, BTreeSet::from(["appendonly", "maxmemory-policy"]), "{ready}");
+    let settings: BTreeSet<&str> = ready["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["setting"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        settings,
+        BTreeSet::from(["appendonly", "maxmemory-policy"]),
+        "{ready}"
+    );
     for p in ready["problems"].as_array().unwrap() {
         assert!(!p["fix"].as_str().unwrap().is_empty(), "{p}");
     }
@@ -39,7 +58,11 @@ async fn healthz_and_readyz() {
     // The same endpoints from serve_ops, the server every worker runs.
     let port = free_port();
     let stop = CancellationToken::new();
-    let task = tokio::spawn(baton::http::serve_ops(([127, 0, 0, 1], port).into(), unfit.url(), stop.clone()));
+    let task = tokio::spawn(baton::http::serve_ops(
+        ([127, 0, 0, 1], port).into(),
+        unfit.url(),
+        stop.clone(),
+    ));
     let http = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{port}");
     wait_http(&http, &format!("{base}/healthz")).await;
@@ -49,11 +72,22 @@ async fn healthz_and_readyz() {
     assert_eq!(body["problems"].as_array().unwrap().len(), 2, "{body}");
     let r = http.get(format!("{base}/metrics")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain"));
     let r = http.get(format!("{base}/v1/queues")).send().await.unwrap();
-    assert_eq!(r.status(), StatusCode::NOT_FOUND, "serve_ops has no API routes");
+    assert_eq!(
+        r.status(),
+        StatusCode::NOT_FOUND,
+        "serve_ops has no API routes"
+    );
     stop.cancel();
-    tokio::time::timeout(Duration::from_secs(10), task).await.unwrap().unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
 }
 
 #[tokio::test]
@@ -61,23 +95,42 @@ async fn openapi_document_lists_every_route() {
     let redis = RedisServer::start();
     let api = Api::start(&redis.url(), Some("tok")).await;
     // No token needed for the document.
-    let resp = api.http.get(format!("{}/openapi.json", api.base)).send().await.unwrap();
+    let resp = api
+        .http
+        .get(format!("{}/openapi.json", api.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
-    assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("application/json"));
+    assert!(resp.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("application/json"));
     let doc: Value = resp.json().await.unwrap();
-    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1."), "OpenAPI 3.1");
+    assert!(
+        doc["openapi"].as_str().unwrap().starts_with("3.1."),
+        "OpenAPI 3.1"
+    );
     assert!(doc["info"]["title"].is_string() && doc["info"]["version"].is_string());
 
     let mut documented = BTreeSet::new();
     for (path, item) in doc["paths"].as_object().unwrap() {
         for (method, op) in item.as_object().unwrap() {
-            if ["get", "post", "put", "patch", "delete", "head", "options"].contains(&method.as_str()) {
-                assert!(op["responses"].as_object().is_some_and(|r| !r.is_empty()), "{method} {path} documents its responses");
+            if ["get", "post", "put", "patch", "delete", "head", "options"]
+                .contains(&method.as_str())
+            {
+                assert!(
+                    op["responses"].as_object().is_some_and(|r| !r.is_empty()),
+                    "{method} {path} documents its responses"
+                );
                 documented.insert((method.to_uppercase(), path.clone()));
             }
         }
     }
-    let routed: BTreeSet<(String, String)> = baton::http::routes().into_iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
+    let routed: BTreeSet<(String, String)> = baton::http::routes()
+        .into_iter()
+        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .collect();
     assert_eq!(documented, routed, "openapi.json and the router disagree");
     for must in [
         ("POST", "/v1/queues/{queue}/jobs"),
@@ -95,7 +148,10 @@ async fn openapi_document_lists_every_route() {
         ("GET", "/readyz"),
         ("GET", "/openapi.json"),
     ] {
-        assert!(routed.contains(&(must.0.to_string(), must.1.to_string())), "{must:?} is routed and documented");
+        assert!(
+            routed.contains(&(must.0.to_string(), must.1.to_string())),
+            "{must:?} is routed and documented"
+        );
     }
 
     // Every listed route is really served (not the 404/405 fallback), and every /v1
@@ -105,13 +161,24 @@ async fn openapi_document_lists_every_route() {
         let m = Method::from_bytes(method.as_bytes()).unwrap();
         let (st, body) = api.call(m, &concrete, None).await;
         let fallback = st == StatusCode::METHOD_NOT_ALLOWED
-            || (st == StatusCode::NOT_FOUND && body["error"].as_str().unwrap_or("").starts_with("no route"));
+            || (st == StatusCode::NOT_FOUND
+                && body["error"].as_str().unwrap_or("").starts_with("no route"));
         assert!(!fallback, "{method} {path} is not served: {st} {body}");
-        assert!(st.as_u16() < 500 || path == "/readyz", "{method} {path}: {st} {body}");
+        assert!(
+            st.as_u16() < 500 || path == "/readyz",
+            "{method} {path}: {st} {body}"
+        );
         if path.starts_with("/v1") {
             let op = &doc["paths"][path][method.to_lowercase()];
-            assert!(op["responses"]["401"].is_object(), "{method} {path} documents 401");
-            assert_eq!(op["security"], json!([{"bearer": []}]), "{method} {path} security");
+            assert!(
+                op["responses"]["401"].is_object(),
+                "{method} {path} documents 401"
+            );
+            assert_eq!(
+                op["security"],
+                json!([{"bearer": []}]),
+                "{method} {path} security"
+            );
         }
     }
     api.stop().await;

@@ -24,12 +24,19 @@ impl Api {
         let port = free_port();
         let listen: SocketAddr = ([127, 0, 0, 1], port).into();
         let stop = CancellationToken::new();
-        let cfg = ServeConfig { redis_url: redis_url.to_string(), listen, token: token.map(String::from) };
+        let cfg = ServeConfig {
+            redis_url: redis_url.to_string(),
+            listen,
+            token: token.map(String::from),
+        };
         let task = tokio::spawn(baton::http::serve(cfg, stop.clone()));
         let api = Api {
             base: format!("http://{listen}"),
             token: token.map(String::from),
-            http: reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap(),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .unwrap(),
             stop,
             task: Some(task),
         };
@@ -46,7 +53,12 @@ impl Api {
     }
 
     /// Sends and returns (status, parsed JSON body or Null).
-    pub(crate) async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+    pub(crate) async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
         let mut b = self.req(method, path);
         if let Some(v) = body {
             b = b.json(&v);
@@ -54,8 +66,21 @@ impl Api {
         split(b.send().await.unwrap()).await
     }
 
-    pub(crate) async fn raw(&self, method: Method, path: &str, body: impl Into<reqwest::Body>) -> (StatusCode, Value) {
-        split(self.req(method, path).header("content-type", "application/json").body(body).send().await.unwrap()).await
+    pub(crate) async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> (StatusCode, Value) {
+        split(
+            self.req(method, path)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
     }
 
     pub(crate) async fn stop(mut self) {
@@ -94,5 +119,8 @@ pub(crate) async fn wait_http(http: &reqwest::Client, url: &str) {
 pub(crate) fn assert_json_error(what: &str, status: StatusCode, body: &Value, want: StatusCode) {
     assert_eq!(status, want, "{what}: status (body {body})");
     let msg = body.get("error").and_then(Value::as_str);
-    assert!(msg.is_some_and(|m| !m.is_empty()), "{what}: want a JSON {{\"error\": ...}} body, got {body}");
+    assert!(
+        msg.is_some_and(|m| !m.is_empty()),
+        "{what}: want a JSON {{\"error\": ...}} body, got {body}"
+    );
 }

@@ -161,7 +161,7 @@ async function main() {
 
   log(`add_bulk: ${JOBS} jobs in batches of ${BATCH}`);
   const add_bulk = await measure(JOBS, () => addBulk(queue, JOBS));
-  log('add_bulk', add_bulk);
+  log('add_bulk', JSON.stringify(add_bulk));
 
   const waiting = await queue.getWaitingCount();
   if (waiting !== JOBS) throw new Error(`expected ${JOBS} waiting, found ${waiting}`);
@@ -182,7 +182,7 @@ async function main() {
     seconds: Number(psecs.toFixed(3)),
   };
   await close();
-  log('process', processRes);
+  log('process', JSON.stringify(processRes));
 
   const counts = await queue.getJobCounts('waiting', 'active', 'completed', 'failed', 'delayed');
   if (counts.waiting || counts.active || counts.failed || counts.delayed) {
@@ -194,7 +194,7 @@ async function main() {
   const add_single = await measure(SINGLE_JOBS, () => addSingle(queue, SINGLE_JOBS, SINGLE_INFLIGHT));
   add_single.jobs = SINGLE_JOBS;
   add_single.inflight = SINGLE_INFLIGHT;
-  log('add_single', add_single);
+  log('add_single', JSON.stringify(add_single));
 
   await queue.obliterate({ force: true });
   await queue.close();

@@ -44,18 +44,33 @@ pub async fn check(url: &str, json: bool) -> Result<ExitCode> {
     let mut c = pool.get().await?;
     let report = baton::config::check(&mut c).await?;
     if json {
-        println!("{}", json!({"fit": report.is_fit(), "version": report.version, "source": report.source, "problems": report.problems}));
+        println!(
+            "{}",
+            json!({"fit": report.is_fit(), "version": report.version, "source": report.source, "problems": report.problems})
+        );
     } else if report.is_fit() {
-        println!("ok: redis {} is fit for a durable queue (noeviction, AOF on; read via {})", report.version, report.source);
+        println!(
+            "ok: redis {} is fit for a durable queue (noeviction, AOF on; read via {})",
+            report.version, report.source
+        );
     } else {
-        println!("redis {} is NOT fit for a durable queue (read via {}):\n{}", report.version, report.source, report.message());
+        println!(
+            "redis {} is NOT fit for a durable queue (read via {}):\n{}",
+            report.version,
+            report.source,
+            report.message()
+        );
     }
-    Ok(if report.is_fit() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if report.is_fit() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 pub async fn add(url: &str, a: AddArgs) -> Result<ExitCode> {
-    let data: serde_json::Value =
-        serde_json::from_str(&a.json).map_err(|e| Error::Invalid(format!("payload is not valid JSON: {e}")))?;
+    let data: serde_json::Value = serde_json::from_str(&a.json)
+        .map_err(|e| Error::Invalid(format!("payload is not valid JSON: {e}")))?;
     let mut opts = JobOptions::default();
     if let Some(d) = a.delay {
         opts = opts.delay(d);
@@ -103,29 +118,52 @@ pub async fn stats(url: &str, one: Option<String>, as_json: bool) -> Result<Exit
         if single {
             println!("{}", obj(&rows[0]));
         } else {
-            println!("{}", json!({"queues": rows.iter().map(obj).collect::<Vec<_>>()}));
+            println!(
+                "{}",
+                json!({"queues": rows.iter().map(obj).collect::<Vec<_>>()})
+            );
         }
         return Ok(ExitCode::SUCCESS);
     }
-    println!("{:<24} {:>9} {:>9} {:>9} {:>10} {:>9} {:>10}", "QUEUE", "WAITING", "DELAYED", "ACTIVE", "COMPLETED", "FAILED", "CANCELLED");
+    println!(
+        "{:<24} {:>9} {:>9} {:>9} {:>10} {:>9} {:>10}",
+        "QUEUE", "WAITING", "DELAYED", "ACTIVE", "COMPLETED", "FAILED", "CANCELLED"
+    );
     for (n, c) in rows {
         let name = if c.paused { format!("{n} (paused)") } else { n };
-        println!("{:<24} {:>9} {:>9} {:>9} {:>10} {:>9} {:>10}", name, c.waiting, c.delayed, c.active, c.completed, c.failed, c.cancelled);
+        println!(
+            "{:<24} {:>9} {:>9} {:>9} {:>10} {:>9} {:>10}",
+            name, c.waiting, c.delayed, c.active, c.completed, c.failed, c.cancelled
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
 
 pub async fn job(url: &str, q: &str, id: &str, as_json: bool) -> Result<ExitCode> {
     let Some(j) = queue(url, q)?.job(id).await? else {
-        return Err(Error::NotFound { queue: q.into(), id: id.into() });
+        return Err(Error::NotFound {
+            queue: q.into(),
+            id: id.into(),
+        });
     };
     if as_json {
         println!("{}", serde_json::to_string(&j).unwrap());
         return Ok(ExitCode::SUCCESS);
     }
     println!("job       {} (queue {}, name {})", j.id, j.queue, j.name);
-    println!("state     {}{}", j.state, if j.cancel_requested { " (cancel requested)" } else { "" });
-    println!("attempt   {} of {} (stalled {} times)", j.attempt, j.attempts, j.stalled);
+    println!(
+        "state     {}{}",
+        j.state,
+        if j.cancel_requested {
+            " (cancel requested)"
+        } else {
+            ""
+        }
+    );
+    println!(
+        "attempt   {} of {} (stalled {} times)",
+        j.attempt, j.attempts, j.stalled
+    );
     println!("data      {}", j.data);
     if let Some(p) = &j.progress {
         println!("progress  {p}");
@@ -150,11 +188,19 @@ pub async fn job(url: &str, q: &str, id: &str, as_json: bool) -> Result<ExitCode
 
 fn parse_state(s: &str) -> Result<JobState> {
     JobState::parse(s).ok_or_else(|| {
-        Error::Invalid(format!("unknown state {s:?}; use waiting, delayed, active, completed, failed or cancelled"))
+        Error::Invalid(format!(
+            "unknown state {s:?}; use waiting, delayed, active, completed, failed or cancelled"
+        ))
     })
 }
 
-pub async fn list(url: &str, q: &str, state: &str, limit: usize, as_json: bool) -> Result<ExitCode> {
+pub async fn list(
+    url: &str,
+    q: &str,
+    state: &str,
+    limit: usize,
+    as_json: bool,
+) -> Result<ExitCode> {
     let ids = queue(url, q)?.list(parse_state(state)?, 0, limit).await?;
     if as_json {
         println!("{}", json!({"queue": q, "state": state, "ids": ids}));
@@ -169,7 +215,9 @@ pub async fn list(url: &str, q: &str, state: &str, limit: usize, as_json: bool) 
 pub async fn cancel(url: &str, q: &str, id: &str) -> Result<ExitCode> {
     match queue(url, q)?.cancel(id).await? {
         baton::Cancelled::Now => println!("cancelled {id}"),
-        baton::Cancelled::Requested => println!("cancel requested for running job {id}; its worker is stopping it"),
+        baton::Cancelled::Requested => {
+            println!("cancel requested for running job {id}; its worker is stopping it")
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -181,7 +229,10 @@ pub async fn retry(url: &str, q: &str, id: Option<String>, all_failed: bool) -> 
             queue.retry(&id).await?;
             println!("queued {id} again");
         }
-        (None, true) => println!("queued {} failed jobs again", queue.retry_all_failed(100_000).await?),
+        (None, true) => println!(
+            "queued {} failed jobs again",
+            queue.retry_all_failed(100_000).await?
+        ),
         (None, false) => return Err(Error::Invalid("give a job id or --all-failed".into())),
     }
     Ok(ExitCode::SUCCESS)
@@ -205,8 +256,16 @@ pub async fn pause(url: &str, q: &str, pause: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn clean(url: &str, q: &str, state: &str, older_than: Duration, limit: usize) -> Result<ExitCode> {
-    let n = queue(url, q)?.clean(parse_state(state)?, older_than, limit).await?;
+pub async fn clean(
+    url: &str,
+    q: &str,
+    state: &str,
+    older_than: Duration,
+    limit: usize,
+) -> Result<ExitCode> {
+    let n = queue(url, q)?
+        .clean(parse_state(state)?, older_than, limit)
+        .await?;
     println!("deleted {n} {state} jobs");
     Ok(ExitCode::SUCCESS)
 }
@@ -221,7 +280,10 @@ pub async fn workers(url: &str, one: Option<String>, as_json: bool) -> Result<Ex
     if as_json {
         println!("{}", json!({"workers": all}));
     } else {
-        println!("{:<20} {:<44} {:>9} {:>11}", "QUEUE", "WORKER", "IN-FLIGHT", "CONCURRENCY");
+        println!(
+            "{:<20} {:<44} {:>9} {:>11}",
+            "QUEUE", "WORKER", "IN-FLIGHT", "CONCURRENCY"
+        );
         for w in all {
             println!(
                 "{:<20} {:<44} {:>9} {:>11}",

@@ -26,7 +26,10 @@ pub struct BenchArgs {
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as u64
 }
 
 fn opts() -> JobOptions {
@@ -35,7 +38,11 @@ fn opts() -> JobOptions {
 }
 
 pub async fn run(_default_url: &str, given: Option<String>, a: BenchArgs) -> Result<ExitCode> {
-    let private = if given.is_none() { Some(PrivateRedis::start().await?) } else { None };
+    let private = if given.is_none() {
+        Some(PrivateRedis::start().await?)
+    } else {
+        None
+    };
     let url = given.unwrap_or_else(|| private.as_ref().unwrap().url());
     let queue = format!("bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     let q = Queue::connect(&url, &queue)?;
@@ -44,7 +51,9 @@ pub async fn run(_default_url: &str, given: Option<String>, a: BenchArgs) -> Res
     // Phase 1: add in bulks of 100.
     let cpu0 = redis_cpu_seconds(&url).await?;
     let t = Instant::now();
-    let batch: Vec<NewJob<serde_json::Value>> = (0..100).map(|i| NewJob::new("bench", json!({"i": i})).with_opts(opts())).collect();
+    let batch: Vec<NewJob<serde_json::Value>> = (0..100)
+        .map(|i| NewJob::new("bench", json!({"i": i})).with_opts(opts()))
+        .collect();
     for _ in 0..n.div_ceil(100) {
         q.add_bulk(&batch).await?;
     }
@@ -77,7 +86,9 @@ pub async fn run(_default_url: &str, given: Option<String>, a: BenchArgs) -> Res
     // Phase 3: single adds, 50 in flight, processed as they come; latency add→start.
     let lat: Arc<Mutex<Vec<u64>>> = Arc::default();
     stop.shutdown();
-    running.await.map_err(|e| baton::Error::Invalid(e.to_string()))??;
+    running
+        .await
+        .map_err(|e| baton::Error::Invalid(e.to_string()))??;
     let l2 = lat.clone();
     let worker = Worker::builder(&url, &queue)
         .concurrency(a.concurrency)
@@ -106,7 +117,8 @@ pub async fn run(_default_url: &str, given: Option<String>, a: BenchArgs) -> Res
         }));
     }
     for t in tasks {
-        t.await.map_err(|e| baton::Error::Invalid(e.to_string()))??;
+        t.await
+            .map_err(|e| baton::Error::Invalid(e.to_string()))??;
     }
     while (lat.lock().unwrap().len()) < single_n {
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -114,7 +126,9 @@ pub async fn run(_default_url: &str, given: Option<String>, a: BenchArgs) -> Res
     let single_s = t.elapsed().as_secs_f64();
     let mixed_cpu = redis_cpu_seconds(&url).await? - cpu0;
     stop.shutdown();
-    running.await.map_err(|e| baton::Error::Invalid(e.to_string()))??;
+    running
+        .await
+        .map_err(|e| baton::Error::Invalid(e.to_string()))??;
     let mut l = lat.lock().unwrap().clone();
     l.sort();
     let pct = |p: f64| l[((l.len() - 1) as f64 * p) as usize];
@@ -136,12 +150,31 @@ pub async fn run(_default_url: &str, given: Option<String>, a: BenchArgs) -> Res
     if a.json {
         println!("{report}");
     } else {
-        println!("baton bench: {n} jobs, concurrency {}, redis {url}", a.concurrency);
-        println!("{:<28} {:>12} {:>22}", "PHASE", "JOBS/S", "REDIS CPU µs/JOB");
-        for (name, k) in [("add (bulk 100)", "add_bulk"), ("process (no-op)", "process"), ("add single + process", "add_single_and_process")] {
-            println!("{:<28} {:>12.0} {:>22.2}", name, report[k]["jobs_per_s"].as_f64().unwrap(), report[k]["redis_cpu_us_per_job"].as_f64().unwrap());
+        println!(
+            "baton bench: {n} jobs, concurrency {}, redis {url}",
+            a.concurrency
+        );
+        println!(
+            "{:<28} {:>12} {:>22}",
+            "PHASE", "JOBS/S", "REDIS CPU µs/JOB"
+        );
+        for (name, k) in [
+            ("add (bulk 100)", "add_bulk"),
+            ("process (no-op)", "process"),
+            ("add single + process", "add_single_and_process"),
+        ] {
+            println!(
+                "{:<28} {:>12.0} {:>22.2}",
+                name,
+                report[k]["jobs_per_s"].as_f64().unwrap(),
+                report[k]["redis_cpu_us_per_job"].as_f64().unwrap()
+            );
         }
-        println!("enqueue → start latency: p50 {} ms, p99 {} ms", pct(0.5), pct(0.99));
+        println!(
+            "enqueue → start latency: p50 {} ms, p99 {} ms",
+            pct(0.5),
+            pct(0.99)
+        );
     }
     drop(private);
     Ok(ExitCode::SUCCESS)

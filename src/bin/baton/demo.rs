@@ -7,7 +7,9 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use baton::{handler_fn, Backoff, JobContext, JobError, JobOptions, JobState, NewJob, Queue, Result, Worker};
+use baton::{
+    handler_fn, Backoff, JobContext, JobError, JobOptions, JobState, NewJob, Queue, Result, Worker,
+};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
@@ -42,21 +44,36 @@ async fn handle(task: Task, ctx: JobContext) -> std::result::Result<String, JobE
             tokio::time::sleep(Duration::from_millis(40 + (image as u64 * 13) % 120)).await;
             Ok(format!("image {image} resized"))
         }
-        Task::FlakyUpload if ctx.attempt() == 1 => Err(JobError::retry("upload timed out (first try fails on purpose)")),
+        Task::FlakyUpload if ctx.attempt() == 1 => Err(JobError::retry(
+            "upload timed out (first try fails on purpose)",
+        )),
         Task::FlakyUpload => Ok("uploaded on attempt 2".into()),
-        Task::BrokenReport => Err(JobError::retry("report template missing (fails every time)")),
+        Task::BrokenReport => Err(JobError::retry(
+            "report template missing (fails every time)",
+        )),
         Task::LongExport => {
-            ctx.log("export started; this one gets cancelled").await.ok();
+            ctx.log("export started; this one gets cancelled")
+                .await
+                .ok();
             ctx.cancelled().await;
             Ok("stopped".into())
         }
         Task::Reminder => Ok("reminder sent (it was delayed 1.5 s)".into()),
         Task::Deploy { service } => {
-            let built: String = ctx.step("build", async { Ok(format!("{service}:v42")) }).await?;
-            ctx.progress(&serde_json::json!({"done": 1, "of": 3})).await.ok();
-            let pushed: String = ctx.step("push", async { Ok(format!("registry/{built}")) }).await?;
-            ctx.progress(&serde_json::json!({"done": 2, "of": 3})).await.ok();
-            ctx.step("rollout", async { Ok(format!("rolled out {pushed}")) }).await
+            let built: String = ctx
+                .step("build", async { Ok(format!("{service}:v42")) })
+                .await?;
+            ctx.progress(&serde_json::json!({"done": 1, "of": 3}))
+                .await
+                .ok();
+            let pushed: String = ctx
+                .step("push", async { Ok(format!("registry/{built}")) })
+                .await?;
+            ctx.progress(&serde_json::json!({"done": 2, "of": 3}))
+                .await
+                .ok();
+            ctx.step("rollout", async { Ok(format!("rolled out {pushed}")) })
+                .await
         }
     }
 }
@@ -68,11 +85,21 @@ pub async fn run(given: Option<String>, a: DemoArgs) -> Result<ExitCode> {
     };
     let url = given.unwrap_or_else(|| private.as_ref().unwrap().url());
     let tty = std::io::stdout().is_terminal();
-    println!("baton demo: redis at {url}{}", if private.is_some() { " (private, AOF on, noeviction; removed at exit)" } else { "" });
+    println!(
+        "baton demo: redis at {url}{}",
+        if private.is_some() {
+            " (private, AOF on, noeviction; removed at exit)"
+        } else {
+            ""
+        }
+    );
 
     baton::metrics::install();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| baton::Error::Invalid(e.to_string()))?;
-    let metrics_addr: SocketAddr = listener.local_addr().map_err(|e| baton::Error::Invalid(e.to_string()))?;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")
+        .map_err(|e| baton::Error::Invalid(e.to_string()))?;
+    let metrics_addr: SocketAddr = listener
+        .local_addr()
+        .map_err(|e| baton::Error::Invalid(e.to_string()))?;
     drop(listener);
     let stop_ops = CancellationToken::new();
     {
@@ -86,13 +113,31 @@ pub async fn run(given: Option<String>, a: DemoArgs) -> Result<ExitCode> {
 
     let queue = format!("demo-{}", &uuid::Uuid::new_v4().simple().to_string()[..6]);
     let q = Queue::connect(&url, &queue)?;
-    let quick = Backoff::Fixed { delay: Duration::from_millis(300) };
-    let mut jobs: Vec<NewJob<Task>> = (0..a.jobs).map(|i| NewJob::new("resize", Task::Resize { image: i })).collect();
-    jobs.push(NewJob::new("upload", Task::FlakyUpload).with_opts(JobOptions::default().attempts(3).backoff(quick)));
-    jobs.push(NewJob::new("report", Task::BrokenReport).with_opts(JobOptions::default().attempts(2).backoff(quick)));
+    let quick = Backoff::Fixed {
+        delay: Duration::from_millis(300),
+    };
+    let mut jobs: Vec<NewJob<Task>> = (0..a.jobs)
+        .map(|i| NewJob::new("resize", Task::Resize { image: i }))
+        .collect();
+    jobs.push(
+        NewJob::new("upload", Task::FlakyUpload)
+            .with_opts(JobOptions::default().attempts(3).backoff(quick)),
+    );
+    jobs.push(
+        NewJob::new("report", Task::BrokenReport)
+            .with_opts(JobOptions::default().attempts(2).backoff(quick)),
+    );
     jobs.push(NewJob::new("export", Task::LongExport));
-    jobs.push(NewJob::new("reminder", Task::Reminder).with_opts(JobOptions::default().delay(Duration::from_millis(1500))));
-    jobs.push(NewJob::new("deploy", Task::Deploy { service: "api".into() }));
+    jobs.push(
+        NewJob::new("reminder", Task::Reminder)
+            .with_opts(JobOptions::default().delay(Duration::from_millis(1500))),
+    );
+    jobs.push(NewJob::new(
+        "deploy",
+        Task::Deploy {
+            service: "api".into(),
+        },
+    ));
     let added = q.add_bulk(&jobs).await?;
     let total = added.len() as u64;
     let export_id = added[a.jobs as usize + 2].id.clone();
@@ -113,14 +158,23 @@ pub async fn run(given: Option<String>, a: DemoArgs) -> Result<ExitCode> {
     loop {
         let c = q.counts().await?;
         let done = c.completed + c.failed + c.cancelled;
-        if !cancel_sent && q.job(&export_id).await?.map(|j| j.state == JobState::Active).unwrap_or(false) {
+        if !cancel_sent
+            && q.job(&export_id)
+                .await?
+                .map(|j| j.state == JobState::Active)
+                .unwrap_or(false)
+        {
             q.cancel(&export_id).await?;
             cancel_sent = true;
         }
         if tty || last_print.elapsed() >= Duration::from_millis(500) || done == total {
             let width = 30;
             let filled = (done * width / total.max(1)) as usize;
-            let bar = format!("[{}{}]", "#".repeat(filled), ".".repeat(width as usize - filled));
+            let bar = format!(
+                "[{}{}]",
+                "#".repeat(filled),
+                ".".repeat(width as usize - filled)
+            );
             let line = format!(
                 "{bar} {done}/{total}  waiting {} delayed {} active {} | completed {} failed {} cancelled {}",
                 c.waiting, c.delayed, c.active, c.completed, c.failed, c.cancelled
@@ -137,27 +191,49 @@ pub async fn run(given: Option<String>, a: DemoArgs) -> Result<ExitCode> {
             break;
         }
         if started.elapsed() > Duration::from_secs(60) {
-            return Err(baton::Error::Invalid("demo did not finish within 60 s".into()));
+            return Err(baton::Error::Invalid(
+                "demo did not finish within 60 s".into(),
+            ));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    println!("\n\nall {total} jobs finished in {:.1?}\n", started.elapsed());
+    println!(
+        "\n\nall {total} jobs finished in {:.1?}\n",
+        started.elapsed()
+    );
 
-    println!("{:<10} {:<34} {:<10} {:>7}  RESULT / ERROR", "JOB", "ID", "STATE", "ATTEMPT");
+    println!(
+        "{:<10} {:<34} {:<10} {:>7}  RESULT / ERROR",
+        "JOB", "ID", "STATE", "ATTEMPT"
+    );
     let shown = [0usize, 1].into_iter().chain(a.jobs as usize..added.len());
     for i in shown {
         if i >= added.len() {
             continue;
         }
-        let Some(j) = q.job(&added[i].id).await? else { continue };
+        let Some(j) = q.job(&added[i].id).await? else {
+            continue;
+        };
         let detail = match (&j.result, &j.error) {
             (Some(r), _) if j.state == JobState::Completed => r.to_string(),
             (_, Some(e)) => e.clone(),
             _ => String::new(),
         };
-        println!("{:<10} {:<34} {:<10} {:>7}  {}", j.name, j.id, j.state.as_str(), format!("{}/{}", j.attempt, j.attempts), detail);
+        println!(
+            "{:<10} {:<34} {:<10} {:>7}  {}",
+            j.name,
+            j.id,
+            j.state.as_str(),
+            format!("{}/{}", j.attempt, j.attempts),
+            detail
+        );
         if !j.steps.is_empty() {
-            println!("{:<10} {:<34} steps: {}", "", "", j.steps.keys().cloned().collect::<Vec<_>>().join(" → "));
+            println!(
+                "{:<10} {:<34} steps: {}",
+                "",
+                "",
+                j.steps.keys().cloned().collect::<Vec<_>>().join(" → ")
+            );
         }
     }
     let c = q.counts().await?;
@@ -173,16 +249,28 @@ pub async fn run(given: Option<String>, a: DemoArgs) -> Result<ExitCode> {
         println!("metrics:      http://{metrics_addr}/metrics");
     }
     if !a.linger.is_zero() {
-        println!("\nworker and metrics stay up for {:?} (Ctrl-C to stop)", a.linger);
+        println!(
+            "\nworker and metrics stay up for {:?} (Ctrl-C to stop)",
+            a.linger
+        );
         tokio::select! {
             _ = tokio::time::sleep(a.linger) => {}
             _ = tokio::signal::ctrl_c() => {}
         }
     }
     stop.shutdown();
-    running.await.map_err(|e| baton::Error::Invalid(e.to_string()))??;
+    running
+        .await
+        .map_err(|e| baton::Error::Invalid(e.to_string()))??;
     stop_ops.cancel();
     drop(private);
-    println!("cleaned up: worker stopped{}", if is_private { ", private redis removed" } else { "" });
+    println!(
+        "cleaned up: worker stopped{}",
+        if is_private {
+            ", private redis removed"
+        } else {
+            ""
+        }
+    );
     Ok(ExitCode::SUCCESS)
 }

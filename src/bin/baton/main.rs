@@ -2,8 +2,8 @@
 
 mod admin;
 mod bench;
-mod private_redis;
 mod demo;
+mod private_redis;
 mod watch;
 mod worker_cmd;
 
@@ -18,7 +18,12 @@ use clap::{Args, Parser, Subcommand};
 #[command(name = "baton", version, about)]
 struct Cli {
     /// Redis URL.
-    #[arg(long, global = true, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+    #[arg(
+        long,
+        global = true,
+        env = "REDIS_URL",
+        default_value = "redis://127.0.0.1:6379"
+    )]
     redis_url: String,
     /// Log format: text or json.
     #[arg(long, global = true, env = "BATON_LOG_FORMAT", default_value = "text")]
@@ -160,7 +165,10 @@ fn main() -> ExitCode {
         _ => "info",
     };
     baton::telemetry::init_logging(cli.log_format == "json", level);
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
     match rt.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) => {
@@ -177,18 +185,38 @@ async fn run(cli: Cli) -> baton::Result<ExitCode> {
         Cmd::Add(a) => admin::add(&url, a).await,
         Cmd::Stats { queue, json } => admin::stats(&url, queue, json).await,
         Cmd::Job { queue, id, json } => admin::job(&url, &queue, &id, json).await,
-        Cmd::List { queue, state, limit, json } => admin::list(&url, &queue, &state, limit, json).await,
+        Cmd::List {
+            queue,
+            state,
+            limit,
+            json,
+        } => admin::list(&url, &queue, &state, limit, json).await,
         Cmd::Cancel { queue, id } => admin::cancel(&url, &queue, &id).await,
-        Cmd::Retry { queue, id, all_failed } => admin::retry(&url, &queue, id, all_failed).await,
+        Cmd::Retry {
+            queue,
+            id,
+            all_failed,
+        } => admin::retry(&url, &queue, id, all_failed).await,
         Cmd::Remove { queue, id } => admin::remove(&url, &queue, &id).await,
         Cmd::Pause { queue } => admin::pause(&url, &queue, true).await,
         Cmd::Resume { queue } => admin::pause(&url, &queue, false).await,
-        Cmd::Clean { queue, state, older_than, limit } => admin::clean(&url, &queue, &state, older_than, limit).await,
+        Cmd::Clean {
+            queue,
+            state,
+            older_than,
+            limit,
+        } => admin::clean(&url, &queue, &state, older_than, limit).await,
         Cmd::Workers { queue, json } => admin::workers(&url, queue, json).await,
-        Cmd::Watch { queue, interval, iterations } => watch::run(&url, queue, interval, iterations).await,
+        Cmd::Watch {
+            queue,
+            interval,
+            iterations,
+        } => watch::run(&url, queue, interval, iterations).await,
         Cmd::Worker(w) => worker_cmd::run(&url, w).await,
         Cmd::Serve { listen } => {
-            let token = std::env::var("BATON_API_TOKEN").ok().filter(|t| !t.is_empty());
+            let token = std::env::var("BATON_API_TOKEN")
+                .ok()
+                .filter(|t| !t.is_empty());
             let stop = tokio_util::sync::CancellationToken::new();
             let s2 = stop.clone();
             tokio::spawn(async move {
@@ -197,12 +225,22 @@ async fn run(cli: Cli) -> baton::Result<ExitCode> {
             });
             let term = stop.clone();
             tokio::spawn(async move {
-                if let Ok(mut t) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                if let Ok(mut t) =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                {
                     t.recv().await;
                     term.cancel();
                 }
             });
-            baton::http::serve(baton::http::ServeConfig { redis_url: url, listen, token }, stop).await?;
+            baton::http::serve(
+                baton::http::ServeConfig {
+                    redis_url: url,
+                    listen,
+                    token,
+                },
+                stop,
+            )
+            .await?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Demo(d) => demo::run(cli_url_given(), d).await,
@@ -212,7 +250,8 @@ async fn run(cli: Cli) -> baton::Result<ExitCode> {
 
 /// True when the user named a Redis (flag or REDIS_URL); demo and bench start their own otherwise.
 fn cli_url_given() -> Option<String> {
-    let mut args = std::env::args().skip_while(|a| a != "--redis-url" && !a.starts_with("--redis-url="));
+    let mut args =
+        std::env::args().skip_while(|a| a != "--redis-url" && !a.starts_with("--redis-url="));
     match args.next() {
         Some(a) if a.starts_with("--redis-url=") => Some(a["--redis-url=".len()..].to_string()),
         Some(_) => args.next(),

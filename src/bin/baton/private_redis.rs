@@ -18,7 +18,9 @@ impl PrivateRedis {
     /// Starts one, or says exactly what to install when `redis-server` is missing.
     pub async fn start() -> Result<PrivateRedis> {
         let dir = tempfile::tempdir().map_err(|e| Error::Invalid(format!("temp dir: {e}")))?;
-        let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port())
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
             .map_err(|e| Error::Invalid(format!("no free port: {e}")))?;
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
@@ -34,19 +36,28 @@ impl PrivateRedis {
                      (Debian/Ubuntu), `brew install redis` (macOS), or pass --redis-url to use a running Redis"
                 ))
             })?;
-        let me = PrivateRedis { child, port, _dir: dir };
+        let me = PrivateRedis {
+            child,
+            port,
+            _dir: dir,
+        };
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let ok = async {
                 let c = redis::Client::open(me.url()).ok()?;
                 let mut conn = c.get_multiplexed_async_connection().await.ok()?;
-                redis::cmd("PING").query_async::<String>(&mut conn).await.ok()
+                redis::cmd("PING")
+                    .query_async::<String>(&mut conn)
+                    .await
+                    .ok()
             };
             if ok.await.is_some() {
                 return Ok(me);
             }
             if Instant::now() > deadline {
-                return Err(Error::Invalid("redis-server did not come up within 10 s".into()));
+                return Err(Error::Invalid(
+                    "redis-server did not come up within 10 s".into(),
+                ));
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -67,10 +78,14 @@ impl Drop for PrivateRedis {
 
 /// used_cpu_user + used_cpu_sys of a server, in seconds.
 pub async fn redis_cpu_seconds(url: &str) -> Result<f64> {
-    let mut c = redis::Client::open(url)?.get_multiplexed_async_connection().await?;
+    let mut c = redis::Client::open(url)?
+        .get_multiplexed_async_connection()
+        .await?;
     let info: String = redis::cmd("INFO").arg("cpu").query_async(&mut c).await?;
     let get = |k: &str| -> f64 {
-        info.lines().find_map(|l| l.strip_prefix(k)?.strip_prefix(':')?.trim().parse().ok()).unwrap_or(0.0)
+        info.lines()
+            .find_map(|l| l.strip_prefix(k)?.strip_prefix(':')?.trim().parse().ok())
+            .unwrap_or(0.0)
     };
     Ok(get("used_cpu_user") + get("used_cpu_sys"))
 }

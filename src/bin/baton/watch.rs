@@ -7,7 +7,12 @@ use std::time::{Duration, Instant};
 
 use baton::{Queue, Result};
 
-pub async fn run(url: &str, one: Option<String>, interval: Duration, iterations: u64) -> Result<ExitCode> {
+pub async fn run(
+    url: &str,
+    one: Option<String>,
+    interval: Duration,
+    iterations: u64,
+) -> Result<ExitCode> {
     let pool = baton::conn::pool(url, baton::conn::PRODUCER_TIMEOUT, 2)?;
     let conn = baton::conn::SharedConn::new(pool.clone());
     let mut last: HashMap<String, (Instant, u64, u64)> = HashMap::new();
@@ -28,14 +33,25 @@ pub async fn run(url: &str, one: Option<String>, interval: Duration, iterations:
             let (rate_done, rate_failed) = match last.get(&name) {
                 Some((t, done, failed)) => {
                     let dt = now.duration_since(*t).as_secs_f64().max(1e-3);
-                    (c.completed.saturating_sub(*done) as f64 / dt, c.failed.saturating_sub(*failed) as f64 / dt)
+                    (
+                        c.completed.saturating_sub(*done) as f64 / dt,
+                        c.failed.saturating_sub(*failed) as f64 / dt,
+                    )
                 }
                 None => (0.0, 0.0),
             };
             last.insert(name.clone(), (now, c.completed, c.failed));
             out.push_str(&format!(
                 "{:<20} {:>8} {:>8} {:>7} {:>10} {:>8} {:>9} {:>10.1} {:>9.1}\n",
-                name, c.waiting, c.delayed, c.active, c.completed, c.failed, c.cancelled, rate_done, rate_failed
+                name,
+                c.waiting,
+                c.delayed,
+                c.active,
+                c.completed,
+                c.failed,
+                c.cancelled,
+                rate_done,
+                rate_failed
             ));
         }
         print!("{out}");

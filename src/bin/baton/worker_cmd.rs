@@ -53,7 +53,11 @@ pub async fn run(url: &str, a: WorkerArgs) -> Result<ExitCode> {
     baton::exec::start_reaper();
     let mut cmd = a.command.into_iter();
     let program = cmd.next().expect("clap requires the command");
-    let handler = ExecHandler::new(ExecConfig { program, args: cmd.collect(), kill_grace: a.kill_grace });
+    let handler = ExecHandler::new(ExecConfig {
+        program,
+        args: cmd.collect(),
+        kill_grace: a.kill_grace,
+    });
     let mut b = Worker::builder(url, &a.queue)
         .concurrency(a.concurrency)
         .lease(a.lease)

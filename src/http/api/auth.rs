@@ -19,10 +19,15 @@ pub(super) async fn require_token(State(s): State<ApiState>, req: Request, next:
             .map(|(_, t)| t.trim());
         match given {
             None => {
-                return ApiError::new(StatusCode::UNAUTHORIZED, "missing `Authorization: Bearer <token>` header").into_response()
+                return ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "missing `Authorization: Bearer <token>` header",
+                )
+                .into_response()
             }
             Some(t) if !ct_eq(t.as_bytes(), want.as_bytes()) => {
-                return ApiError::new(StatusCode::UNAUTHORIZED, "wrong bearer token").into_response()
+                return ApiError::new(StatusCode::UNAUTHORIZED, "wrong bearer token")
+                    .into_response()
             }
             Some(_) => {}
         }

@@ -17,7 +17,10 @@ pub(crate) struct ApiError {
 
 impl ApiError {
     pub(super) fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
-        ApiError { status, message: message.into() }
+        ApiError {
+            status,
+            message: message.into(),
+        }
     }
     pub(super) fn bad(message: impl Into<String>) -> ApiError {
         Self::new(StatusCode::BAD_REQUEST, message)
@@ -29,10 +32,14 @@ impl IntoResponse for ApiError {
         let mut resp = (self.status, Json(json!({ "error": self.message }))).into_response();
         match self.status {
             StatusCode::SERVICE_UNAVAILABLE => {
-                resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                resp.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             StatusCode::UNAUTHORIZED => {
-                resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"baton\""));
+                resp.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"baton\""),
+                );
             }
             _ => {}
         }
@@ -46,7 +53,9 @@ pub(super) fn fail(queue: &str, op: &'static str, e: Error) -> ApiError {
         Error::NotFound { .. } => StatusCode::NOT_FOUND,
         Error::InvalidState { .. } | Error::LockLost(_) => StatusCode::CONFLICT,
         Error::Invalid(_) | Error::Encode(_) | Error::Decode(_) => StatusCode::BAD_REQUEST,
-        Error::Redis(_) | Error::Unavailable { .. } | Error::UnfitRedis(_) => StatusCode::SERVICE_UNAVAILABLE,
+        Error::Redis(_) | Error::Unavailable { .. } | Error::UnfitRedis(_) => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
     };
     if status == StatusCode::SERVICE_UNAVAILABLE {
         tracing::warn!(queue, op, error = %e, "redis call failed");
@@ -57,10 +66,22 @@ pub(super) fn fail(queue: &str, op: &'static str, e: Error) -> ApiError {
 
 /// The router's fallback: a JSON 404.
 pub(crate) async fn no_route(method: Method, uri: Uri) -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, format!("no route for {method} {}; see GET /openapi.json", uri.path()))
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        format!(
+            "no route for {method} {}; see GET /openapi.json",
+            uri.path()
+        ),
+    )
 }
 
 /// A JSON 405.
 pub(crate) async fn no_method(method: Method, uri: Uri) -> ApiError {
-    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, format!("{method} is not allowed on {}; see GET /openapi.json", uri.path()))
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!(
+            "{method} is not allowed on {}; see GET /openapi.json",
+            uri.path()
+        ),
+    )
 }

@@ -18,7 +18,11 @@ use crate::job::{Counts, JobState};
 use crate::queue::{Cancelled, Queue};
 
 pub(super) async fn openapi() -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], crate::http::OPENAPI).into_response()
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        crate::http::OPENAPI,
+    )
+        .into_response()
 }
 
 #[derive(Serialize)]
@@ -28,28 +32,58 @@ pub(super) struct QueueCounts {
     counts: Counts,
 }
 
-pub(super) async fn list_queues(State(s): State<ApiState>) -> Result<Json<serde_json::Value>, ApiError> {
-    let names = Queue::discover(&s.pool).await.map_err(|e| fail("", "discover", e))?;
+pub(super) async fn list_queues(
+    State(s): State<ApiState>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let names = Queue::discover(&s.pool)
+        .await
+        .map_err(|e| fail("", "discover", e))?;
     let mut queues = Vec::with_capacity(names.len());
     for name in names {
-        let counts = s.queue(&name).counts().await.map_err(|e| fail(&name, "counts", e))?;
-        queues.push(QueueCounts { queue: name, counts });
+        let counts = s
+            .queue(&name)
+            .counts()
+            .await
+            .map_err(|e| fail(&name, "counts", e))?;
+        queues.push(QueueCounts {
+            queue: name,
+            counts,
+        });
     }
     Ok(Json(json!({ "queues": queues })))
 }
 
-pub(super) async fn queue_counts(State(s): State<ApiState>, QueueName(q): QueueName) -> Result<Json<QueueCounts>, ApiError> {
-    let counts = s.queue(&q).counts().await.map_err(|e| fail(&q, "counts", e))?;
+pub(super) async fn queue_counts(
+    State(s): State<ApiState>,
+    QueueName(q): QueueName,
+) -> Result<Json<QueueCounts>, ApiError> {
+    let counts = s
+        .queue(&q)
+        .counts()
+        .await
+        .map_err(|e| fail(&q, "counts", e))?;
     Ok(Json(QueueCounts { queue: q, counts }))
 }
 
-pub(super) async fn pause(State(s): State<ApiState>, QueueName(q): QueueName) -> Result<Json<serde_json::Value>, ApiError> {
-    s.queue(&q).pause().await.map_err(|e| fail(&q, "pause", e))?;
+pub(super) async fn pause(
+    State(s): State<ApiState>,
+    QueueName(q): QueueName,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    s.queue(&q)
+        .pause()
+        .await
+        .map_err(|e| fail(&q, "pause", e))?;
     Ok(Json(json!({ "queue": q, "paused": true })))
 }
 
-pub(super) async fn resume(State(s): State<ApiState>, QueueName(q): QueueName) -> Result<Json<serde_json::Value>, ApiError> {
-    s.queue(&q).resume().await.map_err(|e| fail(&q, "resume", e))?;
+pub(super) async fn resume(
+    State(s): State<ApiState>,
+    QueueName(q): QueueName,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    s.queue(&q)
+        .resume()
+        .await
+        .map_err(|e| fail(&q, "resume", e))?;
     Ok(Json(json!({ "queue": q, "paused": false })))
 }
 
@@ -60,15 +94,34 @@ pub(super) async fn add_job(
 ) -> Result<Response, ApiError> {
     let req: AddRequest = json_body(body)?;
     let opts = req.options()?;
-    let added = s.queue(&q).add(&req.name, &req.data, opts).await.map_err(|e| fail(&q, "add", e))?;
-    let status = if added.added { StatusCode::CREATED } else { StatusCode::OK };
+    let added = s
+        .queue(&q)
+        .add(&req.name, &req.data, opts)
+        .await
+        .map_err(|e| fail(&q, "add", e))?;
+    let status = if added.added {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     Ok((status, Json(added)).into_response())
 }
 
-pub(super) async fn get_job(State(s): State<ApiState>, QueueName(q): QueueName, JobId(id): JobId) -> Result<Response, ApiError> {
+pub(super) async fn get_job(
+    State(s): State<ApiState>,
+    QueueName(q): QueueName,
+    JobId(id): JobId,
+) -> Result<Response, ApiError> {
     match s.queue(&q).job(&id).await.map_err(|e| fail(&q, "job", e))? {
         Some(info) => Ok(Json(info).into_response()),
-        None => Err(fail(&q, "job", Error::NotFound { queue: q.clone(), id })),
+        None => Err(fail(
+            &q,
+            "job",
+            Error::NotFound {
+                queue: q.clone(),
+                id,
+            },
+        )),
     }
 }
 
@@ -87,21 +140,42 @@ pub(super) async fn list_jobs(
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::bad(format!("bad query: {}", e.body_text())))?;
-    let names = || JobState::ALL.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ");
+    let names = || {
+        JobState::ALL
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     let state = match query.state.as_deref() {
-        None => return Err(ApiError::bad(format!("query parameter `state` is required: one of {}", names()))),
-        Some(st) => JobState::parse(st).ok_or_else(|| ApiError::bad(format!("unknown state {st:?}: use one of {}", names())))?,
+        None => {
+            return Err(ApiError::bad(format!(
+                "query parameter `state` is required: one of {}",
+                names()
+            )))
+        }
+        Some(st) => JobState::parse(st).ok_or_else(|| {
+            ApiError::bad(format!("unknown state {st:?}: use one of {}", names()))
+        })?,
     };
     let limit = query.limit.unwrap_or(50);
     if limit == 0 || limit > MAX_LIST {
-        return Err(ApiError::bad(format!("limit must be 1 to {MAX_LIST}, got {limit}")));
+        return Err(ApiError::bad(format!(
+            "limit must be 1 to {MAX_LIST}, got {limit}"
+        )));
     }
     let offset = query.offset.unwrap_or(0);
     if offset > isize::MAX as usize / 2 {
         return Err(ApiError::bad("offset is too large"));
     }
-    let ids = s.queue(&q).list(state, offset, limit).await.map_err(|e| fail(&q, "list", e))?;
-    Ok(Json(json!({ "queue": q, "state": state, "offset": offset, "ids": ids })))
+    let ids = s
+        .queue(&q)
+        .list(state, offset, limit)
+        .await
+        .map_err(|e| fail(&q, "list", e))?;
+    Ok(Json(
+        json!({ "queue": q, "state": state, "offset": offset, "ids": ids }),
+    ))
 }
 
 pub(super) async fn cancel_job(
@@ -109,7 +183,12 @@ pub(super) async fn cancel_job(
     QueueName(q): QueueName,
     JobId(id): JobId,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let result = match s.queue(&q).cancel(&id).await.map_err(|e| fail(&q, "cancel", e))? {
+    let result = match s
+        .queue(&q)
+        .cancel(&id)
+        .await
+        .map_err(|e| fail(&q, "cancel", e))?
+    {
         Cancelled::Now => "cancelled",
         Cancelled::Requested => "cancel_requested",
     };
@@ -121,11 +200,21 @@ pub(super) async fn retry_job(
     QueueName(q): QueueName,
     JobId(id): JobId,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    s.queue(&q).retry(&id).await.map_err(|e| fail(&q, "retry", e))?;
+    s.queue(&q)
+        .retry(&id)
+        .await
+        .map_err(|e| fail(&q, "retry", e))?;
     Ok(Json(json!({ "id": id, "result": "queued" })))
 }
 
-pub(super) async fn remove_job(State(s): State<ApiState>, QueueName(q): QueueName, JobId(id): JobId) -> Result<StatusCode, ApiError> {
-    s.queue(&q).remove(&id).await.map_err(|e| fail(&q, "remove", e))?;
+pub(super) async fn remove_job(
+    State(s): State<ApiState>,
+    QueueName(q): QueueName,
+    JobId(id): JobId,
+) -> Result<StatusCode, ApiError> {
+    s.queue(&q)
+        .remove(&id)
+        .await
+        .map_err(|e| fail(&q, "remove", e))?;
     Ok(StatusCode::NO_CONTENT)
 }

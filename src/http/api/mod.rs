@@ -29,7 +29,8 @@ use super::ops::{self, OpsState};
 use crate::queue::Queue;
 use auth::require_token;
 use handlers::{
-    add_job, cancel_job, get_job, list_jobs, list_queues, openapi, pause, queue_counts, remove_job, resume, retry_job,
+    add_job, cancel_job, get_job, list_jobs, list_queues, openapi, pause, queue_counts, remove_job,
+    resume, retry_job,
 };
 
 pub(crate) use errors::{no_method, no_route};
@@ -54,7 +55,11 @@ pub(crate) struct ApiState {
 
 impl ApiState {
     pub fn new(pool: Pool, token: Option<String>) -> ApiState {
-        ApiState { conn: crate::conn::SharedConn::new(pool.clone()), pool, token: token.map(Arc::from) }
+        ApiState {
+            conn: crate::conn::SharedConn::new(pool.clone()),
+            pool,
+            token: token.map(Arc::from),
+        }
     }
 
     fn queue(&self, name: &str) -> Queue {
@@ -94,7 +99,12 @@ where
     H: axum::handler::Handler<T, AppState>,
     T: 'static,
 {
-    Route { method, path, auth, handler: on(method, h) }
+    Route {
+        method,
+        path,
+        auth,
+        handler: on(method, h),
+    }
 }
 
 /// Every route of `serve`: the one list both the router and [`super::routes`] read.
@@ -113,8 +123,18 @@ pub(crate) fn table() -> Vec<Route> {
         r(M::GET, "/v1/queues/{queue}/jobs", true, list_jobs),
         r(M::GET, "/v1/queues/{queue}/jobs/{id}", true, get_job),
         r(M::DELETE, "/v1/queues/{queue}/jobs/{id}", true, remove_job),
-        r(M::POST, "/v1/queues/{queue}/jobs/{id}/cancel", true, cancel_job),
-        r(M::POST, "/v1/queues/{queue}/jobs/{id}/retry", true, retry_job),
+        r(
+            M::POST,
+            "/v1/queues/{queue}/jobs/{id}/cancel",
+            true,
+            cancel_job,
+        ),
+        r(
+            M::POST,
+            "/v1/queues/{queue}/jobs/{id}/retry",
+            true,
+            retry_job,
+        ),
     ]
 }
 
@@ -130,7 +150,10 @@ pub(crate) fn router(api: ApiState, ops: OpsState) -> Router {
         }
     }
     if state.api.token.is_some() {
-        guarded = guarded.route_layer(axum::middleware::from_fn_with_state(state.clone(), require_token));
+        guarded = guarded.route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            require_token,
+        ));
     }
     open.merge(guarded)
         .fallback(no_route)

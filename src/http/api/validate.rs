@@ -13,9 +13,14 @@ use crate::job::{JobOptions, MAX_PRIORITY};
 pub fn validate_queue_name(q: &str) -> Result<(), String> {
     let n = q.chars().count();
     if n == 0 || n > MAX_QUEUE_NAME {
-        return Err(format!("queue name must be 1 to {MAX_QUEUE_NAME} characters, got {n}"));
+        return Err(format!(
+            "queue name must be 1 to {MAX_QUEUE_NAME} characters, got {n}"
+        ));
     }
-    if let Some(c) = q.chars().find(|c| *c == '{' || *c == '}' || c.is_whitespace() || c.is_control()) {
+    if let Some(c) = q
+        .chars()
+        .find(|c| *c == '{' || *c == '}' || c.is_whitespace() || c.is_control())
+    {
         return Err(format!("queue name {q:?} contains {c:?}: braces, whitespace and control characters are not allowed"));
     }
     Ok(())
@@ -38,24 +43,32 @@ pub(super) struct AddRequest {
 impl AddRequest {
     pub(super) fn options(&self) -> Result<JobOptions, ApiError> {
         if self.name.is_empty() || self.name.len() > MAX_ID_BYTES {
-            return Err(ApiError::bad(format!("name must be 1 to {MAX_ID_BYTES} bytes")));
+            return Err(ApiError::bad(format!(
+                "name must be 1 to {MAX_ID_BYTES} bytes"
+            )));
         }
         let mut o = JobOptions::default();
         if let Some(id) = &self.job_id {
             if id.is_empty() || id.len() > MAX_ID_BYTES {
-                return Err(ApiError::bad(format!("job_id must be 1 to {MAX_ID_BYTES} bytes")));
+                return Err(ApiError::bad(format!(
+                    "job_id must be 1 to {MAX_ID_BYTES} bytes"
+                )));
             }
             o = o.job_id(id.clone());
         }
         if let Some(d) = self.delay_ms {
             if d > MAX_DURATION_MS {
-                return Err(ApiError::bad(format!("delay_ms must be at most {MAX_DURATION_MS} (ten years)")));
+                return Err(ApiError::bad(format!(
+                    "delay_ms must be at most {MAX_DURATION_MS} (ten years)"
+                )));
             }
             o = o.delay(Duration::from_millis(d));
         }
         if let Some(p) = self.priority {
             if p > MAX_PRIORITY {
-                return Err(ApiError::bad(format!("priority must be 0 (none) to {MAX_PRIORITY}, got {p}")));
+                return Err(ApiError::bad(format!(
+                    "priority must be 0 (none) to {MAX_PRIORITY}, got {p}"
+                )));
             }
             o = o.priority(p);
         }
@@ -67,7 +80,9 @@ impl AddRequest {
         }
         if let Some(t) = self.timeout_ms {
             if t == 0 || t > MAX_DURATION_MS {
-                return Err(ApiError::bad(format!("timeout_ms must be 1 to {MAX_DURATION_MS}")));
+                return Err(ApiError::bad(format!(
+                    "timeout_ms must be 1 to {MAX_DURATION_MS}"
+                )));
             }
             o = o.timeout(Duration::from_millis(t));
         }
