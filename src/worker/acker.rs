@@ -90,23 +90,23 @@ impl Acker {
             .conn
             .run(async |c| scripts::finish(c, keys, batch).await)
             .await?;
-        let q = self.shared.keys.queue().to_string();
+        let m = self.shared.metrics();
         for (o, w) in batch.iter().zip(written) {
             self.shared.inflight.remove(&o.id, o.token);
-            let name = match (w, o.kind) {
+            let counter = match (w, o.kind) {
                 (Written::LockLost, _) => {
-                    tracing::warn!(queue = %q, job_id = %o.id, "outcome refused: lock lost (another worker took the job over); dropped");
-                    m::JOBS_LOCK_LOST
+                    tracing::warn!(queue = %keys.queue(), job_id = %o.id, "outcome refused: lock lost (another worker took the job over); dropped");
+                    &m.lock_lost
                 }
                 (Written::CancelledInstead, _) | (Written::AsAsked, Kind::Cancelled) => {
-                    m::JOBS_CANCELLED
+                    &m.cancelled
                 }
-                (Written::AsAsked, Kind::Completed) => m::JOBS_COMPLETED,
-                (Written::AsAsked, Kind::Failed) => m::JOBS_FAILED,
-                (Written::AsAsked, Kind::Retry) => m::JOBS_RETRIED,
+                (Written::AsAsked, Kind::Completed) => &m.completed,
+                (Written::AsAsked, Kind::Failed) => &m.failed,
+                (Written::AsAsked, Kind::Retry) => &m.retried,
                 (Written::AsAsked, Kind::HandBack) => continue,
             };
-            metrics::counter!(name, "queue" => q.clone()).increment(1);
+            counter.increment(1);
         }
         Ok(())
     }

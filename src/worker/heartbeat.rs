@@ -51,13 +51,10 @@ impl Heartbeat {
                 scripts::renew(c, &s.keys, &s.id, s.opts.lease, ttl, &description, &held).await
             })
             .await?;
-        metrics::gauge!(m::WORKER_IN_FLIGHT, "queue" => s.keys.queue().to_string(), "worker" => s.id.clone())
-            .set(s.inflight.running() as f64);
         for id in reply.lost {
             if let Some(h) = s.inflight.get(&id) {
                 tracing::warn!(queue = s.keys.queue(), job_id = %id, "lease lost; stopping its handler");
-                metrics::counter!(m::JOBS_LOCK_LOST, "queue" => s.keys.queue().to_string())
-                    .increment(1);
+                s.metrics().lock_lost.increment(1);
                 h.stop(StopReason::LeaseLost);
                 s.inflight.remove(&id, h.token);
             }

@@ -49,6 +49,10 @@ pub(crate) struct Shared {
     pub tracker: TaskTracker,
     outcomes: mpsc::UnboundedSender<Pending>,
     started_ms: u128,
+    /// Handlers running now (for the in-flight gauge).
+    running: std::sync::atomic::AtomicUsize,
+    /// Metric handles, made when the worker starts running.
+    metrics: std::sync::OnceLock<crate::metrics::QueueMetrics>,
 }
 
 impl Shared {
@@ -57,14 +61,35 @@ impl Shared {
         let (held, replaced) = self.inflight.insert(&job.id, job.token);
         if replaced.is_some() {
             tracing::warn!(queue = %self.keys.queue(), job_id = %job.id, "an older attempt held here lost its lease; stopping it");
-            metrics::counter!(crate::metrics::JOBS_LOCK_LOST, "queue" => self.keys.queue().to_string()).increment(1);
+            self.metrics().lock_lost.increment(1);
         }
+        self.report_in_flight(1);
         let shared = self.clone();
         let span = tracing::info_span!("job", queue = %self.keys.queue(), job_id = %job.id, attempt = job.attempt);
         self.tracker.spawn(tracing::Instrument::instrument(
             processor::process(shared, job, held, claim_now_ms, permit),
             span,
         ));
+    }
+
+    /// Counts a handler in (+1) or out (-1) and sets the in-flight gauge.
+    fn report_in_flight(&self, delta: isize) {
+        let now = if delta > 0 {
+            self.running
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                + 1
+        } else {
+            self.running
+                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed)
+                - 1
+        };
+        self.metrics().in_flight.set(now as f64);
+    }
+
+    /// This worker's metric handles.
+    fn metrics(&self) -> &crate::metrics::QueueMetrics {
+        self.metrics
+            .get_or_init(|| crate::metrics::QueueMetrics::new(self.keys.queue(), &self.id))
     }
 
     /// Hands an outcome to the acker.
@@ -199,6 +224,8 @@ impl WorkerBuilder {
             inflight: InFlight::default(),
             tracker: TaskTracker::new(),
             outcomes: tx,
+            running: Default::default(),
+            metrics: Default::default(),
             started_ms: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .unwrap_or_default()

@@ -15,7 +15,6 @@ use super::handler::{JobError, Retry};
 use super::inflight::{Held, StopReason};
 use super::Shared;
 use crate::job::RunOptions;
-use crate::metrics as m;
 use crate::scripts::{Claimed, Kind, Outcome};
 
 /// Runs `job` to an outcome and hands it to the acker. `permit` is the concurrency
@@ -27,14 +26,15 @@ pub(crate) async fn process(
     claim_now_ms: u64,
     permit: OwnedSemaphorePermit,
 ) {
-    let queue = shared.keys.queue().to_string();
+    let queue = shared.keys.queue();
     let wait = claim_now_ms.saturating_sub(job.ready_ms) as f64 / 1000.0;
-    metrics::histogram!(m::JOB_WAIT, "queue" => queue.clone()).record(wait);
+    shared.metrics().wait.record(wait);
     let opts: RunOptions = match rmp_serde::from_slice(&job.opts) {
         Ok(o) => o,
         Err(e) => {
             drop(permit);
             held.running.store(false, Ordering::Relaxed);
+            shared.report_in_flight(-1);
             let msg = format!("job options could not be decoded: {e}");
             shared
                 .outcome(Pending::new(
@@ -61,10 +61,12 @@ pub(crate) async fn process(
         shared.conn.clone(),
     );
     let started = Instant::now();
-    // The handler runs in its own task (so it can be aborted) inside the job's span, so
-    // its log lines carry queue and job id too.
-    let handler = std::panic::AssertUnwindSafe(shared.handler.handle(ctx)).catch_unwind();
-    let mut task = tokio::spawn(tracing::Instrument::in_current_span(handler));
+    // The handler is polled right here, in the job's task and span (so its log lines
+    // carry queue and job id); aborting it means no longer polling it and dropping it.
+    // Panics are caught at each poll.
+    let mut task = tokio::spawn(tracing::Instrument::in_current_span(
+        std::panic::AssertUnwindSafe(shared.handler.handle(ctx)).catch_unwind(),
+    ));
     let deadline = async {
         match timeout {
             Some(t) => tokio::time::sleep(t).await,
@@ -88,19 +90,20 @@ pub(crate) async fn process(
         },
     };
     let elapsed = started.elapsed();
-    metrics::histogram!(m::JOB_DURATION, "queue" => queue.clone()).record(elapsed.as_secs_f64());
+    shared.metrics().duration.record(elapsed.as_secs_f64());
     held.running.store(false, Ordering::Relaxed);
+    shared.report_in_flight(-1);
     drop(permit);
 
-    // Flatten: Ok(Ok(bytes)) success; Ok(Err(e)) handler error; Err(panic) or aborted.
+    // Flatten: Ok(Ok(bytes)) success; Ok(Err(e)) handler error; Err(panic); None aborted.
     let result: Result<Vec<u8>, JobError> = match result {
         Some(Ok(Ok(Ok(bytes)))) => Ok(bytes),
         Some(Ok(Ok(Err(e)))) => Err(e),
+        Some(Err(_)) => Err(JobError::retry("handler task failed")),
         Some(Ok(Err(panic))) => Err(JobError::retry(format!(
             "handler panicked: {}",
             panic_message(&panic)
         ))),
-        Some(Err(join)) => Err(JobError::retry(format!("handler task failed: {join}"))),
         None => Err(JobError::retry("handler aborted")),
     };
     let (kind, value, delay) = match (held.reason(), result) {

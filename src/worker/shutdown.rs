@@ -38,6 +38,7 @@ pub(crate) async fn start_and_run(
     }
     let q = shared.keys.queue().to_string();
     crate::metrics::register_queue(&q);
+    shared.metrics();
     tracing::info!(queue = %q, worker = %shared.id, concurrency = shared.opts.concurrency, "worker started");
 
     let background = CancellationToken::new();

@@ -58,14 +58,10 @@ impl Sweeper {
             .await?;
         for (id, what) in &swept {
             tracing::warn!(queue = %q, job_id = %id, outcome = ?what, "recovered a job whose lease expired");
-            metrics::counter!(m::JOBS_STALLED, "queue" => q.clone()).increment(1);
+            s.metrics().stalled.increment(1);
             match what {
-                Swept::Failed => {
-                    metrics::counter!(m::JOBS_FAILED, "queue" => q.clone()).increment(1)
-                }
-                Swept::Cancelled => {
-                    metrics::counter!(m::JOBS_CANCELLED, "queue" => q.clone()).increment(1)
-                }
+                Swept::Failed => s.metrics().failed.increment(1),
+                Swept::Cancelled => s.metrics().cancelled.increment(1),
                 Swept::Requeued => {}
             }
         }

@@ -198,9 +198,34 @@ impl RedisServer {
     }
 }
 
+/// A child process that is SIGKILLed when dropped, so a failing test leaks no worker.
+pub struct ChildGuard(pub Child);
+
+impl std::ops::Deref for ChildGuard {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for ChildGuard {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 /// This test binary run again as a child process running one named test, with `env`.
 /// The child test checks `BATON_CHILD` and does its part; the parent kills it at will.
-pub fn spawn_child_test(test_name: &str, env: &[(&str, String)]) -> Child {
+pub fn spawn_child_test(test_name: &str, env: &[(&str, String)]) -> ChildGuard {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
     cmd.arg("--exact")
         .arg(test_name)
@@ -211,7 +236,7 @@ pub fn spawn_child_test(test_name: &str, env: &[(&str, String)]) -> Child {
         cmd.env(k, v);
     }
     cmd.stdout(Stdio::null()).stderr(Stdio::piped());
-    cmd.spawn().unwrap()
+    ChildGuard(cmd.spawn().unwrap())
 }
 
 /// A worker running in a task of this test.

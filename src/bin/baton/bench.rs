@@ -83,12 +83,22 @@ pub async fn run(_default_url: &str, given: Option<String>, a: BenchArgs) -> Res
     let proc_s = t.elapsed().as_secs_f64();
     let proc_cpu = redis_cpu_seconds(&url).await? - cpu0;
 
-    // Phase 3: single adds, 50 in flight, processed as they come; latency add→start.
-    let lat: Arc<Mutex<Vec<u64>>> = Arc::default();
     stop.shutdown();
     running
         .await
         .map_err(|e| baton::Error::Invalid(e.to_string()))??;
+
+    // Phase 3: single adds, 50 in flight, no worker running (as the peer benchmarks).
+    let single_n = (n / 4).max(100);
+    let cpu0 = redis_cpu_seconds(&url).await?;
+    let t = Instant::now();
+    add_singles(&q, single_n, 50, || json!({"i": 1})).await?;
+    let single_s = t.elapsed().as_secs_f64();
+    let single_cpu = redis_cpu_seconds(&url).await? - cpu0;
+    drain(&url, &queue, a.concurrency, &q).await?;
+
+    // Phase 4: single adds while a worker processes them; latency from add to start.
+    let lat: Arc<Mutex<Vec<u64>>> = Arc::default();
     let l2 = lat.clone();
     let worker = Worker::builder(&url, &queue)
         .concurrency(a.concurrency)
@@ -102,28 +112,13 @@ pub async fn run(_default_url: &str, given: Option<String>, a: BenchArgs) -> Res
         }))?;
     let stop = worker.shutdown_handle();
     let running = tokio::spawn(worker.run());
-    let single_n = (n / 4).max(100);
     let cpu0 = redis_cpu_seconds(&url).await?;
     let t = Instant::now();
-    let next = Arc::new(AtomicU64::new(0));
-    let mut tasks = Vec::new();
-    for _ in 0..50 {
-        let (q, next) = (q.clone(), next.clone());
-        tasks.push(tokio::spawn(async move {
-            while next.fetch_add(1, Ordering::Relaxed) < single_n as u64 {
-                q.add("bench", &json!({"t": now_ms()}), opts()).await?;
-            }
-            Ok::<_, baton::Error>(())
-        }));
-    }
-    for t in tasks {
-        t.await
-            .map_err(|e| baton::Error::Invalid(e.to_string()))??;
-    }
-    while (lat.lock().unwrap().len()) < single_n {
+    add_singles(&q, single_n, 50, || json!({"t": now_ms()})).await?;
+    while lat.lock().unwrap().len() < single_n {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let single_s = t.elapsed().as_secs_f64();
+    let mixed_s = t.elapsed().as_secs_f64();
     let mixed_cpu = redis_cpu_seconds(&url).await? - cpu0;
     stop.shutdown();
     running
@@ -141,8 +136,9 @@ pub async fn run(_default_url: &str, given: Option<String>, a: BenchArgs) -> Res
         "concurrency": a.concurrency,
         "add_bulk": {"jobs_per_s": bulk_n as f64 / bulk_s, "redis_cpu_us_per_job": us(bulk_cpu, bulk_n)},
         "process": {"jobs_per_s": bulk_n as f64 / proc_s, "redis_cpu_us_per_job": us(proc_cpu, bulk_n)},
+        "add_single": {"jobs_per_s": single_n as f64 / single_s, "redis_cpu_us_per_job": us(single_cpu, single_n), "jobs": single_n, "inflight": 50},
         "add_single_and_process": {
-            "jobs_per_s": single_n as f64 / single_s,
+            "jobs_per_s": single_n as f64 / mixed_s,
             "redis_cpu_us_per_job": us(mixed_cpu, single_n),
             "latency_ms": {"p50": pct(0.5), "p99": pct(0.99), "max": pct(1.0)}
         },
@@ -178,4 +174,47 @@ pub async fn run(_default_url: &str, given: Option<String>, a: BenchArgs) -> Res
     }
     drop(private);
     Ok(ExitCode::SUCCESS)
+}
+
+/// Adds `n` jobs one call each, `inflight` calls at a time.
+async fn add_singles(
+    q: &Queue,
+    n: usize,
+    inflight: usize,
+    payload: fn() -> serde_json::Value,
+) -> Result<()> {
+    let next = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..inflight {
+        let (q, next) = (q.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            while next.fetch_add(1, Ordering::Relaxed) < n as u64 {
+                q.add("bench", &payload(), opts()).await?;
+            }
+            Ok::<_, baton::Error>(())
+        }));
+    }
+    for t in tasks {
+        t.await
+            .map_err(|e| baton::Error::Invalid(e.to_string()))??;
+    }
+    Ok(())
+}
+
+/// Runs a no-op worker until the queue is empty.
+async fn drain(url: &str, queue: &str, concurrency: usize, q: &Queue) -> Result<()> {
+    let worker = Worker::builder(url, queue)
+        .concurrency(concurrency)
+        .build(handler_fn(|_: serde_json::Value, _ctx| async {
+            Ok::<_, JobError>(())
+        }))?;
+    let stop = worker.shutdown_handle();
+    let running = tokio::spawn(worker.run());
+    while q.counts().await?.waiting + q.counts().await?.active > 0 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.shutdown();
+    running
+        .await
+        .map_err(|e| baton::Error::Invalid(e.to_string()))?
 }
