@@ -219,16 +219,25 @@ async fn retries_with_backoff_then_fails_and_fatal_and_bad_payload_do_not_retry(
 }
 
 #[tokio::test]
-async fn delayed_job_runs_soon_after_due() {
+async fn delayed_and_backoff_jobs_run_soon_after_due() {
     let redis = RedisServer::start();
     let q = Queue::connect(&redis.url(), "d").unwrap();
-    let started = Arc::new(std::sync::Mutex::new(None));
+    // job id → start instants of its attempts
+    let started: Arc<std::sync::Mutex<std::collections::HashMap<String, Vec<std::time::Instant>>>> =
+        Arc::default();
     let s2 = started.clone();
-    let worker = fast(Worker::builder(&redis.url(), "d").concurrency(2))
-        .build(handler_fn(move |_: u8, _ctx| {
+    let worker = fast(Worker::builder(&redis.url(), "d").concurrency(4))
+        .build(handler_fn(move |fail_first: bool, ctx: JobContext| {
             let s = s2.clone();
             async move {
-                *s.lock().unwrap() = Some(std::time::Instant::now());
+                s.lock()
+                    .unwrap()
+                    .entry(ctx.id().to_string())
+                    .or_default()
+                    .push(std::time::Instant::now());
+                if fail_first && ctx.attempt() == 1 {
+                    return Err(JobError::retry_after("again", Duration::from_millis(400)));
+                }
                 Ok::<_, JobError>(())
             }
         }))
@@ -239,31 +248,59 @@ async fn delayed_job_runs_soon_after_due() {
         !q.workers().await.unwrap().is_empty()
     })
     .await;
-    let t0 = std::time::Instant::now();
-    let a = q
-        .add(
-            "later",
-            &1u8,
-            JobOptions::default().delay(Duration::from_millis(700)),
-        )
+    let mut lateness = Vec::new();
+    for delay_ms in [300u64, 500, 700, 900, 1100] {
+        let t0 = std::time::Instant::now();
+        let a = q
+            .add(
+                "later",
+                &false,
+                JobOptions::default().delay(Duration::from_millis(delay_ms)),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            q.job(&a.id).await.unwrap().unwrap().state,
+            JobState::Delayed
+        );
+        wait_until(Duration::from_secs(5), "delayed job started", || async {
+            started.lock().unwrap().contains_key(&a.id)
+        })
+        .await;
+        let ran_after = started.lock().unwrap()[&a.id][0] - t0;
+        assert!(
+            ran_after >= Duration::from_millis(delay_ms - 10),
+            "ran too early: {ran_after:?} for {delay_ms} ms"
+        );
+        lateness.push(ran_after - Duration::from_millis(delay_ms));
+    }
+    // A retry with backoff is a delayed job too.
+    let b = q
+        .add("backoff", &true, JobOptions::default().attempts(2))
         .await
         .unwrap();
-    assert_eq!(
-        q.job(&a.id).await.unwrap().unwrap().state,
-        JobState::Delayed
-    );
-    wait_until(Duration::from_secs(5), "delayed job completed", || async {
-        q.counts().await.unwrap().completed == 1
+    wait_until(Duration::from_secs(5), "retried", || async {
+        started
+            .lock()
+            .unwrap()
+            .get(&b.id)
+            .map(|v| v.len() == 2)
+            .unwrap_or(false)
     })
     .await;
-    let ran_after = started.lock().unwrap().unwrap() - t0;
+    let runs = started.lock().unwrap()[&b.id].clone();
+    lateness.push((runs[1] - runs[0]).saturating_sub(Duration::from_millis(400)));
+    lateness.sort();
+    eprintln!("lateness after due: {lateness:?}");
     assert!(
-        ran_after >= Duration::from_millis(690),
-        "ran too early: {ran_after:?}"
+        lateness[lateness.len() / 2] <= Duration::from_millis(100),
+        "median lateness {:?}",
+        lateness[lateness.len() / 2]
     );
     assert!(
-        ran_after <= Duration::from_millis(800),
-        "ran {ran_after:?} after enqueue; due at 700 ms"
+        lateness[lateness.len() - 1] <= Duration::from_millis(500),
+        "worst lateness {:?}",
+        lateness[lateness.len() - 1]
     );
     run.stop().await;
 }

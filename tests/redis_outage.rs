@@ -194,3 +194,39 @@ async fn worker_survives_a_redis_restart_and_keeps_its_outcome() {
     assert!(!run.is_finished(), "the worker never gave up");
     run.stop().await;
 }
+
+#[tokio::test]
+async fn works_where_config_and_client_commands_are_disabled() {
+    // Some managed services refuse CONFIG and CLIENT; the check reads INFO, and idle
+    // waits fall back to the plain BLPOP timeout.
+    let redis = RedisServer::start_with(&[
+        "--appendonly",
+        "yes",
+        "--maxmemory-policy",
+        "noeviction",
+        "--rename-command",
+        "CONFIG",
+        "",
+        "--rename-command",
+        "CLIENT",
+        "",
+    ]);
+    let q = Queue::connect(&redis.url(), "managed").unwrap();
+    let w = Worker::builder(&redis.url(), "managed")
+        .build(handler_fn(|_: u8, _ctx| async { Ok::<_, JobError>(()) }))
+        .unwrap();
+    let run = start(w);
+    q.add("now", &1u8, JobOptions::default()).await.unwrap();
+    q.add(
+        "later",
+        &1u8,
+        JobOptions::default().delay(Duration::from_millis(300)),
+    )
+    .await
+    .unwrap();
+    wait_until(Duration::from_secs(10), "both ran", || async {
+        q.counts().await.unwrap().completed == 2
+    })
+    .await;
+    run.stop().await;
+}

@@ -21,11 +21,15 @@ const MAX_CLAIM: usize = 1000;
 /// How long a busy worker waits for more free slots before claiming.
 const COALESCE_WAIT: Duration = Duration::from_millis(1);
 
+/// How much longer than the client-side deadline the server-side BLPOP timeout is.
+const BLOCK_BACKSTOP: Duration = Duration::from_secs(1);
+
 /// The claim loop.
 pub(crate) struct Claimer {
     shared: Arc<Shared>,
     slots: Arc<Semaphore>,
-    blocker: Option<redis::aio::MultiplexedConnection>,
+    /// The connection idle waits block on, and its client id (for CLIENT UNBLOCK).
+    blocker: Option<(redis::aio::MultiplexedConnection, Option<i64>)>,
 }
 
 impl Claimer {
@@ -142,17 +146,67 @@ impl Claimer {
     }
 
     /// Blocks on the wake-up list for up to `wait`.
+    ///
+    /// Redis checks blocking timeouts only as often as its `hz` (10 a second by
+    /// default), so a BLPOP timeout alone would start a delayed job up to ~100 ms
+    /// late. The deadline is kept here instead: when it passes first, the block is
+    /// ended with `CLIENT UNBLOCK` (the server-side timeout is only a backstop).
     async fn block(&mut self, wait: Duration) -> Result<()> {
         if self.blocker.is_none() {
-            self.blocker =
-                Some(crate::conn::dedicated(&self.shared.url, self.shared.opts.idle_block).await?);
+            let mut conn =
+                crate::conn::dedicated(&self.shared.url, self.shared.opts.idle_block).await?;
+            // A Redis that refuses CLIENT (some managed services) gets the plain BLPOP
+            // timeout, with Redis's own precision.
+            let id: Option<i64> = redis::cmd("CLIENT")
+                .arg("ID")
+                .query_async(&mut conn)
+                .await
+                .ok();
+            self.blocker = Some((conn, id));
         }
-        let conn = self.blocker.as_mut().expect("just set");
-        let _: Option<(String, String)> = redis::cmd("BLPOP")
-            .arg(self.shared.keys.wake())
-            .arg(wait.as_secs_f64())
-            .query_async(conn)
-            .await?;
+        let (conn, client_id) = self.blocker.as_mut().expect("just set");
+        let Some(id) = *client_id else {
+            let _: Option<(String, String)> = redis::cmd("BLPOP")
+                .arg(self.shared.keys.wake())
+                .arg(wait.as_secs_f64())
+                .query_async(conn)
+                .await?;
+            return Ok(());
+        };
+        let unblock_refused = {
+            let mut cmd = redis::cmd("BLPOP");
+            cmd.arg(self.shared.keys.wake())
+                .arg((wait + BLOCK_BACKSTOP).as_secs_f64());
+            let mut blpop = std::pin::pin!(cmd.query_async::<Option<(String, String)>>(conn));
+            let mut unblock_refused = false;
+            tokio::select! {
+                r = &mut blpop => { r?; }
+                _ = tokio::time::sleep(wait) => loop {
+                    // Unblock, and again if the BLPOP had not reached the server yet.
+                    let unblock = self.shared.conn.run(async |c| {
+                        Ok(redis::cmd("CLIENT").arg("UNBLOCK").arg(id).query_async::<i64>(c).await?)
+                    });
+                    if let Err(e) = unblock.await {
+                        if !e.is_connection() {
+                            unblock_refused = true;
+                        }
+                        blpop.await?;
+                        break;
+                    }
+                    if let Ok(r) = tokio::time::timeout(Duration::from_millis(20), &mut blpop).await {
+                        r?;
+                        break;
+                    }
+                },
+            }
+            unblock_refused
+        };
+        if unblock_refused {
+            tracing::warn!(queue = self.shared.keys.queue(), "CLIENT UNBLOCK refused; delayed jobs start with Redis's timeout precision (~100 ms)");
+            if let Some((_, id)) = self.blocker.as_mut() {
+                *id = None;
+            }
+        }
         Ok(())
     }
 }
