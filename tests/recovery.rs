@@ -299,6 +299,16 @@ async fn failing_step_two_retries_from_step_two() {
                     .await?;
                 let r = runs.clone();
                 let attempt = ctx.attempt();
+                // Progress survives a retry: the second attempt reads what the first wrote.
+                let seen = ctx
+                    .read_progress()
+                    .await
+                    .map_err(|e| JobError::retry(e.to_string()))?;
+                let expected = (attempt > 1).then(|| serde_json::json!({"attempt": attempt - 1}));
+                assert_eq!(seen, expected, "progress kept across attempts");
+                ctx.progress(&serde_json::json!({"attempt": attempt}))
+                    .await
+                    .map_err(|e| JobError::retry(e.to_string()))?;
                 let b: u32 = ctx
                     .step("two", async move {
                         r.lock().unwrap().push(format!("two@{attempt}"));

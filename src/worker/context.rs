@@ -153,6 +153,19 @@ impl JobContext {
         self.record(Record::Progress, &json).await
     }
 
+    /// Reads the job's progress as last stored (by this attempt or an earlier one), so a
+    /// retried or recovered job can pick up where it reported being.
+    pub async fn read_progress(&self) -> Result<Option<serde_json::Value>> {
+        let key = self.inner.keys.job(&self.inner.id);
+        let raw: Option<Vec<u8>> = self
+            .inner
+            .conn
+            .run(async |c| Ok(c.hget(key, "progress").await?))
+            .await?;
+        raw.map(|b| serde_json::from_slice(&b).map_err(|e| Error::Decode(e.to_string())))
+            .transpose()
+    }
+
     /// Appends a line to the job's log (the last 1000 lines are kept).
     pub async fn log(&self, line: impl AsRef<str>) -> Result<()> {
         self.record(
