@@ -12,7 +12,7 @@
 //!
 //! # Layout
 //! - [`keys`]: every Redis key name, hash-tagged per queue.
-//! - [`scripts`] with `lua/`: one Lua script per state transition; the one place that
+//! - `scripts` (private) with `lua/`: one Lua script per state transition; the one place that
 //!   knows each script's KEYS and ARGV.
 //! - [`queue`]: the producer and admin API.
 //! - [`job`]: job options, states, what is read back.

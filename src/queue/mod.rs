@@ -3,7 +3,7 @@
 //! Every call is bounded: with Redis gone a call fails within
 //! [`PRODUCER_TIMEOUT`](crate::conn::PRODUCER_TIMEOUT) with an error that says so, rather
 //! than hanging the caller's request. Reading a queue back (counts, jobs, listings,
-//! workers) lives in [`inspect`].
+//! workers) lives in the `inspect` submodule.
 
 mod inspect;
 
