@@ -20,7 +20,7 @@ redis.call('LREM', KEYS[1], 0, id)
 redis.call('ZREM', KEYS[2], id)
 redis.call('ZREM', KEYS[3], id)
 local _, _, kf, kfa = keep_of(f[2])
-if finish_job(KEYS[5], jk, id, 'cancelled', 'error', ARGV[4], now, kf) then
+if finish_job(prefix, KEYS[5], jk, id, 'cancelled', 'error', ARGV[4], now, kf) then
   trim(KEYS[5], prefix, kf, kfa, now)
 end
 return { 1, state }

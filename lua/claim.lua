@@ -13,9 +13,11 @@ local due = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, 1000)
 if #due > 0 then
   for _, id in ipairs(due) do
     local jk = prefix .. 'job:' .. id
-    local pri = tonumber(redis.call('HGET', jk, 'pri') or '0')
-    push_ready(KEYS[1], KEYS[2], KEYS[5], id, pri, false)
-    redis.call('HSET', jk, 'state', 'waiting')
+    local f = redis.call('HMGET', jk, 'pri', 'name')
+    if f[2] then -- an id without its hash (removed meanwhile) is just dropped
+      push_ready(KEYS[1], KEYS[2], KEYS[5], id, tonumber(f[1] or '0'), false)
+      redis.call('HSET', jk, 'state', 'waiting')
+    end
   end
   redis.call('ZREM', KEYS[3], unpack(due))
 end

@@ -20,10 +20,11 @@ local function keep_of(keep)
   return tonumber(kc), tonumber(kca), tonumber(kf), tonumber(kfa)
 end
 
--- Deletes a job and everything stored under it.
+-- Deletes a job and everything stored under it. A job's keys are `job:<id>`,
+-- `steps:<id>` and `logs:<id>`: distinct prefixes, so no job id can name another
+-- job's keys (with `job:<id>:steps`, job "a:steps" would be job "a"'s steps).
 local function delete_job(prefix, id)
-  local jk = prefix .. 'job:' .. id
-  redis.call('DEL', jk, jk .. ':steps', jk .. ':logs')
+  redis.call('DEL', prefix .. 'job:' .. id, prefix .. 'steps:' .. id, prefix .. 'logs:' .. id)
 end
 
 -- Removes and deletes members of a finished set, at most 1000 a call.
@@ -69,9 +70,9 @@ end
 
 -- Moves an active (or ready) job to a finished set and records why. A job whose
 -- retention keeps none (`keep` = 0) is deleted instead; returns false then.
-local function finish_job(set, jk, id, state, field, value, now, keep)
+local function finish_job(prefix, set, jk, id, state, field, value, now, keep)
   if tonumber(keep) == 0 then
-    redis.call('DEL', jk, jk .. ':steps', jk .. ':logs')
+    delete_job(prefix, id)
     return false
   end
   redis.call('HSET', jk, 'state', state, field, value, 'finished', now)

@@ -38,11 +38,11 @@ for i = 0, n - 1 do
       kind, value, result = 'x', 'cancelled while running', 2
     end
     if kind == 'c' then
-      retain(finish_job(KEYS[5], jk, id, 'completed', 'result', value, now, kc), KEYS[5], kc, kca)
+      retain(finish_job(prefix, KEYS[5], jk, id, 'completed', 'result', value, now, kc), KEYS[5], kc, kca)
     elseif kind == 'f' then
-      retain(finish_job(KEYS[6], jk, id, 'failed', 'error', value, now, kf), KEYS[6], kf, kfa)
+      retain(finish_job(prefix, KEYS[6], jk, id, 'failed', 'error', value, now, kf), KEYS[6], kf, kfa)
     elseif kind == 'x' then
-      retain(finish_job(KEYS[7], jk, id, 'cancelled', 'error', value, now, kf), KEYS[7], kf, kfa)
+      retain(finish_job(prefix, KEYS[7], jk, id, 'cancelled', 'error', value, now, kf), KEYS[7], kf, kfa)
     elseif kind == 'r' then
       local delay = tonumber(ARGV[b + 4])
       if delay > 0 then

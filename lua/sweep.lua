@@ -21,11 +21,11 @@ for _, id in ipairs(ids) do
     redis.call('HINCRBY', jk, 'token', 1)
     redis.call('HSET', jk, 'stalled', stalled)
     if f[2] == '1' then
-      finish_job(KEYS[5], jk, id, 'cancelled', 'error', 'cancelled (its worker stopped responding)', now, kf)
+      finish_job(prefix, KEYS[5], jk, id, 'cancelled', 'error', 'cancelled (its worker stopped responding)', now, kf)
       trim(KEYS[5], prefix, kf, kfa, now)
       out[#out + 1], out[#out + 2] = id, 'cancelled'
     elseif stalled > max_stalled then
-      finish_job(KEYS[4], jk, id, 'failed', 'error', 'job stalled ' .. stalled ..
+      finish_job(prefix, KEYS[4], jk, id, 'failed', 'error', 'job stalled ' .. stalled ..
         ' times (its lease expired; max_stalled is ' .. max_stalled .. ')', now, kf)
       trim(KEYS[4], prefix, kf, kfa, now)
       out[#out + 1], out[#out + 2] = id, 'failed'

@@ -70,6 +70,30 @@ impl Error {
         }
     }
 
+    /// True when trying the same write later may succeed: connection trouble, or a
+    /// server that is out of memory (noeviction), loading, busy with a script, or
+    /// failing over. A worker keeps an outcome and retries it on these.
+    pub fn is_transient(&self) -> bool {
+        if self.is_connection() {
+            return true;
+        }
+        match self {
+            Error::Redis(e) => matches!(
+                e.code(),
+                Some(
+                    "OOM"
+                        | "LOADING"
+                        | "BUSY"
+                        | "TRYAGAIN"
+                        | "MASTERDOWN"
+                        | "READONLY"
+                        | "CLUSTERDOWN"
+                )
+            ),
+            _ => false,
+        }
+    }
+
     /// Maps a `{code, state}` reply of a single-job script onto a result.
     pub(crate) fn from_code(
         code: i64,

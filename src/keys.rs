@@ -89,11 +89,11 @@ impl Keys {
     }
     /// HASH of a job's recorded step results.
     pub fn steps(&self, id: &str) -> String {
-        self.key(&format!("job:{id}:steps"))
+        self.key(&format!("steps:{id}"))
     }
     /// LIST of a job's log lines.
     pub fn logs(&self, id: &str) -> String {
-        self.key(&format!("job:{id}:logs"))
+        self.key(&format!("logs:{id}"))
     }
     /// The queue name from a `baton:{q}:meta` key, for discovering queues with SCAN.
     pub fn queue_from_meta_key(key: &str) -> Option<&str> {
@@ -112,7 +112,9 @@ mod tests {
         let k = Keys::new("emails");
         assert_eq!(k.wait(), "baton:{emails}:wait");
         assert_eq!(k.job("7"), "baton:{emails}:job:7");
-        assert_eq!(k.steps("7"), "baton:{emails}:job:7:steps");
+        assert_eq!(k.steps("7"), "baton:{emails}:steps:7");
+        // No job id can name another job's keys.
+        assert_ne!(k.job("a:steps"), k.steps("a"));
         assert_eq!(Keys::queue_from_meta_key(&k.meta()), Some("emails"));
     }
 }

@@ -128,7 +128,9 @@ impl Queue {
             Ok(r) => r,
             Err(_) => Err(Error::Unavailable {
                 timeout: crate::conn::PRODUCER_TIMEOUT,
-                detail: "no reply from redis".into(),
+                detail: "no reply from redis in time; a write may or may not have been applied \
+                         (adding again with the same job_id is safe)"
+                    .into(),
             }),
         };
         if matches!(&r, Err(e) if e.is_connection()) {
@@ -278,6 +280,9 @@ fn encode<T: Serialize>(name: &str, data: &T, o: &JobOptions) -> Result<NewJobAr
             "priority {} is above the maximum {MAX_PRIORITY}",
             o.priority
         )));
+    }
+    if o.timeout.is_some_and(|t| t.is_zero()) {
+        return Err(Error::Invalid("timeout must be more than zero".into()));
     }
     if o.attempts == 0 {
         return Err(Error::Invalid("attempts must be at least 1".into()));

@@ -71,14 +71,50 @@ impl Acker {
             }
             match self.tick(&batch).await {
                 Ok(()) => return,
-                Err(e) => {
+                Err(e) if e.is_transient() => {
                     let delay = backoff.next_delay();
                     tracing::error!(queue = self.shared.keys.queue(), jobs = batch.len(), error = %e,
                         retry_in = ?delay, "writing outcomes failed; keeping them and retrying");
                     metrics::counter!(m::REDIS_ERRORS, "queue" => self.shared.keys.queue().to_string(), "op" => "finish").increment(1);
                     tokio::time::sleep(delay).await;
                 }
+                // Redis refused the write itself, for good: retrying the same batch would
+                // block every later outcome. Write each on its own instead.
+                Err(e) => {
+                    metrics::counter!(m::REDIS_ERRORS, "queue" => self.shared.keys.queue().to_string(), "op" => "finish").increment(1);
+                    if batch.len() == 1 {
+                        self.refused(batch.pop().expect("one"), e).await;
+                        return;
+                    }
+                    for o in std::mem::take(&mut batch) {
+                        Box::pin(self.flush(vec![o])).await;
+                    }
+                    return;
+                }
             }
+        }
+    }
+
+    /// An outcome Redis refuses to take (say, a result larger than Redis accepts): the
+    /// job fails with the reason instead; if even that is refused, it is let go and
+    /// its lease runs out, so the sweeper recovers it.
+    async fn refused(&self, o: Outcome, e: crate::Error) {
+        let q = self.shared.keys.queue();
+        tracing::error!(queue = q, job_id = %o.id, error = %e, "redis refused this job's outcome; failing the job instead");
+        let failed = Outcome {
+            kind: Kind::Failed,
+            value: format!("its outcome could not be written: {e}").into_bytes(),
+            delay: std::time::Duration::ZERO,
+            ..o.clone()
+        };
+        while let Err(e2) = self.tick(std::slice::from_ref(&failed)).await {
+            if e2.is_transient() {
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                continue;
+            }
+            tracing::error!(queue = q, job_id = %o.id, error = %e2, "failing the job was refused too; leaving it to the sweeper");
+            self.shared.inflight.remove(&o.id, o.token);
+            return;
         }
     }
 

@@ -60,10 +60,10 @@ impl Claimer {
                 self.take_free(&mut permits);
             }
             let asked = permits.len();
-            let reply = tokio::select! {
-                r = self.tick(permits.len()) => r,
-                _ = stop.cancelled() => return,
-            };
+            // Not raced against `stop`: once the script has leased jobs to this worker
+            // they must be started (and then drained or handed back by the shutdown),
+            // not dropped with the reply.
+            let reply = self.tick(permits.len()).await;
             match reply {
                 Ok(reply) if !reply.jobs.is_empty() => {
                     backoff.reset();

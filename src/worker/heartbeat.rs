@@ -51,8 +51,21 @@ impl Heartbeat {
                 scripts::renew(c, &s.keys, &s.id, s.opts.lease, ttl, &description, &held).await
             })
             .await?;
+        let renewed: std::collections::HashMap<&str, u64> =
+            held.iter().map(|(id, t)| (id.as_str(), *t)).collect();
         for id in reply.lost {
-            if let Some(h) = s.inflight.get(&id) {
+            // Only the attempt whose token was sent: the job may have been claimed
+            // again here meanwhile, and that attempt's lease is fine.
+            let Some(h) = s
+                .inflight
+                .get(&id)
+                .filter(|h| Some(&h.token) == renewed.get(id.as_str()))
+            else {
+                continue;
+            };
+            // A handler that already returned has its outcome with the acker, whose
+            // write finds out (and counts) whether the lease was lost.
+            if h.running.load(std::sync::atomic::Ordering::Relaxed) {
                 tracing::warn!(queue = s.keys.queue(), job_id = %id, "lease lost; stopping its handler");
                 s.metrics().lock_lost.increment(1);
                 h.stop(StopReason::LeaseLost);

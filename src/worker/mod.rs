@@ -206,6 +206,7 @@ impl WorkerBuilder {
         if opts.heartbeat >= opts.lease {
             opts.heartbeat = opts.lease / 3;
         }
+        opts.validate()?;
         let pool = crate::conn::pool(&self.url, crate::conn::WORKER_TIMEOUT, 8)?;
         let (tx, rx) = mpsc::unbounded_channel();
         let id = format!(

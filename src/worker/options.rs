@@ -28,6 +28,38 @@ pub struct WorkerOptions {
     pub idle_block: Duration,
 }
 
+impl WorkerOptions {
+    /// Refuses settings that cannot work, naming the setting.
+    pub fn validate(&self) -> crate::Result<()> {
+        let min = Duration::from_millis(10);
+        let checks: [(&str, Duration); 4] = [
+            ("lease", self.lease),
+            ("heartbeat", self.heartbeat),
+            ("stalled_interval", self.stalled_interval),
+            ("idle_block", self.idle_block),
+        ];
+        for (name, d) in checks {
+            if d < min {
+                return Err(crate::Error::Invalid(format!(
+                    "worker {name} must be at least {min:?}, got {d:?}"
+                )));
+            }
+        }
+        if self.heartbeat >= self.lease {
+            return Err(crate::Error::Invalid(format!(
+                "worker heartbeat ({:?}) must be shorter than the lease ({:?})",
+                self.heartbeat, self.lease
+            )));
+        }
+        if self.timeout.is_some_and(|t| t.is_zero()) {
+            return Err(crate::Error::Invalid(
+                "worker timeout must be more than zero".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl Default for WorkerOptions {
     fn default() -> Self {
         WorkerOptions {

@@ -17,6 +17,10 @@ use super::Shared;
 use crate::job::RunOptions;
 use crate::scripts::{Claimed, Kind, Outcome};
 
+/// Largest result a job may store (MessagePack bytes): results live in Redis's memory,
+/// and a write Redis refuses would have to fail the job anyway.
+pub const MAX_RESULT_BYTES: usize = 16 << 20;
+
 /// Runs `job` to an outcome and hands it to the acker. `permit` is the concurrency
 /// slot; it is released when the handler returns.
 pub(crate) async fn process(
@@ -97,6 +101,10 @@ pub(crate) async fn process(
 
     // Flatten: Ok(Ok(bytes)) success; Ok(Err(e)) handler error; Err(panic); None aborted.
     let result: Result<Vec<u8>, JobError> = match result {
+        Some(Ok(Ok(Ok(bytes)))) if bytes.len() > MAX_RESULT_BYTES => Err(JobError::fatal(format!(
+            "result too large to store: {} bytes (the limit is {MAX_RESULT_BYTES})",
+            bytes.len()
+        ))),
         Some(Ok(Ok(Ok(bytes)))) => Ok(bytes),
         Some(Ok(Ok(Err(e)))) => Err(e),
         Some(Err(_)) => Err(JobError::retry("handler task failed")),

@@ -61,7 +61,7 @@ pub(crate) async fn start_and_run(
     tasks.push(tokio::spawn(
         Sweeper::new(shared.clone()).run(background.clone()),
     ));
-    let acker = tokio::spawn(Acker::new(shared.clone(), rx).run(acker_stop.clone()));
+    let mut acker = tokio::spawn(Acker::new(shared.clone(), rx).run(acker_stop.clone()));
     let slots = Arc::new(Semaphore::new(shared.opts.concurrency));
     let claimer = tokio::spawn(Claimer::new(shared.clone(), slots).run(claim_stop.clone()));
 
@@ -88,10 +88,11 @@ pub(crate) async fn start_and_run(
     shared.tracker.wait().await;
     // 5. Write every outcome.
     acker_stop.cancel();
-    if tokio::time::timeout(shared.opts.lease, acker)
+    if tokio::time::timeout(shared.opts.lease, &mut acker)
         .await
         .is_err()
     {
+        acker.abort();
         tracing::error!(queue = %q, held = shared.inflight.len(),
             "outcomes could not be written before the leases expire; the sweeper will recover those jobs");
     }
