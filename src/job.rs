@@ -120,6 +120,11 @@ impl Backoff {
 }
 
 /// How many finished jobs of one kind to keep.
+///
+/// Applied when a job finishes, with that job's policy, to the whole finished set of
+/// its kind (as BullMQ does): a job with `last(10)` trims the completed set to 10,
+/// whatever the policies of the jobs already in it. Give the jobs of one queue one
+/// policy. `none()` is the exception: it deletes only the finishing job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Retention {
     /// Keep at most this many (None = no count limit).
