@@ -58,10 +58,16 @@ pub async fn dedicated(
         .await?)
 }
 
-/// A pub/sub connection of its own.
+/// A pub/sub connection of its own (connecting bounded by [`PRODUCER_TIMEOUT`]).
 pub async fn pubsub(url: &str) -> Result<redis::aio::PubSub> {
     let client = redis::Client::open(url)?;
-    Ok(client.get_async_pubsub().await?)
+    match tokio::time::timeout(PRODUCER_TIMEOUT, client.get_async_pubsub()).await {
+        Ok(r) => Ok(r?),
+        Err(_) => Err(Error::Unavailable {
+            timeout: PRODUCER_TIMEOUT,
+            detail: "pub/sub connect timed out".into(),
+        }),
+    }
 }
 
 /// One multiplexed connection shared by every caller of a [`Queue`](crate::Queue) or

@@ -21,8 +21,12 @@ pub(crate) async fn run(shared: Arc<Shared>, stop: CancellationToken, ready: Can
             ps.subscribe(&channel).await?;
             Ok::<_, crate::Error>(ps)
         };
+        let limit = crate::conn::PRODUCER_TIMEOUT * 2;
         let ps = tokio::select! {
-            r = attempt => r,
+            r = tokio::time::timeout(limit, attempt) => r.unwrap_or_else(|_| Err(crate::Error::Unavailable {
+                timeout: limit,
+                detail: "subscribing to the cancel channel timed out".into(),
+            })),
             _ = stop.cancelled() => return,
         };
         match ps {
