@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use baton::{handler_fn, JobError, Queue, Worker};
 use common::{baton_bin, start, wait_until, RedisServer};
+use serde::Deserialize;
 use serde_json::Value;
 
 fn baton(redis: &RedisServer, args: &[&str]) -> Output {
@@ -260,4 +261,54 @@ async fn json_logs_about_a_job_carry_queue_and_job_id() {
         );
         assert!(text.contains("\"job_id\""), "job_id field: {text}");
     }
+}
+
+/// The worker Deployment's arguments are ones the real binary accepts and runs with.
+#[tokio::test]
+async fn the_k8s_worker_arguments_run_the_real_binary() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/k8s/worker.yaml"
+    ))
+    .unwrap();
+    let mut args: Vec<String> = Vec::new();
+    for doc in serde_yaml::Deserializer::from_str(&text) {
+        let v = serde_yaml::Value::deserialize(doc).unwrap();
+        if v["kind"] == "Deployment" {
+            let c = &v["spec"]["template"]["spec"]["containers"][0];
+            args = c["args"]
+                .as_sequence()
+                .unwrap()
+                .iter()
+                .map(|a| a.as_str().unwrap().to_string())
+                .collect();
+        }
+    }
+    let queue = args[1].clone();
+    let dashdash = args
+        .iter()
+        .position(|a| a == "--")
+        .expect("exec command after --");
+    args.truncate(dashdash + 1);
+    args.extend(["sh", "-c", "cat > /dev/null"].map(String::from));
+    // The pod binds 0.0.0.0:9090; here any free loopback port.
+    let at = args.iter().position(|a| a == "--metrics-addr").unwrap();
+    args[at + 1] = format!("127.0.0.1:{}", common::free_port());
+    let redis = RedisServer::start();
+    let mut child = common::ChildGuard(
+        Command::new(baton_bin())
+            .arg("--redis-url")
+            .arg(redis.url())
+            .args(&args)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let q = Queue::connect(&redis.url(), &queue).unwrap();
+    wait_until(Duration::from_secs(10), "the worker runs", || async {
+        !q.workers().await.unwrap().is_empty()
+    })
+    .await;
+    common::signal(child.id(), libc::SIGTERM);
+    assert!(child.wait().unwrap().success());
 }
