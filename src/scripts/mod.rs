@@ -1,5 +1,6 @@
 //! The Lua scripts, one function each; the one place that knows each script's KEYS and
-//! ARGV order (the script's own header says the same).
+//! ARGV order (the script's own header says the same). The job path (add, claim,
+//! finish) is here; leases (renew, sweep) in `lease`, the admin scripts in `admin`.
 //!
 //! Every script is `lua/common.lua` followed by its own file. [`redis::Script`] calls
 //! EVALSHA and falls back to EVAL on NOSCRIPT, so a Redis restart (which empties the
@@ -18,9 +19,9 @@ macro_rules! script {
     ($name:ident, $file:literal) => {
         static $name: LazyLock<Script> = LazyLock::new(|| {
             Script::new(concat!(
-                include_str!("../lua/common.lua"),
+                include_str!("../../lua/common.lua"),
                 "\n",
-                include_str!(concat!("../lua/", $file))
+                include_str!(concat!("../../lua/", $file))
             ))
         });
     };
@@ -220,182 +221,8 @@ pub(crate) async fn finish<C: ConnectionLike + Send>(
         .collect())
 }
 
-/// What `renew.lua` found.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct RenewReply {
-    pub lost: Vec<String>,
-    pub cancel_requested: Vec<String>,
-}
+mod admin;
+mod lease;
 
-/// `renew.lua`: renew the leases of `held` (id, token) and register the worker.
-#[allow(clippy::too_many_arguments)]
-pub(crate) async fn renew<C: ConnectionLike + Send>(
-    c: &mut C,
-    k: &Keys,
-    worker: &str,
-    lease: Duration,
-    worker_ttl: Duration,
-    description: &str,
-    held: &[(String, u64)],
-) -> Result<RenewReply> {
-    let mut inv = RENEW.prepare_invoke();
-    inv.key(k.active()).key(k.workers()).key(k.worker_info());
-    inv.arg(k.prefix())
-        .arg(worker)
-        .arg(lease.as_millis() as u64)
-        .arg(worker_ttl.as_millis() as u64)
-        .arg(description);
-    for (id, token) in held {
-        inv.arg(id).arg(*token);
-    }
-    let (lost, cancel_requested): (Vec<String>, Vec<String>) = inv.invoke_async(c).await?;
-    Ok(RenewReply {
-        lost,
-        cancel_requested,
-    })
-}
-
-/// What the sweeper did with one expired lease.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Swept {
-    Requeued,
-    Failed,
-    Cancelled,
-}
-
-/// `sweep.lua`: recover up to `limit` jobs whose lease expired.
-pub(crate) async fn sweep<C: ConnectionLike + Send>(
-    c: &mut C,
-    k: &Keys,
-    max_stalled: u32,
-    limit: usize,
-) -> Result<Vec<(String, Swept)>> {
-    let mut inv = SWEEP.prepare_invoke();
-    inv.key(k.active())
-        .key(k.wait())
-        .key(k.prioritized())
-        .key(k.failed())
-        .key(k.cancelled());
-    inv.key(k.meta())
-        .key(k.wake())
-        .key(k.workers())
-        .key(k.worker_info());
-    inv.arg(k.prefix()).arg(max_stalled).arg(limit);
-    let flat: Vec<String> = inv.invoke_async(c).await?;
-    Ok(flat
-        .chunks_exact(2)
-        .map(|p| {
-            let what = match p[1].as_str() {
-                "failed" => Swept::Failed,
-                "cancelled" => Swept::Cancelled,
-                _ => Swept::Requeued,
-            };
-            (p[0].clone(), what)
-        })
-        .collect())
-}
-
-/// `cancel.lua`: (code, state before).
-pub(crate) async fn cancel<C: ConnectionLike + Send>(
-    c: &mut C,
-    k: &Keys,
-    id: &str,
-    reason: &str,
-) -> Result<(i64, String)> {
-    let mut inv = CANCEL.prepare_invoke();
-    inv.key(k.wait())
-        .key(k.prioritized())
-        .key(k.delayed())
-        .key(k.active())
-        .key(k.cancelled());
-    inv.arg(k.prefix())
-        .arg(id)
-        .arg(k.cancel_channel())
-        .arg(reason);
-    Ok(inv.invoke_async(c).await?)
-}
-
-/// `retry.lua`: (code, state before).
-pub(crate) async fn retry<C: ConnectionLike + Send>(
-    c: &mut C,
-    k: &Keys,
-    id: &str,
-) -> Result<(i64, String)> {
-    let mut inv = RETRY.prepare_invoke();
-    inv.key(k.wait())
-        .key(k.prioritized())
-        .key(k.failed())
-        .key(k.cancelled())
-        .key(k.meta())
-        .key(k.wake());
-    inv.arg(k.prefix()).arg(id);
-    Ok(inv.invoke_async(c).await?)
-}
-
-/// `remove.lua`: (code, state before).
-pub(crate) async fn remove<C: ConnectionLike + Send>(
-    c: &mut C,
-    k: &Keys,
-    id: &str,
-) -> Result<(i64, String)> {
-    let mut inv = REMOVE.prepare_invoke();
-    inv.key(k.wait())
-        .key(k.prioritized())
-        .key(k.delayed())
-        .key(k.completed())
-        .key(k.failed())
-        .key(k.cancelled());
-    inv.arg(k.prefix()).arg(id);
-    Ok(inv.invoke_async(c).await?)
-}
-
-/// What a running attempt records about itself.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Record<'a> {
-    Step(&'a str),
-    Progress,
-    Log { keep: usize },
-}
-
-/// `record.lua`: a fenced write by the lease holder; false when the lock is lost.
-pub(crate) async fn record<C: ConnectionLike + Send>(
-    c: &mut C,
-    k: &Keys,
-    id: &str,
-    token: u64,
-    what: Record<'_>,
-    value: &[u8],
-) -> Result<bool> {
-    let mut inv = RECORD.prepare_invoke();
-    inv.key(k.active())
-        .key(k.job(id))
-        .key(k.steps(id))
-        .key(k.logs(id));
-    let (kind, field, keep) = match what {
-        Record::Step(name) => ("s", name, 0),
-        Record::Progress => ("p", "", 0),
-        Record::Log { keep } => ("l", "", keep),
-    };
-    inv.arg(id)
-        .arg(token)
-        .arg(kind)
-        .arg(field)
-        .arg(value)
-        .arg(keep);
-    let n: i64 = inv.invoke_async(c).await?;
-    Ok(n == 1)
-}
-
-/// `clean.lua`: delete up to `limit` jobs older than `age` from a finished set.
-pub(crate) async fn clean<C: ConnectionLike + Send>(
-    c: &mut C,
-    k: &Keys,
-    set: String,
-    age: Duration,
-    limit: usize,
-) -> Result<u64> {
-    let mut inv = CLEAN.prepare_invoke();
-    inv.key(set);
-    inv.arg(k.prefix()).arg(age.as_millis() as u64).arg(limit);
-    Ok(inv.invoke_async(c).await?)
-}
+pub(crate) use admin::{cancel, clean, record, remove, retry, Record};
+pub(crate) use lease::{renew, sweep, Swept};

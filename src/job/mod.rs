@@ -5,6 +5,11 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+mod policy;
+mod serde_ms;
+
+pub use policy::{Backoff, Retention};
+
 /// The state of a job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -63,127 +68,6 @@ impl JobState {
 impl std::fmt::Display for JobState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
-    }
-}
-
-/// How long to wait before the next attempt after a failed one.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "lowercase")]
-pub enum Backoff {
-    /// The same delay every time.
-    Fixed {
-        /// The delay.
-        #[serde(with = "ms")]
-        delay: Duration,
-    },
-    /// `base * 2^(attempt-1)`, capped at `max`, with "full jitter" (a random point in
-    /// the upper half), so that many jobs failing together do not retry together.
-    Exponential {
-        /// The first delay.
-        #[serde(with = "ms")]
-        base: Duration,
-        /// The largest delay.
-        #[serde(with = "ms")]
-        max: Duration,
-        /// Randomise the delay between half and all of it.
-        jitter: bool,
-    },
-}
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Backoff::Exponential {
-            base: Duration::from_secs(1),
-            max: Duration::from_secs(600),
-            jitter: true,
-        }
-    }
-}
-
-impl Backoff {
-    /// The delay after failed attempt number `attempt` (1-based).
-    pub fn delay(&self, attempt: u32) -> Duration {
-        match *self {
-            Backoff::Fixed { delay } => delay,
-            Backoff::Exponential { base, max, jitter } => {
-                let exp = attempt.saturating_sub(1).min(30);
-                let full = base.saturating_mul(1u32 << exp).min(max);
-                if jitter && !full.is_zero() {
-                    let half = full / 2;
-                    half + full.mul_f64(rand::random::<f64>() * 0.5)
-                } else {
-                    full
-                }
-            }
-        }
-    }
-}
-
-/// How many finished jobs of one kind to keep.
-///
-/// Applied when a job finishes, with that job's policy, to the whole finished set of
-/// its kind (as BullMQ does): a job with `last(10)` trims the completed set to 10,
-/// whatever the policies of the jobs already in it. Give the jobs of one queue one
-/// policy. `none()` is the exception: it deletes only the finishing job.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Retention {
-    /// Keep at most this many (None = no count limit).
-    pub count: Option<u64>,
-    /// Delete those older than this (None = no age limit).
-    pub age: Option<Duration>,
-}
-
-impl Retention {
-    /// Keep every finished job forever (only bounded by your own cleaning).
-    pub const fn all() -> Self {
-        Retention {
-            count: None,
-            age: None,
-        }
-    }
-    /// Delete the job as soon as it finishes.
-    pub const fn none() -> Self {
-        Retention {
-            count: Some(0),
-            age: None,
-        }
-    }
-    /// Keep the last `n`.
-    pub const fn last(n: u64) -> Self {
-        Retention {
-            count: Some(n),
-            age: None,
-        }
-    }
-    /// Keep those younger than `age`.
-    pub const fn max_age(age: Duration) -> Self {
-        Retention {
-            count: None,
-            age: Some(age),
-        }
-    }
-    /// The default for completed jobs: the last 1000, none older than a day.
-    pub const fn default_completed() -> Self {
-        Retention {
-            count: Some(1000),
-            age: Some(Duration::from_secs(24 * 3600)),
-        }
-    }
-    /// The default for failed and cancelled jobs: the last 10 000, none older than a week.
-    pub const fn default_failed() -> Self {
-        Retention {
-            count: Some(10_000),
-            age: Some(Duration::from_secs(7 * 24 * 3600)),
-        }
-    }
-    /// (count, age ms) as the scripts take them: -1 = all, 0 = no age limit.
-    pub(crate) fn script_args(&self) -> (i64, u64) {
-        (
-            self.count
-                .map(|c| c.min(i64::MAX as u64) as i64)
-                .unwrap_or(-1),
-            self.age.map(|a| a.as_millis() as u64).unwrap_or(0),
-        )
     }
 }
 
@@ -276,7 +160,7 @@ impl JobOptions {
 pub(crate) struct RunOptions {
     pub attempts: u32,
     pub backoff: Backoff,
-    #[serde(with = "opt_ms", default)]
+    #[serde(with = "serde_ms::opt_ms", default)]
     pub timeout: Option<Duration>,
 }
 
@@ -363,58 +247,9 @@ pub(crate) fn msgpack_to_json(bytes: &[u8]) -> serde_json::Value {
     })
 }
 
-mod ms {
-    use serde::{Deserialize, Deserializer, Serializer};
-    use std::time::Duration;
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_u64(d.as_millis() as u64)
-    }
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        Ok(Duration::from_millis(u64::deserialize(d)?))
-    }
-}
-
-mod opt_ms {
-    use serde::{Deserialize, Deserializer, Serializer};
-    use std::time::Duration;
-    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
-        match d {
-            Some(d) => s.serialize_some(&(d.as_millis() as u64)),
-            None => s.serialize_none(),
-        }
-    }
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-        Ok(Option::<u64>::deserialize(d)?.map(Duration::from_millis))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn exponential_backoff_grows_and_caps() {
-        let b = Backoff::Exponential {
-            base: Duration::from_millis(100),
-            max: Duration::from_secs(1),
-            jitter: false,
-        };
-        assert_eq!(b.delay(1), Duration::from_millis(100));
-        assert_eq!(b.delay(3), Duration::from_millis(400));
-        assert_eq!(b.delay(10), Duration::from_secs(1));
-        let j = Backoff::Exponential {
-            base: Duration::from_millis(100),
-            max: Duration::from_secs(1),
-            jitter: true,
-        };
-        for _ in 0..100 {
-            let d = j.delay(2);
-            assert!(
-                d >= Duration::from_millis(100) && d <= Duration::from_millis(200),
-                "{d:?}"
-            );
-        }
-    }
 
     #[test]
     fn run_options_round_trip() {

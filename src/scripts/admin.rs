@@ -1,0 +1,115 @@
+//! The admin scripts: cancel, retry, remove, clean, and a running attempt's fenced
+//! writes about itself (steps, progress, log lines).
+
+use std::time::Duration;
+
+use redis::aio::ConnectionLike;
+
+use super::{CANCEL, CLEAN, RECORD, REMOVE, RETRY};
+use crate::error::Result;
+use crate::keys::Keys;
+
+/// `cancel.lua`: (code, state before).
+pub(crate) async fn cancel<C: ConnectionLike + Send>(
+    c: &mut C,
+    k: &Keys,
+    id: &str,
+    reason: &str,
+) -> Result<(i64, String)> {
+    let mut inv = CANCEL.prepare_invoke();
+    inv.key(k.wait())
+        .key(k.prioritized())
+        .key(k.delayed())
+        .key(k.active())
+        .key(k.cancelled());
+    inv.arg(k.prefix())
+        .arg(id)
+        .arg(k.cancel_channel())
+        .arg(reason);
+    Ok(inv.invoke_async(c).await?)
+}
+
+/// `retry.lua`: (code, state before).
+pub(crate) async fn retry<C: ConnectionLike + Send>(
+    c: &mut C,
+    k: &Keys,
+    id: &str,
+) -> Result<(i64, String)> {
+    let mut inv = RETRY.prepare_invoke();
+    inv.key(k.wait())
+        .key(k.prioritized())
+        .key(k.failed())
+        .key(k.cancelled())
+        .key(k.meta())
+        .key(k.wake());
+    inv.arg(k.prefix()).arg(id);
+    Ok(inv.invoke_async(c).await?)
+}
+
+/// `remove.lua`: (code, state before).
+pub(crate) async fn remove<C: ConnectionLike + Send>(
+    c: &mut C,
+    k: &Keys,
+    id: &str,
+) -> Result<(i64, String)> {
+    let mut inv = REMOVE.prepare_invoke();
+    inv.key(k.wait())
+        .key(k.prioritized())
+        .key(k.delayed())
+        .key(k.completed())
+        .key(k.failed())
+        .key(k.cancelled());
+    inv.arg(k.prefix()).arg(id);
+    Ok(inv.invoke_async(c).await?)
+}
+
+/// What a running attempt records about itself.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Record<'a> {
+    Step(&'a str),
+    Progress,
+    Log { keep: usize },
+}
+
+/// `record.lua`: a fenced write by the lease holder; false when the lock is lost.
+pub(crate) async fn record<C: ConnectionLike + Send>(
+    c: &mut C,
+    k: &Keys,
+    id: &str,
+    token: u64,
+    what: Record<'_>,
+    value: &[u8],
+) -> Result<bool> {
+    let mut inv = RECORD.prepare_invoke();
+    inv.key(k.active())
+        .key(k.job(id))
+        .key(k.steps(id))
+        .key(k.logs(id));
+    let (kind, field, keep) = match what {
+        Record::Step(name) => ("s", name, 0),
+        Record::Progress => ("p", "", 0),
+        Record::Log { keep } => ("l", "", keep),
+    };
+    inv.arg(id)
+        .arg(token)
+        .arg(kind)
+        .arg(field)
+        .arg(value)
+        .arg(keep);
+    let n: i64 = inv.invoke_async(c).await?;
+    Ok(n == 1)
+}
+
+/// `clean.lua`: delete up to `limit` jobs older than `age` from a finished set.
+pub(crate) async fn clean<C: ConnectionLike + Send>(
+    c: &mut C,
+    k: &Keys,
+    set: String,
+    age: Duration,
+    limit: usize,
+) -> Result<u64> {
+    let mut inv = CLEAN.prepare_invoke();
+    inv.key(set);
+    inv.arg(k.prefix()).arg(age.as_millis() as u64).arg(limit);
+    Ok(inv.invoke_async(c).await?)
+}

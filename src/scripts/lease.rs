@@ -1,0 +1,84 @@
+//! The lease scripts: the heartbeat's renewal and the sweeper's recovery.
+
+use std::time::Duration;
+
+use redis::aio::ConnectionLike;
+
+use super::{RENEW, SWEEP};
+use crate::error::Result;
+use crate::keys::Keys;
+
+/// What `renew.lua` found.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RenewReply {
+    pub lost: Vec<String>,
+    pub cancel_requested: Vec<String>,
+}
+
+/// `renew.lua`: renew the leases of `held` (id, token) and register the worker.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn renew<C: ConnectionLike + Send>(
+    c: &mut C,
+    k: &Keys,
+    worker: &str,
+    lease: Duration,
+    worker_ttl: Duration,
+    description: &str,
+    held: &[(String, u64)],
+) -> Result<RenewReply> {
+    let mut inv = RENEW.prepare_invoke();
+    inv.key(k.active()).key(k.workers()).key(k.worker_info());
+    inv.arg(k.prefix())
+        .arg(worker)
+        .arg(lease.as_millis() as u64)
+        .arg(worker_ttl.as_millis() as u64)
+        .arg(description);
+    for (id, token) in held {
+        inv.arg(id).arg(*token);
+    }
+    let (lost, cancel_requested): (Vec<String>, Vec<String>) = inv.invoke_async(c).await?;
+    Ok(RenewReply {
+        lost,
+        cancel_requested,
+    })
+}
+
+/// What the sweeper did with one expired lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Swept {
+    Requeued,
+    Failed,
+    Cancelled,
+}
+
+/// `sweep.lua`: recover up to `limit` jobs whose lease expired.
+pub(crate) async fn sweep<C: ConnectionLike + Send>(
+    c: &mut C,
+    k: &Keys,
+    max_stalled: u32,
+    limit: usize,
+) -> Result<Vec<(String, Swept)>> {
+    let mut inv = SWEEP.prepare_invoke();
+    inv.key(k.active())
+        .key(k.wait())
+        .key(k.prioritized())
+        .key(k.failed())
+        .key(k.cancelled());
+    inv.key(k.meta())
+        .key(k.wake())
+        .key(k.workers())
+        .key(k.worker_info());
+    inv.arg(k.prefix()).arg(max_stalled).arg(limit);
+    let flat: Vec<String> = inv.invoke_async(c).await?;
+    Ok(flat
+        .chunks_exact(2)
+        .map(|p| {
+            let what = match p[1].as_str() {
+                "failed" => Swept::Failed,
+                "cancelled" => Swept::Cancelled,
+                _ => Swept::Requeued,
+            };
+            (p[0].clone(), what)
+        })
+        .collect())
+}
