@@ -22,8 +22,13 @@ async fn main() -> baton::Result<()> {
     let added = queue
         .add(
             "welcome",
-            &Email { to: "a@example.com".into() },
-            JobOptions::default().attempts(5).delay(Duration::from_secs(1)).job_id("welcome-42"),
+            &Email {
+                to: "a@example.com".into(),
+            },
+            JobOptions::default()
+                .attempts(5)
+                .delay(Duration::from_secs(1))
+                .job_id("welcome-42"),
         )
         .await?;
     println!("added {} (new: {})", added.id, added.added);
@@ -34,8 +39,12 @@ async fn main() -> baton::Result<()> {
         .build(handler_fn(|email: Email, ctx: JobContext| async move {
             // Steps run once per job: on a retry or after a crash, finished steps return
             // their stored result instead of running again.
-            let rendered: String = ctx.step("render", async { Ok(format!("hi {}", email.to)) }).await?;
-            ctx.progress(&serde_json::json!({"rendered": true})).await.ok();
+            let rendered: String = ctx
+                .step("render", async { Ok(format!("hi {}", email.to)) })
+                .await?;
+            ctx.progress(&serde_json::json!({"rendered": true}))
+                .await
+                .ok();
             tokio::select! {
                 _ = ctx.cancelled() => Err(JobError::retry("stopped")), // cancel, timeout, shutdown
                 r = send(&rendered) => r.map_err(JobError::retry),

@@ -1,10 +1,11 @@
-//! The lease scripts: the heartbeat's renewal and the sweeper's recovery.
+//! The lease scripts: the heartbeat's renewal, the sweeper's recovery, and the
+//! claimer's reconciliation after a lost claim reply.
 
 use std::time::Duration;
 
 use redis::aio::ConnectionLike;
 
-use super::{RENEW, SWEEP};
+use super::{RECONCILE, RENEW, SWEEP};
 use crate::error::Result;
 use crate::keys::Keys;
 
@@ -81,4 +82,25 @@ pub(crate) async fn sweep<C: ConnectionLike + Send>(
             (p[0].clone(), what)
         })
         .collect())
+}
+
+/// `reconcile.lua`: hand back the jobs leased to `worker` that it does not hold.
+pub(crate) async fn reconcile<C: ConnectionLike + Send>(
+    c: &mut C,
+    k: &Keys,
+    worker: &str,
+    held: &[(String, u64)],
+) -> Result<Vec<String>> {
+    let mut inv = RECONCILE.prepare_invoke();
+    inv.key(k.active())
+        .key(k.wait())
+        .key(k.prioritized())
+        .key(k.meta())
+        .key(k.wake())
+        .key(k.cancelled());
+    inv.arg(k.prefix()).arg(worker);
+    for (id, _) in held {
+        inv.arg(id);
+    }
+    Ok(inv.invoke_async(c).await?)
 }

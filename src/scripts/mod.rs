@@ -37,6 +37,7 @@ script!(RETRY, "retry.lua");
 script!(REMOVE, "remove.lua");
 script!(RECORD, "record.lua");
 script!(CLEAN, "clean.lua");
+script!(RECONCILE, "reconcile.lua");
 
 /// A job as `add.lua` takes it.
 #[derive(Debug, Clone)]
@@ -225,4 +226,4 @@ mod admin;
 mod lease;
 
 pub(crate) use admin::{cancel, clean, record, remove, retry, Record};
-pub(crate) use lease::{renew, sweep, Swept};
+pub(crate) use lease::{reconcile, renew, sweep, Swept};

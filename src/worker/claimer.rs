@@ -30,6 +30,8 @@ pub(crate) struct Claimer {
     slots: Arc<Semaphore>,
     /// The connection idle waits block on, and its client id (for CLIENT UNBLOCK).
     blocker: Option<(redis::aio::MultiplexedConnection, Option<i64>)>,
+    /// The last claim failed after possibly leasing jobs: reconcile before the next.
+    unsure: bool,
 }
 
 impl Claimer {
@@ -38,6 +40,7 @@ impl Claimer {
             shared,
             slots,
             blocker: None,
+            unsure: false,
         }
     }
 
@@ -60,6 +63,17 @@ impl Claimer {
                 self.take_free(&mut permits);
             }
             let asked = permits.len();
+            if self.unsure {
+                // The last claim failed in a way that may have leased jobs to us anyway.
+                match self.reconcile().await {
+                    Ok(()) => self.unsure = false,
+                    Err(e) => {
+                        drop(permits);
+                        self.fail(&mut backoff, "reconcile", &e, &stop).await;
+                        continue;
+                    }
+                }
+            }
             // Not raced against `stop`: once the script has leased jobs to this worker
             // they must be started (and then drained or handed back by the shutdown),
             // not dropped with the reply.
@@ -89,10 +103,28 @@ impl Claimer {
                 }
                 Err(e) => {
                     drop(permits);
+                    // A lost reply (timeout, connection cut) may hide jobs the script
+                    // leased to us; a refused connection cannot, but checking is cheap.
+                    self.unsure = e.is_transient();
                     self.fail(&mut backoff, "claim", &e, &stop).await;
                 }
             }
         }
+    }
+
+    /// Hands back the jobs leased to this worker that it does not hold (their claim's
+    /// reply was lost), so they run again at once rather than after their lease.
+    async fn reconcile(&self) -> Result<()> {
+        let s = &self.shared;
+        let held = s.inflight.leases();
+        let back = s
+            .conn
+            .run(async |c| scripts::reconcile(c, &s.keys, &s.id, &held).await)
+            .await?;
+        for id in back {
+            tracing::warn!(queue = s.keys.queue(), job_id = %id, "handed back a job whose claim reply was lost");
+        }
+        Ok(())
     }
 
     /// Adds every free slot (up to [`MAX_CLAIM`]) to `permits`.
