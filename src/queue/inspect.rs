@@ -13,6 +13,9 @@ use crate::job::{msgpack_to_json, Counts, JobInfo, JobState, RunOptions};
 use crate::keys::Keys;
 use crate::scripts;
 
+/// Listings starting (or counting) beyond this return nothing rather than overflow.
+const MAX_LIST_START: usize = 1 << 40;
+
 /// A job hash, its steps and its log lines, as one pipeline reads them.
 type JobParts = (
     BTreeMap<String, Vec<u8>>,
@@ -68,6 +71,10 @@ impl Queue {
             }
             let k = &self.keys;
             let mut c = self.conn().await?;
+            // Redis ranges are i64; beyond any real queue's length there is nothing.
+            if start > MAX_LIST_START || count > MAX_LIST_START {
+                return Ok(Vec::new());
+            }
             let end = (start + count - 1) as isize;
             let ids: Vec<String> = match state {
                 JobState::Waiting => {

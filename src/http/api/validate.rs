@@ -33,11 +33,40 @@ pub(super) struct AddRequest {
     pub(super) name: String,
     #[serde(default)]
     pub(super) data: serde_json::Value,
+    #[serde(default, deserialize_with = "whole")]
     pub(super) delay_ms: Option<u64>,
+    #[serde(default, deserialize_with = "whole")]
     pub(super) priority: Option<u32>,
+    #[serde(default, deserialize_with = "whole")]
     pub(super) attempts: Option<u32>,
     pub(super) job_id: Option<String>,
+    #[serde(default, deserialize_with = "whole")]
     pub(super) timeout_ms: Option<u64>,
+}
+
+/// An optional whole number, also when written with a zero fraction (`5.0`), as JSON
+/// Schema's `integer` allows.
+fn whole<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: TryFrom<u64>,
+{
+    use serde::de::Error;
+    let Some(n) = Option::<serde_json::Number>::deserialize(d)? else {
+        return Ok(None);
+    };
+    let v = match (n.as_u64(), n.as_f64()) {
+        (Some(v), _) => v,
+        (None, Some(f)) if f >= 0.0 && f.fract() == 0.0 && f <= u64::MAX as f64 => f as u64,
+        _ => {
+            return Err(D::Error::custom(format!(
+                "expected a whole number >= 0, got {n}"
+            )))
+        }
+    };
+    T::try_from(v)
+        .map(Some)
+        .map_err(|_| D::Error::custom(format!("{v} is out of range")))
 }
 
 impl AddRequest {
