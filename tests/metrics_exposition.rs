@@ -212,7 +212,10 @@ async fn metrics_after_real_work_are_complete_and_valid() {
     .await;
     // Fence the worker off first (as a takeover would), so a heartbeat landing between
     // these two writes cannot renew the lease back.
-    let _: () = redis.conn().hincr(q.keys().job(&stuck), "token", 1).unwrap();
+    let _: () = redis
+        .conn()
+        .hincr(q.keys().job(&stuck), "token", 1)
+        .unwrap();
     let _: () = redis.conn().zadd(q.keys().active(), &stuck, 1).unwrap();
     wait_until(
         Duration::from_secs(15),
