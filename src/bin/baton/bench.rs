@@ -62,31 +62,9 @@ pub async fn run(_default_url: &str, given: Option<String>, a: BenchArgs) -> Res
     let bulk_n = n.div_ceil(100) * 100;
 
     // Phase 2: process them with a no-op handler.
-    let done = Arc::new(AtomicU64::new(0));
-    let d2 = done.clone();
-    let worker = Worker::builder(&url, &queue)
-        .concurrency(a.concurrency)
-        .build(handler_fn(move |_: serde_json::Value, _ctx| {
-            let d = d2.clone();
-            async move {
-                d.fetch_add(1, Ordering::Relaxed);
-                Ok::<_, JobError>(())
-            }
-        }))?;
-    let stop = worker.shutdown_handle();
     let cpu0 = redis_cpu_seconds(&url).await?;
-    let t = Instant::now();
-    let running = tokio::spawn(worker.run());
-    while q.counts().await?.waiting + q.counts().await?.active > 0 {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let proc_s = t.elapsed().as_secs_f64();
+    let proc_s = drain(&url, &queue, a.concurrency, &q).await?.as_secs_f64();
     let proc_cpu = redis_cpu_seconds(&url).await? - cpu0;
-
-    stop.shutdown();
-    running
-        .await
-        .map_err(|e| baton::Error::Invalid(e.to_string()))??;
 
     // Phase 3: single adds, 50 in flight, no worker running (as the peer benchmarks).
     let single_n = (n / 4).max(100);
@@ -206,20 +184,28 @@ async fn add_singles(
     Ok(())
 }
 
-/// Runs a no-op worker until the queue is empty.
-async fn drain(url: &str, queue: &str, concurrency: usize, q: &Queue) -> Result<()> {
+/// Runs a no-op worker until the queue is empty; returns how long that took (from
+/// the worker's start to the last job finished, before its shutdown).
+async fn drain(url: &str, queue: &str, concurrency: usize, q: &Queue) -> Result<Duration> {
     let worker = Worker::builder(url, queue)
         .concurrency(concurrency)
         .build(handler_fn(|_: serde_json::Value, _ctx| async {
             Ok::<_, JobError>(())
         }))?;
     let stop = worker.shutdown_handle();
+    let t = Instant::now();
     let running = tokio::spawn(worker.run());
-    while q.counts().await?.waiting + q.counts().await?.active > 0 {
+    loop {
+        let c = q.counts().await?;
+        if c.waiting + c.active == 0 {
+            break;
+        }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let took = t.elapsed();
     stop.shutdown();
     running
         .await
-        .map_err(|e| baton::Error::Invalid(e.to_string()))?
+        .map_err(|e| baton::Error::Invalid(e.to_string()))??;
+    Ok(took)
 }
