@@ -11,6 +11,9 @@ use crate::error::{Error, Result};
 /// One setting that is wrong, with the fix.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Problem {
+    /// The server it was found on (`host:port`), when the deployment has several.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
     /// The setting's name.
     pub setting: String,
     /// What the server has.
@@ -23,9 +26,14 @@ pub struct Problem {
 
 impl std::fmt::Display for Problem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let on = self
+            .node
+            .as_deref()
+            .map(|n| format!(" on {n}"))
+            .unwrap_or_default();
         write!(
             f,
-            "- {} is {:?}, needs {:?}: {}",
+            "- {}{on} is {:?}, needs {:?}: {}",
             self.setting, self.found, self.wanted, self.fix
         )
     }
@@ -65,6 +73,43 @@ impl Report {
     }
 }
 
+/// Checks every server of the deployment that can be seen: the one server, the
+/// Sentinel master, or every master and replica of a cluster. Each problem names its
+/// node when there are several; the version reported is the lowest found.
+pub async fn check_all(connector: &crate::conn::Connector) -> Result<Report> {
+    let nodes = connector.nodes().await?;
+    let many = nodes.len() > 1;
+    let mut all: Option<Report> = None;
+    for node in nodes {
+        let mut c = node.connect().await?;
+        let mut r = check(&mut c).await?;
+        if many {
+            for p in &mut r.problems {
+                p.node = Some(node.address.clone());
+            }
+        }
+        all = Some(match all {
+            None => r,
+            Some(mut acc) => {
+                if !version_at_least(&r.version, parse_version(&acc.version)) {
+                    acc.version = r.version;
+                }
+                acc.problems.extend(r.problems);
+                if r.source == "INFO" {
+                    acc.source = "INFO";
+                }
+                acc
+            }
+        });
+    }
+    all.ok_or_else(|| Error::Invalid(format!("no Redis server found at {}", connector.endpoint())))
+}
+
+fn parse_version(v: &str) -> (u32, u32) {
+    let mut parts = v.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    (parts.next().unwrap_or(0), parts.next().unwrap_or(0))
+}
+
 /// Reads the server's version, eviction policy and AOF setting.
 pub async fn check<C: ConnectionLike + Send>(conn: &mut C) -> Result<Report> {
     let info: String = redis::cmd("INFO")
@@ -84,6 +129,7 @@ pub async fn check<C: ConnectionLike + Send>(conn: &mut C) -> Result<Report> {
     let mut problems = Vec::new();
     if !version_at_least(&version, (6, 2)) {
         problems.push(Problem {
+            node: None,
             setting: "redis_version".into(),
             found: version.clone(),
             wanted: ">= 6.2".into(),
@@ -122,6 +168,7 @@ pub async fn check<C: ConnectionLike + Send>(conn: &mut C) -> Result<Report> {
     };
     if policy != "noeviction" {
         problems.push(Problem {
+            node: None,
             setting: "maxmemory-policy".into(),
             found: policy,
             wanted: "noeviction".into(),
@@ -130,6 +177,7 @@ pub async fn check<C: ConnectionLike + Send>(conn: &mut C) -> Result<Report> {
     }
     if aof != "yes" {
         problems.push(Problem {
+            node: None,
             setting: "appendonly".into(),
             found: aof,
             wanted: "yes".into(),

@@ -16,6 +16,15 @@ pub enum Error {
         /// What the pool reported.
         detail: String,
     },
+    /// A connection could not be made: names the endpoint (no password) and what
+    /// failed (refused, TLS handshake, authentication, unknown Sentinel master, …).
+    #[error("cannot connect to redis at {endpoint}: {reason}")]
+    Connect {
+        /// The endpoint in words, without passwords.
+        endpoint: String,
+        /// What failed.
+        reason: String,
+    },
     /// The Redis server is not fit to hold a durable queue (see `baton check`).
     #[error("redis is not fit for a durable queue:\n{0}")]
     UnfitRedis(String),
@@ -51,6 +60,13 @@ pub enum Error {
     Invalid(String),
 }
 
+/// How the connect errors that waiting will not fix begin (see `conn::connector`).
+pub(crate) const MISCONFIGURED: [&str; 3] = [
+    "authentication failed",
+    "TLS handshake failed",
+    "the sentinels know no such master",
+];
+
 /// Result with baton's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -59,7 +75,7 @@ impl Error {
     /// about the request itself.
     pub fn is_connection(&self) -> bool {
         match self {
-            Error::Unavailable { .. } => true,
+            Error::Unavailable { .. } | Error::Connect { .. } => true,
             Error::Redis(e) => {
                 e.is_io_error()
                     || e.is_timeout()
@@ -94,6 +110,19 @@ impl Error {
         }
     }
 
+    /// True for a connect error that waiting will not fix: authentication, TLS
+    /// certificates, an unknown Sentinel master name.
+    pub fn is_misconfiguration(&self) -> bool {
+        matches!(self, Error::Connect { reason, .. } if MISCONFIGURED.iter().any(|p| reason.starts_with(p)))
+    }
+
+    /// True when the server answered that it is not (or no longer) the master: the
+    /// connection must be made again (under Sentinel, asking the sentinels again).
+    pub fn is_failover(&self) -> bool {
+        matches!(self, Error::Redis(e) if matches!(e.code(), Some("READONLY" | "MASTERDOWN"))
+            || e.to_string().contains("UNBLOCKED"))
+    }
+
     /// Maps a `{code, state}` reply of a single-job script onto a result.
     pub(crate) fn from_code(
         code: i64,
@@ -113,18 +142,6 @@ impl Error {
                 state,
                 op,
             }),
-        }
-    }
-}
-
-impl From<deadpool_redis::PoolError> for Error {
-    fn from(e: deadpool_redis::PoolError) -> Self {
-        match e {
-            deadpool_redis::PoolError::Backend(e) => Error::Redis(e),
-            other => Error::Unavailable {
-                timeout: crate::conn::PRODUCER_TIMEOUT,
-                detail: other.to_string(),
-            },
         }
     }
 }

@@ -1,20 +1,39 @@
-//! Connections to Redis: the pool that producers and workers share for short commands,
-//! and the dedicated connections that must never be pooled (blocking waits, pub/sub).
+//! Connections to Redis: [`RedisConfig`] says where Redis is (one server, Sentinel or
+//! Cluster, with TLS and ACL users), [`Connector`] makes connections for it, and
+//! [`SharedConn`] is the one multiplexed connection that producers and a worker's
+//! short commands share. Blocking waits and pub/sub get connections of their own.
 //!
 //! redis-rs 1.x times replies out after 500 ms by default; every connection made here
 //! sets its own limits instead, so a blocking wait never trips the timeout and a
 //! producer facing a dead Redis fails within [`PRODUCER_TIMEOUT`].
+//!
+//! There is no connection pool: a multiplexed connection pipelines concurrent
+//! requests over one socket (a cluster connection, over one socket per node), which
+//! is the fast path; deadpool-redis's checkout costs a health check (a round trip) per
+//! call, and its PING-only recycle check cannot tell that a Sentinel master was
+//! demoted. [`SharedConn`] instead drops its connection on a connection error or a
+//! failover reply (`READONLY`, `MASTERDOWN`) and makes a new one, asking the sentinels
+//! again.
 
+mod config;
+mod connector;
+mod link;
+
+use std::sync::Arc;
 use std::time::Duration;
 
-use deadpool_redis::{Manager, Pool, Runtime};
-use redis::AsyncConnectionConfig;
+pub use config::{redact_url, RedisConfig, Topology};
+pub use connector::{install_crypto_provider, Connector, Node};
+pub use link::{RedisConn, Subscription};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 
-/// How long a producer waits to connect, for a pooled connection, or for a reply
-/// before giving up with a clear error.
+/// How long a producer waits for a connection or a reply before giving up with a
+/// clear error.
 pub const PRODUCER_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long making a connection may take (TCP, TLS, AUTH, asking the sentinels).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Reply limit on worker connections: scripts over large batches can take a while on
 /// a busy server, and a worker would rather wait than retry work that landed.
@@ -25,99 +44,74 @@ pub fn default_url() -> String {
     std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_string())
 }
 
-/// A pool of multiplexed connections whose every step (connect, wait for a slot,
-/// reply) is bounded by `timeout`.
-pub fn pool(url: &str, timeout: Duration, max_size: usize) -> Result<Pool> {
-    let cfg = AsyncConnectionConfig::new()
-        .set_connection_timeout(Some(timeout))
-        .set_response_timeout(Some(timeout));
-    let manager = Manager::new_with_config(url, cfg)?;
-    Pool::builder(manager)
-        .max_size(max_size)
-        .runtime(Runtime::Tokio1)
-        .wait_timeout(Some(timeout))
-        .create_timeout(Some(timeout))
-        .recycle_timeout(Some(timeout))
-        .build()
-        .map_err(|e| Error::Invalid(format!("redis pool: {e}")))
-}
-
-/// A connection of its own for blocking commands (BLPOP): its reply limit is the
-/// longest block plus `slack`, so a healthy block never times out but a dead server
-/// is noticed.
-pub async fn dedicated(
-    url: &str,
-    longest_block: Duration,
-) -> Result<redis::aio::MultiplexedConnection> {
-    let client = redis::Client::open(url)?;
-    let cfg = AsyncConnectionConfig::new()
-        .set_connection_timeout(Some(PRODUCER_TIMEOUT))
-        .set_response_timeout(Some(longest_block + Duration::from_secs(5)));
-    Ok(client
-        .get_multiplexed_async_connection_with_config(&cfg)
-        .await?)
-}
-
-/// A pub/sub connection of its own (connecting bounded by [`PRODUCER_TIMEOUT`]).
-pub async fn pubsub(url: &str) -> Result<redis::aio::PubSub> {
-    let client = redis::Client::open(url)?;
-    match tokio::time::timeout(PRODUCER_TIMEOUT, client.get_async_pubsub()).await {
-        Ok(r) => Ok(r?),
-        Err(_) => Err(Error::Unavailable {
-            timeout: PRODUCER_TIMEOUT,
-            detail: "pub/sub connect timed out".into(),
-        }),
-    }
-}
-
 /// One multiplexed connection shared by every caller of a [`Queue`](crate::Queue) or
-/// a worker, made by the pool and kept out of it.
+/// a worker, made on first use.
 ///
-/// A multiplexed connection pipelines concurrent requests over one socket, so sharing
-/// it is the fast path; checking a connection out of deadpool-redis instead costs a
-/// health check (UNWATCH + PING: a round trip and two Redis commands) on every call,
-/// which doubled the commands of an idle worker and of single adds. After an error
-/// that says the connection is broken, the next call makes a new one through the pool
-/// (with the pool's connect timeout).
+/// After an error that says the connection is broken, or that it reached a server
+/// that is no longer the master, the next call makes a new one (asking the sentinels
+/// again under Sentinel).
 #[derive(Clone)]
 pub struct SharedConn {
-    pool: Pool,
-    cached: std::sync::Arc<std::sync::Mutex<Option<redis::aio::MultiplexedConnection>>>,
+    connector: Arc<Connector>,
+    reply_timeout: Duration,
+    cached: Arc<std::sync::Mutex<Option<RedisConn>>>,
+    /// One connect at a time: callers that find no connection wait for the same one.
+    connecting: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl std::fmt::Debug for SharedConn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedConn")
+            .field("endpoint", &self.connector.endpoint())
+            .finish()
+    }
 }
 
 impl SharedConn {
-    /// Connections from `pool`.
-    pub fn new(pool: Pool) -> SharedConn {
+    /// Connections from `connector` whose replies may take up to `reply_timeout`.
+    pub fn new(connector: Arc<Connector>, reply_timeout: Duration) -> SharedConn {
         SharedConn {
-            pool,
+            connector,
+            reply_timeout,
             cached: Default::default(),
+            connecting: Default::default(),
         }
     }
 
-    /// The pool behind it.
-    pub fn pool(&self) -> &Pool {
-        &self.pool
+    /// A shared connection for producers ([`PRODUCER_TIMEOUT`] on replies) to `cfg`.
+    pub fn producer(cfg: impl Into<RedisConfig>) -> Result<SharedConn> {
+        Ok(SharedConn::new(Connector::new(cfg)?, PRODUCER_TIMEOUT))
+    }
+
+    /// The connector behind it.
+    pub fn connector(&self) -> &Arc<Connector> {
+        &self.connector
     }
 
     /// A handle on the shared connection (cheap clone).
-    pub async fn get(&self) -> Result<redis::aio::MultiplexedConnection> {
+    pub async fn get(&self) -> Result<RedisConn> {
         if let Some(c) = self.cached.lock().unwrap().as_ref() {
             return Ok(c.clone());
         }
-        let conn = deadpool_redis::Connection::take(self.pool.get().await?);
+        let _one = self.connecting.lock().await;
+        if let Some(c) = self.cached.lock().unwrap().as_ref() {
+            return Ok(c.clone());
+        }
+        let conn = self.connector.connect(self.reply_timeout).await?;
         *self.cached.lock().unwrap() = Some(conn.clone());
         Ok(conn)
     }
 
-    /// Runs `f` on the shared connection; a connection error makes the next call reconnect.
+    /// Runs `f` on the shared connection; an error that says the connection is broken
+    /// or on the wrong server makes the next call reconnect.
     pub async fn run<T, F>(&self, f: F) -> Result<T>
     where
-        F: AsyncFnOnce(&mut redis::aio::MultiplexedConnection) -> Result<T>,
+        F: AsyncFnOnce(&mut RedisConn) -> Result<T>,
     {
         let mut c = self.get().await?;
         let r = f(&mut c).await;
         if let Err(e) = &r {
-            if e.is_connection() {
+            if e.is_connection() || e.is_failover() {
                 self.invalidate();
             }
         }

@@ -15,7 +15,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use deadpool_redis::Pool;
 use tokio_util::sync::CancellationToken;
 
 use crate::job::JobState;
@@ -50,9 +49,11 @@ impl Drop for Refresher {
 
 static RUNNING: Mutex<BTreeMap<String, Weak<Refresher>>> = Mutex::new(BTreeMap::new());
 
-/// Starts the refresher for `url` unless one runs in this process already; either way
-/// returns a guard that keeps it running.
-pub(crate) fn start(url: &str, pool: Pool) -> Arc<Refresher> {
+/// Starts the refresher for `conn`'s endpoint unless one runs in this process already;
+/// either way returns a guard that keeps it running.
+pub(crate) fn start(conn: crate::conn::SharedConn) -> Arc<Refresher> {
+    let url = conn.connector().endpoint().to_string();
+    let url = url.as_str();
     let mut running = RUNNING.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(r) = running.get(url).and_then(Weak::upgrade) {
         return r;
@@ -63,13 +64,12 @@ pub(crate) fn start(url: &str, pool: Pool) -> Arc<Refresher> {
         stop: stop.clone(),
     });
     running.insert(url.to_string(), Arc::downgrade(&r));
-    tokio::spawn(run(pool, stop));
+    tokio::spawn(run(conn, stop));
     r
 }
 
-async fn run(pool: Pool, stop: CancellationToken) {
+async fn run(conn: crate::conn::SharedConn, stop: CancellationToken) {
     let handle = m::install();
-    let conn = crate::conn::SharedConn::new(pool.clone());
     let mut every = tokio::time::interval(REFRESH);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut known: BTreeSet<String> = BTreeSet::new();
@@ -83,7 +83,7 @@ async fn run(pool: Pool, stop: CancellationToken) {
         handle.run_upkeep();
         // While no queue is known yet, look on every tick so the first one shows up soon.
         if known.is_empty() || discovered.is_none_or(|t| t.elapsed() >= REDISCOVER) {
-            match Queue::discover(&pool).await {
+            match Queue::discover(&conn).await {
                 Ok(names) => {
                     discovered = Some(Instant::now());
                     let names: BTreeSet<String> = names.into_iter().collect();

@@ -35,11 +35,16 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// Serves `/metrics`, `/healthz` and `/readyz` on `addr` until `stop` fires.
 ///
 /// Installs the Prometheus recorder (if not yet installed) and starts the gauge
-/// refresher for `redis_url` (one per process and Redis, shared with [`serve`]).
+/// refresher for `redis` (one per process and Redis, shared with [`serve`]).
 /// Redis need not be reachable at start: `/readyz` says 503 until it is.
-pub async fn serve_ops(addr: SocketAddr, redis_url: String, stop: CancellationToken) -> Result<()> {
-    let state = ops::OpsState::new(&redis_url)?;
-    let _refresher = gauges::start(&redis_url, state.pool.clone());
+pub async fn serve_ops(
+    addr: SocketAddr,
+    redis: impl Into<crate::conn::RedisConfig>,
+    stop: CancellationToken,
+) -> Result<()> {
+    let conn = crate::conn::SharedConn::producer(redis)?;
+    let state = ops::OpsState::new(conn.clone());
+    let _refresher = gauges::start(conn);
     let app = ops::router()
         .with_state(state)
         .fallback(api::no_route)
@@ -50,8 +55,8 @@ pub async fn serve_ops(addr: SocketAddr, redis_url: String, stop: CancellationTo
 /// What `baton serve` needs.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
-    /// Redis URL.
-    pub redis_url: String,
+    /// Where Redis is.
+    pub redis: crate::conn::RedisConfig,
     /// Listen address.
     pub listen: SocketAddr,
     /// Bearer token required on `/v1` routes (from `BATON_API_TOKEN`).
@@ -66,10 +71,10 @@ pub struct ServeConfig {
 pub async fn serve(cfg: ServeConfig, stop: CancellationToken) -> Result<()> {
     let token = cfg.token.clone().filter(|t| !t.is_empty());
     check_exposure(cfg.listen, token.as_deref())?;
-    let pool = crate::conn::pool(&cfg.redis_url, crate::conn::PRODUCER_TIMEOUT, 32)?;
-    let ops_state = ops::OpsState::with_pool(pool.clone());
-    let _refresher = gauges::start(&cfg.redis_url, pool.clone());
-    let app = api::router(api::ApiState::new(pool, token), ops_state);
+    let conn = crate::conn::SharedConn::producer(cfg.redis.clone())?;
+    let ops_state = ops::OpsState::new(conn.clone());
+    let _refresher = gauges::start(conn.clone());
+    let app = api::router(api::ApiState::new(conn, token), ops_state);
     tracing::info!(listen = %cfg.listen, auth = cfg.token.is_some(), "baton API listening");
     run(cfg.listen, app, stop).await
 }

@@ -8,7 +8,6 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use deadpool_redis::Pool;
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
 
@@ -22,24 +21,15 @@ const READY_LIMIT: Duration = crate::conn::PRODUCER_TIMEOUT;
 /// What the ops handlers share.
 #[derive(Clone)]
 pub(crate) struct OpsState {
-    pub pool: Pool,
+    pub conn: crate::conn::SharedConn,
     pub metrics: PrometheusHandle,
 }
 
 impl OpsState {
-    /// With a small pool of its own for `redis_url`.
-    pub fn new(redis_url: &str) -> Result<OpsState> {
-        Ok(Self::with_pool(crate::conn::pool(
-            redis_url,
-            crate::conn::PRODUCER_TIMEOUT,
-            4,
-        )?))
-    }
-
-    /// Over `pool`; installs the recorder if needed.
-    pub fn with_pool(pool: Pool) -> OpsState {
+    /// Over `conn`; installs the recorder if needed.
+    pub fn new(conn: crate::conn::SharedConn) -> OpsState {
         OpsState {
-            pool,
+            conn,
             metrics: m::install(),
         }
     }
@@ -74,7 +64,7 @@ pub(crate) async fn healthz() -> &'static str {
 /// 503 with `{"ready": false, "problems": [...]}`, each problem naming the setting or
 /// the connection failure.
 pub(crate) async fn readyz(State(s): State<OpsState>) -> Response {
-    let outcome = tokio::time::timeout(READY_LIMIT, probe(&s.pool)).await;
+    let outcome = tokio::time::timeout(READY_LIMIT, probe(&s.conn)).await;
     let (ready, body) = match outcome {
         Ok(Ok(report)) if report.is_fit() => (
             true,
@@ -117,12 +107,13 @@ fn unreachable_body(detail: &str) -> serde_json::Value {
     })
 }
 
-/// PING, then the start-up check.
-async fn probe(pool: &Pool) -> Result<crate::config::Report> {
-    let mut c = pool.get().await?;
-    let pong: String = redis::cmd("PING").query_async(&mut c).await?;
+/// PING, then the start-up check (on every node of a cluster).
+async fn probe(conn: &crate::conn::SharedConn) -> Result<crate::config::Report> {
+    let pong: String = conn
+        .run(async |c| Ok(redis::cmd("PING").query_async(c).await?))
+        .await?;
     if pong != "PONG" {
         return Err(Error::Invalid(format!("PING answered {pong:?}")));
     }
-    crate::config::check(&mut c).await
+    crate::config::check_all(conn.connector()).await
 }

@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use deadpool_redis::Pool;
 use redis::AsyncCommands;
 
 use super::Queue;
@@ -204,29 +203,35 @@ impl Queue {
         .await
     }
 
-    /// Names of every queue in this Redis (found by their meta key).
-    pub async fn discover(pool: &Pool) -> Result<Vec<String>> {
-        let mut c = pool.get().await?;
+    /// Names of every queue in this Redis (found by their meta key), on every master of
+    /// a cluster.
+    pub async fn discover(conn: &crate::conn::SharedConn) -> Result<Vec<String>> {
         let mut names = Vec::new();
-        let mut cursor: u64 = 0;
-        loop {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(Keys::META_PATTERN)
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut c)
-                .await?;
-            names.extend(
-                keys.iter()
-                    .filter_map(|k| Keys::queue_from_meta_key(k))
-                    .map(String::from),
-            );
-            if next == 0 {
-                break;
+        for node in conn.connector().nodes().await? {
+            if !node.primary {
+                continue;
             }
-            cursor = next;
+            let mut c = node.connect().await?;
+            let mut cursor: u64 = 0;
+            loop {
+                let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(Keys::META_PATTERN)
+                    .arg("COUNT")
+                    .arg(1000)
+                    .query_async(&mut c)
+                    .await?;
+                names.extend(
+                    keys.iter()
+                        .filter_map(|k| Keys::queue_from_meta_key(k))
+                        .map(String::from),
+                );
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
+            }
         }
         names.sort();
         names.dedup();

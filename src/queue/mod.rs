@@ -7,7 +7,6 @@
 
 mod inspect;
 
-use deadpool_redis::Pool;
 use redis::AsyncCommands;
 use serde::Serialize;
 
@@ -83,19 +82,14 @@ impl<T> NewJob<T> {
 const MAX_BULK: usize = 10_000;
 
 impl Queue {
-    /// Connects to the queue `name` at `redis_url` with a small pool of its own.
-    pub fn connect(redis_url: &str, name: &str) -> Result<Queue> {
-        Ok(Queue::with_pool(
-            crate::conn::pool(redis_url, crate::conn::PRODUCER_TIMEOUT, 16)?,
+    /// The queue `name` at `redis` (a URL, or a [`RedisConfig`](crate::conn::RedisConfig)
+    /// for TLS files, Sentinel or Cluster), over a connection of its own made on first
+    /// use. For many queue handles over one connection, use [`Queue::with_conn`].
+    pub fn connect(redis: impl Into<crate::conn::RedisConfig>, name: &str) -> Result<Queue> {
+        Ok(Queue::with_conn(
+            crate::conn::SharedConn::producer(redis)?,
             name,
         ))
-    }
-
-    /// The queue `name` over a pool of its own choosing (its one shared connection is
-    /// taken from the pool on first use). For many queue handles over one connection,
-    /// use [`Queue::with_conn`].
-    pub fn with_pool(pool: Pool, name: &str) -> Queue {
-        Queue::with_conn(crate::conn::SharedConn::new(pool), name)
     }
 
     /// The queue `name` over a shared connection (cheap: make one per request if you like).
@@ -116,9 +110,9 @@ impl Queue {
         &self.keys
     }
 
-    /// The connection pool.
-    pub fn pool(&self) -> &Pool {
-        self.conn.pool()
+    /// The shared connection.
+    pub fn shared_conn(&self) -> &crate::conn::SharedConn {
+        &self.conn
     }
 
     /// Runs `f` within the producer time limit, so a hung Redis fails the call rather
@@ -133,13 +127,13 @@ impl Queue {
                     .into(),
             }),
         };
-        if matches!(&r, Err(e) if e.is_connection()) {
+        if matches!(&r, Err(e) if e.is_connection() || e.is_failover()) {
             self.conn.invalidate();
         }
         r
     }
 
-    async fn conn(&self) -> Result<redis::aio::MultiplexedConnection> {
+    async fn conn(&self) -> Result<crate::conn::RedisConn> {
         self.conn.get().await
     }
 

@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
 use super::backoff::ReconnectBackoff;
@@ -16,11 +15,7 @@ pub(crate) async fn run(shared: Arc<Shared>, stop: CancellationToken, ready: Can
     let mut backoff = ReconnectBackoff::default();
     let channel = shared.keys.cancel_channel();
     loop {
-        let attempt = async {
-            let mut ps = crate::conn::pubsub(&shared.url).await?;
-            ps.subscribe(&channel).await?;
-            Ok::<_, crate::Error>(ps)
-        };
+        let attempt = shared.conn.connector().subscribe(&channel);
         let limit = crate::conn::PRODUCER_TIMEOUT * 2;
         let ps = tokio::select! {
             r = tokio::time::timeout(limit, attempt) => r.unwrap_or_else(|_| Err(crate::Error::Unavailable {
@@ -30,17 +25,15 @@ pub(crate) async fn run(shared: Arc<Shared>, stop: CancellationToken, ready: Can
             _ = stop.cancelled() => return,
         };
         match ps {
-            Ok(ps) => {
+            Ok(mut messages) => {
                 backoff.reset();
                 ready.cancel();
-                let mut messages = ps.into_on_message();
                 loop {
                     let msg = tokio::select! {
                         m = messages.next() => m,
                         _ = stop.cancelled() => return,
                     };
-                    let Some(msg) = msg else { break };
-                    let id: String = msg.get_payload().unwrap_or_default();
+                    let Some(id) = msg else { break };
                     if let Some(h) = shared.inflight.get(&id) {
                         if h.stop(StopReason::Cancelled) {
                             tracing::info!(queue = shared.keys.queue(), job_id = %id, "cancel received; stopping handler");

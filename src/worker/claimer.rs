@@ -29,7 +29,7 @@ pub(crate) struct Claimer {
     shared: Arc<Shared>,
     slots: Arc<Semaphore>,
     /// The connection idle waits block on, and its client id (for CLIENT UNBLOCK).
-    blocker: Option<(redis::aio::MultiplexedConnection, Option<i64>)>,
+    blocker: Option<(crate::conn::RedisConn, Option<i64>)>,
     /// The last claim failed after possibly leasing jobs: reconcile before the next.
     unsure: bool,
 }
@@ -183,15 +183,24 @@ impl Claimer {
     /// default), so a BLPOP timeout alone would start a delayed job up to ~100 ms
     /// late. The deadline is kept here instead: when it passes first, the block is
     /// ended with `CLIENT UNBLOCK` (the server-side timeout is only a backstop).
+    ///
+    /// The blocking connection is never the shared one (a block there would stall every
+    /// other command to that server). On a cluster it is a cluster connection of its
+    /// own, so BLPOP goes to the node owning the queue's slot and follows `MOVED`;
+    /// `CLIENT ID` and `CLIENT UNBLOCK` are sent to the same slot's master.
     async fn block(&mut self, wait: Duration) -> Result<()> {
+        let wake = self.shared.keys.wake();
         if self.blocker.is_none() {
-            let mut conn =
-                crate::conn::dedicated(&self.shared.url, self.shared.opts.idle_block).await?;
+            let mut conn = self
+                .shared
+                .conn
+                .connector()
+                .connect(self.shared.opts.idle_block + Duration::from_secs(5))
+                .await?;
             // A Redis that refuses CLIENT (some managed services) gets the plain BLPOP
             // timeout, with Redis's own precision.
-            let id: Option<i64> = redis::cmd("CLIENT")
-                .arg("ID")
-                .query_async(&mut conn)
+            let id: Option<i64> = conn
+                .query_at(redis::cmd("CLIENT").arg("ID"), &wake)
                 .await
                 .ok();
             self.blocker = Some((conn, id));
@@ -216,7 +225,7 @@ impl Claimer {
                 _ = tokio::time::sleep(wait) => loop {
                     // Unblock, and again if the BLPOP had not reached the server yet.
                     let unblock = self.shared.conn.run(async |c| {
-                        Ok(redis::cmd("CLIENT").arg("UNBLOCK").arg(id).query_async::<i64>(c).await?)
+                        Ok(c.query_at::<i64>(redis::cmd("CLIENT").arg("UNBLOCK").arg(id), &wake).await?)
                     });
                     if let Err(e) = unblock.await {
                         if !e.is_connection() {

@@ -41,7 +41,6 @@ use inflight::InFlight;
 pub(crate) struct Shared {
     pub keys: Keys,
     pub conn: crate::conn::SharedConn,
-    pub url: String,
     pub id: String,
     pub opts: WorkerOptions,
     pub handler: Arc<dyn Handler>,
@@ -126,7 +125,7 @@ fn hostname() -> String {
 /// Builds a [`Worker`]. Method names follow [`WorkerOptions`]' fields.
 #[derive(Debug, Clone)]
 pub struct WorkerBuilder {
-    url: String,
+    redis: crate::conn::RedisConfig,
     queue: String,
     opts: WorkerOptions,
 }
@@ -207,7 +206,7 @@ impl WorkerBuilder {
             opts.heartbeat = opts.lease / 3;
         }
         opts.validate()?;
-        let pool = crate::conn::pool(&self.url, crate::conn::WORKER_TIMEOUT, 8)?;
+        let connector = crate::conn::Connector::new(self.redis)?;
         let (tx, rx) = mpsc::unbounded_channel();
         let id = format!(
             "{}-{}-{}",
@@ -217,8 +216,7 @@ impl WorkerBuilder {
         );
         let shared = Arc::new(Shared {
             keys: Keys::new(&self.queue),
-            conn: crate::conn::SharedConn::new(pool),
-            url: self.url,
+            conn: crate::conn::SharedConn::new(connector, crate::conn::WORKER_TIMEOUT),
             id,
             opts,
             handler,
@@ -280,10 +278,11 @@ impl std::fmt::Debug for Worker {
 }
 
 impl Worker {
-    /// A builder for a worker of `queue` at `redis_url`.
-    pub fn builder(redis_url: &str, queue: &str) -> WorkerBuilder {
+    /// A builder for a worker of `queue` at `redis` (a URL, or a
+    /// [`RedisConfig`](crate::conn::RedisConfig) for TLS files, Sentinel or Cluster).
+    pub fn builder(redis: impl Into<crate::conn::RedisConfig>, queue: &str) -> WorkerBuilder {
         WorkerBuilder {
-            url: redis_url.to_string(),
+            redis: redis.into(),
             queue: queue.to_string(),
             opts: WorkerOptions::default(),
         }

@@ -111,12 +111,7 @@ pub(crate) async fn start_and_run(
 async fn wait_for_fit_redis(shared: &Shared, stop: &CancellationToken) -> Result<bool> {
     let mut backoff = ReconnectBackoff::default();
     loop {
-        let attempt = async {
-            shared
-                .conn
-                .run(async |c| crate::config::check(c).await)
-                .await
-        };
+        let attempt = crate::config::check_all(shared.conn.connector());
         match attempt.await {
             Ok(report) if report.is_fit() => return Ok(true),
             Ok(report) if !shared.opts.check_redis => {
@@ -124,6 +119,8 @@ async fn wait_for_fit_redis(shared: &Shared, stop: &CancellationToken) -> Result
                 return Ok(true);
             }
             Ok(report) => return Err(crate::Error::UnfitRedis(report.message())),
+            // A wrong password, CA or master name will not fix itself: say so and stop.
+            Err(e) if e.is_misconfiguration() => return Err(e),
             Err(e) => {
                 let d = backoff.next_delay();
                 tracing::warn!(error = %e, retry_in = ?d, "redis unreachable at start-up; waiting");

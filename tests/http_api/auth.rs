@@ -16,7 +16,7 @@ use crate::support::{assert_json_error, split};
 async fn refuses_open_listen_without_token() {
     // In process: an Error::Invalid that says what to do.
     let cfg = ServeConfig {
-        redis_url: "redis://127.0.0.1:1".into(),
+        redis: "redis://127.0.0.1:1".into(),
         listen: ([0, 0, 0, 0], free_port()).into(),
         token: None,
     };

@@ -25,7 +25,7 @@ impl Api {
         let listen: SocketAddr = ([127, 0, 0, 1], port).into();
         let stop = CancellationToken::new();
         let cfg = ServeConfig {
-            redis_url: redis_url.to_string(),
+            redis: redis_url.into(),
             listen,
             token: token.map(String::from),
         };

@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
+use baton::conn::SharedConn;
 use baton::{Error, JobOptions, JobState, Queue, Result};
 use clap::Args;
 use serde_json::json;
@@ -35,14 +36,12 @@ pub struct AddArgs {
     timeout: Option<Duration>,
 }
 
-fn queue(url: &str, name: &str) -> Result<Queue> {
-    Queue::connect(url, name)
+fn queue(conn: &SharedConn, name: &str) -> Result<Queue> {
+    Ok(Queue::with_conn(conn.clone(), name))
 }
 
-pub async fn check(url: &str, json: bool) -> Result<ExitCode> {
-    let pool = baton::conn::pool(url, baton::conn::PRODUCER_TIMEOUT, 1)?;
-    let mut c = pool.get().await?;
-    let report = baton::config::check(&mut c).await?;
+pub async fn check(url: &SharedConn, json: bool) -> Result<ExitCode> {
+    let report = baton::config::check_all(url.connector()).await?;
     if json {
         println!(
             "{}",
@@ -68,7 +67,7 @@ pub async fn check(url: &str, json: bool) -> Result<ExitCode> {
     })
 }
 
-pub async fn add(url: &str, a: AddArgs) -> Result<ExitCode> {
+pub async fn add(url: &SharedConn, a: AddArgs) -> Result<ExitCode> {
     let data: serde_json::Value = serde_json::from_str(&a.json)
         .map_err(|e| Error::Invalid(format!("payload is not valid JSON: {e}")))?;
     let mut opts = JobOptions::default();
@@ -95,14 +94,14 @@ pub async fn add(url: &str, a: AddArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn queue_names(url: &str, one: Option<String>) -> Result<Vec<String>> {
+async fn queue_names(url: &SharedConn, one: Option<String>) -> Result<Vec<String>> {
     match one {
         Some(q) => Ok(vec![q]),
-        None => Queue::discover(&baton::conn::pool(url, baton::conn::PRODUCER_TIMEOUT, 1)?).await,
+        None => Queue::discover(url).await,
     }
 }
 
-pub async fn stats(url: &str, one: Option<String>, as_json: bool) -> Result<ExitCode> {
+pub async fn stats(url: &SharedConn, one: Option<String>, as_json: bool) -> Result<ExitCode> {
     let single = one.is_some();
     let names = queue_names(url, one).await?;
     let mut rows = Vec::new();
@@ -139,7 +138,7 @@ pub async fn stats(url: &str, one: Option<String>, as_json: bool) -> Result<Exit
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn job(url: &str, q: &str, id: &str, as_json: bool) -> Result<ExitCode> {
+pub async fn job(url: &SharedConn, q: &str, id: &str, as_json: bool) -> Result<ExitCode> {
     let Some(j) = queue(url, q)?.job(id).await? else {
         return Err(Error::NotFound {
             queue: q.into(),
@@ -195,7 +194,7 @@ fn parse_state(s: &str) -> Result<JobState> {
 }
 
 pub async fn list(
-    url: &str,
+    url: &SharedConn,
     q: &str,
     state: &str,
     limit: usize,
@@ -212,7 +211,7 @@ pub async fn list(
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn cancel(url: &str, q: &str, id: &str) -> Result<ExitCode> {
+pub async fn cancel(url: &SharedConn, q: &str, id: &str) -> Result<ExitCode> {
     match queue(url, q)?.cancel(id).await? {
         baton::Cancelled::Now => println!("cancelled {id}"),
         baton::Cancelled::Requested => {
@@ -222,7 +221,12 @@ pub async fn cancel(url: &str, q: &str, id: &str) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn retry(url: &str, q: &str, id: Option<String>, all_failed: bool) -> Result<ExitCode> {
+pub async fn retry(
+    url: &SharedConn,
+    q: &str,
+    id: Option<String>,
+    all_failed: bool,
+) -> Result<ExitCode> {
     let queue = queue(url, q)?;
     match (id, all_failed) {
         (Some(id), _) => {
@@ -238,13 +242,13 @@ pub async fn retry(url: &str, q: &str, id: Option<String>, all_failed: bool) -> 
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn remove(url: &str, q: &str, id: &str) -> Result<ExitCode> {
+pub async fn remove(url: &SharedConn, q: &str, id: &str) -> Result<ExitCode> {
     queue(url, q)?.remove(id).await?;
     println!("removed {id}");
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn pause(url: &str, q: &str, pause: bool) -> Result<ExitCode> {
+pub async fn pause(url: &SharedConn, q: &str, pause: bool) -> Result<ExitCode> {
     let queue = queue(url, q)?;
     if pause {
         queue.pause().await?;
@@ -257,7 +261,7 @@ pub async fn pause(url: &str, q: &str, pause: bool) -> Result<ExitCode> {
 }
 
 pub async fn clean(
-    url: &str,
+    url: &SharedConn,
     q: &str,
     state: &str,
     older_than: Duration,
@@ -270,7 +274,7 @@ pub async fn clean(
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn workers(url: &str, one: Option<String>, as_json: bool) -> Result<ExitCode> {
+pub async fn workers(url: &SharedConn, one: Option<String>, as_json: bool) -> Result<ExitCode> {
     let mut all = Vec::new();
     for n in queue_names(url, one).await? {
         for (id, info) in queue(url, &n)?.workers().await? {

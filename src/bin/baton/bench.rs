@@ -37,15 +37,16 @@ fn opts() -> JobOptions {
     JobOptions::default().keep_completed(Retention::none())
 }
 
-pub async fn run(_default_url: &str, given: Option<String>, a: BenchArgs) -> Result<ExitCode> {
+pub async fn run(given: Option<baton::conn::RedisConfig>, a: BenchArgs) -> Result<ExitCode> {
     let private = if given.is_none() {
         Some(PrivateRedis::start().await?)
     } else {
         None
     };
-    let url = given.unwrap_or_else(|| private.as_ref().unwrap().url());
+    let url =
+        given.unwrap_or_else(|| baton::conn::RedisConfig::url(private.as_ref().unwrap().url()));
     let queue = format!("bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-    let q = Queue::connect(&url, &queue)?;
+    let q = Queue::connect(url.clone(), &queue)?;
     let n = a.jobs;
 
     // Phase 1: add in bulks of 100.
@@ -80,7 +81,7 @@ pub async fn run(_default_url: &str, given: Option<String>, a: BenchArgs) -> Res
     let paced_n = single_n.min(2000);
     let lat: Arc<Mutex<Vec<u64>>> = Arc::default();
     let l2 = lat.clone();
-    let worker = Worker::builder(&url, &queue)
+    let worker = Worker::builder(url.clone(), &queue)
         .concurrency(a.concurrency)
         .build(handler_fn(move |p: serde_json::Value, _ctx| {
             let l = l2.clone();
@@ -186,8 +187,13 @@ async fn add_singles(
 
 /// Runs a no-op worker until the queue is empty; returns how long that took (from
 /// the worker's start to the last job finished, before its shutdown).
-async fn drain(url: &str, queue: &str, concurrency: usize, q: &Queue) -> Result<Duration> {
-    let worker = Worker::builder(url, queue)
+async fn drain(
+    url: &baton::conn::RedisConfig,
+    queue: &str,
+    concurrency: usize,
+    q: &Queue,
+) -> Result<Duration> {
+    let worker = Worker::builder(url.clone(), queue)
         .concurrency(concurrency)
         .build(handler_fn(|_: serde_json::Value, _ctx| async {
             Ok::<_, JobError>(())

@@ -78,12 +78,13 @@ async fn handle(task: Task, ctx: JobContext) -> std::result::Result<String, JobE
     }
 }
 
-pub async fn run(given: Option<String>, a: DemoArgs) -> Result<ExitCode> {
+pub async fn run(given: Option<baton::conn::RedisConfig>, a: DemoArgs) -> Result<ExitCode> {
     let private = match given {
         Some(_) => None,
         None => Some(PrivateRedis::start().await?),
     };
-    let url = given.unwrap_or_else(|| private.as_ref().unwrap().url());
+    let url =
+        given.unwrap_or_else(|| baton::conn::RedisConfig::url(private.as_ref().unwrap().url()));
     let tty = std::io::stdout().is_terminal();
     println!(
         "baton demo: redis at {url}{}",
@@ -112,7 +113,7 @@ pub async fn run(given: Option<String>, a: DemoArgs) -> Result<ExitCode> {
     }
 
     let queue = format!("demo-{}", &uuid::Uuid::new_v4().simple().to_string()[..6]);
-    let q = Queue::connect(&url, &queue)?;
+    let q = Queue::connect(url.clone(), &queue)?;
     let quick = Backoff::Fixed {
         delay: Duration::from_millis(300),
     };
@@ -143,7 +144,7 @@ pub async fn run(given: Option<String>, a: DemoArgs) -> Result<ExitCode> {
     let export_id = added[a.jobs as usize + 2].id.clone();
     println!("added {total} jobs to queue {queue} in one atomic call; metrics at http://{metrics_addr}/metrics\n");
 
-    let worker = Worker::builder(&url, &queue)
+    let worker = Worker::builder(url.clone(), &queue)
         .concurrency(8)
         .lease(Duration::from_secs(10))
         .stalled_interval(Duration::from_secs(1))

@@ -4,6 +4,7 @@ mod admin;
 mod bench;
 mod demo;
 mod private_redis;
+mod redis_args;
 mod watch;
 mod worker_cmd;
 
@@ -17,14 +18,8 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "baton", version, about)]
 struct Cli {
-    /// Redis URL.
-    #[arg(
-        long,
-        global = true,
-        env = "REDIS_URL",
-        default_value = "redis://127.0.0.1:6379"
-    )]
-    redis_url: String,
+    #[command(flatten)]
+    redis: redis_args::RedisArgs,
     /// Log format: text or json.
     #[arg(long, global = true, env = "BATON_LOG_FORMAT", default_value = "text")]
     log_format: String,
@@ -179,40 +174,43 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> baton::Result<ExitCode> {
-    let url = cli.redis_url;
+    let given = cli.redis.given().then(|| cli.redis.config()).transpose()?;
+    let cfg = cli.redis.config()?;
+    let conn = baton::conn::SharedConn::producer(cfg.clone())?;
+    let url = &conn;
     match cli.cmd {
-        Cmd::Check { json } => admin::check(&url, json).await,
-        Cmd::Add(a) => admin::add(&url, a).await,
-        Cmd::Stats { queue, json } => admin::stats(&url, queue, json).await,
-        Cmd::Job { queue, id, json } => admin::job(&url, &queue, &id, json).await,
+        Cmd::Check { json } => admin::check(url, json).await,
+        Cmd::Add(a) => admin::add(url, a).await,
+        Cmd::Stats { queue, json } => admin::stats(url, queue, json).await,
+        Cmd::Job { queue, id, json } => admin::job(url, &queue, &id, json).await,
         Cmd::List {
             queue,
             state,
             limit,
             json,
-        } => admin::list(&url, &queue, &state, limit, json).await,
-        Cmd::Cancel { queue, id } => admin::cancel(&url, &queue, &id).await,
+        } => admin::list(url, &queue, &state, limit, json).await,
+        Cmd::Cancel { queue, id } => admin::cancel(url, &queue, &id).await,
         Cmd::Retry {
             queue,
             id,
             all_failed,
-        } => admin::retry(&url, &queue, id, all_failed).await,
-        Cmd::Remove { queue, id } => admin::remove(&url, &queue, &id).await,
-        Cmd::Pause { queue } => admin::pause(&url, &queue, true).await,
-        Cmd::Resume { queue } => admin::pause(&url, &queue, false).await,
+        } => admin::retry(url, &queue, id, all_failed).await,
+        Cmd::Remove { queue, id } => admin::remove(url, &queue, &id).await,
+        Cmd::Pause { queue } => admin::pause(url, &queue, true).await,
+        Cmd::Resume { queue } => admin::pause(url, &queue, false).await,
         Cmd::Clean {
             queue,
             state,
             older_than,
             limit,
-        } => admin::clean(&url, &queue, &state, older_than, limit).await,
-        Cmd::Workers { queue, json } => admin::workers(&url, queue, json).await,
+        } => admin::clean(url, &queue, &state, older_than, limit).await,
+        Cmd::Workers { queue, json } => admin::workers(url, queue, json).await,
         Cmd::Watch {
             queue,
             interval,
             iterations,
-        } => watch::run(&url, queue, interval, iterations).await,
-        Cmd::Worker(w) => worker_cmd::run(&url, w).await,
+        } => watch::run(url, queue, interval, iterations).await,
+        Cmd::Worker(w) => worker_cmd::run(&cfg, w).await,
         Cmd::Serve { listen } => {
             let token = std::env::var("BATON_API_TOKEN")
                 .ok()
@@ -234,7 +232,7 @@ async fn run(cli: Cli) -> baton::Result<ExitCode> {
             });
             baton::http::serve(
                 baton::http::ServeConfig {
-                    redis_url: url,
+                    redis: cfg,
                     listen,
                     token,
                 },
@@ -243,18 +241,7 @@ async fn run(cli: Cli) -> baton::Result<ExitCode> {
             .await?;
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Demo(d) => demo::run(cli_url_given(), d).await,
-        Cmd::Bench(b) => bench::run(&url, cli_url_given(), b).await,
-    }
-}
-
-/// True when the user named a Redis (flag or REDIS_URL); demo and bench start their own otherwise.
-fn cli_url_given() -> Option<String> {
-    let mut args =
-        std::env::args().skip_while(|a| a != "--redis-url" && !a.starts_with("--redis-url="));
-    match args.next() {
-        Some(a) if a.starts_with("--redis-url=") => Some(a["--redis-url=".len()..].to_string()),
-        Some(_) => args.next(),
-        None => std::env::var("REDIS_URL").ok(),
+        Cmd::Demo(d) => demo::run(given, d).await,
+        Cmd::Bench(b) => bench::run(given, b).await,
     }
 }

@@ -8,19 +8,18 @@ use std::time::{Duration, Instant};
 use baton::{Queue, Result};
 
 pub async fn run(
-    url: &str,
+    conn: &baton::conn::SharedConn,
     one: Option<String>,
     interval: Duration,
     iterations: u64,
 ) -> Result<ExitCode> {
-    let pool = baton::conn::pool(url, baton::conn::PRODUCER_TIMEOUT, 2)?;
-    let conn = baton::conn::SharedConn::new(pool.clone());
+    let url = conn.connector().endpoint().to_string();
     let mut last: HashMap<String, (Instant, u64, u64)> = HashMap::new();
     let mut n = 0u64;
     loop {
         let names = match &one {
             Some(q) => vec![q.clone()],
-            None => Queue::discover(&pool).await?,
+            None => Queue::discover(conn).await?,
         };
         let mut out = String::from("\x1b[2J\x1b[H");
         out.push_str(&format!(

@@ -49,7 +49,7 @@ pub struct WorkerArgs {
     command: Vec<String>,
 }
 
-pub async fn run(url: &str, a: WorkerArgs) -> Result<ExitCode> {
+pub async fn run(url: &baton::conn::RedisConfig, a: WorkerArgs) -> Result<ExitCode> {
     baton::exec::start_reaper();
     let mut cmd = a.command.into_iter();
     let program = cmd.next().expect("clap requires the command");
@@ -58,7 +58,7 @@ pub async fn run(url: &str, a: WorkerArgs) -> Result<ExitCode> {
         args: cmd.collect(),
         kill_grace: a.kill_grace,
     });
-    let mut b = Worker::builder(url, &a.queue)
+    let mut b = Worker::builder(url.clone(), &a.queue)
         .concurrency(a.concurrency)
         .lease(a.lease)
         .heartbeat(a.lease / 3)
@@ -77,7 +77,7 @@ pub async fn run(url: &str, a: WorkerArgs) -> Result<ExitCode> {
     let stop_ops = CancellationToken::new();
     if let Some(addr) = a.metrics_addr {
         baton::metrics::install();
-        let (url, stop) = (url.to_string(), stop_ops.clone());
+        let (url, stop) = (url.clone(), stop_ops.clone());
         tokio::spawn(async move {
             if let Err(e) = baton::http::serve_ops(addr, url, stop).await {
                 tracing::error!(error = %e, %addr, "metrics server failed");

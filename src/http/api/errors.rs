@@ -53,9 +53,10 @@ pub(super) fn fail(queue: &str, op: &'static str, e: Error) -> ApiError {
         Error::NotFound { .. } => StatusCode::NOT_FOUND,
         Error::InvalidState { .. } | Error::LockLost(_) => StatusCode::CONFLICT,
         Error::Invalid(_) | Error::Encode(_) | Error::Decode(_) => StatusCode::BAD_REQUEST,
-        Error::Redis(_) | Error::Unavailable { .. } | Error::UnfitRedis(_) => {
-            StatusCode::SERVICE_UNAVAILABLE
-        }
+        Error::Redis(_)
+        | Error::Unavailable { .. }
+        | Error::Connect { .. }
+        | Error::UnfitRedis(_) => StatusCode::SERVICE_UNAVAILABLE,
     };
     if status == StatusCode::SERVICE_UNAVAILABLE {
         tracing::warn!(queue, op, error = %e, "redis call failed");

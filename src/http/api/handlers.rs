@@ -35,7 +35,7 @@ pub(super) struct QueueCounts {
 pub(super) async fn list_queues(
     State(s): State<ApiState>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let names = Queue::discover(&s.pool)
+    let names = Queue::discover(&s.conn)
         .await
         .map_err(|e| fail("", "discover", e))?;
     let mut queues = Vec::with_capacity(names.len());

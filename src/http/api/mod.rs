@@ -23,7 +23,6 @@ use std::sync::Arc;
 use axum::extract::FromRef;
 use axum::routing::{on, MethodFilter, MethodRouter};
 use axum::Router;
-use deadpool_redis::Pool;
 
 use super::ops::{self, OpsState};
 use crate::queue::Queue;
@@ -48,16 +47,14 @@ pub const MAX_LIST: usize = 1000;
 /// The API's own state.
 #[derive(Clone)]
 pub(crate) struct ApiState {
-    pool: Pool,
     conn: crate::conn::SharedConn,
     token: Option<Arc<str>>,
 }
 
 impl ApiState {
-    pub fn new(pool: Pool, token: Option<String>) -> ApiState {
+    pub fn new(conn: crate::conn::SharedConn, token: Option<String>) -> ApiState {
         ApiState {
-            conn: crate::conn::SharedConn::new(pool.clone()),
-            pool,
+            conn,
             token: token.map(Arc::from),
         }
     }

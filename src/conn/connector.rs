@@ -1,0 +1,541 @@
+//! [`Connector`]: turns a [`RedisConfig`] into connections, whatever the topology.
+//!
+//! - a single server: one `redis::Client` (TLS files applied);
+//! - Sentinel: the sentinels are asked for the master on every (re)connect, and the
+//!   answer is checked with `ROLE`, so a connection dropped by a failover, or one that
+//!   found itself on a demoted master (`READONLY`), comes back on the new master
+//!   ([`SharedConn`](super::SharedConn) drops a connection on either);
+//! - Cluster: a cluster connection per use, which routes each command and script by its
+//!   key's slot and follows `MOVED`/`ASK` after resharding and failover.
+//!
+//! Every error says which endpoint and what failed, without a password.
+
+use std::sync::{Arc, Once};
+use std::time::Duration;
+
+use redis::cluster::ClusterClientBuilder;
+use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
+use redis::{
+    AsyncConnectionConfig, Client, ClientTlsConfig, ConnectionAddr, ConnectionInfo,
+    IntoConnectionInfo, ProtocolVersion, TlsCertificates, TlsMode,
+};
+
+use super::config::{redact_url, RedisConfig, Topology};
+use super::link::{RedisConn, Subscription};
+use super::CONNECT_TIMEOUT;
+use crate::error::{Error, Result};
+
+/// Installs rustls's crypto provider (ring) for the process, once. redis-rs brings
+/// rustls without choosing a provider; without this a `rediss://` connect panics.
+pub fn install_crypto_provider() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // Err means another part of the program installed one first: that one serves.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+/// Makes connections for one [`RedisConfig`]. Cheap to share behind an `Arc`.
+pub struct Connector {
+    cfg: RedisConfig,
+    endpoint: String,
+    secrets: Vec<String>,
+    certs: Option<TlsCertificates>,
+    kind: Kind,
+}
+
+enum Kind {
+    Node(Client),
+    Sentinel(tokio::sync::Mutex<SentinelClient>),
+    Cluster(Vec<ConnectionInfo>),
+}
+
+/// One server of the deployment, for the start-up check and key scans.
+pub struct Node {
+    /// `host:port`.
+    pub address: String,
+    /// A master (else a replica).
+    pub primary: bool,
+    client: Client,
+}
+
+impl Node {
+    /// A plain connection to this one server.
+    pub async fn connect(&self) -> Result<redis::aio::MultiplexedConnection> {
+        let cfg = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(Some(CONNECT_TIMEOUT));
+        self.client
+            .get_multiplexed_async_connection_with_config(&cfg)
+            .await
+            .map_err(|e| connect_error(&self.address, &[], e))
+    }
+}
+
+impl std::fmt::Debug for Connector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connector")
+            .field("endpoint", &self.endpoint)
+            .finish()
+    }
+}
+
+impl Connector {
+    /// Checks `cfg` (URLs parse, TLS files readable) without connecting.
+    pub fn new(cfg: impl Into<RedisConfig>) -> Result<Arc<Connector>> {
+        let cfg = cfg.into();
+        install_crypto_provider();
+        let endpoint = cfg.describe();
+        let secrets = cfg.secrets();
+        let certs = read_certs(&cfg)?;
+        let kind = match &cfg.topology {
+            Topology::Single { url } => Kind::Node(node_client(
+                parse(url)?,
+                certs.as_ref(),
+                cfg.password_override(),
+            )?),
+            Topology::Sentinel {
+                sentinels,
+                master,
+                master_url,
+            } => Kind::Sentinel(tokio::sync::Mutex::new(sentinel_client(
+                &cfg,
+                sentinels,
+                master,
+                master_url,
+                certs.as_ref(),
+            )?)),
+            Topology::Cluster { nodes } => {
+                if nodes.is_empty() {
+                    return Err(Error::Invalid(
+                        "a cluster needs at least one seed node URL".into(),
+                    ));
+                }
+                let infos = nodes.iter().map(|u| parse(u)).collect::<Result<Vec<_>>>()?;
+                if certs.is_some() && !infos.iter().all(is_tls) {
+                    return Err(tls_files_without_tls(&endpoint));
+                }
+                Kind::Cluster(infos)
+            }
+        };
+        Ok(Arc::new(Connector {
+            cfg,
+            endpoint,
+            secrets,
+            certs,
+            kind,
+        }))
+    }
+
+    /// The endpoint in words (no passwords).
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// The config this connector was made from.
+    pub fn config(&self) -> &RedisConfig {
+        &self.cfg
+    }
+
+    /// True on a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.kind, Kind::Cluster(_))
+    }
+
+    /// A new connection whose replies may take up to `reply_timeout` (connecting, and
+    /// asking the sentinels, are bounded by [`CONNECT_TIMEOUT`]).
+    pub async fn connect(&self, reply_timeout: Duration) -> Result<RedisConn> {
+        let made = async {
+            match &self.kind {
+                Kind::Node(client) => Ok(RedisConn::Node(
+                    client
+                        .get_multiplexed_async_connection_with_config(&node_config(reply_timeout))
+                        .await?,
+                )),
+                Kind::Sentinel(s) => {
+                    let client = s.lock().await.async_get_client().await?;
+                    Ok(RedisConn::Node(
+                        client
+                            .get_multiplexed_async_connection_with_config(&node_config(
+                                reply_timeout,
+                            ))
+                            .await?,
+                    ))
+                }
+                Kind::Cluster(nodes) => Ok(RedisConn::Cluster(
+                    self.cluster_builder(nodes, reply_timeout)
+                        .build()?
+                        .get_async_connection()
+                        .await?,
+                )),
+            }
+        };
+        self.bounded(made).await
+    }
+
+    /// A subscription to `channel`: plain pub/sub on a single server or the Sentinel
+    /// master; sharded pub/sub (`SSUBSCRIBE`, RESP3) on the shard that owns the
+    /// channel's hash tag on a cluster, resubscribed by redis-rs after a failover.
+    pub async fn subscribe(&self, channel: &str) -> Result<Subscription> {
+        let made = async {
+            let client = match &self.kind {
+                Kind::Node(c) => c.clone(),
+                Kind::Sentinel(s) => s.lock().await.async_get_client().await?,
+                Kind::Cluster(nodes) => {
+                    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+                    let mut conn = self
+                        .cluster_builder(nodes, CONNECT_TIMEOUT)
+                        .use_protocol(ProtocolVersion::RESP3)
+                        .push_sender(tx)
+                        .build()?
+                        .get_async_connection()
+                        .await?;
+                    conn.ssubscribe(channel).await?;
+                    return Ok(Subscription::cluster(conn, rx));
+                }
+            };
+            let mut ps = client.get_async_pubsub().await?;
+            ps.subscribe(channel).await?;
+            Ok(Subscription::node(ps))
+        };
+        self.bounded(made).await
+    }
+
+    /// Every server that can be seen: the one server; the Sentinel master; every
+    /// cluster node (masters and replicas) that is not marked failed.
+    pub async fn nodes(&self) -> Result<Vec<Node>> {
+        match &self.kind {
+            Kind::Node(c) => Ok(vec![Node {
+                address: addr_text(c.get_connection_info().addr()),
+                primary: true,
+                client: c.clone(),
+            }]),
+            Kind::Sentinel(s) => {
+                let client = self
+                    .bounded(async { s.lock().await.async_get_client().await.map_err(Into::into) })
+                    .await?;
+                Ok(vec![Node {
+                    address: addr_text(client.get_connection_info().addr()),
+                    primary: true,
+                    client,
+                }])
+            }
+            Kind::Cluster(seeds) => {
+                let mut conn = self.connect(CONNECT_TIMEOUT).await?;
+                let text: String = redis::cmd("CLUSTER")
+                    .arg("NODES")
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(|e| self.error(e))?;
+                let mut out = Vec::new();
+                for (host, port, primary) in parse_cluster_nodes(&text) {
+                    let addr = match seeds[0].addr() {
+                        ConnectionAddr::TcpTls { .. } => ConnectionAddr::TcpTls {
+                            host: host.clone(),
+                            port,
+                            insecure: false,
+                            tls_params: None,
+                        },
+                        _ => ConnectionAddr::Tcp(host.clone(), port),
+                    };
+                    let info = seeds[0].clone().set_addr(addr);
+                    out.push(Node {
+                        address: format!("{host}:{port}"),
+                        primary,
+                        client: node_client(
+                            info,
+                            self.certs.as_ref(),
+                            self.cfg.password_override(),
+                        )?,
+                    });
+                }
+                Ok(out)
+            }
+        }
+    }
+
+    fn cluster_builder(
+        &self,
+        nodes: &[ConnectionInfo],
+        reply_timeout: Duration,
+    ) -> ClusterClientBuilder {
+        let mut b = ClusterClientBuilder::new(nodes.to_vec())
+            .connection_timeout(CONNECT_TIMEOUT)
+            .response_timeout(reply_timeout);
+        if let Some(pw) = self.cfg.password_override() {
+            b = b.password(pw);
+        }
+        if let Some(certs) = &self.certs {
+            b = b.certs(certs.clone());
+        }
+        b
+    }
+
+    /// Bounds a connect by [`CONNECT_TIMEOUT`] and names the endpoint on failure.
+    async fn bounded<T>(&self, f: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+        match tokio::time::timeout(CONNECT_TIMEOUT + Duration::from_millis(500), f).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(Error::Redis(e))) => Err(self.error(e)),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(Error::Connect {
+                endpoint: self.endpoint.clone(),
+                reason: format!("timed out after {CONNECT_TIMEOUT:?}"),
+            }),
+        }
+    }
+
+    /// A connect error naming this endpoint.
+    pub(crate) fn error(&self, e: redis::RedisError) -> Error {
+        connect_error(&self.endpoint, &self.secrets, e)
+    }
+}
+
+fn node_config(reply_timeout: Duration) -> AsyncConnectionConfig {
+    AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(CONNECT_TIMEOUT))
+        .set_response_timeout(Some(reply_timeout))
+}
+
+fn parse(url: &str) -> Result<ConnectionInfo> {
+    url.into_connection_info()
+        .map_err(|e| Error::Invalid(format!("redis URL {} did not parse: {e}", redact_url(url))))
+}
+
+fn is_tls(info: &ConnectionInfo) -> bool {
+    matches!(info.addr(), ConnectionAddr::TcpTls { .. })
+}
+
+fn tls_files_without_tls(endpoint: &str) -> Error {
+    Error::Invalid(format!(
+        "TLS certificate files were given but {endpoint} is not a TLS URL: use rediss://"
+    ))
+}
+
+fn addr_text(a: &ConnectionAddr) -> String {
+    match a {
+        ConnectionAddr::Tcp(h, p)
+        | ConnectionAddr::TcpTls {
+            host: h, port: p, ..
+        } => format!("{h}:{p}"),
+        ConnectionAddr::Unix(p) => p.display().to_string(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// A client for one server, with the password override and TLS files applied.
+fn node_client(
+    mut info: ConnectionInfo,
+    certs: Option<&TlsCertificates>,
+    password: Option<&str>,
+) -> Result<Client> {
+    if let Some(pw) = password {
+        let r = info.redis_settings().clone().set_password(pw);
+        info = info.set_redis_settings(r);
+    }
+    match certs {
+        Some(_) if !is_tls(&info) => Err(tls_files_without_tls(&addr_text(info.addr()))),
+        Some(c) => Ok(Client::build_with_tls(info, c.clone())?),
+        None => Ok(Client::open(info)?),
+    }
+}
+
+/// The CA and client certificate files, read once at start.
+fn read_certs(cfg: &RedisConfig) -> Result<Option<TlsCertificates>> {
+    let read = |p: &std::path::Path, what: &str| {
+        std::fs::read(p)
+            .map_err(|e| Error::Invalid(format!("cannot read the {what} {}: {e}", p.display())))
+    };
+    let root_cert = cfg
+        .ca_cert
+        .as_deref()
+        .map(|p| read(p, "CA certificate"))
+        .transpose()?;
+    let client_tls = match &cfg.client_cert {
+        Some((cert, key)) => Some(ClientTlsConfig {
+            client_cert: read(cert, "client certificate")?,
+            client_key: read(key, "client key")?,
+        }),
+        None => None,
+    };
+    Ok(
+        (root_cert.is_some() || client_tls.is_some()).then_some(TlsCertificates {
+            client_tls,
+            root_cert,
+        }),
+    )
+}
+
+/// The Sentinel client: master credentials, database and TLS from `master_url`;
+/// sentinel TLS and credentials from their own URLs and the sentinel password.
+fn sentinel_client(
+    cfg: &RedisConfig,
+    sentinels: &[String],
+    master: &str,
+    master_url: &str,
+    certs: Option<&TlsCertificates>,
+) -> Result<SentinelClient> {
+    if sentinels.is_empty() || master.is_empty() {
+        return Err(Error::Invalid(
+            "Sentinel needs at least one sentinel address and the master's name".into(),
+        ));
+    }
+    let mut addrs = Vec::new();
+    let mut sentinel_tls = false;
+    let mut sentinel_user = None;
+    let mut sentinel_pw = None;
+    for s in sentinels {
+        let url = if s.contains("://") {
+            s.clone()
+        } else {
+            format!("redis://{s}")
+        };
+        let info = parse(&url)?;
+        sentinel_tls |= is_tls(&info);
+        sentinel_user = sentinel_user.or(info.redis_settings().username().map(String::from));
+        sentinel_pw = sentinel_pw.or(info.redis_settings().password().map(String::from));
+        addrs.push(info.addr().clone());
+    }
+    let m = url::Url::parse(master_url).map_err(|e| {
+        Error::Invalid(format!(
+            "master URL {} did not parse: {e}",
+            redact_url(master_url)
+        ))
+    })?;
+    let master_tls = match m.scheme() {
+        "redis" => false,
+        "rediss" => true,
+        other => {
+            return Err(Error::Invalid(format!(
+                "master URL scheme {other:?}: use redis:// or rediss://"
+            )))
+        }
+    };
+    let db: i64 = match m.path().trim_start_matches('/') {
+        "" => 0,
+        d => d
+            .parse()
+            .map_err(|_| Error::Invalid(format!("master URL database {d:?} is not a number")))?,
+    };
+    let mut b = SentinelClientBuilder::new(addrs, master, SentinelServerType::Master)?
+        .set_client_to_redis_db(db);
+    if !m.username().is_empty() {
+        b = b.set_client_to_redis_username(decode(m.username()));
+    }
+    if let Some(pw) = cfg
+        .password_override()
+        .map(String::from)
+        .or(m.password().map(decode))
+    {
+        b = b.set_client_to_redis_password(pw);
+    }
+    if master_tls {
+        b = b.set_client_to_redis_tls_mode(TlsMode::Secure);
+        if let Some(c) = certs {
+            b = b.set_client_to_redis_certificates(c.clone());
+        }
+    } else if certs.is_some() && !sentinel_tls {
+        return Err(tls_files_without_tls(&cfg.describe()));
+    }
+    if sentinel_tls {
+        b = b.set_client_to_sentinel_tls_mode(TlsMode::Secure);
+        if let Some(c) = certs {
+            b = b.set_client_to_sentinel_certificates(c.clone());
+        }
+    }
+    if let Some(u) = sentinel_user {
+        b = b.set_client_to_sentinel_username(u);
+    }
+    if let Some(pw) = cfg
+        .sentinel_password_value()
+        .map(String::from)
+        .or(sentinel_pw)
+    {
+        b = b.set_client_to_sentinel_password(pw);
+    }
+    Ok(b.build()?)
+}
+
+fn decode(s: &str) -> String {
+    url::form_urlencoded::parse(format!("x={s}").as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_else(|| s.to_string())
+}
+
+/// `(host, port, is_master)` of every usable node in a `CLUSTER NODES` reply.
+fn parse_cluster_nodes(text: &str) -> Vec<(String, u16, bool)> {
+    text.lines()
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let (addr, flags) = (f.get(1)?, f.get(2)?);
+            if flags.contains("fail") || flags.contains("noaddr") || flags.contains("handshake") {
+                return None;
+            }
+            let hostport = addr.split(['@', ',']).next()?;
+            let (host, port) = hostport.rsplit_once(':')?;
+            Some((
+                host.to_string(),
+                port.parse().ok()?,
+                flags.contains("master"),
+            ))
+        })
+        .collect()
+}
+
+/// Names the endpoint and says, in words, what failed; scrubs `secrets`.
+pub(crate) fn connect_error(endpoint: &str, secrets: &[String], e: redis::RedisError) -> Error {
+    let text = e.to_string();
+    let lower = text.to_lowercase();
+    let reason = if e.kind() == redis::ErrorKind::AuthenticationFailed
+        || matches!(e.code(), Some("WRONGPASS" | "NOAUTH" | "NOPERM"))
+        || lower.contains("wrongpass")
+        || lower.contains("noauth")
+    {
+        format!("authentication failed (check the user and password): {text}")
+    } else if lower.contains("certificate") || lower.contains("tls") || lower.contains("handshake")
+    {
+        format!("TLS handshake failed: {text}")
+    } else if e.kind() == redis::ErrorKind::MasterNameNotFoundBySentinel
+        || lower.contains("master name")
+    {
+        format!("the sentinels know no such master: {text}")
+    } else if e.is_connection_refusal() {
+        format!("connection refused: {text}")
+    } else if e.is_timeout() {
+        format!("timed out: {text}")
+    } else if lower.contains("parse error") || lower.contains("unexpected") {
+        format!("not a Redis server, or a TLS port reached without TLS (the reply did not parse): {text}")
+    } else if e.is_connection_dropped() || e.is_io_error() {
+        format!("the server closed the connection (a TLS port reached with redis://? use rediss://): {text}")
+    } else {
+        text
+    };
+    let mut reason = reason;
+    for s in secrets {
+        reason = reason.replace(s.as_str(), "***");
+    }
+    Error::Connect {
+        endpoint: endpoint.to_string(),
+        reason,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cluster_nodes_are_parsed() {
+        let t = "07c3 127.0.0.1:30004@40004 slave e7d1 0 1 4 connected\n\
+                 67ed 127.0.0.1:30002@40002,host master - 0 1 2 connected 5461-10922\n\
+                 292f 127.0.0.1:30003@40003 master,fail - 0 1 3 disconnected\n\
+                 e7d1 127.0.0.1:30001@40001 myself,master - 0 0 1 connected 0-5460\n";
+        let n = super::parse_cluster_nodes(t);
+        assert_eq!(
+            n,
+            vec![
+                ("127.0.0.1".to_string(), 30004, false),
+                ("127.0.0.1".to_string(), 30002, true),
+                ("127.0.0.1".to_string(), 30001, true),
+            ]
+        );
+    }
+}
