@@ -104,7 +104,12 @@ impl Cli {
     }
 
     fn argv(&self, port: u16, args: &[&str]) -> Vec<String> {
-        let mut v: Vec<String> = vec!["-h".into(), "127.0.0.1".into(), "-p".into(), port.to_string()];
+        let mut v: Vec<String> = vec![
+            "-h".into(),
+            "127.0.0.1".into(),
+            "-p".into(),
+            port.to_string(),
+        ];
         v.extend(self.conn_args());
         v.extend(args.iter().map(|s| s.to_string()));
         v
@@ -246,22 +251,23 @@ fn log_tail(path: &Path, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
-/// Polls `cond` every `every` until it returns `Some`, or panics with `what()` after `limit`.
+/// Polls `cond` every `every` until it returns `Ok`; after `limit` panics with `what` and the
+/// last `Err` (the diagnosis).
 fn poll<T>(
     limit: Duration,
     every: Duration,
-    what: impl Fn() -> String,
-    mut cond: impl FnMut() -> Option<T>,
+    what: &str,
+    mut cond: impl FnMut() -> Result<T, String>,
 ) -> T {
     let deadline = Instant::now() + limit;
     loop {
-        if let Some(t) = cond() {
-            return t;
+        match cond() {
+            Ok(t) => return t,
+            Err(e) if Instant::now() > deadline => {
+                panic!("timed out after {limit:?} waiting for {what}: {e}")
+            }
+            Err(_) => std::thread::sleep(every),
         }
-        if Instant::now() > deadline {
-            panic!("timed out after {limit:?} waiting for {}", what());
-        }
-        std::thread::sleep(every);
     }
 }
 
@@ -392,6 +398,8 @@ fn data_node_argv(dir: &Path) -> Vec<String> {
     v.push("--logfile".into());
     v.push(dir.join("redis.log").display().to_string());
     v.extend(strings(&DURABLE));
+    // A replica's full sync starts at once (the default waits 5 s for more replicas).
+    v.extend(strings(&["--repl-diskless-sync-delay", "0"]));
     v
 }
 
@@ -504,7 +512,12 @@ impl TlsMaterial {
             "--tls-ca-cert-file".into(),
             self.ca_cert.display().to_string(),
             "--tls-auth-clients".into(),
-            if require_client_cert { "yes" } else { "optional" }.into(),
+            if require_client_cert {
+                "yes"
+            } else {
+                "optional"
+            }
+            .into(),
         ]
     }
 
@@ -760,7 +773,11 @@ impl SentinelSet {
         let replica_dir = dir.path().join("data-1");
         let replica = Proc::start(replica_dir.clone(), data_cli.clone(), |port| {
             let mut v = data_args(&replica_dir, port);
-            v.extend(strings(&["--replicaof", "127.0.0.1", &master_port.to_string()]));
+            v.extend(strings(&[
+                "--replicaof",
+                "127.0.0.1",
+                &master_port.to_string(),
+            ]));
             v
         });
         let replica_port = replica.port;
@@ -768,11 +785,10 @@ impl SentinelSet {
         poll(
             Duration::from_secs(10),
             Duration::from_millis(10),
-            || format!("the replica in sync: {}", replica.log_tail(10)),
-            || {
-                (data_cli.info_field(replica_port, "replication", "master_link_status")
-                    == Some("up".into()))
-                .then_some(())
+            "the replica in sync",
+            || match data_cli.info_field(replica_port, "replication", "master_link_status") {
+                Some(s) if s == "up" => Ok(()),
+                other => Err(format!("link {other:?}; log: {}", replica.log_tail(10))),
             },
         );
         let mut sentinels = Vec::new();
@@ -821,32 +837,32 @@ impl SentinelSet {
     fn wait_sentinels_ready(&self, limit: Duration) {
         let replica_port = self.data[1].port.to_string();
         let name = self.opts.master_name.clone();
-        let mut last = String::new();
-        poll(
-            limit,
-            Duration::from_millis(20),
-            || format!("sentinels ready; last: {last}"),
-            || {
-                for s in &self.sentinels {
-                    let m = kv_lines(&self.sentinel_cli.run(s.port, &["SENTINEL", "MASTER", &name]).ok()?);
-                    if m.get("flags").map(String::as_str) != Some("master")
-                        || m.get("num-other-sentinels").map(String::as_str) != Some("2")
-                    {
-                        last = format!("sentinel {}: {m:?}", s.port);
-                        return None;
-                    }
-                    let r = kv_lines(&self.sentinel_cli.run(s.port, &["SENTINEL", "REPLICAS", &name]).ok()?);
-                    if r.get("port") != Some(&replica_port)
-                        || r.get("flags").map(String::as_str) != Some("slave")
-                        || r.get("master-link-status").map(String::as_str) != Some("ok")
-                    {
-                        last = format!("sentinel {} replicas: {r:?}", s.port);
-                        return None;
-                    }
+        poll(limit, Duration::from_millis(20), "sentinels ready", || {
+            for s in &self.sentinels {
+                let m = kv_lines(
+                    &self
+                        .sentinel_cli
+                        .run(s.port, &["SENTINEL", "MASTER", &name])?,
+                );
+                if m.get("flags").map(String::as_str) != Some("master")
+                    || m.get("num-other-sentinels").map(String::as_str) != Some("2")
+                {
+                    return Err(format!("sentinel {}: {m:?}", s.port));
                 }
-                Some(())
-            },
-        );
+                let r = kv_lines(
+                    &self
+                        .sentinel_cli
+                        .run(s.port, &["SENTINEL", "REPLICAS", &name])?,
+                );
+                if r.get("port") != Some(&replica_port)
+                    || r.get("flags").map(String::as_str) != Some("slave")
+                    || r.get("master-link-status").map(String::as_str) != Some("ok")
+                {
+                    return Err(format!("sentinel {} replicas: {r:?}", s.port));
+                }
+            }
+            Ok(())
+        });
     }
 
     pub fn master_name(&self) -> &str {
@@ -897,7 +913,11 @@ impl SentinelSet {
             .sentinel_cli
             .run(
                 sentinel,
-                &["SENTINEL", "GET-MASTER-ADDR-BY-NAME", &self.opts.master_name],
+                &[
+                    "SENTINEL",
+                    "GET-MASTER-ADDR-BY-NAME",
+                    &self.opts.master_name,
+                ],
             )
             .ok()?;
         parse_master_addr(&out)
@@ -955,7 +975,7 @@ impl SentinelSet {
     pub async fn wait_for_failover(&self, old_port: u16, limit: Duration) -> u16 {
         let deadline = Instant::now() + limit;
         let name = self.opts.master_name.clone();
-        let mut last = String::new();
+        let mut last: String;
         loop {
             let mut seen = Vec::new();
             for s in &self.sentinels {
@@ -1171,7 +1191,12 @@ impl RedisCluster {
                     Some(t) => {
                         let mut v = strings(&["--port", "0", "--tls-port", &port.to_string()]);
                         v.extend(t.server_args(false));
-                        v.extend(strings(&["--tls-cluster", "yes", "--tls-replication", "yes"]));
+                        v.extend(strings(&[
+                            "--tls-cluster",
+                            "yes",
+                            "--tls-replication",
+                            "yes",
+                        ]));
                         v
                     }
                     None => strings(&["--port", &port.to_string()]),
@@ -1220,19 +1245,9 @@ impl RedisCluster {
     /// Waits until every running node says `cluster_state:ok`, knows every node, agrees on
     /// who owns every slot, and every replica has `master_link_status:up`.
     pub fn wait_ready(&self, limit: Duration) {
-        let mut last = String::new();
-        poll(
-            limit,
-            Duration::from_millis(20),
-            || format!("cluster ready; last: {last}"),
-            || match self.check_ready() {
-                Ok(()) => Some(()),
-                Err(e) => {
-                    last = e;
-                    None
-                }
-            },
-        );
+        poll(limit, Duration::from_millis(20), "cluster ready", || {
+            self.check_ready()
+        });
     }
 
     fn check_ready(&self) -> Result<(), String> {
@@ -1264,7 +1279,10 @@ impl RedisCluster {
                 .find(|x| x.flags.iter().any(|f| f == "myself"))
                 .ok_or("no myself line")?;
             if !me.is_master()
-                && self.cli.info_field(n, "replication", "master_link_status").as_deref()
+                && self
+                    .cli
+                    .info_field(n, "replication", "master_link_status")
+                    .as_deref()
                     != Some("up")
             {
                 return Err(format!("replica {n}: link to its master not up"));
@@ -1453,7 +1471,7 @@ impl RedisCluster {
             .clone();
         assert!(!slots.is_empty(), "node {port} served no slots");
         let deadline = Instant::now() + limit;
-        let mut last = String::new();
+        let mut last: String;
         loop {
             match self.failover_state(port, &slots).await {
                 Ok(p) => return p,
@@ -1488,9 +1506,7 @@ impl RedisCluster {
                     .find(|x| x.is_master() && !x.is_failed() && x.owns(a))
                     .map(|x| x.port);
                 match owner {
-                    Some(o) if o != port && new_owner.is_none_or(|p| p == o) => {
-                        new_owner = Some(o)
-                    }
+                    Some(o) if o != port && new_owner.is_none_or(|p| p == o) => new_owner = Some(o),
                     other => return Err(format!("node {n} sees slot {a} on {other:?}")),
                 }
             }
