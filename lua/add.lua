@@ -1,4 +1,6 @@
+#!lua
 -- add.lua: enqueue one or many jobs atomically.
+-- Flags: none (refused whole when over maxmemory).
 -- KEYS: [1] wait  [2] prioritized  [3] delayed  [4] meta  [5] wake
 -- ARGV: [1] key prefix  [2] number of jobs n, then n groups of 7:
 --       id, name, data (MessagePack), opts (MessagePack), delay_ms, priority,

@@ -1,4 +1,6 @@
+#!lua
 -- cancel.lua: cancel a job from any process.
+-- Flags: none (refused whole when over maxmemory).
 -- KEYS: [1] wait  [2] prioritized  [3] delayed  [4] active  [5] cancelled
 -- ARGV: [1] key prefix  [2] id  [3] cancel channel  [4] reason
 -- Returns: { code, state }: 1 cancelled now (it was waiting or delayed); 2 cancel
@@ -20,7 +22,6 @@ redis.call('LREM', KEYS[1], 0, id)
 redis.call('ZREM', KEYS[2], id)
 redis.call('ZREM', KEYS[3], id)
 local _, _, kf, kfa = keep_of(f[2])
-if finish_job(prefix, KEYS[5], jk, id, 'cancelled', 'error', ARGV[4], now, kf) then
-  trim(KEYS[5], prefix, kf, kfa, now)
-end
+finish_job(prefix, KEYS[5], jk, id, 'cancelled', 'error', ARGV[4], now, kf, kfa)
+retain_finished(prefix, now)
 return { 1, state }

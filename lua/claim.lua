@@ -1,10 +1,16 @@
+#!lua
 -- claim.lua: promote due delayed jobs, then lease up to N ready jobs to a worker.
+-- Flags: none, so Redis refuses the whole script (OOM) when over maxmemory: a worker
+-- must not lease jobs whose leases and outcomes it could not write.
 -- KEYS: [1] wait  [2] prioritized  [3] delayed  [4] active  [5] meta  [6] wake
+--       [7] failed
 -- ARGV: [1] key prefix  [2] max jobs  [3] worker id  [4] lease ms
 -- Returns: { next_delayed_due_ms (-1 if none), now_ms,
 --            then per claimed job 8 values: id, token, attempt, name, data, opts, ready_ms, stalled }
 -- The token is the job's fencing token: every later write about this attempt must
--- present it. Ids left in wait without a job hash (a race with remove) are skipped.
+-- present it. Ids left in wait or delayed without a job hash (a race with remove) are
+-- skipped. A job whose record is corrupt (a field it needs missing or not a number) is
+-- not leased: it ends failed with the reason as its error, the rest of the batch goes on.
 local prefix = ARGV[1]
 local max = tonumber(ARGV[2])
 local now = now_ms()
@@ -13,9 +19,11 @@ local due = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, 1000)
 if #due > 0 then
   for _, id in ipairs(due) do
     local jk = prefix .. 'job:' .. id
-    local f = redis.call('HMGET', jk, 'pri', 'name')
-    if f[2] then -- an id without its hash (removed meanwhile) is just dropped
-      push_ready(KEYS[1], KEYS[2], KEYS[5], id, tonumber(f[1] or '0'), false)
+    local f, corrupt = read_job(jk, { 'pri', 'name', 'keep' })
+    if f and corrupt then
+      fail_corrupt(prefix, KEYS[7], jk, id, corrupt, f.keep, now)
+    elseif f then
+      push_ready(KEYS[1], KEYS[2], KEYS[5], id, f.pri, false)
       redis.call('HSET', jk, 'state', 'waiting')
     end
   end
@@ -32,19 +40,22 @@ if redis.call('HGET', KEYS[5], 'paused') ~= '1' and max > 0 then
   end
   local deadline = now + tonumber(ARGV[4])
   local leases = {}
+  local fields = { 'name', 'data', 'opts', 'ready', 'ts', 'stalled', 'token', 'attempt', 'keep' }
   for _, id in ipairs(ids) do
     local jk = prefix .. 'job:' .. id
-    local f = redis.call('HMGET', jk, 'name', 'data', 'opts', 'ready', 'ts', 'stalled', 'token', 'attempt')
-    if f[1] then
-      local token = tonumber(f[7] or '0') + 1
-      local attempt = tonumber(f[8] or '0') + 1
+    local f, corrupt = read_job(jk, fields)
+    if f and not corrupt and not (f.ready or f.ts) then corrupt = corrupt_reason('ts', f.ts) end
+    if f and corrupt then
+      fail_corrupt(prefix, KEYS[7], jk, id, corrupt, f.keep, now)
+    elseif f then
+      local token, attempt = f.token + 1, f.attempt + 1
       redis.call('HSET', jk, 'state', 'active', 'worker', ARGV[3], 'started', now,
         'token', token, 'attempt', attempt)
       leases[#leases + 1] = deadline
       leases[#leases + 1] = id
       local n = #out
-      out[n + 1], out[n + 2], out[n + 3], out[n + 4] = id, token, attempt, f[1]
-      out[n + 5], out[n + 6], out[n + 7], out[n + 8] = f[2], f[3], tonumber(f[4] or f[5]), tonumber(f[6] or '0')
+      out[n + 1], out[n + 2], out[n + 3], out[n + 4] = id, token, attempt, f.name
+      out[n + 5], out[n + 6], out[n + 7], out[n + 8] = f.data, f.opts, f.ready or f.ts, f.stalled
     end
   end
   -- One ZADD for the whole batch: the lease table.
@@ -53,6 +64,7 @@ if redis.call('HGET', KEYS[5], 'paused') ~= '1' and max > 0 then
     wake(KEYS[6])
   end
 end
+retain_finished(prefix, now)
 local next_due = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
 if #next_due > 0 then out[1] = tonumber(next_due[2]) end
 return out

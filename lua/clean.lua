@@ -1,4 +1,7 @@
+#!lua flags=allow-oom
 -- clean.lua: delete finished jobs older than an age from one finished set.
+-- Flags: allow-oom. It only deletes, so it runs when Redis is over maxmemory: that is
+-- when an operator needs it most.
 -- KEYS: [1] the finished set (completed, failed or cancelled)
 -- ARGV: [1] key prefix  [2] age ms (0 = all)  [3] max jobs this call
 -- Returns: the number of jobs deleted.

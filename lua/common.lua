@@ -1,8 +1,11 @@
--- common.lua: helpers prepended to every baton script (see src/scripts.rs).
+-- common.lua: helpers put into every baton script, after the script's own `#!lua` line
+-- (see src/scripts/mod.rs).
 -- Nothing here touches a key that the calling script did not declare, except a job's
 -- own keys, which share the queue's hash tag and so its cluster slot.
-
-if redis.replicate_commands then pcall(redis.replicate_commands) end
+--
+-- Read and check before writing: Redis does not roll back a script that fails half-way,
+-- so a script converts and checks every job field it needs (read_job) before its first
+-- write about that job, and a job whose record is corrupt fails alone (fail_corrupt).
 
 -- Redis's own clock in milliseconds, so pods with skewed clocks agree on leases.
 local function now_ms()
@@ -14,10 +17,63 @@ local PRIORITY_SCALE = 4294967296
 
 -- A job's retention, stored as one field 'keep' = "kc:kca:kf:kfa": how many completed
 -- and failed/cancelled jobs to keep (-1 = all) and their maximum age in ms (0 = none).
+-- Anything else reads as "keep all", the safe side.
 local function keep_of(keep)
   local kc, kca, kf, kfa = string.match(keep or '', '^(-?%d+):(%d+):(-?%d+):(%d+)$')
   if not kc then return -1, 0, -1, 0 end
   return tonumber(kc), tonumber(kca), tonumber(kf), tonumber(kfa)
+end
+
+-- The job hash fields a script converts to numbers, and what an absent one means. A
+-- present one must be a non-negative integer of at most 15 digits (exact as a Lua
+-- number, valid for HINCRBY); 'ready' and 'ts' have no default.
+local INT_FIELDS = { attempt = 0, stalled = 0, token = 0, pri = 0, ready = false, ts = false }
+-- The fields a job cannot run without.
+local REQUIRED = { name = true, data = true, opts = true }
+
+local function corrupt_reason(name, v)
+  if not v then return 'corrupt job record: field ' .. name .. ' is missing' end
+  if #v > 64 then v = string.sub(v, 1, 64) .. '...' end
+  return 'corrupt job record: field ' .. name .. " is '" .. v .. "'"
+end
+
+-- Checks fields `names` of job hash `jk` as HMGET returned them (`raw`) into a table by
+-- name: integer fields (INT_FIELDS) as numbers, absent ones as their default; others as
+-- strings, absent ones as false. Returns:
+--   nil                  the hash does not exist at all (a race with remove: skip it)
+--   fields, nil          all fine
+--   fields, reason       the record is corrupt; reason says which field and how
+-- Only reads, so a caller can call it before its first write.
+local function check_job(jk, names, raw)
+  local f, reason, missing = {}, nil, false
+  for i, name in ipairs(names) do
+    local v = raw[i]
+    local default = INT_FIELDS[name]
+    if default ~= nil then
+      if v then
+        if #v <= 15 and string.match(v, '^%d+$') then
+          v = tonumber(v)
+        else
+          reason = reason or corrupt_reason(name, v)
+        end
+      else
+        v = default
+      end
+    elseif REQUIRED[name] and not v then
+      missing = true
+      reason = reason or corrupt_reason(name, v)
+    end
+    f[name] = v
+  end
+  -- A required field missing may mean the whole hash is gone; tell the two apart only
+  -- then, so the common path costs no extra command.
+  if missing and redis.call('EXISTS', jk) == 0 then return nil end
+  return f, reason
+end
+
+-- HMGET of `names` and check_job.
+local function read_job(jk, names)
+  return check_job(jk, names, redis.call('HMGET', jk, unpack(names)))
 end
 
 -- Deletes a job and everything stored under it. A job's keys are `job:<id>`,
@@ -50,12 +106,22 @@ local function trim(set, prefix, count, age, now)
   end
 end
 
--- Leaves one wake-up token for a blocked idle worker (never more than one).
+-- Leaves one wake-up token for a blocked idle worker (never more than one). A wake key
+-- of another type (junk written by hand) is replaced: it is baton's own key, holds
+-- nothing but the token, and left alone it would fail every script that wakes (after
+-- that script's writes) and every blocked worker's BLPOP. pcall, so the common path
+-- costs no extra command.
 local function wake(wake_key)
-  if redis.call('LLEN', wake_key) == 0 then redis.call('LPUSH', wake_key, '1') end
+  local n = redis.pcall('LLEN', wake_key)
+  if type(n) == 'table' then
+    redis.call('DEL', wake_key)
+    n = 0
+  end
+  if n == 0 then redis.call('LPUSH', wake_key, '1') end
 end
 
 -- Makes a job ready. `front` puts it first in line (recovered or handed-back jobs).
+-- `pri` must be a checked number (read_job).
 local function push_ready(wait, prioritized, meta, id, pri, front)
   if pri > 0 then
     local seq = 0
@@ -68,14 +134,44 @@ local function push_ready(wait, prioritized, meta, id, pri, front)
   end
 end
 
--- Moves an active (or ready) job to a finished set and records why. A job whose
--- retention keeps none (`keep` = 0) is deleted instead; returns false then.
-local function finish_job(prefix, set, jk, id, state, field, value, now, keep)
-  if tonumber(keep) == 0 then
+-- Hands a job back: first in line again, the attempt not consumed (a shutdown, a lost
+-- claim reply, an expired lease). `f` is from read_job with 'attempt' and 'pri'. The
+-- caller has taken the job out of wherever it was (the lease table).
+local function hand_back(wait, prioritized, meta, jk, id, f, now)
+  local attempt = f.attempt - 1
+  if attempt < 0 then attempt = 0 end
+  redis.call('HSET', jk, 'state', 'waiting', 'ready', now, 'attempt', attempt)
+  push_ready(wait, prioritized, meta, id, f.pri, true)
+end
+
+-- The retention policies of the finished sets this script added to, applied once at
+-- the end of the script (retain_finished): a batch trims each set once.
+local retained = {}
+
+-- Finishes a job: moves it to a finished set and records why, then notes the set's
+-- retention for retain_finished. `keep` is the job's own (count, age) for that set
+-- (keep_of). A job whose retention keeps none of its kind is deleted instead and trims
+-- nothing: the other finished jobs are not its business. Returns true if kept.
+-- Every script that finishes a job calls this and retain_finished, nothing else.
+local function finish_job(prefix, set, jk, id, state, field, value, now, count, age)
+  if count == 0 then
     delete_job(prefix, id)
     return false
   end
   redis.call('HSET', jk, 'state', state, field, value, 'finished', now)
   redis.call('ZADD', set, now, id)
+  retained[set .. '|' .. count .. '|' .. age] = { set, count, age }
   return true
+end
+
+-- Applies the retention noted by finish_job; call once, at the end of the script.
+local function retain_finished(prefix, now)
+  for _, p in pairs(retained) do trim(p[1], prefix, p[2], p[3], now) end
+end
+
+-- Fails a job whose record is corrupt (read_job's reason), under its failed retention.
+-- Writes only fields that need no conversion.
+local function fail_corrupt(prefix, failed, jk, id, reason, keep, now)
+  local _, _, kf, kfa = keep_of(keep)
+  finish_job(prefix, failed, jk, id, 'failed', 'error', reason, now, kf, kfa)
 end

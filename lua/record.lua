@@ -1,4 +1,6 @@
+#!lua
 -- record.lua: a running attempt writes about itself (step result, progress, log line).
+-- Flags: none (refused whole when over maxmemory).
 -- Fenced: only the holder of the current lease may write.
 -- KEYS: [1] active  [2] job  [3] steps  [4] logs
 -- ARGV: [1] id  [2] token  [3] kind ('s' step, 'p' progress, 'l' log line)

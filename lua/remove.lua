@@ -1,4 +1,7 @@
+#!lua flags=allow-oom
 -- remove.lua: delete a job that is not running.
+-- Flags: allow-oom. It only deletes, so it runs when Redis is over maxmemory: that is
+-- when an operator needs it most.
 -- KEYS: [1] wait  [2] prioritized  [3] delayed  [4] completed  [5] failed  [6] cancelled
 -- ARGV: [1] key prefix  [2] id
 -- Returns: { code, state }: 1 removed; -1 no such job; -2 running (cancel it first).

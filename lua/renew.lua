@@ -1,5 +1,10 @@
+#!lua flags=allow-oom
 -- renew.lua: the heartbeat. Renews the leases of all of a worker's jobs in one call and
 -- registers the worker as alive.
+-- Flags: allow-oom. It runs when Redis is over maxmemory: it only rewrites entries
+-- that exist (lease deadlines, the worker's own registration), and a worker that keeps
+-- its leases then is not swept once memory frees; claim, finish and sweep are refused
+-- whole until then.
 -- KEYS: [1] active  [2] workers  [3] workers:info
 -- ARGV: [1] key prefix  [2] worker id  [3] lease ms  [4] worker ttl ms
 --       [5] worker description (JSON)  then pairs: id, token

@@ -157,7 +157,15 @@ impl T {
     fn claim_raw(&mut self, max: usize, worker: &str, lease_ms: u64) -> RedisResult<Vec<Value>> {
         let s = lua!("claim.lua");
         let mut inv = s.prepare_invoke();
-        for k in ["wait", "prioritized", "delayed", "active", "meta", "wake"] {
+        for k in [
+            "wait",
+            "prioritized",
+            "delayed",
+            "active",
+            "meta",
+            "wake",
+            "failed",
+        ] {
             inv.key(self.k(k));
         }
         inv.arg(&self.p).arg(max).arg(worker).arg(lease_ms);
@@ -327,7 +335,15 @@ impl T {
     fn reconcile(&mut self, held: &[&str]) -> RedisResult<Vec<String>> {
         let s = lua!("reconcile.lua");
         let mut inv = s.prepare_invoke();
-        for k in ["active", "wait", "prioritized", "meta", "wake", "cancelled"] {
+        for k in [
+            "active",
+            "wait",
+            "prioritized",
+            "meta",
+            "wake",
+            "cancelled",
+            "failed",
+        ] {
             inv.key(self.k(k));
         }
         inv.arg(&self.p).arg("w");
@@ -907,7 +923,10 @@ fn scripts_that_write_are_refused_whole_at_maxmemory() {
     let before = snapshot(&mut t);
 
     assert_oom("claim", t.claim_raw(10, "w", 60_000));
-    assert_oom("claim with a due delayed job", due.claim_raw(10, "w", 60_000));
+    assert_oom(
+        "claim with a due delayed job",
+        due.claim_raw(10, "w", 60_000),
+    );
     assert_oom("sweep", t.sweep(5));
     assert_oom("add", t.add_jobs(&[("x", 0, 0, KEEP)]));
     assert_oom("finish", t.finish(&[("b", tok[1], "c", "r", 0)]));

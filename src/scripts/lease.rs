@@ -97,7 +97,8 @@ pub(crate) async fn reconcile<C: ConnectionLike + Send>(
         .key(k.prioritized())
         .key(k.meta())
         .key(k.wake())
-        .key(k.cancelled());
+        .key(k.cancelled())
+        .key(k.failed());
     inv.arg(k.prefix()).arg(worker);
     for (id, _) in held {
         inv.arg(id);

@@ -12,19 +12,30 @@ use std::time::Duration;
 use redis::aio::ConnectionLike;
 use redis::{Script, Value};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::keys::Keys;
 
 macro_rules! script {
     ($name:ident, $file:literal) => {
-        static $name: LazyLock<Script> = LazyLock::new(|| {
-            Script::new(concat!(
-                include_str!("../../lua/common.lua"),
-                "\n",
-                include_str!(concat!("../../lua/", $file))
-            ))
-        });
+        static $name: LazyLock<Script> =
+            LazyLock::new(|| Script::new(&assemble(include_str!(concat!("../../lua/", $file)))));
     };
+}
+
+const COMMON: &str = include_str!("../../lua/common.lua");
+
+/// A script's text: the file's first line, its `#!lua` shebang with its Redis 7 script
+/// flags (Redis reads flags from the very first line only), then `lua/common.lua`, then
+/// the rest of the file. A script without `no-writes` or `allow-oom` is refused whole
+/// (OOM) when Redis is over maxmemory, before its first command; without
+/// `allow-cross-slot-keys` Redis also checks that every key it touches is in one slot.
+/// Flags need Redis 7.0 or later.
+fn assemble(file: &str) -> String {
+    let (shebang, body) = file
+        .split_once('\n')
+        .filter(|(first, _)| first.starts_with("#!lua"))
+        .expect("every lua/*.lua file starts with its #!lua line");
+    format!("{shebang}\n{COMMON}\n{body}")
 }
 
 script!(ADD, "add.lua");
@@ -116,32 +127,65 @@ pub(crate) async fn claim<C: ConnectionLike + Send>(
         .key(k.delayed())
         .key(k.active())
         .key(k.meta())
-        .key(k.wake());
+        .key(k.wake())
+        .key(k.failed());
     inv.arg(k.prefix())
         .arg(max)
         .arg(worker)
         .arg(lease.as_millis() as u64);
     let v: Vec<Value> = inv.invoke_async(c).await?;
-    let int = |v: &Value| -> i64 { redis::from_redis_value_ref::<i64>(v).unwrap_or(-1) };
-    let bytes =
-        |v: &Value| -> Vec<u8> { redis::from_redis_value_ref::<Vec<u8>>(v).unwrap_or_default() };
-    let next = int(&v[0]);
+    parse_claim(v)
+}
+
+/// The reply of `claim.lua`, see its header. Parsed strictly: a value of the wrong type
+/// or out of range is a [`Error::Decode`](crate::Error::Decode), never a default (a
+/// made-up token would fence the job off from its own worker).
+fn parse_claim(v: Vec<Value>) -> Result<ClaimReply> {
+    fn bad(what: &str, v: &Value) -> Error {
+        Error::Decode(format!("claim reply: {what} is {v:?}"))
+    }
+    fn int<T: TryFrom<i64>>(what: &str, v: &Value) -> Result<T> {
+        match v {
+            Value::Int(n) => T::try_from(*n).map_err(|_| bad(what, v)),
+            _ => Err(bad(what, v)),
+        }
+    }
+    fn bytes(what: &str, v: &Value) -> Result<Vec<u8>> {
+        match v {
+            Value::BulkString(b) => Ok(b.clone()),
+            Value::SimpleString(s) => Ok(s.as_bytes().to_vec()),
+            _ => Err(bad(what, v)),
+        }
+    }
+    fn text(what: &str, v: &Value) -> Result<String> {
+        String::from_utf8(bytes(what, v)?).map_err(|_| bad(what, v))
+    }
+    if v.len() < 2 || (v.len() - 2) % 8 != 0 {
+        return Err(Error::Decode(format!(
+            "claim reply: {} values, expected 2 + 8 per job",
+            v.len()
+        )));
+    }
+    let next: i64 = int("next due time", &v[0])?;
+    if next < -1 {
+        return Err(bad("next due time", &v[0]));
+    }
     let mut jobs = Vec::with_capacity((v.len() - 2) / 8);
     for c in v[2..].chunks_exact(8) {
         jobs.push(Claimed {
-            id: String::from_utf8_lossy(&bytes(&c[0])).into_owned(),
-            token: int(&c[1]) as u64,
-            attempt: int(&c[2]) as u32,
-            name: String::from_utf8_lossy(&bytes(&c[3])).into_owned(),
-            data: bytes(&c[4]),
-            opts: bytes(&c[5]),
-            ready_ms: int(&c[6]).max(0) as u64,
-            stalled: int(&c[7]).max(0) as u32,
+            id: text("job id", &c[0])?,
+            token: int("token", &c[1])?,
+            attempt: int("attempt", &c[2])?,
+            name: text("job name", &c[3])?,
+            data: bytes("data", &c[4])?,
+            opts: bytes("opts", &c[5])?,
+            ready_ms: int("ready time", &c[6])?,
+            stalled: int("stalled count", &c[7])?,
         });
     }
     Ok(ClaimReply {
-        next_due_ms: (next >= 0).then_some(next as u64),
-        now_ms: int(&v[1]) as u64,
+        next_due_ms: u64::try_from(next).ok(),
+        now_ms: int("now", &v[1])?,
         jobs,
     })
 }
@@ -227,3 +271,100 @@ mod lease;
 
 pub(crate) use admin::{cancel, clean, record, remove, retry, Record};
 pub(crate) use lease::{reconcile, renew, sweep, Swept};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bulk(s: &str) -> Value {
+        Value::BulkString(s.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn every_script_starts_with_its_flags_then_common() {
+        for s in [
+            &ADD, &CLAIM, &FINISH, &RENEW, &SWEEP, &CANCEL, &RETRY, &REMOVE, &RECORD, &CLEAN,
+            &RECONCILE,
+        ] {
+            LazyLock::force(s);
+        }
+        let text = assemble(include_str!("../../lua/renew.lua"));
+        assert!(
+            text.starts_with("#!lua flags=allow-oom\n-- common.lua"),
+            "{text}"
+        );
+        assert!(text.contains("-- renew.lua"));
+    }
+
+    fn job(token: Value) -> Vec<Value> {
+        vec![
+            bulk("id"),
+            token,
+            Value::Int(1),
+            bulk("name"),
+            bulk("data"),
+            bulk("opts"),
+            Value::Int(5),
+            Value::Int(0),
+        ]
+    }
+
+    #[test]
+    fn a_well_formed_claim_reply_parses() {
+        let mut v = vec![Value::Int(-1), Value::Int(7)];
+        v.extend(job(Value::Int(3)));
+        let r = parse_claim(v).unwrap();
+        assert_eq!((r.next_due_ms, r.now_ms, r.jobs.len()), (None, 7, 1));
+        let j = &r.jobs[0];
+        assert_eq!((j.id.as_str(), j.token, j.attempt), ("id", 3, 1));
+        assert_eq!(
+            (j.name.as_str(), &j.data[..], &j.opts[..]),
+            ("name", &b"data"[..], &b"opts"[..])
+        );
+        assert_eq!((j.ready_ms, j.stalled), (5, 0));
+    }
+
+    #[test]
+    fn a_malformed_claim_reply_is_an_error_not_a_default() {
+        let cases: Vec<(&str, Vec<Value>)> = vec![
+            ("token not a number", job(bulk("abc"))),
+            ("token negative", job(Value::Int(-1))),
+            ("token nil", job(Value::Nil)),
+            ("a job cut short", job(Value::Int(1))[..7].to_vec()),
+            ("attempt too large", {
+                let mut j = job(Value::Int(1));
+                j[2] = Value::Int(i64::from(u32::MAX) + 1);
+                j
+            }),
+            ("data nil", {
+                let mut j = job(Value::Int(1));
+                j[4] = Value::Nil;
+                j
+            }),
+            ("id not UTF-8", {
+                let mut j = job(Value::Int(1));
+                j[0] = Value::BulkString(vec![0xff, 0xfe]);
+                j
+            }),
+        ];
+        for (what, j) in cases {
+            let mut v = vec![Value::Int(-1), Value::Int(7)];
+            v.extend(j);
+            match parse_claim(v) {
+                Err(crate::Error::Decode(_)) => {}
+                other => panic!("{what}: {other:?}"),
+            }
+        }
+        for (what, v) in [
+            ("empty", vec![]),
+            ("now missing", vec![Value::Int(-1)]),
+            ("now negative", vec![Value::Int(-1), Value::Int(-5)]),
+            ("next due not a number", vec![bulk("x"), Value::Int(5)]),
+        ] {
+            match parse_claim(v) {
+                Err(crate::Error::Decode(_)) => {}
+                other => panic!("{what}: {other:?}"),
+            }
+        }
+    }
+}
