@@ -61,11 +61,8 @@ pub enum Error {
 }
 
 /// How the connect errors that waiting will not fix begin (see `conn::connector`).
-pub(crate) const MISCONFIGURED: [&str; 3] = [
-    "authentication failed",
-    "TLS handshake failed",
-    "the sentinels know no such master",
-];
+/// "the sentinels know no such master" is not one: sentinels say it during a failover.
+pub(crate) const MISCONFIGURED: [&str; 2] = ["authentication failed", "TLS handshake failed"];
 
 /// Result with baton's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -111,7 +108,7 @@ impl Error {
     }
 
     /// True for a connect error that waiting will not fix: authentication, TLS
-    /// certificates, an unknown Sentinel master name.
+    /// certificates.
     pub fn is_misconfiguration(&self) -> bool {
         matches!(self, Error::Connect { reason, .. } if MISCONFIGURED.iter().any(|p| reason.starts_with(p)))
     }

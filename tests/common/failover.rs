@@ -1,0 +1,171 @@
+//! What the failover tests share: exec worker processes that append each job's payload
+//! to a ledger file, a producer that adds jobs at a steady pace (retrying a failed add
+//! with the same job id, which is safe), a replication fence, and the figures.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use baton::conn::RedisConfig;
+use baton::{JobOptions, Queue};
+use tokio_util::sync::CancellationToken;
+
+use crate::common::{baton_bin, ChildGuard};
+
+/// A `baton worker QUEUE --exec` process that appends each payload to `ledger`.
+/// `conn_args` are the connection flags (`--sentinel …`, `--cluster-nodes …`).
+pub fn spawn_exec_worker(conn_args: &[String], queue: &str, ledger: &Path) -> ChildGuard {
+    let mut cmd = Command::new(baton_bin());
+    cmd.args(conn_args)
+        .args([
+            "worker",
+            queue,
+            "--concurrency",
+            "20",
+            "--lease",
+            "10s",
+            "--stalled-interval",
+            "500ms",
+            "--max-stalled",
+            "5",
+            "--exec",
+            "--",
+            "sh",
+            "-c",
+            "cat >> \"$LEDGER\"; echo >> \"$LEDGER\"",
+        ])
+        .env("LEDGER", ledger)
+        .env_remove("REDIS_URL")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    ChildGuard(cmd.spawn().expect("spawn baton worker"))
+}
+
+/// How many times each job's command ran, by job id (from the ledger).
+pub fn ledger_runs(ledger: &Path) -> HashMap<String, usize> {
+    let mut out = HashMap::new();
+    let text = std::fs::read_to_string(ledger).unwrap_or_default();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(line) {
+            if let Some(id) = v["id"].as_str() {
+                *out.entry(id.to_string()).or_default() += 1;
+            }
+        }
+    }
+    out
+}
+
+/// One acknowledged add.
+#[derive(Debug, Clone)]
+pub struct Acked {
+    pub queue: String,
+    pub id: String,
+    pub at: Instant,
+}
+
+/// Adds jobs round-robin over queues until stopped.
+pub struct Producer {
+    pub acked: Arc<Mutex<Vec<Acked>>>,
+    /// Adds that failed (each was retried with the same id until it was acknowledged).
+    pub failures: Arc<Mutex<Vec<String>>>,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Producer {
+    /// Starts adding one job every `pace`.
+    pub fn start(cfg: RedisConfig, queues: Vec<String>, pace: Duration) -> Producer {
+        let acked: Arc<Mutex<Vec<Acked>>> = Default::default();
+        let failures: Arc<Mutex<Vec<String>>> = Default::default();
+        let stop = CancellationToken::new();
+        let (a, f, s) = (acked.clone(), failures.clone(), stop.clone());
+        let task = tokio::spawn(async move {
+            let conn = baton::conn::SharedConn::producer(cfg).unwrap();
+            let qs: Vec<Queue> = queues
+                .iter()
+                .map(|n| Queue::with_conn(conn.clone(), n))
+                .collect();
+            let mut i = 0usize;
+            while !s.is_cancelled() {
+                let q = &qs[i % qs.len()];
+                let id = format!("{}-{i}", q.name());
+                let payload = serde_json::json!({ "id": id });
+                loop {
+                    match q
+                        .add("n", &payload, JobOptions::default().job_id(&id))
+                        .await
+                    {
+                        Ok(_) => {
+                            a.lock().unwrap().push(Acked {
+                                queue: q.name().to_string(),
+                                id: id.clone(),
+                                at: Instant::now(),
+                            });
+                            break;
+                        }
+                        Err(e) => {
+                            f.lock().unwrap().push(e.to_string());
+                            // Pace the retries of this id; not a synchronisation.
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                    }
+                }
+                i += 1;
+                tokio::time::sleep(pace).await;
+            }
+        });
+        Producer {
+            acked,
+            failures,
+            stop,
+            task,
+        }
+    }
+
+    /// Acknowledged adds so far.
+    pub fn acked(&self) -> Vec<Acked> {
+        self.acked.lock().unwrap().clone()
+    }
+
+    /// Stops after the add in progress.
+    pub async fn stop(self) -> Vec<Acked> {
+        self.stop.cancel();
+        let acked = self.acked.clone();
+        let _ = self.task.await;
+        let out = acked.lock().unwrap().clone();
+        out
+    }
+}
+
+/// Writes `key` on the server at `url` and waits until one replica has it: every write
+/// acknowledged before this call (on any connection) is then replicated too, since a
+/// replica applies the stream in order. Returns when the call started.
+pub async fn replication_fence(url: &str, key: &str) -> Instant {
+    let started = Instant::now();
+    let client = redis::Client::open(url).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let _: () = redis::cmd("SET").arg(key).arg("fence").query_async(&mut c).await.unwrap();
+    let n: i64 = redis::cmd("WAIT").arg(1).arg(5000).query_async(&mut c).await.unwrap();
+    assert_eq!(n, 1, "the replica acknowledged the fence");
+    started
+}
+
+/// A temp file path for a ledger.
+pub fn ledger_in(dir: &Path) -> PathBuf {
+    dir.join("ledger.jsonl")
+}
+
+/// What a failover cost, for the report.
+#[derive(Debug)]
+pub struct Figures {
+    pub acked: usize,
+    pub replicated_before_kill: usize,
+    pub lost_replicated: usize,
+    pub lost_in_window: usize,
+    pub reran: usize,
+    pub failed_adds: usize,
+    pub resume_after: Duration,
+}
