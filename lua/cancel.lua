@@ -3,6 +3,8 @@
 -- Flags: none (refused whole when over maxmemory).
 -- KEYS: [1] wait  [2] prioritized  [3] delayed  [4] active  [5] cancelled
 -- ARGV: [1] key prefix  [2] id  [3] cancel channel  [4] reason
+--       [5] how to announce: 'PUBLISH', or 'SPUBLISH' on a cluster (sharded pub/sub: the
+--       message stays on the shard that owns the queue, where its workers listen)
 -- Returns: { code, state }: 1 cancelled now (it was waiting or delayed); 2 cancel
 -- recorded for a running job and announced on the channel (its worker stops it, or the
 -- heartbeat or sweeper finds the flag); -1 no such job; -2 already finished (state says how).
@@ -14,7 +16,7 @@ if not state then return { -1, '' } end
 if state == 'completed' or state == 'failed' or state == 'cancelled' then return { -2, state } end
 if state == 'active' then
   redis.call('HSET', jk, 'cancel', '1', 'cancel_reason', ARGV[4])
-  redis.call('PUBLISH', ARGV[3], id)
+  redis.call(ARGV[5] == 'SPUBLISH' and 'SPUBLISH' or 'PUBLISH', ARGV[3], id)
   return { 2, state }
 end
 local now = now_ms()

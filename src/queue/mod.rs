@@ -189,8 +189,9 @@ impl Queue {
     /// [`Queue::cancel`] with the reason to record.
     pub async fn cancel_with_reason(&self, id: &str, reason: &str) -> Result<Cancelled> {
         self.bounded(async {
-            let (code, state) =
-                scripts::cancel(&mut self.conn().await?, &self.keys, id, reason).await?;
+            let mut c = self.conn().await?;
+            let sharded = c.is_cluster();
+            let (code, state) = scripts::cancel(&mut c, &self.keys, id, reason, sharded).await?;
             let code = Error::from_code(code, state, self.name(), id, "cancel")?;
             if code == 1 {
                 metrics::counter!(m::JOBS_CANCELLED, "queue" => self.name().to_string())

@@ -10,11 +10,15 @@ use crate::error::Result;
 use crate::keys::Keys;
 
 /// `cancel.lua`: (code, state before).
+///
+/// `sharded`: announce with SPUBLISH (a cluster, whose workers listen with SSUBSCRIBE on
+/// the queue's shard) instead of PUBLISH.
 pub(crate) async fn cancel<C: ConnectionLike + Send>(
     c: &mut C,
     k: &Keys,
     id: &str,
     reason: &str,
+    sharded: bool,
 ) -> Result<(i64, String)> {
     let mut inv = CANCEL.prepare_invoke();
     inv.key(k.wait())
@@ -25,7 +29,8 @@ pub(crate) async fn cancel<C: ConnectionLike + Send>(
     inv.arg(k.prefix())
         .arg(id)
         .arg(k.cancel_channel())
-        .arg(reason);
+        .arg(reason)
+        .arg(if sharded { "SPUBLISH" } else { "PUBLISH" });
     Ok(inv.invoke_async(c).await?)
 }
 
