@@ -4,7 +4,7 @@
 //! * [`TlsRedis`]: one TLS-only server (optionally requiring client certificates) with an ACL
 //!   user and the `default` user off; certificates made with rcgen ([`TlsMaterial`]).
 //! * [`SentinelSet`]: a master, one replica and three sentinels.
-//! * [`RedisCluster`]: N masters with 0 or 1 replica each, plain or TLS.
+//! * [`RedisCluster`]: N masters (3 or more) with R replicas each (usually 0 or 1), plain or TLS.
 //!
 //! Every data node is durable (`appendonly yes`, `maxmemory-policy noeviction`). Every process
 //! is SIGKILLed when its fixture drops (also while a panicking test unwinds, also when a
@@ -45,7 +45,7 @@ const DURABLE: [&str; 8] = [
 
 /// How long one `redis-cli` call may take before it is killed.
 const CLI_TIMEOUT: Duration = Duration::from_secs(3);
-/// How long one process gets to answer PING after it was spawned.
+/// How long one process gets to answer after it was spawned.
 const SPAWN_LIMIT: Duration = Duration::from_secs(10);
 
 /// A free loopback port (bind to 0, read it, release it); never 6379.
@@ -288,7 +288,7 @@ pub struct Proc {
 
 impl Proc {
     /// Starts `redis-server make_argv(port)` on a free port in `dir` and waits until it
-    /// answers PING through `cli`; when it exits early (the port was taken in the meantime)
+    /// answers through `cli`; when it exits early (the port was taken in the meantime)
     /// it is retried on another port. `make_argv` must put `--logfile` at `dir/redis.log`
     /// (or the config file must).
     fn start(dir: PathBuf, cli: Cli, mut make_argv: impl FnMut(u16) -> Vec<String>) -> Proc {
@@ -317,7 +317,7 @@ impl Proc {
         );
     }
 
-    /// Spawns the process with the stored argv; true once it answers PING.
+    /// Spawns the process with the stored argv; true once it answers (INFO reports its pid).
     fn spawn(&mut self) -> bool {
         self.kill();
         let child = Command::new("redis-server")
@@ -335,7 +335,9 @@ impl Proc {
                 self.child = None;
                 return false;
             }
-            if self.cli.ping(self.port) {
+            // Our process, not another test's server that took the port in the meantime.
+            let pid = self.child.as_ref().map(|c| c.id().to_string());
+            if pid.is_some() && self.cli.info_field(self.port, "server", "process_id") == pid {
                 return true;
             }
             std::thread::sleep(Duration::from_millis(10));
@@ -1043,7 +1045,7 @@ fn parse_master_addr(out: &str) -> Option<u16> {
 #[derive(Clone, Debug)]
 pub struct ClusterOptions {
     pub masters: usize,
-    /// 0 or 1.
+    /// Replicas per master (0, 1, ...).
     pub replicas_per_master: usize,
     /// TLS everywhere (clients, cluster bus, replication); client certificates optional.
     pub tls: bool,
@@ -1161,7 +1163,7 @@ pub struct RedisCluster {
 }
 
 impl RedisCluster {
-    /// `masters` masters, each with `replicas` (0 or 1) replicas; plain TCP.
+    /// `masters` (>= 3) masters, each with `replicas` replicas; plain TCP.
     pub fn start(masters: usize, replicas: usize) -> RedisCluster {
         Self::start_with(ClusterOptions {
             masters,
@@ -1171,7 +1173,10 @@ impl RedisCluster {
     }
 
     pub fn start_with(opts: ClusterOptions) -> RedisCluster {
-        assert!(opts.masters >= 1 && opts.replicas_per_master <= 1);
+        assert!(
+            opts.masters >= 3,
+            "redis-cli --cluster create needs 3 masters or more"
+        );
         let dir = tempfile::tempdir().unwrap();
         let tls = opts
             .tls
