@@ -46,9 +46,15 @@ async fn every_operation_works_on_queues_spread_over_three_shards() {
             q.add("n", &i, JobOptions::default()).await.unwrap();
         }
         let flaky = q
-            .add("f", &1000u32, JobOptions::default().attempts(2).backoff(baton::Backoff::Fixed {
-                delay: Duration::from_millis(50),
-            }))
+            .add(
+                "f",
+                &1000u32,
+                JobOptions::default()
+                    .attempts(2)
+                    .backoff(baton::Backoff::Fixed {
+                        delay: Duration::from_millis(50),
+                    }),
+            )
             .await
             .unwrap();
         let failing = q
@@ -95,12 +101,19 @@ async fn every_operation_works_on_queues_spread_over_three_shards() {
             q.job(&running.id).await.unwrap().unwrap().state == JobState::Cancelled
         })
         .await;
-        assert!(asked.elapsed() < Duration::from_secs(3), "cancel took {:?}", asked.elapsed());
+        assert!(
+            asked.elapsed() < Duration::from_secs(3),
+            "cancel took {:?}",
+            asked.elapsed()
+        );
         // Pause holds new jobs; resume releases them.
         q.pause().await.unwrap();
         let held = q.add("n", &7u32, JobOptions::default()).await.unwrap();
         tokio::time::sleep(Duration::from_millis(300)).await;
-        assert_eq!(q.job(&held.id).await.unwrap().unwrap().state, JobState::Waiting);
+        assert_eq!(
+            q.job(&held.id).await.unwrap().unwrap().state,
+            JobState::Waiting
+        );
         q.resume().await.unwrap();
         wait_until(Duration::from_secs(10), "resumed job done", || async {
             q.job(&held.id).await.unwrap().unwrap().state == JobState::Completed
@@ -119,7 +132,17 @@ async fn every_operation_works_on_queues_spread_over_three_shards() {
     let mut dying = ChildGuard(
         std::process::Command::new(baton_bin())
             .args(cluster_args(&cluster))
-            .args(["worker", &names[0], "--lease", "1s", "--exec", "--", "sh", "-c", "exec sleep 3"])
+            .args([
+                "worker",
+                &names[0],
+                "--lease",
+                "1s",
+                "--exec",
+                "--",
+                "sh",
+                "-c",
+                "exec sleep 3",
+            ])
             .env_remove("REDIS_URL")
             .stdout(std::process::Stdio::null())
             .spawn()
@@ -167,7 +190,12 @@ async fn every_operation_works_on_queues_spread_over_three_shards() {
             .env_remove("REDIS_URL")
             .output()
             .unwrap();
-        assert_eq!(out.status.success(), expect_ok, "{}", String::from_utf8_lossy(&out.stdout));
+        assert_eq!(
+            out.status.success(),
+            expect_ok,
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     check(true);
@@ -176,9 +204,17 @@ async fn every_operation_works_on_queues_spread_over_three_shards() {
         .unwrap()
         .get_connection()
         .unwrap();
-    let _: () = redis::cmd("CONFIG").arg("SET").arg("appendonly").arg("no").query(&mut c).unwrap();
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("appendonly")
+        .arg("no")
+        .query(&mut c)
+        .unwrap();
     let text = check(false);
-    assert!(text.contains(&format!("appendonly on 127.0.0.1:{bad}")), "{text}");
+    assert!(
+        text.contains(&format!("appendonly on 127.0.0.1:{bad}")),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -197,13 +233,17 @@ async fn work_follows_a_cluster_failover_and_nothing_replicated_is_lost() {
         .iter()
         .map(|n| Queue::connect(cfg.clone(), n).unwrap())
         .collect();
-    wait_until(Duration::from_secs(30), "jobs completed on every shard", || async {
-        let mut ok = true;
-        for q in &qs {
-            ok &= q.counts().await.map(|c| c.completed >= 30).unwrap_or(false);
-        }
-        ok
-    })
+    wait_until(
+        Duration::from_secs(30),
+        "jobs completed on every shard",
+        || async {
+            let mut ok = true;
+            for q in &qs {
+                ok &= q.counts().await.map(|c| c.completed >= 30).unwrap_or(false);
+            }
+            ok
+        },
+    )
     .await;
     let victim = cluster.node_for_key(&format!("baton:{{{}}}:wait", names[0]));
     let fence = replication_fence(
@@ -213,7 +253,9 @@ async fn work_follows_a_cluster_failover_and_nothing_replicated_is_lost() {
     .await;
     let killed_at = Instant::now();
     cluster.kill_node(victim);
-    let promoted = cluster.wait_for_failover_of(victim, Duration::from_secs(30)).await;
+    let promoted = cluster
+        .wait_for_failover_of(victim, Duration::from_secs(30))
+        .await;
     let promoted_after = killed_at.elapsed();
     assert_ne!(promoted, victim);
     let resumed = loop {
@@ -226,7 +268,10 @@ async fn work_follows_a_cluster_failover_and_nothing_replicated_is_lost() {
         if ledger_runs(&ledger).keys().any(|id| after.contains(id)) {
             break killed_at.elapsed();
         }
-        assert!(killed_at.elapsed() < Duration::from_secs(40), "the failed-over shard did not resume");
+        assert!(
+            killed_at.elapsed() < Duration::from_secs(40),
+            "the failed-over shard did not resume"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -247,14 +292,18 @@ async fn work_follows_a_cluster_failover_and_nothing_replicated_is_lost() {
             must.push((q, a.id.clone()));
         }
     }
-    wait_until(Duration::from_secs(60), "every surviving job completed", || async {
-        for (q, id) in &must {
-            if !matches!(q.job(id).await, Ok(Some(j)) if j.state == JobState::Completed) {
-                return false;
+    wait_until(
+        Duration::from_secs(60),
+        "every surviving job completed",
+        || async {
+            for (q, id) in &must {
+                if !matches!(q.job(id).await, Ok(Some(j)) if j.state == JobState::Completed) {
+                    return false;
+                }
             }
-        }
-        true
-    })
+            true
+        },
+    )
     .await;
     for q in &qs {
         let c = q.counts().await.unwrap();
@@ -269,4 +318,49 @@ async fn work_follows_a_cluster_failover_and_nothing_replicated_is_lost() {
          replica promoted {promoted_after:?} after the kill, the shard's work resumed {resumed:?} after the kill",
         acked.len()
     );
+}
+
+#[tokio::test]
+async fn one_worker_serves_queues_on_every_shard() {
+    let cluster = RedisCluster::start_with(ClusterOptions {
+        masters: 3,
+        replicas_per_master: 0,
+        ..ClusterOptions::default()
+    });
+    let cfg = RedisConfig::cluster(cluster.seed_urls());
+    let names = cluster.queues_on_distinct_masters(3);
+    let w = Worker::builder(cfg.clone(), &names[0])
+        .weighted_queues(names.iter().map(|n| (n.clone(), 1)))
+        .idle_block(Duration::from_secs(30))
+        .build(handler_fn(|n: u32, _ctx: JobContext| async move { Ok(n) }))
+        .unwrap();
+    let run = start(w);
+    let qs: Vec<Queue> = names
+        .iter()
+        .map(|n| Queue::connect(cfg.clone(), n).unwrap())
+        .collect();
+    for q in &qs {
+        for i in 0..30u32 {
+            q.add("n", &i, JobOptions::default()).await.unwrap();
+        }
+    }
+    for q in &qs {
+        wait_until(
+            Duration::from_secs(20),
+            "every shard's queue drained",
+            || async { q.counts().await.unwrap().completed == 30 },
+        )
+        .await;
+    }
+    // Idle now, blocking on three shards at once: each queue's add wakes it.
+    for q in &qs {
+        let t = Instant::now();
+        let j = q.add("n", &1u32, JobOptions::default()).await.unwrap();
+        wait_until(Duration::from_secs(5), "woken by its shard", || async {
+            q.job(&j.id).await.unwrap().unwrap().state == JobState::Completed
+        })
+        .await;
+        assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    }
+    run.stop().await;
 }

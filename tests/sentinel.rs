@@ -44,9 +44,16 @@ async fn work_follows_a_sentinel_failover_and_nothing_replicated_is_lost() {
     let q = Queue::connect(cfg.clone(), "sq").unwrap();
     let producer = Producer::start(cfg.clone(), vec!["sq".into()], Duration::from_millis(4));
 
-    wait_until(Duration::from_secs(20), "100 jobs completed before the kill", || async {
-        q.counts().await.map(|c| c.completed >= 100).unwrap_or(false)
-    })
+    wait_until(
+        Duration::from_secs(20),
+        "100 jobs completed before the kill",
+        || async {
+            q.counts()
+                .await
+                .map(|c| c.completed >= 100)
+                .unwrap_or(false)
+        },
+    )
     .await;
     let old = set.master_port();
     let fence = replication_fence(&set.data_url(old), "baton:{sq}:fence").await;
@@ -67,7 +74,10 @@ async fn work_follows_a_sentinel_failover_and_nothing_replicated_is_lost() {
         if ledger_runs(&ledger).keys().any(|id| after.contains(id)) {
             break killed_at.elapsed();
         }
-        assert!(killed_at.elapsed() < Duration::from_secs(40), "work did not resume after the failover");
+        assert!(
+            killed_at.elapsed() < Duration::from_secs(40),
+            "work did not resume after the failover"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     // Keep producing a little on the new master, then stop and let the worker drain.
@@ -75,15 +85,19 @@ async fn work_follows_a_sentinel_failover_and_nothing_replicated_is_lost() {
     let acked = producer.stop().await;
     let replicated: Vec<&failover::Acked> = acked.iter().filter(|a| a.at < fence).collect();
     let must: HashSet<&str> = replicated.iter().map(|a| a.id.as_str()).collect();
-    wait_until(Duration::from_secs(60), "every replicated job completed", || async {
-        let mut done = 0;
-        for id in &must {
-            if matches!(q.job(id).await, Ok(Some(j)) if j.state == JobState::Completed) {
-                done += 1;
+    wait_until(
+        Duration::from_secs(60),
+        "every replicated job completed",
+        || async {
+            let mut done = 0;
+            for id in &must {
+                if matches!(q.job(id).await, Ok(Some(j)) if j.state == JobState::Completed) {
+                    done += 1;
+                }
             }
-        }
-        done == must.len()
-    })
+            done == must.len()
+        },
+    )
     .await;
     // Jobs acknowledged between the fence and the kill may have been lost with the
     // master (asynchronous replication); the rest must complete.
@@ -92,7 +106,11 @@ async fn work_follows_a_sentinel_failover_and_nothing_replicated_is_lost() {
     for a in &acked {
         match q.job(&a.id).await.unwrap() {
             None => {
-                assert!(a.at >= fence && a.at <= killed_at + Duration::from_secs(1), "{} lost", a.id);
+                assert!(
+                    a.at >= fence && a.at <= killed_at + Duration::from_secs(1),
+                    "{} lost",
+                    a.id
+                );
                 lost_in_window += 1;
             }
             Some(j) if j.state == JobState::Completed => {}
@@ -100,15 +118,19 @@ async fn work_follows_a_sentinel_failover_and_nothing_replicated_is_lost() {
         }
     }
     if !unfinished.is_empty() {
-        wait_until(Duration::from_secs(30), "jobs added after the kill completed", || async {
-            let mut left = 0;
-            for (id, _) in &unfinished {
-                if !matches!(q.job(id).await, Ok(Some(j)) if j.state == JobState::Completed) {
-                    left += 1;
+        wait_until(
+            Duration::from_secs(30),
+            "jobs added after the kill completed",
+            || async {
+                let mut left = 0;
+                for (id, _) in &unfinished {
+                    if !matches!(q.job(id).await, Ok(Some(j)) if j.state == JobState::Completed) {
+                        left += 1;
+                    }
                 }
-            }
-            left == 0
-        })
+                left == 0
+            },
+        )
         .await;
     }
     let c = q.counts().await.unwrap();

@@ -26,12 +26,16 @@ async fn jobs_flow_over_tls_as_an_acl_user() {
         q.add("n", &i, JobOptions::default()).await.unwrap();
     }
     let w = Worker::builder(tls_config(&t), "tls")
-        .build(handler_fn(|n: u32, _ctx: JobContext| async move { Ok(n * 2) }))
+        .build(handler_fn(
+            |n: u32, _ctx: JobContext| async move { Ok(n * 2) },
+        ))
         .unwrap();
     let run = start(w);
-    wait_until(Duration::from_secs(15), "20 jobs completed over TLS", || async {
-        q.counts().await.unwrap().completed == 20
-    })
+    wait_until(
+        Duration::from_secs(15),
+        "20 jobs completed over TLS",
+        || async { q.counts().await.unwrap().completed == 20 },
+    )
     .await;
     run.stop().await;
     let report = baton::config::check_all(q.shared_conn().connector())
@@ -85,7 +89,10 @@ async fn each_wrong_setting_gets_its_own_clear_error() {
         .await
         .expect("a misconfigured worker stops by itself");
     let e = r.expect_err("wrong password").to_string();
-    assert!(e.contains("authentication failed") && !e.contains("wr0ngpass"), "{e}");
+    assert!(
+        e.contains("authentication failed") && !e.contains("wr0ngpass"),
+        "{e}"
+    );
 }
 
 #[tokio::test]
@@ -129,7 +136,11 @@ async fn the_cli_takes_tls_files_and_a_password_file() {
         String::from_utf8_lossy(&out.stderr)
     );
     let out = run(&["add", "cliq", "{\"a\":1}", "--job-id", "j1"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = run(&["stats", "cliq", "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["waiting"], 1, "{v}");
@@ -143,6 +154,9 @@ async fn the_cli_takes_tls_files_and_a_password_file() {
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("TLS handshake failed"), "{err}");
+    assert!(
+        !out.status.success() && err.contains("TLS handshake failed"),
+        "{err}"
+    );
     assert!(!err.contains(ACL_PASS), "{err}");
 }

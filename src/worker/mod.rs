@@ -14,6 +14,7 @@ pub mod context;
 pub mod handler;
 pub mod heartbeat;
 pub mod inflight;
+pub(crate) mod lane;
 pub mod options;
 pub mod processor;
 pub mod shutdown;
@@ -26,6 +27,7 @@ use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use claimer::QueueOrder;
 pub use context::JobContext;
 pub use handler::{handler_fn, Handler, HandlerFuture, JobError, Retry};
 pub use inflight::StopReason;
@@ -126,7 +128,9 @@ fn hostname() -> String {
 #[derive(Debug, Clone)]
 pub struct WorkerBuilder {
     redis: crate::conn::RedisConfig,
-    queue: String,
+    /// The queues served, in order, with their weights.
+    queues: Vec<(String, u32)>,
+    order: QueueOrder,
     opts: WorkerOptions,
 }
 
@@ -182,6 +186,29 @@ impl WorkerBuilder {
         self
     }
 
+    /// Serves these queues (replacing the one given to [`Worker::builder`]) from one
+    /// concurrency budget, in strict order: a queue gets slots only when the queues
+    /// before it have no work.
+    pub fn queues<S: Into<String>>(mut self, queues: impl IntoIterator<Item = S>) -> Self {
+        self.queues = queues.into_iter().map(|q| (q.into(), 1)).collect();
+        self.order = QueueOrder::Strict;
+        self
+    }
+
+    /// Serves these queues from one concurrency budget, sharing slots by weight: under
+    /// load a queue of weight 5 gets about five times the slots of one of weight 1.
+    pub fn weighted_queues<S: Into<String>>(
+        mut self,
+        queues: impl IntoIterator<Item = (S, u32)>,
+    ) -> Self {
+        self.queues = queues
+            .into_iter()
+            .map(|(q, w)| (q.into(), w.max(1)))
+            .collect();
+        self.order = QueueOrder::Weighted;
+        self
+    }
+
     /// The options so far.
     pub fn options(&self) -> &WorkerOptions {
         &self.opts
@@ -206,33 +233,57 @@ impl WorkerBuilder {
             opts.heartbeat = opts.lease / 3;
         }
         opts.validate()?;
+        if self.queues.is_empty() {
+            return Err(crate::Error::Invalid(
+                "a worker needs at least one queue".into(),
+            ));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (q, _) in &self.queues {
+            if !seen.insert(q.as_str()) {
+                return Err(crate::Error::Invalid(format!(
+                    "queue {q:?} is listed twice"
+                )));
+            }
+        }
         let connector = crate::conn::Connector::new(self.redis)?;
-        let (tx, rx) = mpsc::unbounded_channel();
+        let conn = crate::conn::SharedConn::new(connector, crate::conn::WORKER_TIMEOUT);
         let id = format!(
             "{}-{}-{}",
             hostname(),
             std::process::id(),
             &uuid::Uuid::new_v4().simple().to_string()[..8]
         );
-        let shared = Arc::new(Shared {
-            keys: Keys::new(&self.queue),
-            conn: crate::conn::SharedConn::new(connector, crate::conn::WORKER_TIMEOUT),
-            id,
-            opts,
-            handler,
-            inflight: InFlight::default(),
-            tracker: TaskTracker::new(),
-            outcomes: tx,
-            running: Default::default(),
-            metrics: Default::default(),
-            started_ms: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_millis(),
-        });
+        let started_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis();
+        let mut lanes = Vec::new();
+        for (queue, weight) in self.queues {
+            let (tx, rx) = mpsc::unbounded_channel();
+            let shared = Arc::new(Shared {
+                keys: Keys::new(&queue),
+                conn: conn.clone(),
+                id: id.clone(),
+                opts: opts.clone(),
+                handler: handler.clone(),
+                inflight: InFlight::default(),
+                tracker: TaskTracker::new(),
+                outcomes: tx,
+                running: Default::default(),
+                metrics: Default::default(),
+                started_ms,
+            });
+            lanes.push(shutdown::LaneParts {
+                shared,
+                outcomes: rx,
+                weight,
+            });
+        }
         Ok(Worker {
-            shared,
-            acker_rx: Some(rx),
+            shared: lanes[0].shared.clone(),
+            lanes: Some(lanes),
+            order: self.order,
             signals: ShutdownHandle::default(),
         })
     }
@@ -261,10 +312,12 @@ impl ShutdownHandle {
     }
 }
 
-/// A worker of one queue.
+/// A worker of one queue, or of several sharing one concurrency budget.
 pub struct Worker {
+    /// The first queue's part (id and options are the same for every queue).
     shared: Arc<Shared>,
-    acker_rx: Option<mpsc::UnboundedReceiver<Pending>>,
+    lanes: Option<Vec<shutdown::LaneParts>>,
+    order: QueueOrder,
     signals: ShutdownHandle,
 }
 
@@ -272,6 +325,7 @@ impl std::fmt::Debug for Worker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Worker")
             .field("queue", &self.shared.keys.queue())
+            .field("queues", &self.queues())
             .field("id", &self.shared.id)
             .finish()
     }
@@ -283,8 +337,20 @@ impl Worker {
     pub fn builder(redis: impl Into<crate::conn::RedisConfig>, queue: &str) -> WorkerBuilder {
         WorkerBuilder {
             redis: redis.into(),
-            queue: queue.to_string(),
+            queues: vec![(queue.to_string(), 1)],
+            order: QueueOrder::Strict,
             opts: WorkerOptions::default(),
+        }
+    }
+
+    /// The queues this worker serves, in order.
+    pub fn queues(&self) -> Vec<String> {
+        match &self.lanes {
+            Some(l) => l
+                .iter()
+                .map(|l| l.shared.keys.queue().to_string())
+                .collect(),
+            None => vec![self.shared.keys.queue().to_string()],
         }
     }
 
@@ -312,8 +378,8 @@ impl Worker {
     /// Redis is unfit (see `baton check`); an unreachable Redis is waited for.
     pub async fn run(mut self) -> Result<()> {
         shutdown::start_and_run(
-            self.shared.clone(),
-            self.acker_rx.take().expect("run once"),
+            self.lanes.take().expect("run once"),
+            self.order,
             self.signals.clone(),
         )
         .await

@@ -20,89 +20,131 @@ use tokio_util::sync::CancellationToken;
 
 use super::acker::{Acker, Pending};
 use super::backoff::ReconnectBackoff;
-use super::claimer::Claimer;
+use super::claimer::{Claimer, QueueOrder};
 use super::heartbeat::Heartbeat;
 use super::inflight::StopReason;
+use super::lane::Lane;
 use super::sweeper::Sweeper;
 use super::{canceller, Shared, ShutdownHandle};
 use crate::error::Result;
 
+/// One queue of a worker, as the worker's life sees it.
+pub(crate) struct LaneParts {
+    pub shared: Arc<Shared>,
+    pub outcomes: mpsc::UnboundedReceiver<Pending>,
+    pub weight: u32,
+}
+
 /// Waits for Redis, checks it, runs every loop, and on the graceful signal shuts down.
+///
+/// Every queue (lane) has its own cancel listener, heartbeat, sweeper and acker; one
+/// claim loop serves them all from one concurrency budget.
 pub(crate) async fn start_and_run(
-    shared: Arc<Shared>,
-    rx: mpsc::UnboundedReceiver<Pending>,
+    lanes: Vec<LaneParts>,
+    order: QueueOrder,
     signals: ShutdownHandle,
 ) -> Result<()> {
-    if !wait_for_fit_redis(&shared, &signals.graceful).await? {
+    let first = lanes[0].shared.clone();
+    if !wait_for_fit_redis(&first, &signals.graceful).await? {
         return Ok(());
     }
-    let q = shared.keys.queue().to_string();
-    crate::metrics::register_queue(&q);
-    shared.metrics();
-    tracing::info!(queue = %q, worker = %shared.id, concurrency = shared.opts.concurrency, "worker started");
+    let queues: Vec<String> = lanes
+        .iter()
+        .map(|l| l.shared.keys.queue().to_string())
+        .collect();
+    let q = queues.join(",");
+    for l in &lanes {
+        crate::metrics::register_queue(l.shared.keys.queue());
+        l.shared.metrics();
+    }
+    tracing::info!(queue = %q, worker = %first.id, concurrency = first.opts.concurrency, "worker started");
 
     let background = CancellationToken::new();
     let acker_stop = CancellationToken::new();
     let claim_stop = CancellationToken::new();
-    let cancel_ready = CancellationToken::new();
     let mut tasks = Vec::new();
-    tasks.push(tokio::spawn(canceller::run(
-        shared.clone(),
-        background.clone(),
-        cancel_ready.clone(),
-    )));
-    // Do not claim before cancels can be heard (bounded: the heartbeat is the backstop).
-    let _ = tokio::time::timeout(Duration::from_secs(2), cancel_ready.cancelled()).await;
-    let heartbeat = Heartbeat::new(shared.clone());
-    if let Err(e) = heartbeat.tick().await {
-        tracing::warn!(queue = %q, error = %e, "first heartbeat failed");
+    let mut ackers = Vec::new();
+    let mut claim_lanes = Vec::new();
+    let mut ready = Vec::new();
+    for l in lanes {
+        let shared = l.shared;
+        let cancel_ready = CancellationToken::new();
+        tasks.push(tokio::spawn(canceller::run(
+            shared.clone(),
+            background.clone(),
+            cancel_ready.clone(),
+        )));
+        ready.push(cancel_ready);
+        let heartbeat = Heartbeat::new(shared.clone());
+        if let Err(e) = heartbeat.tick().await {
+            tracing::warn!(queue = shared.keys.queue(), error = %e, "first heartbeat failed");
+        }
+        tasks.push(tokio::spawn(heartbeat.run(background.clone())));
+        tasks.push(tokio::spawn(
+            Sweeper::new(shared.clone()).run(background.clone()),
+        ));
+        ackers.push((
+            shared.clone(),
+            tokio::spawn(Acker::new(shared.clone(), l.outcomes).run(acker_stop.clone())),
+        ));
+        claim_lanes.push(Lane::new(shared, l.weight));
     }
-    tasks.push(tokio::spawn(heartbeat.run(background.clone())));
-    tasks.push(tokio::spawn(
-        Sweeper::new(shared.clone()).run(background.clone()),
-    ));
-    let mut acker = tokio::spawn(Acker::new(shared.clone(), rx).run(acker_stop.clone()));
-    let slots = Arc::new(Semaphore::new(shared.opts.concurrency));
-    let claimer = tokio::spawn(Claimer::new(shared.clone(), slots).run(claim_stop.clone()));
+    // Do not claim before cancels can be heard (bounded: the heartbeat is the backstop).
+    let _ = tokio::time::timeout(
+        Duration::from_secs(2),
+        futures::future::join_all(ready.iter().map(|r| r.cancelled())),
+    )
+    .await;
+    let slots = Arc::new(Semaphore::new(first.opts.concurrency));
+    let claimer = tokio::spawn(Claimer::new(claim_lanes, slots, order).run(claim_stop.clone()));
+    let all: Vec<Arc<Shared>> = ackers.iter().map(|(s, _)| s.clone()).collect();
+    let running = || all.iter().map(|s| s.inflight.running()).sum::<usize>();
 
     signals.graceful.cancelled().await;
-    tracing::info!(queue = %q, worker = %shared.id, in_flight = shared.inflight.running(), "shutting down: claiming stopped");
+    tracing::info!(queue = %q, worker = %first.id, in_flight = running(), "shutting down: claiming stopped");
 
     // 1. Stop claiming.
     claim_stop.cancel();
     let _ = claimer.await;
     // 2. Let in-flight jobs finish, up to the shutdown timeout.
-    shared.tracker.close();
+    for s in &all {
+        s.tracker.close();
+    }
+    let drained = futures::future::join_all(all.iter().map(|s| s.tracker.wait()));
     tokio::select! {
-        _ = shared.tracker.wait() => {}
-        _ = tokio::time::sleep(shared.opts.shutdown_timeout) => {
-            tracing::warn!(queue = %q, in_flight = shared.inflight.running(), "shutdown timeout reached; stopping in-flight jobs");
+        _ = drained => {}
+        _ = tokio::time::sleep(first.opts.shutdown_timeout) => {
+            tracing::warn!(queue = %q, in_flight = running(), "shutdown timeout reached; stopping in-flight jobs");
         }
         _ = signals.force.cancelled() => {
-            tracing::warn!(queue = %q, in_flight = shared.inflight.running(), "second signal: stopping in-flight jobs now");
+            tracing::warn!(queue = %q, in_flight = running(), "second signal: stopping in-flight jobs now");
         }
     }
     // 3 and 4. Tell the rest to stop; each processor aborts its handler after the grace
     // and hands the job back.
-    shared.inflight.stop_all(StopReason::Shutdown);
-    shared.tracker.wait().await;
+    for s in &all {
+        s.inflight.stop_all(StopReason::Shutdown);
+    }
+    futures::future::join_all(all.iter().map(|s| s.tracker.wait())).await;
     // 5. Write every outcome.
     acker_stop.cancel();
-    if tokio::time::timeout(shared.opts.lease, &mut acker)
-        .await
-        .is_err()
-    {
-        acker.abort();
-        tracing::error!(queue = %q, held = shared.inflight.len(),
-            "outcomes could not be written before the leases expire; the sweeper will recover those jobs");
+    let deadline = tokio::time::Instant::now() + first.opts.lease;
+    for (shared, mut acker) in ackers {
+        if tokio::time::timeout_at(deadline, &mut acker).await.is_err() {
+            acker.abort();
+            tracing::error!(queue = shared.keys.queue(), held = shared.inflight.len(),
+                "outcomes could not be written before the leases expire; the sweeper will recover those jobs");
+        }
     }
     // 6. Stop the background loops and deregister.
     background.cancel();
     for t in tasks {
         let _ = t.await;
     }
-    deregister(&shared).await;
-    tracing::info!(queue = %q, worker = %shared.id, "worker stopped");
+    for s in &all {
+        deregister(s).await;
+    }
+    tracing::info!(queue = %q, worker = %first.id, "worker stopped");
     Ok(())
 }
 

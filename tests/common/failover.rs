@@ -147,8 +147,18 @@ pub async fn replication_fence(url: &str, key: &str) -> Instant {
     let started = Instant::now();
     let client = redis::Client::open(url).unwrap();
     let mut c = client.get_multiplexed_async_connection().await.unwrap();
-    let _: () = redis::cmd("SET").arg(key).arg("fence").query_async(&mut c).await.unwrap();
-    let n: i64 = redis::cmd("WAIT").arg(1).arg(5000).query_async(&mut c).await.unwrap();
+    let _: () = redis::cmd("SET")
+        .arg(key)
+        .arg("fence")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let n: i64 = redis::cmd("WAIT")
+        .arg(1)
+        .arg(5000)
+        .query_async(&mut c)
+        .await
+        .unwrap();
     assert_eq!(n, 1, "the replica acknowledged the fence");
     started
 }

@@ -1,4 +1,5 @@
-//! `baton worker QUEUE --exec -- CMD ARGS…`: a worker that runs a command per job.
+//! `baton worker QUEUE[,QUEUE…] --exec -- CMD ARGS…`: a worker that runs a command per
+//! job, for one queue or several sharing one concurrency budget.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -12,8 +13,14 @@ use tokio_util::sync::CancellationToken;
 /// `baton worker`.
 #[derive(Debug, Args)]
 pub struct WorkerArgs {
-    /// Queue.
-    queue: String,
+    /// Queue, or queues separated by commas (served in this order: the first with work
+    /// gets the free slots, unless --queue-weights is given).
+    #[arg(value_delimiter = ',', required = true)]
+    queues: Vec<String>,
+    /// Share the slots by weight instead of strict order: q1=5,q2=1 (every queue listed
+    /// needs a weight).
+    #[arg(long, value_delimiter = ',')]
+    queue_weights: Vec<String>,
     /// Run the command after `--` per job (payload JSON on stdin).
     #[arg(long, required = true)]
     exec: bool,
@@ -58,7 +65,7 @@ pub async fn run(url: &baton::conn::RedisConfig, a: WorkerArgs) -> Result<ExitCo
         args: cmd.collect(),
         kill_grace: a.kill_grace,
     });
-    let mut b = Worker::builder(url.clone(), &a.queue)
+    let mut b = Worker::builder(url.clone(), &a.queues[0])
         .concurrency(a.concurrency)
         .lease(a.lease)
         .heartbeat(a.lease / 3)
@@ -67,6 +74,11 @@ pub async fn run(url: &baton::conn::RedisConfig, a: WorkerArgs) -> Result<ExitCo
         .abort_grace(a.kill_grace + Duration::from_secs(1))
         .stalled_interval(a.stalled_interval)
         .max_stalled(a.max_stalled);
+    b = if a.queue_weights.is_empty() {
+        b.queues(a.queues.iter().cloned())
+    } else {
+        b.weighted_queues(weights(&a.queues, &a.queue_weights)?)
+    };
     if let Some(t) = a.timeout {
         b = b.timeout(t);
     }
@@ -87,4 +99,35 @@ pub async fn run(url: &baton::conn::RedisConfig, a: WorkerArgs) -> Result<ExitCo
     let r = worker.run_until_signal().await;
     stop_ops.cancel();
     r.map(|_| ExitCode::SUCCESS)
+}
+
+/// `q1=5,q2=1` for the queues given, each queue exactly once.
+fn weights(queues: &[String], given: &[String]) -> Result<Vec<(String, u32)>> {
+    let mut out = Vec::new();
+    for q in queues {
+        let w = given
+            .iter()
+            .filter_map(|g| g.split_once('='))
+            .find(|(name, _)| name == q)
+            .ok_or_else(|| {
+                baton::Error::Invalid(format!("--queue-weights gives no weight for queue {q:?}"))
+            })?
+            .1;
+        let w: u32 = w.parse().ok().filter(|w| *w > 0).ok_or_else(|| {
+            baton::Error::Invalid(format!(
+                "--queue-weights: {q}={w} is not a whole number above 0"
+            ))
+        })?;
+        out.push((q.clone(), w));
+    }
+    for g in given {
+        let name = g.split_once('=').map(|(n, _)| n).unwrap_or(g);
+        if !queues.iter().any(|q| q == name) {
+            return Err(baton::Error::Invalid(format!(
+                "--queue-weights names {name:?}, which is not one of the queues served ({})",
+                queues.join(",")
+            )));
+        }
+    }
+    Ok(out)
 }

@@ -1,0 +1,229 @@
+//! One queue as the claim loop sees it: claims from it, reconciles after a lost claim
+//! reply, and blocks on its wake-up list on a connection of its own.
+//!
+//! A worker serving several queues has one lane per queue; the [`Claimer`]
+//! (super::claimer::Claimer) decides which lane gets free slots first.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::backoff::ReconnectBackoff;
+use super::Shared;
+use crate::conn::RedisConn;
+use crate::error::Result;
+use crate::metrics as m;
+use crate::scripts::{self, ClaimReply};
+
+/// How much longer than the client-side deadline the server-side BLPOP timeout is.
+const BLOCK_BACKSTOP: Duration = Duration::from_secs(1);
+
+/// One queue of the claim loop.
+pub(crate) struct Lane {
+    pub shared: Arc<Shared>,
+    /// Share of free slots under weighted order (ignored in strict order).
+    pub weight: u32,
+    /// The connection idle waits block on, and its client id (for CLIENT UNBLOCK).
+    blocker: Option<(RedisConn, Option<i64>)>,
+    /// The last claim failed after possibly leasing jobs: reconcile before the next.
+    pub unsure: bool,
+    /// Backoff after failed calls: a failing queue (its shard down) is skipped until
+    /// `retry_at`, so it neither spins nor holds up the worker's other queues.
+    backoff: ReconnectBackoff,
+    retry_at: Option<Instant>,
+}
+
+impl Lane {
+    pub fn new(shared: Arc<Shared>, weight: u32) -> Lane {
+        Lane {
+            shared,
+            weight: weight.max(1),
+            blocker: None,
+            unsure: false,
+            backoff: ReconnectBackoff::default(),
+            retry_at: None,
+        }
+    }
+
+    /// False while this lane waits out its backoff.
+    pub fn ready(&self, now: Instant) -> bool {
+        self.retry_at.is_none_or(|t| t <= now)
+    }
+
+    /// When this lane may be tried again (None: now).
+    pub fn retry_at(&self) -> Option<Instant> {
+        self.retry_at
+    }
+
+    /// A call of this lane succeeded.
+    pub fn succeeded(&mut self) {
+        self.backoff.reset();
+        self.retry_at = None;
+    }
+
+    /// A call of this lane failed: logs, counts, and backs the lane off.
+    pub fn failed(&mut self, op: &'static str, e: &crate::Error) {
+        let d = self.backoff.next_delay();
+        self.retry_at = Some(Instant::now() + d);
+        self.report(op, e, self.backoff.failures(), d);
+    }
+
+    /// The queue's name.
+    pub fn queue(&self) -> &str {
+        self.shared.keys.queue()
+    }
+
+    /// One claim of up to `max` jobs (also promotes due delayed jobs).
+    pub async fn tick(&self, max: usize) -> Result<ClaimReply> {
+        let s = &self.shared;
+        s.conn
+            .run(async |c| scripts::claim(c, &s.keys, max, &s.id, s.opts.lease).await)
+            .await
+    }
+
+    /// Hands back the jobs leased to this worker that it does not hold (their claim's
+    /// reply was lost), so they run again at once rather than after their lease.
+    pub async fn reconcile(&self) -> Result<()> {
+        let s = &self.shared;
+        let held = s.inflight.leases();
+        let back = s
+            .conn
+            .run(async |c| scripts::reconcile(c, &s.keys, &s.id, &held).await)
+            .await?;
+        for id in back {
+            tracing::warn!(queue = s.keys.queue(), job_id = %id, "handed back a job whose claim reply was lost");
+        }
+        Ok(())
+    }
+
+    /// Logs and counts a failed call of this lane.
+    fn report(&self, op: &'static str, e: &crate::Error, failures: u32, retry_in: Duration) {
+        if e.is_connection() || e.is_transient() {
+            tracing::warn!(queue = self.queue(), op, error = %e, failures, retry_in = ?retry_in,
+                "redis unavailable to the worker; will retry");
+        } else {
+            tracing::error!(queue = self.queue(), op, error = %e, failures, retry_in = ?retry_in,
+                "redis refused the worker's call; will retry");
+        }
+        metrics::counter!(m::REDIS_ERRORS, "queue" => self.queue().to_string(), "op" => op)
+            .increment(1);
+    }
+
+    /// How long to block: until the next delayed job is due, at most `idle_block`.
+    pub fn idle_wait(&self, reply: &ClaimReply) -> Duration {
+        let max = self.shared.opts.idle_block;
+        match reply.next_due_ms {
+            Some(due) => Duration::from_millis(due.saturating_sub(reply.now_ms))
+                .clamp(Duration::from_millis(5), max),
+            None => max,
+        }
+    }
+
+    /// Forgets the blocking connection (after an error on it).
+    pub fn drop_blocker(&mut self) {
+        self.blocker = None;
+    }
+
+    /// Blocks on the wake-up list for up to `wait`, or until `woken` fires (another
+    /// lane of this worker was woken). Fires `woken` when this lane is.
+    ///
+    /// Redis checks blocking timeouts only as often as its `hz` (10 a second by
+    /// default), so a BLPOP timeout alone would start a delayed job up to ~100 ms
+    /// late. The deadline is kept here instead: when it passes first, the block is
+    /// ended with `CLIENT UNBLOCK` (the server-side timeout is only a backstop).
+    ///
+    /// The blocking connection is never the shared one (a block there would stall every
+    /// other command to that server). On a cluster it is a cluster connection of its
+    /// own, so BLPOP goes to the node owning the queue's slot and follows `MOVED`;
+    /// `CLIENT ID` and `CLIENT UNBLOCK` are sent to the same slot's master.
+    pub async fn block(&mut self, wait: Duration, woken: &CancellationToken) -> Result<()> {
+        if woken.is_cancelled() {
+            return Ok(());
+        }
+        let wake = self.shared.keys.wake();
+        if self.blocker.is_none() {
+            let mut conn = self
+                .shared
+                .conn
+                .connector()
+                .connect(self.shared.opts.idle_block + Duration::from_secs(5))
+                .await?;
+            // A Redis that refuses CLIENT (some managed services) gets the plain BLPOP
+            // timeout, with Redis's own precision.
+            let id: Option<i64> = conn
+                .query_at(redis::cmd("CLIENT").arg("ID"), &wake)
+                .await
+                .ok();
+            self.blocker = Some((conn, id));
+        }
+        let (conn, client_id) = self.blocker.as_mut().expect("just set");
+        let Some(id) = *client_id else {
+            let got: Option<(String, String)> = redis::cmd("BLPOP")
+                .arg(&wake)
+                .arg(wait.as_secs_f64())
+                .query_async(conn)
+                .await?;
+            if got.is_some() {
+                woken.cancel();
+            }
+            return Ok(());
+        };
+        let unblock_refused = {
+            let mut cmd = redis::cmd("BLPOP");
+            cmd.arg(&wake).arg((wait + BLOCK_BACKSTOP).as_secs_f64());
+            let mut blpop = std::pin::pin!(cmd.query_async::<Option<(String, String)>>(conn));
+            let mut unblock_refused = false;
+            let ended_early = tokio::select! {
+                r = &mut blpop => {
+                    if r?.is_some() {
+                        woken.cancel();
+                    }
+                    false
+                }
+                _ = tokio::time::sleep(wait) => true,
+                _ = woken.cancelled() => true,
+            };
+            if ended_early {
+                loop {
+                    // Unblock, and again if the BLPOP had not reached the server yet.
+                    let unblock = self.shared.conn.run(async |c| {
+                        Ok(
+                            c.query_at::<i64>(redis::cmd("CLIENT").arg("UNBLOCK").arg(id), &wake)
+                                .await?,
+                        )
+                    });
+                    if let Err(e) = unblock.await {
+                        if !e.is_connection() {
+                            unblock_refused = true;
+                        }
+                        if blpop.await?.is_some() {
+                            woken.cancel();
+                        }
+                        break;
+                    }
+                    if let Ok(r) = tokio::time::timeout(Duration::from_millis(20), &mut blpop).await
+                    {
+                        if r?.is_some() {
+                            // A producer's token arrived just before the unblock.
+                            woken.cancel();
+                        }
+                        break;
+                    }
+                }
+            }
+            unblock_refused
+        };
+        if unblock_refused {
+            tracing::warn!(
+                queue = self.queue(),
+                "CLIENT UNBLOCK refused; delayed jobs start with Redis's timeout precision (~100 ms)"
+            );
+            if let Some((_, id)) = self.blocker.as_mut() {
+                *id = None;
+            }
+        }
+        Ok(())
+    }
+}
