@@ -58,6 +58,77 @@ pub enum Error {
     /// An argument was out of range or malformed.
     #[error("invalid argument: {0}")]
     Invalid(String),
+    /// A job's payload, encoded as MessagePack, is larger than the queue's limit
+    /// ([`Queue::max_payload`](crate::Queue::max_payload)). Refused before it was
+    /// encoded in full: nothing was sent to Redis.
+    #[error(
+        "payload of job {id} is larger than the limit of {limit} bytes (encoded as MessagePack); \
+         keep large data elsewhere and pass a reference to it, or raise the limit"
+    )]
+    PayloadTooLarge {
+        /// The job id (given or generated).
+        id: String,
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// An add was sent but no answer came back (the reply timed out or the connection
+    /// broke): the jobs may or may not have been added. Adding them again with the same
+    /// job ids is safe, as an existing id changes nothing.
+    #[error("{}", maybe_added_message(ids, detail))]
+    MaybeAdded {
+        /// The job ids to add again (one for `add`; all of them, all or none added, for
+        /// `add_bulk`). Generated ids are made before sending, so they are known here.
+        ids: Vec<String>,
+        /// What went wrong.
+        detail: String,
+    },
+}
+
+fn maybe_added_message(ids: &[String], detail: &str) -> String {
+    match ids {
+        [id] => format!(
+            "job {id} may or may not have been added ({detail}); \
+             add it again with job id {id} to be sure (an existing id changes nothing)"
+        ),
+        _ => format!(
+            "{} jobs (ids {} … {}) may or may not have been added, all or none ({detail}); \
+             add them again with the same job ids to be sure (an existing id changes nothing)",
+            ids.len(),
+            ids.first().map(String::as_str).unwrap_or(""),
+            ids.last().map(String::as_str).unwrap_or(""),
+        ),
+    }
+}
+
+/// Error codes with which Redis refuses a command because of its own state, not
+/// because of the command: out of memory (noeviction), loading its data set, busy with
+/// a script, a cluster or failover in progress, a replica asked to write, too few
+/// replicas (`min-replicas-to-write`), a failed snapshot (`stop-writes-on-bgsave-error`).
+/// The same command may succeed later; a worker keeps an outcome refused this way and
+/// writes it again.
+pub const REDIS_STATE_CODES: [&str; 9] = [
+    "OOM",
+    "LOADING",
+    "BUSY",
+    "TRYAGAIN",
+    "CLUSTERDOWN",
+    "MASTERDOWN",
+    "READONLY",
+    "NOREPLICAS",
+    "MISCONF",
+];
+
+/// True when `e` is a refusal with one of [`REDIS_STATE_CODES`], also when it comes
+/// wrapped in a script error (`ERR Error running script … -NOREPLICAS …`, as older
+/// servers report a refused `redis.call`).
+fn is_redis_state(e: &redis::RedisError) -> bool {
+    if e.code().is_some_and(|c| REDIS_STATE_CODES.contains(&c)) {
+        return true;
+    }
+    let text = e.to_string();
+    REDIS_STATE_CODES
+        .iter()
+        .any(|c| text.contains(&format!("-{c} ")))
 }
 
 /// How the connect errors that waiting will not fix begin (see `conn::connector`).
@@ -72,7 +143,7 @@ impl Error {
     /// about the request itself.
     pub fn is_connection(&self) -> bool {
         match self {
-            Error::Unavailable { .. } | Error::Connect { .. } => true,
+            Error::Unavailable { .. } | Error::Connect { .. } | Error::MaybeAdded { .. } => true,
             Error::Redis(e) => {
                 e.is_io_error()
                     || e.is_timeout()
@@ -84,25 +155,15 @@ impl Error {
     }
 
     /// True when trying the same write later may succeed: connection trouble, or a
-    /// server that is out of memory (noeviction), loading, busy with a script, or
-    /// failing over. A worker keeps an outcome and retries it on these.
+    /// refusal for Redis's own state ([`REDIS_STATE_CODES`]: out of memory, loading,
+    /// busy, failing over, too few replicas, a failed snapshot). A worker keeps an
+    /// outcome and retries it on these: they say nothing about the job.
     pub fn is_transient(&self) -> bool {
         if self.is_connection() {
             return true;
         }
         match self {
-            Error::Redis(e) => matches!(
-                e.code(),
-                Some(
-                    "OOM"
-                        | "LOADING"
-                        | "BUSY"
-                        | "TRYAGAIN"
-                        | "MASTERDOWN"
-                        | "READONLY"
-                        | "CLUSTERDOWN"
-                )
-            ),
+            Error::Redis(e) => is_redis_state(e),
             _ => false,
         }
     }

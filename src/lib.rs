@@ -24,6 +24,7 @@
 //! - [`exec`]: the handler that runs a command per job (`baton worker --exec`).
 //! - [`http`]: `/metrics`, `/healthz`, `/readyz` and the `baton serve` API.
 //! - [`telemetry`]: logging set-up.
+//! - [`validate`]: the one set of rules for queue names, job ids and job names.
 #![warn(missing_docs)]
 
 pub mod config;
@@ -37,6 +38,7 @@ pub mod metrics;
 pub mod queue;
 pub(crate) mod scripts;
 pub mod telemetry;
+pub mod validate;
 pub mod worker;
 
 pub use error::{Error, Result};

@@ -49,6 +49,33 @@
 //!
 //! Grandchildren that outlive their parent (or that leave the process group) are adopted
 //! by the worker, not by init: see [`start_reaper`].
+//!
+//! # When the worker itself dies
+//!
+//! On Linux the command is started with a parent-death signal
+//! (`prctl(PR_SET_PDEATHSIG, SIGKILL)`): if the worker process is killed (SIGKILL, OOM
+//! killer, a crash), the kernel SIGKILLs the command at once, so a job recovered by
+//! another worker after its lease does not run twice at the same time. SIGKILL rather
+//! than SIGTERM because the point is a guarantee: a command that ignores SIGTERM (as
+//! some do) would otherwise run on beside the recovered attempt. What remains open:
+//!
+//! - **the command's own children** do not inherit the signal (the kernel clears it on
+//!   fork): a command that forks and does not `exec` its work keeps those processes
+//!   running after the worker died (they are orphans then; a shell that `exec`s its
+//!   last command is fine). Commands that fork long-lived workers should set the signal
+//!   on them too, or be run under a wrapper that does;
+//! - the signal is tied to the worker **thread** that spawned the command, not the
+//!   process: commands are spawned from the runtime's worker threads, which live as long
+//!   as the worker, so this does not fire early in baton; code that spawns an
+//!   [`ExecHandler`] job from a short-lived thread would see its commands killed when
+//!   that thread ends;
+//! - the kernel clears the signal when the command execs a set-user-ID or set-group-ID
+//!   program (or one with file capabilities);
+//! - the race between `fork` and `prctl`: a worker that dies in between would leave a
+//!   child without the signal. The child checks `getppid()` right after `prctl` and
+//!   exits (127, before running the command) if the worker is already gone;
+//! - not Linux: no parent-death signal; the command runs until it ends, and the job is
+//!   recovered after its lease and may then run twice at once.
 
 mod output;
 mod reaper;
@@ -135,6 +162,8 @@ async fn run(cfg: Arc<ExecConfig>, ctx: JobContext) -> Result<Vec<u8>, JobError>
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(false);
+    #[cfg(target_os = "linux")]
+    die_with_parent(&mut cmd);
     let mut proc = Proc::spawn(&mut cmd)
         .map_err(|e| JobError::retry(format!("could not start command {:?}: {e}", cfg.program)))?;
 
@@ -212,6 +241,34 @@ async fn run(cfg: Arc<ExecConfig>, ctx: JobContext) -> Result<Vec<u8>, JobError>
         )));
     }
     Err(JobError::retry(with_stderr(how)))
+}
+
+/// Makes the command die (SIGKILL) when the worker dies; see the module docs for what
+/// it does not cover.
+#[cfg(target_os = "linux")]
+fn die_with_parent(cmd: &mut Command) {
+    let parent = unsafe { libc::getpid() };
+    // SAFETY: between fork and exec only async-signal-safe calls are made (prctl,
+    // getppid, _exit), nothing allocates or takes a lock.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            ) != 0
+            {
+                return Err(io::Error::last_os_error());
+            }
+            // The worker died between fork and prctl: the signal will never come.
+            if libc::getppid() != parent {
+                libc::_exit(127);
+            }
+            Ok(())
+        });
+    }
 }
 
 /// "command exited with code N" / "command killed by signal S (NAME)".

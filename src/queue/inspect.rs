@@ -126,6 +126,7 @@ impl Queue {
 
     /// One job with its steps and logs; None if there is no such job.
     pub async fn job(&self, id: &str) -> Result<Option<JobInfo>> {
+        crate::validate::job_id(id)?;
         self.bounded(async {
             let k = &self.keys;
             let mut c = self.conn().await?;
@@ -204,7 +205,7 @@ impl Queue {
     }
 
     /// Names of every queue in this Redis (found by their meta key), on every master of
-    /// a cluster.
+    /// a cluster. Names that [`crate::validate::queue_name`] refuses are left out.
     pub async fn discover(conn: &crate::conn::SharedConn) -> Result<Vec<String>> {
         let mut names = Vec::new();
         for node in conn.connector().nodes().await? {
@@ -225,6 +226,9 @@ impl Queue {
                 names.extend(
                     keys.iter()
                         .filter_map(|k| Keys::queue_from_meta_key(k))
+                        // A name no entry point accepts (a key made by hand, or by a
+                        // version without the check) is not a queue baton can serve.
+                        .filter(|q| crate::validate::queue_name(q).is_ok())
                         .map(String::from),
                 );
                 if next == 0 {

@@ -4,8 +4,21 @@
 //! [`PRODUCER_TIMEOUT`](crate::conn::PRODUCER_TIMEOUT) with an error that says so, rather
 //! than hanging the caller's request. Reading a queue back (counts, jobs, listings,
 //! workers) lives in the `inspect` submodule.
+//!
+//! Inputs are checked before anything is sent: the queue name, job ids and job names by
+//! the rules of [`crate::validate`] (the same as the CLI's and the HTTP API's), and each
+//! payload against [`Queue::max_payload`] while it is encoded, so an oversized payload
+//! costs at most the limit in memory and never reaches Redis.
+//!
+//! An add whose reply does not come back (timeout, broken connection) may have been
+//! applied: it fails with [`Error::MaybeAdded`], naming the job ids to add again. Ids are
+//! made here (a UUID when the caller gave none) before anything is sent, so adding again
+//! with them is always safe.
 
 mod inspect;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use redis::AsyncCommands;
 use serde::Serialize;
@@ -21,7 +34,21 @@ use crate::scripts::{self, NewJobArgs};
 pub struct Queue {
     keys: Keys,
     conn: crate::conn::SharedConn,
+    max_payload: usize,
+    /// Why the queue name is refused, if it is: every call then fails with it.
+    bad_name: Option<Arc<str>>,
 }
+
+/// The default limit on one job's payload, encoded as MessagePack: 4 MiB.
+///
+/// Why 4 MiB: a payload is held in Redis's memory for the job's whole life and copied
+/// on every claim, and Redis runs one command at a time, so a large one delays every
+/// other client (a claim of 10 such jobs moves 40 MiB within one worker reply, well
+/// inside its 10 s reply limit). It is far below Redis's own 512 MB bulk limit, and
+/// above the 1 MiB request body of `baton serve`, so over HTTP the body limit is the one
+/// that applies. Data larger than this belongs in a blob store, with a reference in the
+/// payload.
+pub const DEFAULT_MAX_PAYLOAD: usize = 4 << 20;
 
 impl std::fmt::Debug for Queue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -85,7 +112,11 @@ impl Queue {
     /// The queue `name` at `redis` (a URL, or a [`RedisConfig`](crate::conn::RedisConfig)
     /// for TLS files, Sentinel or Cluster), over a connection of its own made on first
     /// use. For many queue handles over one connection, use [`Queue::with_conn`].
+    ///
+    /// Refuses a queue name that breaks the rules of [`crate::validate::queue_name`]
+    /// (braces, whitespace, control characters, empty, over 128 characters).
     pub fn connect(redis: impl Into<crate::conn::RedisConfig>, name: &str) -> Result<Queue> {
+        crate::validate::queue_name(name)?;
         Ok(Queue::with_conn(
             crate::conn::SharedConn::producer(redis)?,
             name,
@@ -93,10 +124,44 @@ impl Queue {
     }
 
     /// The queue `name` over a shared connection (cheap: make one per request if you like).
+    ///
+    /// A name that breaks the rules of [`crate::validate::queue_name`] is not refused
+    /// here (this cannot fail) but by every call on the handle, with
+    /// [`Error::Invalid`], before anything is sent to Redis.
     pub fn with_conn(conn: crate::conn::SharedConn, name: &str) -> Queue {
+        let bad_name = crate::validate::queue_name(name)
+            .err()
+            .map(|e| Arc::from(e.to_string()));
         Queue {
             keys: Keys::new(name),
             conn,
+            max_payload: DEFAULT_MAX_PAYLOAD,
+            bad_name,
+        }
+    }
+
+    /// Sets the largest payload, in bytes encoded as MessagePack, that [`Queue::add`]
+    /// and [`Queue::add_bulk`] accept (default [`DEFAULT_MAX_PAYLOAD`], 4 MiB). A larger
+    /// one fails with [`Error::PayloadTooLarge`] before it is encoded in full.
+    pub fn max_payload(mut self, bytes: usize) -> Queue {
+        self.max_payload = bytes;
+        self
+    }
+
+    /// The payload limit in force (see [`Queue::max_payload`]).
+    pub fn payload_limit(&self) -> usize {
+        self.max_payload
+    }
+
+    /// Fails when the queue name is refused (see [`Queue::with_conn`]).
+    fn check_name(&self) -> Result<()> {
+        match &self.bad_name {
+            Some(e) => Err(Error::Invalid(
+                e.strip_prefix("invalid argument: ")
+                    .unwrap_or(e)
+                    .to_string(),
+            )),
+            None => Ok(()),
         }
     }
 
@@ -118,6 +183,7 @@ impl Queue {
     /// Runs `f` within the producer time limit, so a hung Redis fails the call rather
     /// than the caller.
     async fn bounded<T>(&self, f: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+        self.check_name()?;
         let r = match tokio::time::timeout(crate::conn::PRODUCER_TIMEOUT, f).await {
             Ok(r) => r,
             Err(_) => Err(Error::Unavailable {
@@ -138,12 +204,16 @@ impl Queue {
     }
 
     /// Adds one job. With a `job_id` that exists, nothing changes and `added` is false.
+    ///
+    /// Refused before anything is sent ([`Error::Invalid`], [`Error::PayloadTooLarge`]):
+    /// a bad queue name, job id or job name, out-of-range options, a payload over the
+    /// limit. When the reply does not come back, [`Error::MaybeAdded`] names the id to
+    /// add again.
     pub async fn add<T: Serialize>(&self, name: &str, data: &T, opts: JobOptions) -> Result<Added> {
-        let args = encode(name, data, &opts)?;
+        self.check_name()?;
+        let args = encode(name, data, &opts, self.max_payload)?;
         let id = args.id.clone();
-        let added = self
-            .bounded(async { scripts::add(&mut self.conn().await?, &self.keys, &[args]).await })
-            .await?;
+        let added = self.send_add(std::slice::from_ref(&args)).await?;
         let added = added.first().copied().unwrap_or(false);
         if added {
             metrics::counter!(m::JOBS_ENQUEUED, "queue" => self.name().to_string()).increment(1);
@@ -163,13 +233,12 @@ impl Queue {
         if jobs.is_empty() {
             return Ok(Vec::new());
         }
+        self.check_name()?;
         let args = jobs
             .iter()
-            .map(|j| encode(&j.name, &j.data, &j.opts))
+            .map(|j| encode(&j.name, &j.data, &j.opts, self.max_payload))
             .collect::<Result<Vec<_>>>()?;
-        let added = self
-            .bounded(async { scripts::add(&mut self.conn().await?, &self.keys, &args).await })
-            .await?;
+        let added = self.send_add(&args).await?;
         let n = added.iter().filter(|a| **a).count();
         metrics::counter!(m::JOBS_ENQUEUED, "queue" => self.name().to_string()).increment(n as u64);
         Ok(args
@@ -177,6 +246,35 @@ impl Queue {
             .zip(added)
             .map(|(a, added)| Added { id: a.id, added })
             .collect())
+    }
+
+    /// Sends one `add.lua` call. An error after the call was sent that leaves its fate
+    /// unknown (no reply in time, the connection broke) becomes [`Error::MaybeAdded`].
+    async fn send_add(&self, args: &[NewJobArgs]) -> Result<Vec<bool>> {
+        let sent = AtomicBool::new(false);
+        let r = self
+            .bounded(async {
+                let mut c = self.conn().await?;
+                sent.store(true, Ordering::SeqCst);
+                scripts::add(&mut c, &self.keys, args).await
+            })
+            .await;
+        match r {
+            // A refused connection or a failed connect sent nothing; a reply that says
+            // why it refused is an answer. Only silence or a broken link leaves it open.
+            Err(e)
+                if sent.load(Ordering::SeqCst)
+                    && e.is_connection()
+                    && !matches!(&e, Error::Connect { .. })
+                    && !matches!(&e, Error::Redis(r) if r.is_connection_refusal()) =>
+            {
+                Err(Error::MaybeAdded {
+                    ids: args.iter().map(|a| a.id.clone()).collect(),
+                    detail: e.to_string(),
+                })
+            }
+            r => r,
+        }
     }
 
     /// Cancels a job. Waiting or delayed: cancelled at once. Running: see
@@ -188,6 +286,7 @@ impl Queue {
 
     /// [`Queue::cancel`] with the reason to record.
     pub async fn cancel_with_reason(&self, id: &str, reason: &str) -> Result<Cancelled> {
+        crate::validate::job_id(id)?;
         self.bounded(async {
             let mut c = self.conn().await?;
             let sharded = c.is_cluster();
@@ -206,6 +305,7 @@ impl Queue {
 
     /// Runs a failed or cancelled job again (attempts counted afresh, recorded steps kept).
     pub async fn retry(&self, id: &str) -> Result<()> {
+        crate::validate::job_id(id)?;
         self.bounded(async {
             let (code, state) = scripts::retry(&mut self.conn().await?, &self.keys, id).await?;
             Error::from_code(code, state, self.name(), id, "retry").map(|_| ())
@@ -229,6 +329,7 @@ impl Queue {
 
     /// Deletes a job that is not running.
     pub async fn remove(&self, id: &str) -> Result<()> {
+        crate::validate::job_id(id)?;
         self.bounded(async {
             let (code, state) = scripts::remove(&mut self.conn().await?, &self.keys, id).await?;
             Error::from_code(code, state, self.name(), id, "remove (cancel it first)").map(|_| ())
@@ -269,25 +370,70 @@ impl Queue {
     }
 }
 
-fn encode<T: Serialize>(name: &str, data: &T, o: &JobOptions) -> Result<NewJobArgs> {
+/// A `Vec` that refuses to grow past `limit` bytes (the encoder then stops).
+struct Capped {
+    buf: Vec<u8>,
+    limit: usize,
+    over: bool,
+}
+
+impl std::io::Write for Capped {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        if self.buf.len() + b.len() > self.limit {
+            self.over = true;
+            return Err(std::io::Error::other("payload over the limit"));
+        }
+        self.buf.extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The payload as MessagePack, refused as soon as it grows past `limit` bytes.
+fn encode_payload<T: Serialize>(data: &T, id: &str, limit: usize) -> Result<Vec<u8>> {
+    let mut w = Capped {
+        buf: Vec::new(),
+        limit,
+        over: false,
+    };
+    match rmp_serde::encode::write_named(&mut w, data) {
+        Ok(()) => Ok(w.buf),
+        Err(_) if w.over => Err(Error::PayloadTooLarge {
+            id: id.to_string(),
+            limit,
+        }),
+        Err(e) => Err(Error::Encode(e.to_string())),
+    }
+}
+
+fn encode<T: Serialize>(name: &str, data: &T, o: &JobOptions, limit: usize) -> Result<NewJobArgs> {
+    crate::validate::job_name(name)?;
     if o.priority > MAX_PRIORITY {
         return Err(Error::Invalid(format!(
             "priority {} is above the maximum {MAX_PRIORITY}",
             o.priority
         )));
     }
-    if o.timeout.is_some_and(|t| t.is_zero()) {
-        return Err(Error::Invalid("timeout must be more than zero".into()));
+    if let Some(t) = o.timeout.filter(|t| t.as_millis() == 0) {
+        return Err(Error::Invalid(format!(
+            "timeout must be at least 1ms (it is kept in whole milliseconds), got {t:?}"
+        )));
     }
     if o.attempts == 0 {
         return Err(Error::Invalid("attempts must be at least 1".into()));
     }
     if let Some(id) = &o.job_id {
-        if id.is_empty() || id.len() > 256 {
-            return Err(Error::Invalid("job id must be 1 to 256 bytes".into()));
-        }
+        crate::validate::job_id(id)?;
     }
-    let data = rmp_serde::to_vec_named(data).map_err(|e| Error::Encode(e.to_string()))?;
+    // The id is made here, before anything is sent, so a caller whose add timed out
+    // can add again with it.
+    let id = o
+        .job_id
+        .clone()
+        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+    let data = encode_payload(data, &id, limit)?;
     let run = RunOptions {
         attempts: o.attempts,
         backoff: o.backoff,
@@ -295,10 +441,7 @@ fn encode<T: Serialize>(name: &str, data: &T, o: &JobOptions) -> Result<NewJobAr
     };
     let opts = rmp_serde::to_vec_named(&run).map_err(|e| Error::Encode(e.to_string()))?;
     Ok(NewJobArgs {
-        id: o
-            .job_id
-            .clone()
-            .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string()),
+        id,
         name: name.to_string(),
         data,
         opts,

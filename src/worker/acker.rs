@@ -1,7 +1,11 @@
 //! Writes outcomes to Redis in batches: whatever finished while the last write was in
 //! flight goes in the next single `finish.lua` call. An outcome that cannot be written
-//! (Redis away) is kept and retried with backoff until it lands or its lease is found
-//! lost; it is never dropped silently.
+//! is kept and retried with backoff until it lands or its lease is found lost; it is
+//! never dropped silently. That holds for Redis away and for every refusal that is about
+//! Redis's state rather than the job ([`Error::is_transient`]: `OOM`, `LOADING`, `BUSY`,
+//! `TRYAGAIN`, `CLUSTERDOWN`, `MASTERDOWN`, `READONLY`, `NOREPLICAS`, `MISCONF`): a
+//! finished job is never failed because Redis would not take a write. Only a refusal of
+//! the write itself (say, a value Redis will not store) fails the job instead.
 
 use std::sync::Arc;
 
@@ -10,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::backoff::ReconnectBackoff;
 use super::Shared;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::metrics as m;
 use crate::scripts::{self, Kind, Outcome, Written};
 
@@ -73,8 +77,13 @@ impl Acker {
                 Ok(()) => return,
                 Err(e) if e.is_transient() => {
                     let delay = backoff.next_delay();
-                    tracing::error!(queue = self.shared.keys.queue(), jobs = batch.len(), error = %e,
-                        retry_in = ?delay, "writing outcomes failed; keeping them and retrying");
+                    if e.is_connection() {
+                        tracing::error!(queue = self.shared.keys.queue(), jobs = batch.len(), error = %e,
+                            retry_in = ?delay, "writing outcomes failed; keeping them and retrying");
+                    } else {
+                        tracing::error!(queue = self.shared.keys.queue(), jobs = batch.len(), error = %e,
+                            retry_in = ?delay, "redis refused the outcomes for its own state (not the jobs'); keeping them and retrying");
+                    }
                     metrics::counter!(m::REDIS_ERRORS, "queue" => self.shared.keys.queue().to_string(), "op" => "finish").increment(1);
                     tokio::time::sleep(delay).await;
                 }
@@ -98,7 +107,7 @@ impl Acker {
     /// An outcome Redis refuses to take (say, a result larger than Redis accepts): the
     /// job fails with the reason instead; if even that is refused, it is let go and
     /// its lease runs out, so the sweeper recovers it.
-    async fn refused(&self, o: Outcome, e: crate::Error) {
+    async fn refused(&self, o: Outcome, e: Error) {
         let q = self.shared.keys.queue();
         tracing::error!(queue = q, job_id = %o.id, error = %e, "redis refused this job's outcome; failing the job instead");
         let failed = Outcome {
@@ -107,9 +116,10 @@ impl Acker {
             delay: std::time::Duration::ZERO,
             ..o.clone()
         };
+        let mut backoff = ReconnectBackoff::default();
         while let Err(e2) = self.tick(std::slice::from_ref(&failed)).await {
-            if e2.is_transient() {
-                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            if e2.is_transient() && self.shared.inflight.holds(&o.id, o.token) {
+                tokio::time::sleep(backoff.next_delay()).await;
                 continue;
             }
             tracing::error!(queue = q, job_id = %o.id, error = %e2, "failing the job was refused too; leaving it to the sweeper");

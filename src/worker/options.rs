@@ -9,7 +9,9 @@ pub struct WorkerOptions {
     pub concurrency: usize,
     /// How long a claim holds a job without renewal. Default 30 s.
     pub lease: Duration,
-    /// How often leases are renewed. Default lease / 3.
+    /// How often leases are renewed. Default [`WorkerOptions::AUTO_HEARTBEAT`]: a third
+    /// of the lease, whatever the lease. One given explicitly must be shorter than the
+    /// lease, or the worker is refused (see [`WorkerOptions::resolved`]).
     pub heartbeat: Duration,
     /// How often this worker looks for expired leases. Default 5 s.
     pub stalled_interval: Duration,
@@ -29,9 +31,60 @@ pub struct WorkerOptions {
 }
 
 impl WorkerOptions {
-    /// Refuses settings that cannot work, naming the setting.
+    /// The heartbeat value that means "not given: a third of the lease" (the default).
+    pub const AUTO_HEARTBEAT: Duration = Duration::MAX;
+
+    /// The least lease, heartbeat, stalled interval and idle block.
+    pub const MIN_INTERVAL: Duration = Duration::from_millis(10);
+
+    /// True when the heartbeat was left to follow the lease.
+    pub fn heartbeat_is_auto(&self) -> bool {
+        self.heartbeat == Self::AUTO_HEARTBEAT
+    }
+
+    /// The options as a worker runs them, or an error naming the setting that was given
+    /// and cannot work:
+    ///
+    /// - heartbeat not given ([`Self::AUTO_HEARTBEAT`]): a third of the lease, so a
+    ///   lease always survives two missed renewals; a lease too short for that (under
+    ///   3 × [`Self::MIN_INTERVAL`]) is refused as a lease, not as a heartbeat the
+    ///   caller never set;
+    /// - heartbeat given: it must be shorter than the lease, else refused (never
+    ///   silently replaced);
+    /// - a per-attempt `timeout` must be at least 1 ms (it is kept in whole ms).
+    pub fn resolved(mut self) -> crate::Result<WorkerOptions> {
+        let min = Self::MIN_INTERVAL;
+        if self.lease < min {
+            return Err(crate::Error::Invalid(format!(
+                "worker lease must be at least {min:?}, got {:?}",
+                self.lease
+            )));
+        }
+        if self.heartbeat_is_auto() {
+            if self.lease < min * 3 {
+                return Err(crate::Error::Invalid(format!(
+                    "worker lease ({:?}) is too short: its heartbeat, a third of it, would be \
+                     under {min:?}; give a lease of at least {:?}",
+                    self.lease,
+                    min * 3
+                )));
+            }
+            self.heartbeat = self.lease / 3;
+        } else if self.heartbeat >= self.lease {
+            return Err(crate::Error::Invalid(format!(
+                "worker heartbeat ({:?}) must be shorter than the lease ({:?}); \
+                 leave it unset to renew at a third of the lease",
+                self.heartbeat, self.lease
+            )));
+        }
+        self.validate()?;
+        Ok(self)
+    }
+
+    /// Refuses settings that cannot work, naming the setting. Expects a resolved
+    /// heartbeat (see [`WorkerOptions::resolved`]).
     pub fn validate(&self) -> crate::Result<()> {
-        let min = Duration::from_millis(10);
+        let min = Self::MIN_INTERVAL;
         let checks: [(&str, Duration); 4] = [
             ("lease", self.lease),
             ("heartbeat", self.heartbeat),
@@ -51,10 +104,10 @@ impl WorkerOptions {
                 self.heartbeat, self.lease
             )));
         }
-        if self.timeout.is_some_and(|t| t.is_zero()) {
-            return Err(crate::Error::Invalid(
-                "worker timeout must be more than zero".into(),
-            ));
+        if let Some(t) = self.timeout.filter(|t| t.as_millis() == 0) {
+            return Err(crate::Error::Invalid(format!(
+                "worker timeout must be at least 1ms (it is kept in whole milliseconds), got {t:?}"
+            )));
         }
         Ok(())
     }
@@ -65,7 +118,7 @@ impl Default for WorkerOptions {
         WorkerOptions {
             concurrency: 10,
             lease: Duration::from_secs(30),
-            heartbeat: Duration::from_secs(10),
+            heartbeat: Self::AUTO_HEARTBEAT,
             stalled_interval: Duration::from_secs(5),
             max_stalled: 1,
             shutdown_timeout: Duration::from_secs(30),

@@ -31,12 +31,18 @@ pub struct AddArgs {
     /// Job id (adding an existing id changes nothing).
     #[arg(long)]
     job_id: Option<String>,
-    /// Per-attempt timeout (e.g. 30s).
+    /// Per-attempt timeout (e.g. 30s; at least 1ms).
     #[arg(long, value_parser = humantime::parse_duration)]
     timeout: Option<Duration>,
+    /// Largest payload accepted, in bytes encoded as MessagePack (default 4 MiB).
+    #[arg(long, default_value_t = baton::queue::DEFAULT_MAX_PAYLOAD)]
+    max_payload: usize,
 }
 
+/// The queue `name`, refused (as by the library and the HTTP API) when the name breaks
+/// the rules of [`baton::validate::queue_name`].
 fn queue(conn: &SharedConn, name: &str) -> Result<Queue> {
+    baton::validate::queue_name(name)?;
     Ok(Queue::with_conn(conn.clone(), name))
 }
 
@@ -68,6 +74,7 @@ pub async fn check(url: &SharedConn, json: bool) -> Result<ExitCode> {
 }
 
 pub async fn add(url: &SharedConn, a: AddArgs) -> Result<ExitCode> {
+    let queue = queue(url, &a.queue)?.max_payload(a.max_payload);
     let data: serde_json::Value = serde_json::from_str(&a.json)
         .map_err(|e| Error::Invalid(format!("payload is not valid JSON: {e}")))?;
     let mut opts = JobOptions::default();
@@ -86,7 +93,7 @@ pub async fn add(url: &SharedConn, a: AddArgs) -> Result<ExitCode> {
     if let Some(t) = a.timeout {
         opts = opts.timeout(t);
     }
-    let added = queue(url, &a.queue)?.add(&a.name, &data, opts).await?;
+    let added = queue.add(&a.name, &data, opts).await?;
     println!("{}", added.id);
     if !added.added {
         eprintln!("note: job {} already existed; nothing changed", added.id);

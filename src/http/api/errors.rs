@@ -53,7 +53,9 @@ pub(super) fn fail(queue: &str, op: &'static str, e: Error) -> ApiError {
         Error::NotFound { .. } => StatusCode::NOT_FOUND,
         Error::InvalidState { .. } | Error::LockLost(_) => StatusCode::CONFLICT,
         Error::Invalid(_) | Error::Encode(_) | Error::Decode(_) => StatusCode::BAD_REQUEST,
+        Error::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
         Error::Redis(_)
+        | Error::MaybeAdded { .. }
         | Error::Unavailable { .. }
         | Error::Connect { .. }
         | Error::UnfitRedis(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -62,7 +64,13 @@ pub(super) fn fail(queue: &str, op: &'static str, e: Error) -> ApiError {
         tracing::warn!(queue, op, error = %e, "redis call failed");
         metrics::counter!(m::REDIS_ERRORS, "queue" => queue.to_string(), "op" => op).increment(1);
     }
-    ApiError::new(status, e.to_string())
+    let message = match &e {
+        // Said without the library's "invalid argument: " prefix, as the API's own
+        // checks say it.
+        Error::Invalid(m) => m.clone(),
+        e => e.to_string(),
+    };
+    ApiError::new(status, message)
 }
 
 /// The router's fallback: a JSON 404.

@@ -9,8 +9,7 @@ use axum::http::request::Parts;
 use axum::http::StatusCode;
 
 use super::errors::ApiError;
-use super::validate::validate_queue_name;
-use super::MAX_ID_BYTES;
+use super::validate::{invalid, validate_queue_name};
 
 /// A valid queue name from the path.
 pub(crate) struct QueueName(pub(super) String);
@@ -45,11 +44,7 @@ impl<S: Send + Sync> FromRequestParts<S> for JobId {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         let id = path_param(parts, state, "id").await?;
-        if id.is_empty() || id.len() > MAX_ID_BYTES {
-            return Err(ApiError::bad(format!(
-                "job id must be 1 to {MAX_ID_BYTES} bytes"
-            )));
-        }
+        crate::validate::job_id(&id).map_err(invalid)?;
         Ok(JobId(id))
     }
 }
@@ -62,7 +57,8 @@ pub(super) fn json_body<T: serde::de::DeserializeOwned>(
         let status = e.status();
         let msg = if status == StatusCode::PAYLOAD_TOO_LARGE {
             format!(
-                "request body is larger than {} bytes",
+                "request body is larger than the limit of {} bytes; \
+                 keep large data elsewhere and pass a reference to it",
                 crate::http::MAX_BODY_BYTES
             )
         } else {

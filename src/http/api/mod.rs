@@ -6,8 +6,16 @@
 //! - 401 without the right bearer token (when one is configured);
 //! - 404 for an unknown job or route, 405 for a wrong method;
 //! - 409 when the operation does not apply to the job's state;
-//! - 413 for a body over [`MAX_BODY_BYTES`](super::MAX_BODY_BYTES);
-//! - 503 (with `Retry-After`) when Redis cannot be reached or refuses.
+//! - 413 for a body over [`MAX_BODY_BYTES`](super::MAX_BODY_BYTES) (or a payload over
+//!   the library's limit, [`DEFAULT_MAX_PAYLOAD`](crate::queue::DEFAULT_MAX_PAYLOAD),
+//!   which is larger, so the body limit is the one met), said the same way: "… is
+//!   larger than the limit of N bytes";
+//! - 503 (with `Retry-After`) when Redis cannot be reached or refuses. An add that got
+//!   no reply answers 503 saying the job "may or may not have been added" and naming
+//!   its id (generated ones included): adding again with that `job_id` is safe.
+//!
+//! Queue names, job ids and job names follow [`crate::validate`], as in the library and
+//! the CLI.
 //!
 //! Adding a job answers 201 when it was added and 200 with `"added": false` when a job
 //! with the given `job_id` exists already (then nothing changed).
@@ -35,10 +43,7 @@ use handlers::{
 pub(crate) use errors::{no_method, no_route};
 pub use validate::validate_queue_name;
 
-/// Longest queue name, in characters.
-pub const MAX_QUEUE_NAME: usize = 128;
-/// Longest job id and job name, in bytes.
-pub const MAX_ID_BYTES: usize = 256;
+pub use crate::validate::MAX_QUEUE_NAME;
 /// Longest `delay_ms` and `timeout_ms`: ten years.
 pub const MAX_DURATION_MS: u64 = 10 * 366 * 24 * 3600 * 1000;
 /// Largest `limit` of a listing.

@@ -5,25 +5,27 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::errors::ApiError;
-use super::{MAX_DURATION_MS, MAX_ID_BYTES, MAX_QUEUE_NAME};
+use super::MAX_DURATION_MS;
 use crate::job::{JobOptions, MAX_PRIORITY};
 
 /// Checks a queue name: 1 to 128 characters, no braces (they delimit the Redis Cluster
-/// hash tag), no whitespace or control characters.
+/// hash tag), no whitespace or control characters. The rule is
+/// [`crate::validate::queue_name`], the one the library and the CLI apply.
 pub fn validate_queue_name(q: &str) -> Result<(), String> {
-    let n = q.chars().count();
-    if n == 0 || n > MAX_QUEUE_NAME {
-        return Err(format!(
-            "queue name must be 1 to {MAX_QUEUE_NAME} characters, got {n}"
-        ));
+    crate::validate::queue_name(q).map_err(|e| message(&e))
+}
+
+/// A library error's message without the "invalid argument: " prefix.
+fn message(e: &crate::Error) -> String {
+    match e {
+        crate::Error::Invalid(m) => m.clone(),
+        e => e.to_string(),
     }
-    if let Some(c) = q
-        .chars()
-        .find(|c| *c == '{' || *c == '}' || c.is_whitespace() || c.is_control())
-    {
-        return Err(format!("queue name {q:?} contains {c:?}: braces, whitespace and control characters are not allowed"));
-    }
-    Ok(())
+}
+
+/// A 400 from a refusal of [`crate::validate`].
+pub(super) fn invalid(e: crate::Error) -> ApiError {
+    ApiError::bad(message(&e))
 }
 
 /// The body of `POST /v1/queues/{queue}/jobs`.
@@ -71,18 +73,10 @@ where
 
 impl AddRequest {
     pub(super) fn options(&self) -> Result<JobOptions, ApiError> {
-        if self.name.is_empty() || self.name.len() > MAX_ID_BYTES {
-            return Err(ApiError::bad(format!(
-                "name must be 1 to {MAX_ID_BYTES} bytes"
-            )));
-        }
+        crate::validate::job_name(&self.name).map_err(invalid)?;
         let mut o = JobOptions::default();
         if let Some(id) = &self.job_id {
-            if id.is_empty() || id.len() > MAX_ID_BYTES {
-                return Err(ApiError::bad(format!(
-                    "job_id must be 1 to {MAX_ID_BYTES} bytes"
-                )));
-            }
+            crate::validate::job_id(id).map_err(invalid)?;
             o = o.job_id(id.clone());
         }
         if let Some(d) = self.delay_ms {
