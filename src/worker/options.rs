@@ -129,3 +129,52 @@ impl Default for WorkerOptions {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(lease_ms: u64, heartbeat_ms: Option<u64>) -> crate::Result<WorkerOptions> {
+        let mut o = WorkerOptions {
+            lease: Duration::from_millis(lease_ms),
+            ..WorkerOptions::default()
+        };
+        if let Some(h) = heartbeat_ms {
+            o.heartbeat = Duration::from_millis(h);
+        }
+        o.resolved()
+    }
+
+    #[test]
+    fn heartbeat_follows_the_lease_unless_given() {
+        assert_eq!(
+            with(12_000, None).unwrap().heartbeat,
+            Duration::from_secs(4)
+        );
+        assert_eq!(with(30, None).unwrap().heartbeat, Duration::from_millis(10));
+        assert_eq!(
+            with(12_000, Some(1_000)).unwrap().heartbeat,
+            Duration::from_secs(1)
+        );
+        let e = with(1_000, Some(1_000)).unwrap_err().to_string();
+        assert!(
+            e.contains("heartbeat (1s) must be shorter than the lease (1s)"),
+            "{e}"
+        );
+        let e = with(10, None).unwrap_err().to_string();
+        assert!(e.contains("worker lease (10ms) is too short"), "{e}");
+        assert!(!e.contains("heartbeat must"), "{e}");
+        let e = with(5, None).unwrap_err().to_string();
+        assert!(e.contains("worker lease must be at least 10ms"), "{e}");
+    }
+
+    #[test]
+    fn timeouts_under_a_millisecond_are_refused() {
+        let o = WorkerOptions {
+            timeout: Some(Duration::from_nanos(1)),
+            ..WorkerOptions::default()
+        };
+        let e = o.resolved().unwrap_err().to_string();
+        assert!(e.contains("at least 1ms"), "{e}");
+    }
+}
