@@ -19,6 +19,31 @@ use reqwest::{Method, StatusCode};
 use serde_json::json;
 use support::Api;
 
+/// Counts the bytes this test process holds allocated, and the peak since a reset
+/// (nextest runs each test in a process of its own).
+struct Counting;
+
+static HELD: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+static PEAK: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+unsafe impl std::alloc::GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: std::alloc::Layout) -> *mut u8 {
+        let p = unsafe { std::alloc::System.alloc(l) };
+        if !p.is_null() {
+            let now = HELD.fetch_add(l.size(), Ordering::Relaxed) + l.size();
+            PEAK.fetch_max(now, Ordering::Relaxed);
+        }
+        p
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: std::alloc::Layout) {
+        unsafe { std::alloc::System.dealloc(p, l) };
+        HELD.fetch_sub(l.size(), Ordering::Relaxed);
+    }
+}
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
+
 fn baton(redis: &RedisServer, args: &[&str]) -> Output {
     Command::new(baton_bin())
         .arg("--redis-url")
@@ -239,6 +264,21 @@ async fn a_payload_over_the_limit_is_refused_before_it_reaches_redis() {
         .to_string();
     assert!(err.contains("larger than the limit"), "{err}");
     assert_eq!(q.counts().await.unwrap().waiting, 0, "nothing was added");
+    // Refused while encoding: the add holds at most about the limit, not the payload.
+    let huge = "h".repeat(256 << 20);
+    let base = HELD.load(Ordering::SeqCst);
+    PEAK.store(base, Ordering::SeqCst);
+    let err = q
+        .add("huge", &huge, JobOptions::default())
+        .await
+        .unwrap_err();
+    let extra = PEAK.load(Ordering::SeqCst) - base;
+    eprintln!(
+        "a 256 MiB payload was refused holding {} KiB more at most: {err}",
+        extra >> 10
+    );
+    assert!(extra < 16 << 20, "refusing took {extra} bytes");
+    drop(huge);
     // Just under the limit goes in.
     let fits = "y".repeat((4 << 20) - 100);
     q.add("fits", &fits, JobOptions::default()).await.unwrap();
