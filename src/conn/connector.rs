@@ -14,14 +14,14 @@ use std::sync::{Arc, Once};
 use std::time::Duration;
 
 use redis::cluster::ClusterClientBuilder;
-use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
 use redis::{
     AsyncConnectionConfig, Client, ClientTlsConfig, ConnectionAddr, ConnectionInfo,
-    IntoConnectionInfo, ProtocolVersion, TlsCertificates, TlsMode,
+    IntoConnectionInfo, ProtocolVersion, TlsCertificates,
 };
 
 use super::config::{redact_url, RedisConfig, Topology};
 use super::link::{RedisConn, Subscription};
+use super::sentinel::Sentinel;
 use super::CONNECT_TIMEOUT;
 use crate::error::{Error, Result};
 
@@ -46,7 +46,7 @@ pub struct Connector {
 
 enum Kind {
     Node(Client),
-    Sentinel(tokio::sync::Mutex<SentinelClient>),
+    Sentinel(Sentinel),
     Cluster(Vec<ConnectionInfo>),
 }
 
@@ -98,13 +98,13 @@ impl Connector {
                 sentinels,
                 master,
                 master_url,
-            } => Kind::Sentinel(tokio::sync::Mutex::new(sentinel_client(
+            } => Kind::Sentinel(Sentinel::new(
                 &cfg,
                 sentinels,
                 master,
                 master_url,
                 certs.as_ref(),
-            )?)),
+            )?),
             Topology::Cluster { nodes } => {
                 if nodes.is_empty() {
                     return Err(Error::Invalid(
@@ -137,6 +137,24 @@ impl Connector {
         &self.cfg
     }
 
+    /// How many times the sentinels have announced a new master since this connector
+    /// was made (always 0 without Sentinel). A connection made under an older number
+    /// may be on a demoted master: drop it.
+    pub fn generation(&self) -> u64 {
+        match &self.kind {
+            Kind::Sentinel(s) => s.generation(),
+            _ => 0,
+        }
+    }
+
+    /// Fires on each new master the sentinels announce (never without Sentinel).
+    pub fn master_changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        match &self.kind {
+            Kind::Sentinel(s) => Some(s.changes()),
+            _ => None,
+        }
+    }
+
     /// True on a Redis Cluster.
     pub fn is_cluster(&self) -> bool {
         matches!(self.kind, Kind::Cluster(_))
@@ -153,7 +171,7 @@ impl Connector {
                         .await?,
                 )),
                 Kind::Sentinel(s) => {
-                    let client = s.lock().await.async_get_client().await?;
+                    let client = s.master_client().await?;
                     Ok(RedisConn::Node(
                         client
                             .get_multiplexed_async_connection_with_config(&node_config(
@@ -180,7 +198,7 @@ impl Connector {
         let made = async {
             let client = match &self.kind {
                 Kind::Node(c) => c.clone(),
-                Kind::Sentinel(s) => s.lock().await.async_get_client().await?,
+                Kind::Sentinel(s) => s.master_client().await?,
                 Kind::Cluster(nodes) => {
                     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
                     let mut conn = self
@@ -212,7 +230,7 @@ impl Connector {
             }]),
             Kind::Sentinel(s) => {
                 let client = self
-                    .bounded(async { s.lock().await.async_get_client().await.map_err(Into::into) })
+                    .bounded(async { s.master_client().await.map_err(Into::into) })
                     .await?;
                 Ok(vec![Node {
                     address: addr_text(client.get_connection_info().addr()),
@@ -296,16 +314,16 @@ fn node_config(reply_timeout: Duration) -> AsyncConnectionConfig {
         .set_response_timeout(Some(reply_timeout))
 }
 
-fn parse(url: &str) -> Result<ConnectionInfo> {
+pub(super) fn parse(url: &str) -> Result<ConnectionInfo> {
     url.into_connection_info()
         .map_err(|e| Error::Invalid(format!("redis URL {} did not parse: {e}", redact_url(url))))
 }
 
-fn is_tls(info: &ConnectionInfo) -> bool {
+pub(super) fn is_tls(info: &ConnectionInfo) -> bool {
     matches!(info.addr(), ConnectionAddr::TcpTls { .. })
 }
 
-fn tls_files_without_tls(endpoint: &str) -> Error {
+pub(super) fn tls_files_without_tls(endpoint: &str) -> Error {
     Error::Invalid(format!(
         "TLS certificate files were given but {endpoint} is not a TLS URL: use rediss://"
     ))
@@ -363,103 +381,6 @@ fn read_certs(cfg: &RedisConfig) -> Result<Option<TlsCertificates>> {
             root_cert,
         }),
     )
-}
-
-/// The Sentinel client: master credentials, database and TLS from `master_url`;
-/// sentinel TLS and credentials from their own URLs and the sentinel password.
-fn sentinel_client(
-    cfg: &RedisConfig,
-    sentinels: &[String],
-    master: &str,
-    master_url: &str,
-    certs: Option<&TlsCertificates>,
-) -> Result<SentinelClient> {
-    if sentinels.is_empty() || master.is_empty() {
-        return Err(Error::Invalid(
-            "Sentinel needs at least one sentinel address and the master's name".into(),
-        ));
-    }
-    let mut addrs = Vec::new();
-    let mut sentinel_tls = false;
-    let mut sentinel_user = None;
-    let mut sentinel_pw = None;
-    for s in sentinels {
-        let url = if s.contains("://") {
-            s.clone()
-        } else {
-            format!("redis://{s}")
-        };
-        let info = parse(&url)?;
-        sentinel_tls |= is_tls(&info);
-        sentinel_user = sentinel_user.or(info.redis_settings().username().map(String::from));
-        sentinel_pw = sentinel_pw.or(info.redis_settings().password().map(String::from));
-        addrs.push(info.addr().clone());
-    }
-    let m = url::Url::parse(master_url).map_err(|e| {
-        Error::Invalid(format!(
-            "master URL {} did not parse: {e}",
-            redact_url(master_url)
-        ))
-    })?;
-    let master_tls = match m.scheme() {
-        "redis" => false,
-        "rediss" => true,
-        other => {
-            return Err(Error::Invalid(format!(
-                "master URL scheme {other:?}: use redis:// or rediss://"
-            )))
-        }
-    };
-    let db: i64 = match m.path().trim_start_matches('/') {
-        "" => 0,
-        d => d
-            .parse()
-            .map_err(|_| Error::Invalid(format!("master URL database {d:?} is not a number")))?,
-    };
-    let mut b = SentinelClientBuilder::new(addrs, master, SentinelServerType::Master)?
-        .set_client_to_redis_db(db);
-    if !m.username().is_empty() {
-        b = b.set_client_to_redis_username(decode(m.username()));
-    }
-    if let Some(pw) = cfg
-        .password_override()
-        .map(String::from)
-        .or(m.password().map(decode))
-    {
-        b = b.set_client_to_redis_password(pw);
-    }
-    if master_tls {
-        b = b.set_client_to_redis_tls_mode(TlsMode::Secure);
-        if let Some(c) = certs {
-            b = b.set_client_to_redis_certificates(c.clone());
-        }
-    } else if certs.is_some() && !sentinel_tls {
-        return Err(tls_files_without_tls(&cfg.describe()));
-    }
-    if sentinel_tls {
-        b = b.set_client_to_sentinel_tls_mode(TlsMode::Secure);
-        if let Some(c) = certs {
-            b = b.set_client_to_sentinel_certificates(c.clone());
-        }
-    }
-    if let Some(u) = sentinel_user {
-        b = b.set_client_to_sentinel_username(u);
-    }
-    if let Some(pw) = cfg
-        .sentinel_password_value()
-        .map(String::from)
-        .or(sentinel_pw)
-    {
-        b = b.set_client_to_sentinel_password(pw);
-    }
-    Ok(b.build()?)
-}
-
-fn decode(s: &str) -> String {
-    url::form_urlencoded::parse(format!("x={s}").as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_else(|| s.to_string())
 }
 
 /// `(host, port, is_master)` of every usable node in a `CLUSTER NODES` reply.

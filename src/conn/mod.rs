@@ -18,6 +18,7 @@
 mod config;
 mod connector;
 mod link;
+mod sentinel;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -54,7 +55,8 @@ pub fn default_url() -> String {
 pub struct SharedConn {
     connector: Arc<Connector>,
     reply_timeout: Duration,
-    cached: Arc<std::sync::Mutex<Option<RedisConn>>>,
+    /// The connection, and the Sentinel generation it was made under.
+    cached: Arc<std::sync::Mutex<Option<(RedisConn, u64)>>>,
     /// One connect at a time: callers that find no connection wait for the same one.
     connecting: Arc<tokio::sync::Mutex<()>>,
 }
@@ -90,16 +92,30 @@ impl SharedConn {
 
     /// A handle on the shared connection (cheap clone).
     pub async fn get(&self) -> Result<RedisConn> {
-        if let Some(c) = self.cached.lock().unwrap().as_ref() {
-            return Ok(c.clone());
+        if let Some(c) = self.current() {
+            return Ok(c);
         }
         let _one = self.connecting.lock().await;
-        if let Some(c) = self.cached.lock().unwrap().as_ref() {
-            return Ok(c.clone());
+        if let Some(c) = self.current() {
+            return Ok(c);
         }
+        let generation = self.connector.generation();
         let conn = self.connector.connect(self.reply_timeout).await?;
-        *self.cached.lock().unwrap() = Some(conn.clone());
+        *self.cached.lock().unwrap() = Some((conn.clone(), generation));
         Ok(conn)
+    }
+
+    /// The cached connection unless the sentinels announced a new master since it was made.
+    fn current(&self) -> Option<RedisConn> {
+        let mut cached = self.cached.lock().unwrap();
+        match cached.as_ref() {
+            Some((c, g)) if *g == self.connector.generation() => Some(c.clone()),
+            Some(_) => {
+                cached.take();
+                None
+            }
+            None => None,
+        }
     }
 
     /// Runs `f` on the shared connection; an error that says the connection is broken

@@ -14,6 +14,7 @@ use super::Shared;
 pub(crate) async fn run(shared: Arc<Shared>, stop: CancellationToken, ready: CancellationToken) {
     let mut backoff = ReconnectBackoff::default();
     let channel = shared.keys.cancel_channel();
+    let mut master_changes = shared.conn.connector().master_changes();
     loop {
         let attempt = shared.conn.connector().subscribe(&channel);
         let limit = crate::conn::PRODUCER_TIMEOUT * 2;
@@ -32,6 +33,10 @@ pub(crate) async fn run(shared: Arc<Shared>, stop: CancellationToken, ready: Can
                     let msg = tokio::select! {
                         m = messages.next() => m,
                         _ = stop.cancelled() => return,
+                        _ = changed(&mut master_changes) => {
+                            tracing::info!(queue = shared.keys.queue(), "new master announced; subscribing there");
+                            break;
+                        }
                     };
                     let Some(id) = msg else { break };
                     if let Some(h) = shared.inflight.get(&id) {
@@ -55,4 +60,14 @@ pub(crate) async fn run(shared: Arc<Shared>, stop: CancellationToken, ready: Can
             }
         }
     }
+}
+
+/// Resolves when the sentinels announce a new master (never without Sentinel).
+async fn changed(rx: &mut Option<tokio::sync::watch::Receiver<u64>>) {
+    if let Some(rx) = rx {
+        if rx.changed().await.is_ok() {
+            return;
+        }
+    }
+    std::future::pending::<()>().await
 }

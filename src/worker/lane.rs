@@ -27,6 +27,8 @@ pub(crate) struct Lane {
     pub weight: u32,
     /// The connection idle waits block on, and its client id (for CLIENT UNBLOCK).
     blocker: Option<(RedisConn, Option<i64>)>,
+    /// Under Sentinel: fires when a new master is announced (the blocker is dropped).
+    master_changes: Option<tokio::sync::watch::Receiver<u64>>,
     /// The last claim failed after possibly leasing jobs: reconcile before the next.
     pub unsure: bool,
     /// Backoff after failed calls: a failing queue (its shard down) is skipped until
@@ -38,8 +40,9 @@ pub(crate) struct Lane {
 impl Lane {
     pub fn new(shared: Arc<Shared>, weight: u32) -> Lane {
         Lane {
-            shared,
+            shared: shared.clone(),
             weight: weight.max(1),
+            master_changes: shared.conn.connector().master_changes(),
             blocker: None,
             unsure: false,
             backoff: ReconnectBackoff::default(),
@@ -143,6 +146,12 @@ impl Lane {
             return Ok(());
         }
         let wake = self.shared.keys.wake();
+        if let Some(rx) = &mut self.master_changes {
+            if rx.has_changed().unwrap_or(false) {
+                rx.mark_unchanged();
+                self.blocker = None;
+            }
+        }
         if self.blocker.is_none() {
             let mut conn = self
                 .shared
@@ -159,6 +168,7 @@ impl Lane {
             self.blocker = Some((conn, id));
         }
         let (conn, client_id) = self.blocker.as_mut().expect("just set");
+        let master_changed = master_changed(&mut self.master_changes);
         let Some(id) = *client_id else {
             let got: Option<(String, String)> = redis::cmd("BLPOP")
                 .arg(&wake)
@@ -170,7 +180,7 @@ impl Lane {
             }
             return Ok(());
         };
-        let unblock_refused = {
+        let (unblock_refused, stale) = 'block: {
             let mut cmd = redis::cmd("BLPOP");
             cmd.arg(&wake).arg((wait + BLOCK_BACKSTOP).as_secs_f64());
             let mut blpop = std::pin::pin!(cmd.query_async::<Option<(String, String)>>(conn));
@@ -180,10 +190,15 @@ impl Lane {
                     if r?.is_some() {
                         woken.cancel();
                     }
-                    false
+                    Some(false)
                 }
-                _ = tokio::time::sleep(wait) => true,
-                _ = woken.cancelled() => true,
+                _ = tokio::time::sleep(wait) => Some(true),
+                _ = woken.cancelled() => Some(true),
+                _ = master_changed => None,
+            };
+            let Some(ended_early) = ended_early else {
+                // The block is on the old master: dropped with its connection below.
+                break 'block (false, true);
             };
             if ended_early {
                 loop {
@@ -213,8 +228,12 @@ impl Lane {
                     }
                 }
             }
-            unblock_refused
+            (unblock_refused, false)
         };
+        if stale {
+            self.blocker = None;
+            return Ok(());
+        }
         if unblock_refused {
             tracing::warn!(
                 queue = self.queue(),
@@ -225,5 +244,17 @@ impl Lane {
             }
         }
         Ok(())
+    }
+}
+
+/// Resolves when the sentinels announce a new master (never without Sentinel).
+async fn master_changed(rx: &mut Option<tokio::sync::watch::Receiver<u64>>) {
+    match rx {
+        Some(rx) => {
+            if rx.changed().await.is_err() {
+                std::future::pending::<()>().await
+            }
+        }
+        None => std::future::pending::<()>().await,
     }
 }

@@ -95,7 +95,14 @@ impl Producer {
                 let payload = serde_json::json!({ "id": id });
                 loop {
                     match q
-                        .add("n", &payload, JobOptions::default().job_id(&id))
+                        .add(
+                            "n",
+                            &payload,
+                            // Keep every finished job: the checks read each one back.
+                            JobOptions::default()
+                                .job_id(&id)
+                                .keep_completed(baton::Retention::all()),
+                        )
                         .await
                     {
                         Ok(_) => {
