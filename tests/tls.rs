@@ -12,7 +12,7 @@ use std::time::Duration;
 use baton::conn::RedisConfig;
 use baton::{handler_fn, JobContext, JobOptions, Queue, Worker};
 use common::{baton_bin, start, wait_until};
-use topology::{TlsRedis, ACL_PASS};
+use topology::{ClusterOptions, RedisCluster, TlsRedis, ACL_PASS};
 
 fn tls_config(t: &TlsRedis) -> RedisConfig {
     RedisConfig::url(t.url()).ca_cert(&t.ca_cert)
@@ -159,4 +159,41 @@ async fn the_cli_takes_tls_files_and_a_password_file() {
         "{err}"
     );
     assert!(!err.contains(ACL_PASS), "{err}");
+}
+
+#[tokio::test]
+async fn jobs_flow_on_a_tls_cluster() {
+    let cluster = RedisCluster::start_with(ClusterOptions {
+        masters: 3,
+        replicas_per_master: 0,
+        tls: true,
+        ..ClusterOptions::default()
+    });
+    let ca = &cluster.tls().expect("tls cluster").ca_cert;
+    let cfg = RedisConfig::cluster(cluster.seed_urls()).ca_cert(ca);
+    let names = cluster.queues_on_distinct_masters(3);
+    let w = Worker::builder(cfg.clone(), &names[0])
+        .queues(names.clone())
+        .build(handler_fn(|n: u32, _ctx: JobContext| async move { Ok(n) }))
+        .unwrap();
+    let run = start(w);
+    let mut qs = Vec::new();
+    for n in &names {
+        let q = Queue::connect(cfg.clone(), n).unwrap();
+        for i in 0..10u32 {
+            q.add("n", &i, JobOptions::default()).await.unwrap();
+        }
+        qs.push(q);
+    }
+    for q in &qs {
+        wait_until(Duration::from_secs(15), "jobs completed over TLS on every shard", || async {
+            q.counts().await.unwrap().completed == 10
+        })
+        .await;
+    }
+    run.stop().await;
+    let report = baton::config::check_all(qs[0].shared_conn().connector())
+        .await
+        .unwrap();
+    assert!(report.is_fit(), "{}", report.message());
 }
