@@ -127,13 +127,13 @@ pub async fn check<C: ConnectionLike + Send>(conn: &mut C) -> Result<Report> {
     };
     let version = field("redis_version").unwrap_or_default();
     let mut problems = Vec::new();
-    if !version_at_least(&version, (6, 2)) {
+    if !version_at_least(&version, (7, 0)) {
         problems.push(Problem {
             node: None,
             setting: "redis_version".into(),
             found: version.clone(),
-            wanted: ">= 6.2".into(),
-            fix: "upgrade Redis to 6.2 or later (baton uses RPOP with a count and ZADD options from 6.2)".into(),
+            wanted: ">= 7.0".into(),
+            fix: "upgrade Redis to 7.0 or later (baton's scripts declare Redis 7 script flags, so a server at maxmemory refuses them whole, and cancels use sharded pub/sub on a cluster)".into(),
         });
     }
     let config: redis::RedisResult<Vec<String>> = redis::cmd("CONFIG")
@@ -201,9 +201,9 @@ fn version_at_least(v: &str, (maj, min): (u32, u32)) -> bool {
 mod tests {
     #[test]
     fn versions_compare() {
-        assert!(super::version_at_least("7.0.15", (6, 2)));
-        assert!(super::version_at_least("6.2.0", (6, 2)));
-        assert!(!super::version_at_least("6.0.9", (6, 2)));
-        assert!(!super::version_at_least("", (6, 2)));
+        assert!(super::version_at_least("7.0.15", (7, 0)));
+        assert!(super::version_at_least("7.2.4", (7, 0)));
+        assert!(!super::version_at_least("6.2.14", (7, 0)));
+        assert!(!super::version_at_least("", (7, 0)));
     }
 }
