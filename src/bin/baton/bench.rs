@@ -23,6 +23,13 @@ pub struct BenchArgs {
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
+    /// Queue to use (default: a new random name). Several bench processes given queues
+    /// on different cluster shards measure the aggregate rate of a cluster.
+    #[arg(long)]
+    queue: Option<String>,
+    /// Only the bulk add and process phases (for several bench processes at once).
+    #[arg(long)]
+    process_only: bool,
 }
 
 fn now_us() -> u64 {
@@ -45,7 +52,10 @@ pub async fn run(given: Option<baton::conn::RedisConfig>, a: BenchArgs) -> Resul
     };
     let url =
         given.unwrap_or_else(|| baton::conn::RedisConfig::url(private.as_ref().unwrap().url()));
-    let queue = format!("bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let queue = a
+        .queue
+        .clone()
+        .unwrap_or_else(|| format!("bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]));
     let q = Queue::connect(url.clone(), &queue)?;
     let n = a.jobs;
 
@@ -66,6 +76,21 @@ pub async fn run(given: Option<baton::conn::RedisConfig>, a: BenchArgs) -> Resul
     let cpu0 = redis_cpu_seconds(&url).await?;
     let proc_s = drain(&url, &queue, a.concurrency, &q).await?.as_secs_f64();
     let proc_cpu = redis_cpu_seconds(&url).await? - cpu0;
+
+    let us = |cpu: f64, jobs: usize| cpu * 1e6 / jobs as f64;
+    if a.process_only {
+        let report = json!({
+            "peer": "baton",
+            "queue": queue,
+            "jobs": bulk_n,
+            "concurrency": a.concurrency,
+            "add_bulk": {"jobs_per_s": bulk_n as f64 / bulk_s, "redis_cpu_us_per_job": us(bulk_cpu, bulk_n)},
+            "process": {"jobs_per_s": bulk_n as f64 / proc_s, "seconds": proc_s, "redis_cpu_us_per_job": us(proc_cpu, bulk_n)},
+        });
+        println!("{report}");
+        drop(private);
+        return Ok(ExitCode::SUCCESS);
+    }
 
     // Phase 3: single adds, 50 in flight, no worker running (as the peer benchmarks).
     let single_n = (n / 4).max(100);
@@ -109,7 +134,6 @@ pub async fn run(given: Option<baton::conn::RedisConfig>, a: BenchArgs) -> Resul
     l.sort();
     let pct = |p: f64| l[((l.len() - 1) as f64 * p) as usize];
 
-    let us = |cpu: f64, jobs: usize| cpu * 1e6 / jobs as f64;
     let report = json!({
         "peer": "baton",
         "version": env!("CARGO_PKG_VERSION"),
