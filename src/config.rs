@@ -48,6 +48,11 @@ pub struct Report {
     pub source: &'static str,
     /// What is wrong; empty when fit.
     pub problems: Vec<Problem>,
+    /// Set while a server is at `maxmemory`: it refuses every write (so baton claims
+    /// nothing and writes no outcome) until memory frees. Redis's state, not a setting
+    /// to fix, so not a problem: workers wait it out, `/readyz` says not ready.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_full: Option<String>,
 }
 
 impl Report {
@@ -87,6 +92,9 @@ pub async fn check_all(connector: &crate::conn::Connector) -> Result<Report> {
             for p in &mut r.problems {
                 p.node = Some(node.address.clone());
             }
+            if let Some(full) = &mut r.memory_full {
+                *full = format!("{full} (on {})", node.address);
+            }
         }
         all = Some(match all {
             None => r,
@@ -95,6 +103,7 @@ pub async fn check_all(connector: &crate::conn::Connector) -> Result<Report> {
                     acc.version = r.version;
                 }
                 acc.problems.extend(r.problems);
+                acc.memory_full = acc.memory_full.or(r.memory_full);
                 if r.source == "INFO" {
                     acc.source = "INFO";
                 }
@@ -184,10 +193,16 @@ pub async fn check<C: ConnectionLike + Send>(conn: &mut C) -> Result<Report> {
             fix: "run `CONFIG SET appendonly yes` and put `appendonly yes` (with `appendfsync everysec`) in redis.conf (without AOF a restart loses every job since the last snapshot)".into(),
         });
     }
+    let bytes = |name: &str| field(name).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    let (used, max) = (bytes("used_memory"), bytes("maxmemory"));
+    let memory_full = (max > 0 && used >= max).then(|| {
+        format!("used_memory {used} has reached maxmemory {max}: Redis refuses writes until memory frees")
+    });
     Ok(Report {
         version,
         source,
         problems,
+        memory_full,
     })
 }
 

@@ -60,12 +60,25 @@ pub(crate) async fn healthz() -> &'static str {
     "ok"
 }
 
-/// `GET /readyz`: 200 when Redis answers PING and passes the durability check; else
-/// 503 with `{"ready": false, "problems": [...]}`, each problem naming the setting or
-/// the connection failure.
+/// `GET /readyz`: 200 when Redis answers PING, passes the durability check and is not
+/// at `maxmemory`; else 503 with `{"ready": false, "problems": [...]}`, each problem
+/// naming the setting or the connection failure.
 pub(crate) async fn readyz(State(s): State<OpsState>) -> Response {
     let outcome = tokio::time::timeout(READY_LIMIT, probe(&s.conn)).await;
     let (ready, body) = match outcome {
+        Ok(Ok(report)) if report.is_fit() && report.memory_full.is_some() => {
+            let full = report.memory_full.unwrap_or_default();
+            (
+                false,
+                json!({
+                    "ready": false,
+                    "redis_version": report.version,
+                    "error": format!("redis is full: {full}"),
+                    "problems": [{"setting": "maxmemory", "found": full, "wanted": "used_memory below maxmemory",
+                        "fix": "free memory (finished jobs: `baton clean`; other keys) or raise maxmemory; baton claims nothing and keeps its outcomes until writes are accepted again"}],
+                }),
+            )
+        }
         Ok(Ok(report)) if report.is_fit() => (
             true,
             json!({"ready": true, "redis_version": report.version, "problems": []}),

@@ -155,7 +155,12 @@ async fn wait_for_fit_redis(shared: &Shared, stop: &CancellationToken) -> Result
     loop {
         let attempt = crate::config::check_all(shared.conn.connector());
         match attempt.await {
-            Ok(report) if report.is_fit() => return Ok(true),
+            Ok(report) if report.is_fit() => {
+                if let Some(full) = &report.memory_full {
+                    tracing::warn!(%full, "redis is full: no job is claimed until memory frees");
+                }
+                return Ok(true);
+            }
             Ok(report) if !shared.opts.check_redis => {
                 tracing::warn!(problems = %report.message(), "redis is not fit for a durable queue; running anyway because the check is off (development only)");
                 return Ok(true);
