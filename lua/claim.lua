@@ -17,13 +17,14 @@ local now = now_ms()
 
 local due = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, 1000)
 if #due > 0 then
+  local fields = { 'pri', 'name' }
   for _, id in ipairs(due) do
     local jk = prefix .. 'job:' .. id
-    local f, corrupt = read_job(jk, { 'pri', 'name', 'keep' })
+    local f, corrupt = read_job(jk, fields)
     if f and corrupt then
-      fail_corrupt(prefix, KEYS[7], jk, id, corrupt, f.keep, now)
+      fail_corrupt(prefix, KEYS[7], jk, id, corrupt, now)
     elseif f then
-      push_ready(KEYS[1], KEYS[2], KEYS[5], id, f.pri, false)
+      push_ready(KEYS[1], KEYS[2], KEYS[5], id, f[1], false)
       redis.call('HSET', jk, 'state', 'waiting')
     end
   end
@@ -40,22 +41,23 @@ if redis.call('HGET', KEYS[5], 'paused') ~= '1' and max > 0 then
   end
   local deadline = now + tonumber(ARGV[4])
   local leases = {}
-  local fields = { 'name', 'data', 'opts', 'ready', 'ts', 'stalled', 'token', 'attempt', 'keep' }
+  local fields = { 'name', 'data', 'opts', 'ready', 'ts', 'stalled', 'token', 'attempt' }
   for _, id in ipairs(ids) do
     local jk = prefix .. 'job:' .. id
     local f, corrupt = read_job(jk, fields)
-    if f and not corrupt and not (f.ready or f.ts) then corrupt = corrupt_reason('ts', f.ts) end
+    -- f: 1 name, 2 data, 3 opts, 4 ready, 5 ts, 6 stalled, 7 token, 8 attempt
+    if f and not corrupt and not (f[4] or f[5]) then corrupt = corrupt_reason('ts', f[5]) end
     if f and corrupt then
-      fail_corrupt(prefix, KEYS[7], jk, id, corrupt, f.keep, now)
+      fail_corrupt(prefix, KEYS[7], jk, id, corrupt, now)
     elseif f then
-      local token, attempt = f.token + 1, f.attempt + 1
+      local token, attempt = f[7] + 1, f[8] + 1
       redis.call('HSET', jk, 'state', 'active', 'worker', ARGV[3], 'started', now,
         'token', token, 'attempt', attempt)
       leases[#leases + 1] = deadline
       leases[#leases + 1] = id
       local n = #out
-      out[n + 1], out[n + 2], out[n + 3], out[n + 4] = id, token, attempt, f.name
-      out[n + 5], out[n + 6], out[n + 7], out[n + 8] = f.data, f.opts, f.ready or f.ts, f.stalled
+      out[n + 1], out[n + 2], out[n + 3], out[n + 4] = id, token, attempt, f[1]
+      out[n + 5], out[n + 6], out[n + 7], out[n + 8] = f[2], f[3], f[4] or f[5], f[6]
     end
   end
   -- One ZADD for the whole batch: the lease table.

@@ -25,8 +25,8 @@ local function keep_of(keep)
 end
 
 -- The job hash fields a script converts to numbers, and what an absent one means. A
--- present one must be a non-negative integer of at most 15 digits (exact as a Lua
--- number, valid for HINCRBY); 'ready' and 'ts' have no default.
+-- present one must read as a non-negative integer below 10^15 (exact as a Lua number);
+-- 'ready' and 'ts' have no default.
 local INT_FIELDS = { attempt = 0, stalled = 0, token = 0, pri = 0, ready = false, ts = false }
 -- The fields a job cannot run without.
 local REQUIRED = { name = true, data = true, opts = true }
@@ -37,38 +37,39 @@ local function corrupt_reason(name, v)
   return 'corrupt job record: field ' .. name .. " is '" .. v .. "'"
 end
 
--- Checks fields `names` of job hash `jk` as HMGET returned them (`raw`) into a table by
--- name: integer fields (INT_FIELDS) as numbers, absent ones as their default; others as
--- strings, absent ones as false. Returns:
+-- Checks fields `names` of job hash `jk` as HMGET returned them (`raw`, same order) and
+-- converts them in place: integer fields (INT_FIELDS) to numbers, absent ones to their
+-- default; other fields stay strings, absent ones false. Returns:
 --   nil                  the hash does not exist at all (a race with remove: skip it)
---   fields, nil          all fine
---   fields, reason       the record is corrupt; reason says which field and how
--- Only reads, so a caller can call it before its first write.
+--   raw, nil             all fine
+--   raw, reason          the record is corrupt; reason says which field and how
+-- Only reads, so a caller calls it before its first write about the job. In place and
+-- by index, not into a table by name: this runs for every job of every claim.
 local function check_job(jk, names, raw)
-  local f, reason, missing = {}, nil, false
-  for i, name in ipairs(names) do
-    local v = raw[i]
+  local reason, missing = nil, false
+  for i = 1, #names do
+    local name, v = names[i], raw[i]
     local default = INT_FIELDS[name]
     if default ~= nil then
       if v then
-        if #v <= 15 and string.match(v, '^%d+$') then
-          v = tonumber(v)
+        local n = tonumber(v)
+        if n and n >= 0 and n < 1e15 and n % 1 == 0 then
+          raw[i] = n
         else
           reason = reason or corrupt_reason(name, v)
         end
       else
-        v = default
+        raw[i] = default
       end
-    elseif REQUIRED[name] and not v then
+    elseif not v and REQUIRED[name] then
       missing = true
       reason = reason or corrupt_reason(name, v)
     end
-    f[name] = v
   end
   -- A required field missing may mean the whole hash is gone; tell the two apart only
   -- then, so the common path costs no extra command.
   if missing and redis.call('EXISTS', jk) == 0 then return nil end
-  return f, reason
+  return raw, reason
 end
 
 -- HMGET of `names` and check_job.
@@ -135,13 +136,12 @@ local function push_ready(wait, prioritized, meta, id, pri, front)
 end
 
 -- Hands a job back: first in line again, the attempt not consumed (a shutdown, a lost
--- claim reply, an expired lease). `f` is from read_job with 'attempt' and 'pri'. The
--- caller has taken the job out of wherever it was (the lease table).
-local function hand_back(wait, prioritized, meta, jk, id, f, now)
-  local attempt = f.attempt - 1
-  if attempt < 0 then attempt = 0 end
+-- claim reply, an expired lease). `attempt` and `pri` are the job's, checked
+-- (check_job). The caller has taken the job out of the lease table.
+local function hand_back(wait, prioritized, meta, jk, id, attempt, pri, now)
+  if attempt > 0 then attempt = attempt - 1 end
   redis.call('HSET', jk, 'state', 'waiting', 'ready', now, 'attempt', attempt)
-  push_ready(wait, prioritized, meta, id, f.pri, true)
+  push_ready(wait, prioritized, meta, id, pri, true)
 end
 
 -- The retention policies of the finished sets this script added to, applied once at
@@ -169,9 +169,9 @@ local function retain_finished(prefix, now)
   for _, p in pairs(retained) do trim(p[1], prefix, p[2], p[3], now) end
 end
 
--- Fails a job whose record is corrupt (read_job's reason), under its failed retention.
+-- Fails a job whose record is corrupt (check_job's reason), under its failed retention.
 -- Writes only fields that need no conversion.
-local function fail_corrupt(prefix, failed, jk, id, reason, keep, now)
-  local _, _, kf, kfa = keep_of(keep)
+local function fail_corrupt(prefix, failed, jk, id, reason, now)
+  local _, _, kf, kfa = keep_of(redis.call('HGET', jk, 'keep'))
   finish_job(prefix, failed, jk, id, 'failed', 'error', reason, now, kf, kfa)
 end

@@ -40,7 +40,7 @@ for i = 0, n - 1 do
     local delay = tonumber(ARGV[b + 4])
     local f, corrupt
     if kind == 'h' or (kind == 'r' and delay <= 0) then
-      f, corrupt = check_job(jk, fields, raw)
+      f, corrupt = check_job(jk, fields, raw) -- 3 pri, 5 attempt
     end
     if corrupt then
       redis.call('HSET', jk, 'state', 'delayed', 'ready', now)
@@ -59,11 +59,11 @@ for i = 0, n - 1 do
         redis.call('ZADD', KEYS[4], now + delay, id)
       else
         redis.call('HSET', jk, 'state', 'waiting', 'error', value, 'ready', now)
-        push_ready(KEYS[2], KEYS[3], KEYS[8], id, f.pri, false)
+        push_ready(KEYS[2], KEYS[3], KEYS[8], id, f[3], false)
       end
       woke = true
     else -- 'h'
-      hand_back(KEYS[2], KEYS[3], KEYS[8], jk, id, f, now)
+      hand_back(KEYS[2], KEYS[3], KEYS[8], jk, id, f[5], f[3], now)
       woke = true
     end
     out[#out + 1] = result

@@ -18,17 +18,18 @@ for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
   if not held[id] then
     local jk = prefix .. 'job:' .. id
     local f, corrupt = read_job(jk, fields)
-    if f.worker == me then
+    -- f: 1 worker, 2 pri, 3 cancel, 4 keep, 5 token, 6 attempt
+    if f[1] == me then
       redis.call('ZREM', KEYS[1], id)
       if corrupt then
-        fail_corrupt(prefix, KEYS[7], jk, id, corrupt, f.keep, now)
+        fail_corrupt(prefix, KEYS[7], jk, id, corrupt, now)
       else
-        redis.call('HSET', jk, 'token', f.token + 1)
-        if f.cancel == '1' then
-          local _, _, kf, kfa = keep_of(f.keep)
+        redis.call('HSET', jk, 'token', f[5] + 1)
+        if f[3] == '1' then
+          local _, _, kf, kfa = keep_of(f[4])
           finish_job(prefix, KEYS[6], jk, id, 'cancelled', 'error', 'cancelled by request', now, kf, kfa)
         else
-          hand_back(KEYS[2], KEYS[3], KEYS[4], jk, id, f, now)
+          hand_back(KEYS[2], KEYS[3], KEYS[4], jk, id, f[6], f[2], now)
         end
       end
       out[#out + 1] = id

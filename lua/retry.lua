@@ -9,13 +9,14 @@
 local prefix, id = ARGV[1], ARGV[2]
 local jk = prefix .. 'job:' .. id
 local f, corrupt = read_job(jk, { 'state', 'pri' })
-if not f.state then return { -1, '' } end
-if f.state ~= 'failed' and f.state ~= 'cancelled' then return { -2, f.state } end
+local state = f[1]
+if not state then return { -1, '' } end
+if state ~= 'failed' and state ~= 'cancelled' then return { -2, state } end
 if corrupt then return redis.error_reply('ERR ' .. corrupt) end
 redis.call('ZREM', KEYS[3], id)
 redis.call('ZREM', KEYS[4], id)
 redis.call('HDEL', jk, 'cancel', 'cancel_reason', 'finished', 'error')
 redis.call('HSET', jk, 'state', 'waiting', 'attempt', 0, 'stalled', 0, 'ready', now_ms())
-push_ready(KEYS[1], KEYS[2], KEYS[5], id, f.pri, false)
+push_ready(KEYS[1], KEYS[2], KEYS[5], id, f[2], false)
 wake(KEYS[6])
-return { 1, f.state }
+return { 1, state }

@@ -19,16 +19,17 @@ local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumb
 for _, id in ipairs(ids) do
   local jk = prefix .. 'job:' .. id
   local f, corrupt = read_job(jk, fields)
+  -- f: 1 stalled, 2 cancel, 3 pri, 4 keep, 5 name, 6 token, 7 attempt
   redis.call('ZREM', KEYS[1], id)
   if f and corrupt then
-    fail_corrupt(prefix, KEYS[4], jk, id, corrupt, f.keep, now)
+    fail_corrupt(prefix, KEYS[4], jk, id, corrupt, now)
     out[#out + 1], out[#out + 2] = id, 'failed'
   elseif f then
-    local _, _, kf, kfa = keep_of(f.keep)
-    local stalled = f.stalled + 1
+    local _, _, kf, kfa = keep_of(f[4])
+    local stalled = f[1] + 1
     -- A new token fences off the worker that lost the lease, should it come back.
-    redis.call('HSET', jk, 'stalled', stalled, 'token', f.token + 1)
-    if f.cancel == '1' then
+    redis.call('HSET', jk, 'stalled', stalled, 'token', f[6] + 1)
+    if f[2] == '1' then
       finish_job(prefix, KEYS[5], jk, id, 'cancelled', 'error',
         'cancelled (its worker stopped responding)', now, kf, kfa)
       out[#out + 1], out[#out + 2] = id, 'cancelled'
@@ -37,7 +38,7 @@ for _, id in ipairs(ids) do
         ' times (its lease expired; max_stalled is ' .. max_stalled .. ')', now, kf, kfa)
       out[#out + 1], out[#out + 2] = id, 'failed'
     else
-      hand_back(KEYS[2], KEYS[3], KEYS[6], jk, id, f, now)
+      hand_back(KEYS[2], KEYS[3], KEYS[6], jk, id, f[7], f[3], now)
       out[#out + 1], out[#out + 2] = id, 'requeued'
     end
   end

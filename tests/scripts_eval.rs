@@ -401,6 +401,9 @@ fn corrupt(t: &mut T, id: &str, c: Corruption) {
     }
 }
 
+/// A long junk value (100 characters): the reason quotes its first 64.
+const LONG: &str = "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx";
+
 fn redis() -> RedisServer {
     RedisServer::start_with(&["--maxmemory-policy", "noeviction"])
 }
@@ -432,13 +435,20 @@ fn claim_fails_a_corrupt_job_alone_and_leases_the_rest_of_the_batch() {
         ),
         (
             "ts",
-            Some("0x10"),
-            Some("corrupt job record: field ts is '0x10'"),
+            Some("x10"),
+            Some("corrupt job record: field ts is 'x10'"),
         ),
         (
             "token",
             Some("99999999999999999999"),
             Some("corrupt job record: field token is '99999999999999999999'"),
+        ),
+        ("attempt", Some("nan"), Some("corrupt job record: field attempt is 'nan'")),
+        ("attempt", Some("inf"), Some("corrupt job record: field attempt is 'inf'")),
+        (
+            "ready",
+            Some(LONG),
+            Some("corrupt job record: field ready is 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx...'"),
         ),
         (
             "name",
@@ -561,8 +571,8 @@ fn sweep_fails_a_corrupt_job_alone_and_recovers_the_rest() {
         ),
         (
             "attempt",
-            Some("1e3"),
-            Some("corrupt job record: field attempt is '1e3'"),
+            Some("2.5"),
+            Some("corrupt job record: field attempt is '2.5'"),
         ),
         (
             "pri",
