@@ -11,6 +11,8 @@
 -- present it. Ids left in wait or delayed without a job hash (a race with remove) are
 -- skipped. A job whose record is corrupt (a field it needs missing or not a number) is
 -- not leased: it ends failed with the reason as its error, the rest of the batch goes on.
+-- A claim that leases nothing deletes a wake key that is not a LIST (junk), so the
+-- worker's BLPOP on it blocks instead of failing.
 local prefix = ARGV[1]
 local max = tonumber(ARGV[2])
 local now = now_ms()
@@ -67,6 +69,8 @@ if redis.call('HGET', KEYS[5], 'paused') ~= '1' and max > 0 then
   end
 end
 retain_finished(prefix, now)
+-- Nothing leased: the worker blocks on the wake key next.
+if #out == 2 then clear_junk_wake(KEYS[6]) end
 local next_due = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
 if #next_due > 0 then out[1] = tonumber(next_due[2]) end
 return out

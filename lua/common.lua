@@ -121,6 +121,14 @@ local function wake(wake_key)
   if n == 0 then redis.call('LPUSH', wake_key, '1') end
 end
 
+-- Deletes a wake key of another type than LIST, so that a worker's BLPOP on it blocks
+-- instead of failing with WRONGTYPE (see wake). One TYPE: for claims that found nothing.
+local function clear_junk_wake(wake_key)
+  local t = redis.call('TYPE', wake_key)
+  t = t.ok or t
+  if t ~= 'list' and t ~= 'none' then redis.call('DEL', wake_key) end
+end
+
 -- Makes a job ready. `front` puts it first in line (recovered or handed-back jobs).
 -- `pri` must be a checked number (read_job).
 local function push_ready(wait, prioritized, meta, id, pri, front)

@@ -759,6 +759,23 @@ fn a_junk_wake_key_does_not_fail_add_or_claim() {
     assert_eq!(t.cmd::<String>(&["TYPE", &wake]), "list");
 }
 
+#[test]
+fn a_claim_that_finds_nothing_clears_a_junk_wake_key_before_the_worker_blocks_on_it() {
+    let redis = redis();
+    let mut t = T::on(&redis, "idle");
+    let wake = t.k("wake");
+    for junk in [&["SET", &wake, "junk"][..], &["HSET", &wake, "x", "y"][..]] {
+        let _: () = t.cmd(junk);
+        assert!(t.claim_ids(5).is_empty());
+        // The worker's BLPOP on it now blocks instead of failing with WRONGTYPE.
+        assert_eq!(t.cmd::<String>(&["TYPE", &wake]), "none");
+    }
+    // A wake token is left alone.
+    let _: () = t.cmd(&["LPUSH", &wake, "1"]);
+    assert!(t.claim_ids(5).is_empty());
+    assert_eq!(t.cmd::<i64>(&["LLEN", &wake]), 1);
+}
+
 // ---------------------------------------------------------------- defect 6: retention
 
 /// A script that finishes job "j" into `set` under retention `keep`.
