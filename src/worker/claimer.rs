@@ -143,6 +143,7 @@ impl Claimer {
                 }
             }
             let asked = permits.len();
+            let sent = tokio::time::Instant::now();
             match lane.tick(asked).await {
                 Ok(reply) => {
                     lane.succeeded();
@@ -152,7 +153,7 @@ impl Claimer {
                     let now = reply.now_ms;
                     for job in reply.jobs {
                         let permit = permits.pop().expect("claimed no more than the free slots");
-                        lane.shared.start(job, now, permit);
+                        lane.shared.start(job, now, sent, permit);
                     }
                 }
                 Err(e) => {

@@ -1,6 +1,14 @@
 //! Renews the leases of every job this worker holds in one script call per beat, and
 //! tells handlers to stop when their lease is lost or a cancel was recorded for them
 //! (the backstop for a cancel message this worker missed).
+//!
+//! Self-fencing: a worker cut off from Redis cannot hear that its leases lapsed, and
+//! another worker may already run the job. So every held job keeps the earliest its
+//! lease can end (when the last successful claim or renewal was sent, plus the lease);
+//! once that passes, the heartbeat stops the handler itself (an exec child gets
+//! SIGTERM), counts it as lock lost, and writes nothing: the job is recovered by a
+//! sweeper as any stalled job. A renewal is bounded by the beat interval, so a hung
+//! Redis cannot hold the check up.
 
 use std::sync::Arc;
 
@@ -22,20 +30,79 @@ impl Heartbeat {
         Heartbeat { shared }
     }
 
-    /// Beats every `heartbeat` interval until `stop` fires.
+    /// Beats every `heartbeat` interval until `stop` fires; between beats, and while a
+    /// renewal is on its way, fences each handler the moment its lease may end.
     pub async fn run(self, stop: CancellationToken) {
-        let mut every = tokio::time::interval(self.shared.opts.heartbeat);
+        let beat = self.shared.opts.heartbeat;
+        let mut every = tokio::time::interval(beat);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            let ticked = self.fencing(every.tick());
             tokio::select! {
-                _ = every.tick() => {}
+                _ = ticked => {}
                 _ = stop.cancelled() => return,
             }
-            if let Err(e) = self.tick().await {
+            let renewal = self.fencing(tokio::time::timeout(beat, self.tick()));
+            let r = tokio::select! {
+                r = renewal => r,
+                _ = stop.cancelled() => return,
+            };
+            let r = r.unwrap_or_else(|_| {
+                Err(crate::Error::Unavailable {
+                    timeout: beat,
+                    detail: "lease renewal took longer than a heartbeat interval".into(),
+                })
+            });
+            if let Err(e) = r {
                 tracing::warn!(queue = self.shared.keys.queue(), error = %e, "heartbeat failed; leases not renewed this beat");
                 metrics::counter!(m::REDIS_ERRORS, "queue" => self.shared.keys.queue().to_string(), "op" => "renew").increment(1);
             }
         }
+    }
+
+    /// Awaits `f`, fencing handlers whenever one's lease may end meanwhile.
+    async fn fencing<T>(&self, f: impl std::future::Future<Output = T>) -> T {
+        let mut f = std::pin::pin!(f);
+        loop {
+            let next = self.next_fence();
+            tokio::select! {
+                v = &mut f => return v,
+                _ = tokio::time::sleep_until(next) => {
+                    self.fence(tokio::time::Instant::now());
+                }
+            }
+        }
+    }
+
+    /// When the next handler must be fenced: its lease's earliest end, less a margin
+    /// for timer slop (a tenth of the lease, at most 250 ms). Far off when none runs.
+    fn next_fence(&self) -> tokio::time::Instant {
+        let margin = (self.shared.opts.lease / 10).min(std::time::Duration::from_millis(250));
+        self.shared
+            .inflight
+            .running_handles()
+            .iter()
+            .map(|(_, h)| h.lease_until() - margin)
+            .min()
+            .unwrap_or_else(|| tokio::time::Instant::now() + self.shared.opts.heartbeat)
+    }
+
+    /// Stops every running handler whose lease may have ended (see the module docs).
+    /// Returns how many were stopped.
+    pub fn fence(&self, now: tokio::time::Instant) -> usize {
+        let s = &self.shared;
+        let margin = (s.opts.lease / 10).min(std::time::Duration::from_millis(250));
+        let mut stopped = 0;
+        for (id, h) in s.inflight.running_handles() {
+            if h.lease_until() - margin <= now && h.stop(StopReason::LeaseLost) {
+                tracing::warn!(queue = s.keys.queue(), job_id = %id,
+                    "no lease renewal reached redis within the lease; stopping the handler (self-fencing)");
+                s.metrics().lock_lost.increment(1);
+                s.inflight.remove(&id, h.token);
+                stopped += 1;
+            }
+        }
+        stopped
     }
 
     /// One beat: renew, then stop the handlers whose lease is lost or whose job was cancelled.
@@ -44,6 +111,7 @@ impl Heartbeat {
         let held = s.inflight.leases();
         let description = s.description(held.len());
         let ttl = s.opts.heartbeat * 3;
+        let sent = tokio::time::Instant::now();
         let reply = self
             .shared
             .conn
@@ -53,6 +121,15 @@ impl Heartbeat {
             .await?;
         let renewed: std::collections::HashMap<&str, u64> =
             held.iter().map(|(id, t)| (id.as_str(), *t)).collect();
+        let lost: std::collections::HashSet<&str> = reply.lost.iter().map(String::as_str).collect();
+        for (id, token) in &held {
+            if lost.contains(id.as_str()) {
+                continue;
+            }
+            if let Some(h) = s.inflight.get(id).filter(|h| h.token == *token) {
+                h.renewed(sent, s.opts.lease);
+            }
+        }
         for id in reply.lost {
             // Only the attempt whose token was sent: the job may have been claimed
             // again here meanwhile, and that attempt's lease is fine.

@@ -28,6 +28,11 @@ pub(crate) struct Held {
     reason: Mutex<Option<StopReason>>,
     /// False once the handler has returned (the outcome may still be on its way).
     pub running: std::sync::atomic::AtomicBool,
+    /// The earliest the lease can end in Redis: when the last claim or renewal that
+    /// succeeded was sent, plus the lease (Redis computes the deadline from its own,
+    /// later, clock). Past it, the job may be another worker's: self-fencing stops the
+    /// handler (see `heartbeat`).
+    lease_until: Mutex<tokio::time::Instant>,
 }
 
 impl Held {
@@ -41,6 +46,17 @@ impl Held {
         self.cancel.cancel();
         true
     }
+    /// When the lease ends at the earliest (see the field).
+    pub fn lease_until(&self) -> tokio::time::Instant {
+        *self.lease_until.lock().unwrap()
+    }
+
+    /// A renewal sent at `sent` succeeded.
+    pub fn renewed(&self, sent: tokio::time::Instant, lease: std::time::Duration) {
+        let mut u = self.lease_until.lock().unwrap();
+        *u = (*u).max(sent + lease);
+    }
+
     /// The reason the handler was told to stop, if it was.
     pub fn reason(&self) -> Option<StopReason> {
         *self.reason.lock().unwrap()
@@ -57,12 +73,20 @@ impl InFlight {
     /// Registers a new claim. If this worker still held an older attempt of the same
     /// job (its lease expired, the job was recovered and claimed again here), that
     /// older attempt has lost its lease: it is told to stop, and returned second.
-    pub fn insert(&self, id: &str, token: u64) -> (Arc<Held>, Option<Arc<Held>>) {
+    ///
+    /// `lease_until`: when the claim was sent, plus the lease.
+    pub fn insert(
+        &self,
+        id: &str,
+        token: u64,
+        lease_until: tokio::time::Instant,
+    ) -> (Arc<Held>, Option<Arc<Held>>) {
         let held = Arc::new(Held {
             token,
             cancel: CancellationToken::new(),
             reason: Mutex::new(None),
             running: std::sync::atomic::AtomicBool::new(true),
+            lease_until: Mutex::new(lease_until),
         });
         let old = self
             .map
@@ -104,6 +128,17 @@ impl InFlight {
             .unwrap()
             .iter()
             .map(|(id, h)| (id.clone(), h.token))
+            .collect()
+    }
+
+    /// Every held job whose handler still runs, with its id.
+    pub fn running_handles(&self) -> Vec<(String, Arc<Held>)> {
+        self.map
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, h)| h.running.load(std::sync::atomic::Ordering::Relaxed))
+            .map(|(id, h)| (id.clone(), h.clone()))
             .collect()
     }
 

@@ -58,8 +58,18 @@ pub(crate) struct Shared {
 
 impl Shared {
     /// Registers a claimed job and starts its handler.
-    fn start(self: &Arc<Self>, job: Claimed, claim_now_ms: u64, permit: OwnedSemaphorePermit) {
-        let (held, replaced) = self.inflight.insert(&job.id, job.token);
+    ///
+    /// `sent`: when the claim was sent (its lease ends no earlier than `sent + lease`).
+    fn start(
+        self: &Arc<Self>,
+        job: Claimed,
+        claim_now_ms: u64,
+        sent: tokio::time::Instant,
+        permit: OwnedSemaphorePermit,
+    ) {
+        let (held, replaced) = self
+            .inflight
+            .insert(&job.id, job.token, sent + self.opts.lease);
         if replaced.is_some() {
             tracing::warn!(queue = %self.keys.queue(), job_id = %job.id, "an older attempt held here lost its lease; stopping it");
             self.metrics().lock_lost.increment(1);
