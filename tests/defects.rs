@@ -102,11 +102,11 @@ impl Drop for Stopped {
 #[tokio::test]
 async fn a_write_refused_for_missing_replicas_keeps_the_outcome() {
     let redis = RedisServer::start();
-    let q = Queue::connect(&redis.url(), "norepl").unwrap();
+    let q = Queue::connect(redis.url(), "norepl").unwrap();
     let runs = Arc::new(AtomicU32::new(0));
     let release = Arc::new(AtomicBool::new(false));
     let (r2, rel2) = (runs.clone(), release.clone());
-    let w = Worker::builder(&redis.url(), "norepl")
+    let w = Worker::builder(redis.url(), "norepl")
         .lease(Duration::from_secs(6))
         .stalled_interval(Duration::from_millis(300))
         .build(handler_fn(move |_: u8, _ctx| {
@@ -171,7 +171,7 @@ fn named_id(msg: &str) -> Option<String> {
 #[tokio::test]
 async fn an_add_without_a_reply_says_it_may_have_been_added_and_names_the_id() {
     let redis = RedisServer::start();
-    let q = Queue::connect(&redis.url(), "stopped").unwrap();
+    let q = Queue::connect(redis.url(), "stopped").unwrap();
     q.add("warm", &0u8, JobOptions::default()).await.unwrap();
     let api = Api::start(&redis.url(), None).await;
     let (st, _) = api
@@ -241,7 +241,7 @@ async fn an_add_without_a_reply_says_it_may_have_been_added_and_names_the_id() {
 #[tokio::test]
 async fn a_payload_over_the_limit_is_refused_before_it_reaches_redis() {
     let redis = RedisServer::start();
-    let q = Queue::connect(&redis.url(), "big").unwrap();
+    let q = Queue::connect(redis.url(), "big").unwrap();
     // Default limit: 4 MiB encoded.
     let big = "x".repeat(5 << 20);
     let err = q
@@ -391,7 +391,7 @@ fn a_heartbeat_not_shorter_than_the_lease_is_refused_and_errors_name_the_given_s
 #[tokio::test]
 async fn a_timeout_that_rounds_to_zero_ms_is_refused() {
     let redis = RedisServer::start();
-    let q = Queue::connect(&redis.url(), "t").unwrap();
+    let q = Queue::connect(redis.url(), "t").unwrap();
     let err = q
         .add(
             "t",
@@ -406,7 +406,7 @@ async fn a_timeout_that_rounds_to_zero_ms_is_refused() {
     assert!(!out.status.success(), "--timeout 1ns accepted");
     assert!(stderr(&out).contains("at least 1ms"), "{}", stderr(&out));
     assert_eq!(q.counts().await.unwrap().waiting, 0);
-    let err = Worker::builder(&redis.url(), "t")
+    let err = Worker::builder(redis.url(), "t")
         .timeout(Duration::from_micros(999))
         .build(noop())
         .expect_err("a worker timeout under 1ms")
@@ -417,7 +417,7 @@ async fn a_timeout_that_rounds_to_zero_ms_is_refused() {
 #[tokio::test]
 async fn a_nul_in_a_job_id_or_name_is_refused_everywhere() {
     let redis = RedisServer::start();
-    let q = Queue::connect(&redis.url(), "nul").unwrap();
+    let q = Queue::connect(redis.url(), "nul").unwrap();
     for (name, id) in [("a\0b", "ok"), ("ok", "a\0b")] {
         let err = q
             .add(name, &0u8, JobOptions::default().job_id(id))
@@ -450,7 +450,7 @@ async fn a_nul_in_a_job_id_or_name_is_refused_everywhere() {
 #[tokio::test]
 async fn braces_in_queue_names_or_job_ids_are_refused_everywhere() {
     let redis = RedisServer::start();
-    let conn = baton::conn::SharedConn::producer(&redis.url()).unwrap();
+    let conn = baton::conn::SharedConn::producer(redis.url()).unwrap();
     let a = Queue::with_conn(conn.clone(), "q}:job:5")
         .add("a", &1u8, JobOptions::default().job_id("1"))
         .await;
@@ -462,10 +462,7 @@ async fn braces_in_queue_names_or_job_ids_are_refused_everywhere() {
         "colliding keys accepted: {a:?} {b:?}"
     );
     for bad in ["", "a{b", "a}b", "bad queue!"] {
-        assert!(
-            Queue::connect(&redis.url(), bad).is_err(),
-            "connect {bad:?}"
-        );
+        assert!(Queue::connect(redis.url(), bad).is_err(), "connect {bad:?}");
         let q = Queue::with_conn(conn.clone(), bad);
         assert!(
             matches!(
@@ -575,7 +572,7 @@ async fn exec_children_die_with_a_sigkilled_worker() {
             .spawn()
             .unwrap(),
     );
-    let q = Queue::connect(&redis.url(), "pdeath").unwrap();
+    let q = Queue::connect(redis.url(), "pdeath").unwrap();
     q.add("sleep", &0u8, JobOptions::default()).await.unwrap();
     let mut pids = Vec::new();
     wait_until(Duration::from_secs(15), "the command started", || {

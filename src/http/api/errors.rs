@@ -59,6 +59,7 @@ pub(super) fn fail(queue: &str, op: &'static str, e: Error) -> ApiError {
         | Error::Unavailable { .. }
         | Error::Connect { .. }
         | Error::UnfitRedis(_) => StatusCode::SERVICE_UNAVAILABLE,
+        Error::WorkerFailed(_) => StatusCode::INTERNAL_SERVER_ERROR,
     };
     if status == StatusCode::SERVICE_UNAVAILABLE {
         tracing::warn!(queue, op, error = %e, "redis call failed");
