@@ -55,6 +55,10 @@ pub enum Error {
     /// A payload or stored value could not be decoded.
     #[error("decode: {0}")]
     Decode(String),
+    /// A worker's background loop ended early (it panicked or returned); the worker
+    /// handed its jobs back and stopped.
+    #[error("worker stopped: {0}")]
+    WorkerFailed(String),
     /// An argument was out of range or malformed.
     #[error("invalid argument: {0}")]
     Invalid(String),
