@@ -32,6 +32,9 @@ pub const QUEUE_JOBS: &str = "baton_queue_jobs";
 pub const WORKER_IN_FLIGHT: &str = "baton_worker_in_flight_jobs";
 /// Redis calls that failed, by operation (counter, labels `queue`, `op`).
 pub const REDIS_ERRORS: &str = "baton_redis_errors_total";
+/// A worker's background loop that ended before its shutdown (panicked or returned),
+/// which stops the worker (counter, labels `queue`, `task`).
+pub const WORKER_TASK_FAILURES: &str = "baton_worker_task_failures_total";
 
 /// Every metric name baton exports (the per-queue counters first).
 pub const ALL: &[&str] = &[
@@ -47,6 +50,7 @@ pub const ALL: &[&str] = &[
     QUEUE_JOBS,
     WORKER_IN_FLIGHT,
     REDIS_ERRORS,
+    WORKER_TASK_FAILURES,
 ];
 
 /// The per-queue counters (label `queue` only): the first seven of [`ALL`].
@@ -62,7 +66,14 @@ pub fn register_queue(queue: &str) {
     for name in QUEUE_COUNTERS {
         metrics::counter!(*name, "queue" => queue.to_string()).increment(0);
     }
+    for task in WORKER_TASKS {
+        metrics::counter!(WORKER_TASK_FAILURES, "queue" => queue.to_string(), "task" => *task)
+            .increment(0);
+    }
 }
+
+/// The background loops of a worker, as `task` labels of [`WORKER_TASK_FAILURES`].
+pub const WORKER_TASKS: &[&str] = &["claimer", "acker", "heartbeat", "sweeper", "canceller"];
 
 /// Histogram buckets in seconds, from 1 ms to 1 h.
 const BUCKETS: &[f64] = &[
@@ -117,6 +128,10 @@ fn describe() {
     describe_gauge!(QUEUE_JOBS, "Jobs per queue and state, read from Redis.");
     describe_gauge!(WORKER_IN_FLIGHT, "Jobs this worker process is running.");
     describe_counter!(REDIS_ERRORS, "Redis calls that failed.");
+    describe_counter!(
+        WORKER_TASK_FAILURES,
+        "Worker background loops that ended early (the worker then stops)."
+    );
 }
 
 /// Handles on one queue's per-job metrics, made once per worker: the macros look a

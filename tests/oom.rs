@@ -49,8 +49,19 @@ async fn a_full_redis_fails_no_job_and_every_job_completes_once_memory_frees() {
     let _worker = ChildGuard(
         std::process::Command::new(baton_bin())
             .args(["--redis-url", &url, "worker", "oomq", "--lease", "2s"])
-            .args(["--stalled-interval", "1s", "--metrics-addr", &format!("127.0.0.1:{port}")])
-            .args(["--exec", "--", "sh", "-c", "cat >> \"$LEDGER\"; echo >> \"$LEDGER\""])
+            .args([
+                "--stalled-interval",
+                "1s",
+                "--metrics-addr",
+                &format!("127.0.0.1:{port}"),
+            ])
+            .args([
+                "--exec",
+                "--",
+                "sh",
+                "-c",
+                "cat >> \"$LEDGER\"; echo >> \"$LEDGER\"",
+            ])
             .env("LEDGER", &ledger)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
@@ -59,15 +70,19 @@ async fn a_full_redis_fails_no_job_and_every_job_completes_once_memory_frees() {
     );
     // While Redis is full: not ready, and no job is claimed, run or failed.
     let ready = format!("http://127.0.0.1:{port}/readyz");
-    wait_until(Duration::from_secs(10), "/readyz answers 503 for a full redis", || async {
-        match reqwest::get(&ready).await {
-            Ok(r) if r.status() == 503 => {
-                let body = r.text().await.unwrap_or_default();
-                body.contains("maxmemory")
+    wait_until(
+        Duration::from_secs(10),
+        "/readyz answers 503 for a full redis",
+        || async {
+            match reqwest::get(&ready).await {
+                Ok(r) if r.status() == 503 => {
+                    let body = r.text().await.unwrap_or_default();
+                    body.contains("maxmemory")
+                }
+                _ => false,
             }
-            _ => false,
-        }
-    })
+        },
+    )
     .await;
     // Several lease and sweep intervals pass with Redis full.
     tokio::time::sleep(Duration::from_secs(5)).await;
@@ -77,7 +92,12 @@ async fn a_full_redis_fails_no_job_and_every_job_completes_once_memory_frees() {
     assert_eq!(c0.completed, 0, "{c0:?}");
     // Memory frees.
     let _: () = redis::cmd("DEL").arg("filler").query(&mut c).unwrap();
-    let _: () = redis::cmd("CONFIG").arg("SET").arg("maxmemory").arg(0).query(&mut c).unwrap();
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory")
+        .arg(0)
+        .query(&mut c)
+        .unwrap();
     wait_until(Duration::from_secs(20), "every job completed", || async {
         let mut done = 0;
         for id in &ids {
@@ -90,7 +110,11 @@ async fn a_full_redis_fails_no_job_and_every_job_completes_once_memory_frees() {
     .await;
     let ran_after = std::fs::read_to_string(&ledger).unwrap_or_default();
     let runs = ran_after.lines().filter(|l| !l.trim().is_empty()).count();
-    assert_eq!(ran.lines().filter(|l| !l.trim().is_empty()).count(), 0, "nothing ran while full");
+    assert_eq!(
+        ran.lines().filter(|l| !l.trim().is_empty()).count(),
+        0,
+        "nothing ran while full"
+    );
     assert_eq!(runs, 10, "each job ran once: {ran_after}");
     let c1 = q.counts().await.unwrap();
     assert_eq!((c1.completed, c1.failed), (10, 0), "{c1:?}");

@@ -18,6 +18,7 @@ pub(crate) mod lane;
 pub mod options;
 pub mod processor;
 pub mod shutdown;
+pub mod supervisor;
 pub mod sweeper;
 
 use std::sync::Arc;
@@ -142,6 +143,7 @@ pub struct WorkerBuilder {
     queues: Vec<(String, u32)>,
     order: QueueOrder,
     opts: WorkerOptions,
+    fault: Option<supervisor::InjectedFault>,
 }
 
 macro_rules! setter {
@@ -216,6 +218,13 @@ impl WorkerBuilder {
             .map(|(q, w)| (q.into(), w.max(1)))
             .collect();
         self.order = QueueOrder::Weighted;
+        self
+    }
+
+    /// Fault injection for tests: the named background loop panics `after` start.
+    #[doc(hidden)]
+    pub fn inject_fault(mut self, task: &'static str, after: Duration) -> Self {
+        self.fault = Some(supervisor::InjectedFault { task, after });
         self
     }
 
@@ -294,6 +303,7 @@ impl WorkerBuilder {
             shared: lanes[0].shared.clone(),
             lanes: Some(lanes),
             order: self.order,
+            fault: self.fault,
             signals: ShutdownHandle::default(),
         })
     }
@@ -329,6 +339,7 @@ pub struct Worker {
     lanes: Option<Vec<shutdown::LaneParts>>,
     order: QueueOrder,
     signals: ShutdownHandle,
+    fault: Option<supervisor::InjectedFault>,
 }
 
 impl std::fmt::Debug for Worker {
@@ -350,6 +361,7 @@ impl Worker {
             queues: vec![(queue.to_string(), 1)],
             order: QueueOrder::Strict,
             opts: WorkerOptions::default(),
+            fault: None,
         }
     }
 
@@ -391,6 +403,7 @@ impl Worker {
             self.lanes.take().expect("run once"),
             self.order,
             self.signals.clone(),
+            self.fault.take(),
         )
         .await
     }

@@ -24,6 +24,7 @@ use super::claimer::{Claimer, QueueOrder};
 use super::heartbeat::Heartbeat;
 use super::inflight::StopReason;
 use super::lane::Lane;
+use super::supervisor::{InjectedFault, Supervisor};
 use super::sweeper::Sweeper;
 use super::{canceller, Shared, ShutdownHandle};
 use crate::error::Result;
@@ -43,6 +44,7 @@ pub(crate) async fn start_and_run(
     lanes: Vec<LaneParts>,
     order: QueueOrder,
     signals: ShutdownHandle,
+    fault: Option<InjectedFault>,
 ) -> Result<()> {
     let first = lanes[0].shared.clone();
     if !wait_for_fit_redis(&first, &signals.graceful).await? {
@@ -62,6 +64,7 @@ pub(crate) async fn start_and_run(
     let background = CancellationToken::new();
     let acker_stop = CancellationToken::new();
     let claim_stop = CancellationToken::new();
+    let sup = Supervisor::new(fault);
     let mut tasks = Vec::new();
     let mut ackers = Vec::new();
     let mut claim_lanes = Vec::new();
@@ -69,23 +72,38 @@ pub(crate) async fn start_and_run(
     for l in lanes {
         let shared = l.shared;
         let cancel_ready = CancellationToken::new();
-        tasks.push(tokio::spawn(canceller::run(
-            shared.clone(),
+        let lq = shared.keys.queue().to_string();
+        tasks.push(sup.spawn(
+            &lq,
+            "canceller",
             background.clone(),
-            cancel_ready.clone(),
-        )));
+            canceller::run(shared.clone(), background.clone(), cancel_ready.clone()),
+        ));
         ready.push(cancel_ready);
         let heartbeat = Heartbeat::new(shared.clone());
         if let Err(e) = heartbeat.tick().await {
             tracing::warn!(queue = shared.keys.queue(), error = %e, "first heartbeat failed");
         }
-        tasks.push(tokio::spawn(heartbeat.run(background.clone())));
-        tasks.push(tokio::spawn(
+        tasks.push(sup.spawn(
+            &lq,
+            "heartbeat",
+            background.clone(),
+            heartbeat.run(background.clone()),
+        ));
+        tasks.push(sup.spawn(
+            &lq,
+            "sweeper",
+            background.clone(),
             Sweeper::new(shared.clone()).run(background.clone()),
         ));
         ackers.push((
             shared.clone(),
-            tokio::spawn(Acker::new(shared.clone(), l.outcomes).run(acker_stop.clone())),
+            sup.spawn(
+                &lq,
+                "acker",
+                acker_stop.clone(),
+                Acker::new(shared.clone(), l.outcomes).run(acker_stop.clone()),
+            ),
         ));
         claim_lanes.push(Lane::new(shared, l.weight));
     }
@@ -96,16 +114,25 @@ pub(crate) async fn start_and_run(
     )
     .await;
     let slots = Arc::new(Semaphore::new(first.opts.concurrency));
-    let claimer = tokio::spawn(Claimer::new(claim_lanes, slots, order).run(claim_stop.clone()));
+    let claimer = sup.spawn(
+        &q,
+        "claimer",
+        claim_stop.clone(),
+        Claimer::new(claim_lanes, slots, order).run(claim_stop.clone()),
+    );
     let all: Vec<Arc<Shared>> = ackers.iter().map(|(s, _)| s.clone()).collect();
     let running = || all.iter().map(|s| s.inflight.running()).sum::<usize>();
 
-    signals.graceful.cancelled().await;
+    tokio::select! {
+        _ = signals.graceful.cancelled() => {}
+        // A loop died: no waiting for in-flight jobs, whose leases may go unrenewed.
+        _ = sup.failed.cancelled() => signals.shutdown_now(),
+    }
     tracing::info!(queue = %q, worker = %first.id, in_flight = running(), "shutting down: claiming stopped");
 
     // 1. Stop claiming.
     claim_stop.cancel();
-    let _ = claimer.await;
+    let _ = claimer.done.await;
     // 2. Let in-flight jobs finish, up to the shutdown timeout.
     for s in &all {
         s.tracker.close();
@@ -130,8 +157,11 @@ pub(crate) async fn start_and_run(
     acker_stop.cancel();
     let deadline = tokio::time::Instant::now() + first.opts.lease;
     for (shared, mut acker) in ackers {
-        if tokio::time::timeout_at(deadline, &mut acker).await.is_err() {
-            acker.abort();
+        if tokio::time::timeout_at(deadline, &mut acker.done)
+            .await
+            .is_err()
+        {
+            acker.abort.abort();
             tracing::error!(queue = shared.keys.queue(), held = shared.inflight.len(),
                 "outcomes could not be written before the leases expire; the sweeper will recover those jobs");
         }
@@ -139,10 +169,14 @@ pub(crate) async fn start_and_run(
     // 6. Stop the background loops and deregister.
     background.cancel();
     for t in tasks {
-        let _ = t.await;
+        let _ = t.done.await;
     }
     for s in &all {
         deregister(s).await;
+    }
+    if let Some(why) = sup.failure() {
+        tracing::error!(queue = %q, worker = %first.id, %why, "worker stopped after a failure");
+        return Err(crate::Error::WorkerFailed(why));
     }
     tracing::info!(queue = %q, worker = %first.id, "worker stopped");
     Ok(())
