@@ -159,7 +159,8 @@ impl Claimer {
                 Err(e) => {
                     // A lost reply (timeout, connection cut) may hide jobs the script
                     // leased to us; a refused connection cannot, but checking is cheap.
-                    lane.unsure = e.is_transient();
+                    // A reply that did not parse came after the script leased jobs, too.
+                    lane.unsure = e.is_transient() || matches!(e, crate::Error::Decode(_));
                     lane.failed("claim", &e);
                 }
             }

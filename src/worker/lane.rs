@@ -106,6 +106,12 @@ impl Lane {
         if e.is_connection() || e.is_transient() {
             tracing::warn!(queue = self.queue(), op, error = %e, failures, retry_in = ?retry_in,
                 "redis unavailable to the worker; will retry");
+        } else if matches!(e, crate::Error::Decode(_)) {
+            tracing::error!(queue = self.queue(), op, error = %e, failures, retry_in = ?retry_in,
+                "a script's reply did not parse; will reconcile and retry");
+        } else if e.to_string().contains("ERR") {
+            tracing::error!(queue = self.queue(), op, error = %e, failures, retry_in = ?retry_in,
+                "a script failed (a script error, not an outage); will retry");
         } else {
             tracing::error!(queue = self.queue(), op, error = %e, failures, retry_in = ?retry_in,
                 "redis refused the worker's call; will retry");
