@@ -96,7 +96,7 @@ impl Heartbeat {
         for (id, h) in s.inflight.running_handles() {
             if h.lease_until() - margin <= now && h.stop(StopReason::LeaseLost) {
                 tracing::warn!(queue = s.keys.queue(), job_id = %id,
-                    "no lease renewal reached redis within the lease; stopping the handler (self-fencing)");
+                    "lease lost: no renewal reached redis within the lease; stopping the handler (self-fencing)");
                 s.metrics().lock_lost.increment(1);
                 s.inflight.remove(&id, h.token);
                 stopped += 1;

@@ -246,12 +246,8 @@ impl WorkerBuilder {
 
     /// The worker, with a shared handler.
     pub fn build_arc(self, handler: Arc<dyn Handler>) -> Result<Worker> {
-        let mut opts = self.opts;
+        let mut opts = self.opts.resolved()?;
         opts.concurrency = opts.concurrency.max(1);
-        if opts.heartbeat >= opts.lease {
-            opts.heartbeat = opts.lease / 3;
-        }
-        opts.validate()?;
         if self.queues.is_empty() {
             return Err(crate::Error::Invalid(
                 "a worker needs at least one queue".into(),
@@ -259,6 +255,7 @@ impl WorkerBuilder {
         }
         let mut seen = std::collections::HashSet::new();
         for (q, _) in &self.queues {
+            crate::validate::queue_name(q)?;
             if !seen.insert(q.as_str()) {
                 return Err(crate::Error::Invalid(format!(
                     "queue {q:?} is listed twice"

@@ -68,7 +68,6 @@ pub async fn run(url: &baton::conn::RedisConfig, a: WorkerArgs) -> Result<ExitCo
     let mut b = Worker::builder(url.clone(), &a.queues[0])
         .concurrency(a.concurrency)
         .lease(a.lease)
-        .heartbeat(a.lease / 3)
         .shutdown_timeout(a.shutdown_timeout)
         // A child gets SIGTERM, then SIGKILL after the kill grace: give it that long.
         .abort_grace(a.kill_grace + Duration::from_secs(1))
