@@ -86,6 +86,22 @@ pub enum Error {
         /// What went wrong.
         detail: String,
     },
+    /// A durable add ([`Queue::durable`](crate::Queue::durable)) reached the master but
+    /// fewer replicas than asked confirmed it in time: a failover now could lose it.
+    /// Adding again with the same ids is safe (an existing id changes nothing) and waits
+    /// for the replicas again.
+    #[error(
+        "jobs {ids:?} were added on the master but only {acked} of {wanted} replicas confirmed \
+         them in time; a failover could lose them: add again with the same job ids"
+    )]
+    NotReplicated {
+        /// The job ids added.
+        ids: Vec<String>,
+        /// Replicas that confirmed.
+        acked: u32,
+        /// Replicas asked for.
+        wanted: u32,
+    },
 }
 
 fn maybe_added_message(ids: &[String], detail: &str) -> String {

@@ -152,6 +152,19 @@ async fn work_follows_a_sentinel_failover_and_nothing_replicated_is_lost() {
 /// clients `UNBLOCKED`) and must ask the sentinels again.
 #[tokio::test]
 async fn work_follows_a_demoted_master() {
+    graceful_failover(0).await;
+}
+
+/// The same with durable adds (`Queue::durable(1, …)`): an add is acknowledged only once
+/// the replica has it, so not one acknowledged add is lost in the switch-over.
+#[tokio::test]
+async fn durable_adds_lose_nothing_in_a_graceful_failover() {
+    let lost = graceful_failover(1).await;
+    assert_eq!(lost, 0, "a durable add was acknowledged and lost");
+}
+
+/// Runs a graceful failover under load; returns how many acknowledged adds were lost.
+async fn graceful_failover(replicas: u32) -> usize {
     let set = SentinelSet::start();
     let cfg = RedisConfig::sentinel(set.sentinel_addrs(), set.master_name());
     let conn_args = vec![
@@ -164,10 +177,22 @@ async fn work_follows_a_demoted_master() {
     let ledger = ledger_in(dir.path());
     let _worker = spawn_exec_worker(&conn_args, "dq", &ledger);
     let q = Queue::connect(cfg.clone(), "dq").unwrap();
-    let producer = Producer::start(cfg.clone(), vec!["dq".into()], Duration::from_millis(4));
-    wait_until(Duration::from_secs(20), "jobs running before the failover", || async {
-        q.counts().await.map(|c| c.completed >= 100).unwrap_or(false)
-    })
+    let producer = Producer::start_durable(
+        cfg.clone(),
+        vec!["dq".into()],
+        Duration::from_millis(4),
+        replicas,
+    );
+    wait_until(
+        Duration::from_secs(20),
+        "jobs running before the failover",
+        || async {
+            q.counts()
+                .await
+                .map(|c| c.completed >= 100)
+                .unwrap_or(false)
+        },
+    )
     .await;
     let old = set.master_port();
     let started = Instant::now();
@@ -177,22 +202,13 @@ async fn work_follows_a_demoted_master() {
         .args(["-p", &port, "SENTINEL", "FAILOVER", set.master_name()])
         .output()
         .unwrap();
-    assert!(String::from_utf8_lossy(&out.stdout).contains("OK"), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("OK"),
+        "{out:?}"
+    );
     let new = set.wait_for_failover(old, Duration::from_secs(30)).await;
     let promoted_at = started.elapsed();
     assert_ne!(new, old);
-    // The old master is alive and now a replica.
-    let demoted_at = loop {
-        let role = std::process::Command::new("redis-cli")
-            .args(["-p", &old.to_string(), "ROLE"])
-            .output()
-            .unwrap();
-        if String::from_utf8_lossy(&role.stdout).starts_with("slave") {
-            break started.elapsed();
-        }
-        assert!(started.elapsed() < Duration::from_secs(30), "old master never demoted");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
     let resumed = loop {
         let after: HashSet<String> = producer
             .acked()
@@ -203,10 +219,29 @@ async fn work_follows_a_demoted_master() {
         if ledger_runs(&ledger).keys().any(|id| after.contains(id)) {
             break started.elapsed();
         }
-        assert!(started.elapsed() < Duration::from_secs(40), "work did not resume");
+        assert!(
+            started.elapsed() < Duration::from_secs(40),
+            "work did not resume"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
+    // The old master is alive and now a replica.
+    let demoted_at = loop {
+        let role = std::process::Command::new("redis-cli")
+            .args(["-p", &old.to_string(), "ROLE"])
+            .output()
+            .unwrap();
+        if String::from_utf8_lossy(&role.stdout).starts_with("slave") {
+            break started.elapsed();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "old master never demoted"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     tokio::time::sleep(Duration::from_secs(1)).await;
+    let producer_failures = producer.failures.lock().unwrap().len();
     let acked = producer.stop().await;
     let window_end = started + demoted_at + Duration::from_secs(1);
     let mut lost_in_window = 0;
@@ -241,11 +276,13 @@ async fn work_follows_a_demoted_master() {
     let c = q.counts().await.unwrap();
     assert_eq!(c.failed, 0, "no job wrongly failed");
     let reran = ledger_runs(&ledger).values().filter(|n| **n > 1).count();
+    let failed_adds = producer_failures;
     println!(
-        "sentinel graceful failover: {} jobs acknowledged, {lost_in_window} lost in the switch-over \
+        "sentinel graceful failover (durable adds: {replicas} replica): {} jobs acknowledged, {failed_adds} adds refused and retried, {lost_in_window} lost in the switch-over \
          window (written to the old master after the promotion), {reran} ran more than once; the sentinels \
          agreed on the new master {promoted_at:?} after SENTINEL FAILOVER, the old master was demoted after \
          {demoted_at:?}, work resumed on the new master {resumed:?} after it",
         acked.len()
     );
+    lost_in_window
 }

@@ -12,7 +12,10 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
-use redis::{Client, RedisResult, TlsCertificates, TlsMode};
+use redis::{
+    Client, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisConnectionInfo, RedisResult,
+    TlsCertificates, TlsMode,
+};
 use tokio::sync::watch;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
@@ -28,6 +31,15 @@ pub(super) struct Sentinel {
     /// One client per sentinel, for the `+switch-master` watcher.
     sentinels: Vec<Client>,
     switch: Arc<watch::Sender<u64>>,
+    /// The master the last `+switch-master` named (host, port). Sentinels learn of a
+    /// failover at different moments, and the old master still says it is master until
+    /// it is reconfigured, so asking the sentinels right after an announcement can lead
+    /// straight back to the old master: the announced address is tried first.
+    announced: Arc<std::sync::Mutex<Option<(String, u16)>>>,
+    /// How to reach a master: everything but its address.
+    master_info: ConnectionInfo,
+    master_tls: bool,
+    certs: Option<TlsCertificates>,
     /// Stops the watcher when the connector is dropped.
     watcher: OnceLock<DropGuard>,
 }
@@ -93,6 +105,20 @@ impl Sentinel {
                 Error::Invalid(format!("master URL database {d:?} is not a number"))
             })?,
         };
+        let mut settings = RedisConnectionInfo::default().set_db(db);
+        if !m.username().is_empty() {
+            settings = settings.set_username(decode(m.username()));
+        }
+        if let Some(pw) = cfg
+            .password_override()
+            .map(String::from)
+            .or(m.password().map(decode))
+        {
+            settings = settings.set_password(pw);
+        }
+        let master_info = "redis://127.0.0.1:6379"
+            .into_connection_info()?
+            .set_redis_settings(settings);
         let mut b = SentinelClientBuilder::new(addrs, master, SentinelServerType::Master)?
             .set_client_to_redis_db(db);
         if !m.username().is_empty() {
@@ -134,6 +160,10 @@ impl Sentinel {
             master: master.to_string(),
             sentinels: watch_clients,
             switch: Arc::new(watch::channel(0).0),
+            announced: Default::default(),
+            master_info,
+            master_tls,
+            certs: certs.cloned(),
             watcher: OnceLock::new(),
         })
     }
@@ -147,11 +177,59 @@ impl Sentinel {
                 self.sentinels.clone(),
                 self.master.clone(),
                 self.switch.clone(),
+                self.announced.clone(),
                 stop.clone(),
             ));
             stop.drop_guard()
         });
+        let announced = self.announced.lock().unwrap().clone();
+        if let Some((host, port)) = announced {
+            match self.verified_master(&host, port).await {
+                Ok(client) => return Ok(client),
+                Err(e) => {
+                    tracing::debug!(error = %e, %host, port, "the announced master is not (or no longer) master; asking the sentinels");
+                    self.announced.lock().unwrap().take();
+                }
+            }
+        }
         self.client.lock().await.async_get_client().await
+    }
+
+    /// A client for `host:port` if that server says it is a master.
+    async fn verified_master(&self, host: &str, port: u16) -> RedisResult<Client> {
+        let addr = if self.master_tls {
+            ConnectionAddr::TcpTls {
+                host: host.to_string(),
+                port,
+                insecure: false,
+                tls_params: None,
+            }
+        } else {
+            ConnectionAddr::Tcp(host.to_string(), port)
+        };
+        let info = self.master_info.clone().set_addr(addr);
+        let client = match &self.certs {
+            Some(c) if self.master_tls => Client::build_with_tls(info, c.clone())?,
+            _ => Client::open(info)?,
+        };
+        let cfg = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(Some(CONNECT_TIMEOUT));
+        let mut c = client
+            .get_multiplexed_async_connection_with_config(&cfg)
+            .await?;
+        let role: Vec<redis::Value> = redis::cmd("ROLE").query_async(&mut c).await?;
+        match role.first() {
+            Some(v)
+                if redis::from_redis_value_ref::<String>(v).ok().as_deref() == Some("master") =>
+            {
+                Ok(client)
+            }
+            _ => Err(redis::RedisError::from((
+                redis::ErrorKind::Client,
+                "not a master",
+            ))),
+        }
     }
 
     /// Failovers announced so far.
@@ -172,6 +250,7 @@ async fn watch_switches(
     sentinels: Vec<Client>,
     master: String,
     switch: Arc<watch::Sender<u64>>,
+    announced: Arc<std::sync::Mutex<Option<(String, u16)>>>,
     stop: CancellationToken,
 ) {
     let bump = |why: &str| {
@@ -196,6 +275,7 @@ async fn watch_switches(
             }
         };
         if lost {
+            announced.lock().unwrap().take();
             bump("reconnected to a sentinel; a switch may have been missed");
         }
         let mut messages = ps.into_on_message();
@@ -207,7 +287,12 @@ async fn watch_switches(
             let Some(msg) = msg else { break };
             let text: String = msg.get_payload().unwrap_or_default();
             // "<name> <old-ip> <old-port> <new-ip> <new-port>"
-            if text.split_whitespace().next() == Some(master.as_str()) {
+            let f: Vec<&str> = text.split_whitespace().collect();
+            if f.first() == Some(&master.as_str()) {
+                if let (Some(host), Some(Ok(port))) = (f.get(3), f.get(4).map(|p| p.parse::<u16>()))
+                {
+                    *announced.lock().unwrap() = Some((host.to_string(), port));
+                }
                 bump("the sentinels announced a new master");
             }
         }

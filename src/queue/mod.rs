@@ -15,6 +15,7 @@
 //! made here (a UUID when the caller gave none) before anything is sent, so adding again
 //! with them is always safe.
 
+mod durable;
 mod inspect;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -37,6 +38,8 @@ pub struct Queue {
     max_payload: usize,
     /// Why the queue name is refused, if it is: every call then fails with it.
     bad_name: Option<Arc<str>>,
+    /// Adds wait for this many replicas (see [`Queue::durable`]).
+    durable: Option<durable::Durable>,
 }
 
 /// The default limit on one job's payload, encoded as MessagePack: 4 MiB.
@@ -137,6 +140,7 @@ impl Queue {
             conn,
             max_payload: DEFAULT_MAX_PAYLOAD,
             bad_name,
+            durable: None,
         }
     }
 
@@ -184,10 +188,11 @@ impl Queue {
     /// than the caller.
     async fn bounded<T>(&self, f: impl std::future::Future<Output = Result<T>>) -> Result<T> {
         self.check_name()?;
-        let r = match tokio::time::timeout(crate::conn::PRODUCER_TIMEOUT, f).await {
+        let limit = crate::conn::PRODUCER_TIMEOUT + self.durable.map(|d| d.timeout).unwrap_or_default();
+        let r = match tokio::time::timeout(limit, f).await {
             Ok(r) => r,
             Err(_) => Err(Error::Unavailable {
-                timeout: crate::conn::PRODUCER_TIMEOUT,
+                timeout: limit,
                 detail: "no reply from redis in time; a write may or may not have been applied \
                          (adding again with the same job_id is safe)"
                     .into(),
@@ -256,7 +261,9 @@ impl Queue {
             .bounded(async {
                 let mut c = self.conn().await?;
                 sent.store(true, Ordering::SeqCst);
-                scripts::add(&mut c, &self.keys, args).await
+                let added = scripts::add(&mut c, &self.keys, args).await?;
+                self.wait_replicated(&mut c, args).await?;
+                Ok(added)
             })
             .await;
         match r {

@@ -78,6 +78,16 @@ pub struct Producer {
 impl Producer {
     /// Starts adding one job every `pace`.
     pub fn start(cfg: RedisConfig, queues: Vec<String>, pace: Duration) -> Producer {
+        Producer::start_durable(cfg, queues, pace, 0)
+    }
+
+    /// Like [`Producer::start`]; each add waits for `replicas` replicas (`Queue::durable`).
+    pub fn start_durable(
+        cfg: RedisConfig,
+        queues: Vec<String>,
+        pace: Duration,
+        replicas: u32,
+    ) -> Producer {
         let acked: Arc<Mutex<Vec<Acked>>> = Default::default();
         let failures: Arc<Mutex<Vec<String>>> = Default::default();
         let stop = CancellationToken::new();
@@ -86,7 +96,9 @@ impl Producer {
             let conn = baton::conn::SharedConn::producer(cfg).unwrap();
             let qs: Vec<Queue> = queues
                 .iter()
-                .map(|n| Queue::with_conn(conn.clone(), n))
+                .map(|n| {
+                    Queue::with_conn(conn.clone(), n).durable(replicas, Duration::from_millis(500))
+                })
                 .collect();
             let mut i = 0usize;
             while !s.is_cancelled() {

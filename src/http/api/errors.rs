@@ -56,6 +56,7 @@ pub(super) fn fail(queue: &str, op: &'static str, e: Error) -> ApiError {
         Error::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
         Error::Redis(_)
         | Error::MaybeAdded { .. }
+        | Error::NotReplicated { .. }
         | Error::Unavailable { .. }
         | Error::Connect { .. }
         | Error::UnfitRedis(_) => StatusCode::SERVICE_UNAVAILABLE,
