@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 use baton::conn::RedisConfig;
 use baton::{handler_fn, JobContext, JobError, JobOptions, JobState, Queue, Worker};
 use common::{baton_bin, start, wait_until, ChildGuard};
-use failover::{ledger_in, ledger_runs, replication_fence, spawn_exec_worker, Producer};
+use failover::{
+    ledger_in, ledger_runs, replication_fence, settle, spawn_exec_worker, wait_for_resume, Producer,
+};
 use topology::{ClusterOptions, RedisCluster};
 
 fn cluster_args(c: &RedisCluster) -> Vec<String> {
@@ -258,58 +260,10 @@ async fn work_follows_a_cluster_failover_and_nothing_replicated_is_lost() {
         .await;
     let promoted_after = killed_at.elapsed();
     assert_ne!(promoted, victim);
-    let resumed = loop {
-        let after: HashSet<String> = producer
-            .acked()
-            .into_iter()
-            .filter(|a| a.at > killed_at && a.queue == names[0])
-            .map(|a| a.id)
-            .collect();
-        if ledger_runs(&ledger).keys().any(|id| after.contains(id)) {
-            break killed_at.elapsed();
-        }
-        assert!(
-            killed_at.elapsed() < Duration::from_secs(40),
-            "the failed-over shard did not resume"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let resumed = wait_for_resume(&producer, &ledger, killed_at, Some(names[0].as_str())).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let acked = producer.stop().await;
-    let queue_of = |name: &str| qs.iter().find(|q| q.name() == name).unwrap().clone();
-    let mut lost_in_window = 0;
-    let mut must = Vec::new();
-    for a in &acked {
-        let q = queue_of(&a.queue);
-        if q.job(&a.id).await.unwrap().is_none() {
-            assert!(
-                a.queue == names[0] && a.at >= fence,
-                "{} was acknowledged before the replication fence and lost",
-                a.id
-            );
-            lost_in_window += 1;
-        } else {
-            must.push((q, a.id.clone()));
-        }
-    }
-    wait_until(
-        Duration::from_secs(60),
-        "every surviving job completed",
-        || async {
-            for (q, id) in &must {
-                if !matches!(q.job(id).await, Ok(Some(j)) if j.state == JobState::Completed) {
-                    return false;
-                }
-            }
-            true
-        },
-    )
-    .await;
-    for q in &qs {
-        let c = q.counts().await.unwrap();
-        assert_eq!(c.failed, 0, "no job wrongly failed on {}", q.name());
-        assert_eq!(c.active + c.waiting + c.delayed, 0, "nothing stuck: {c:?}");
-    }
+    let lost_in_window = settle(&acked, &qs, |a| a.queue == names[0] && a.at >= fence).await;
     let reran = ledger_runs(&ledger).values().filter(|n| **n > 1).count();
     let replicated = acked.iter().filter(|a| a.at < fence).count();
     println!(

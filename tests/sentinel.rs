@@ -10,13 +10,14 @@ mod failover;
 #[path = "common/topology.rs"]
 mod topology;
 
-use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use baton::conn::RedisConfig;
-use baton::{JobState, Queue};
+use baton::Queue;
 use common::wait_until;
-use failover::{ledger_in, ledger_runs, replication_fence, spawn_exec_worker, Producer};
+use failover::{
+    ledger_in, ledger_runs, replication_fence, settle, spawn_exec_worker, wait_for_resume, Producer,
+};
 use topology::{SentinelOptions, SentinelSet};
 
 #[tokio::test]
@@ -64,78 +65,17 @@ async fn work_follows_a_sentinel_failover_and_nothing_replicated_is_lost() {
     assert_ne!(new, old);
 
     // Work resumes: a job added after the kill runs (the ledger shows it).
-    let resumed = loop {
-        let after: HashSet<String> = producer
-            .acked()
-            .into_iter()
-            .filter(|a| a.at > killed_at)
-            .map(|a| a.id)
-            .collect();
-        if ledger_runs(&ledger).keys().any(|id| after.contains(id)) {
-            break killed_at.elapsed();
-        }
-        assert!(
-            killed_at.elapsed() < Duration::from_secs(40),
-            "work did not resume after the failover"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let resumed = wait_for_resume(&producer, &ledger, killed_at, None).await;
     // Keep producing a little on the new master, then stop and let the worker drain.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let acked = producer.stop().await;
-    let replicated: Vec<&failover::Acked> = acked.iter().filter(|a| a.at < fence).collect();
-    let must: HashSet<&str> = replicated.iter().map(|a| a.id.as_str()).collect();
-    wait_until(
-        Duration::from_secs(60),
-        "every replicated job completed",
-        || async {
-            let mut done = 0;
-            for id in &must {
-                if matches!(q.job(id).await, Ok(Some(j)) if j.state == JobState::Completed) {
-                    done += 1;
-                }
-            }
-            done == must.len()
-        },
-    )
-    .await;
+    let must = acked.iter().filter(|a| a.at < fence).count();
     // Jobs acknowledged between the fence and the kill may have been lost with the
     // master (asynchronous replication); the rest must complete.
-    let mut lost_in_window = 0;
-    let mut unfinished = Vec::new();
-    for a in &acked {
-        match q.job(&a.id).await.unwrap() {
-            None => {
-                assert!(
-                    a.at >= fence && a.at <= killed_at + Duration::from_secs(1),
-                    "{} lost",
-                    a.id
-                );
-                lost_in_window += 1;
-            }
-            Some(j) if j.state == JobState::Completed => {}
-            Some(j) => unfinished.push((a.id.clone(), j.state)),
-        }
-    }
-    if !unfinished.is_empty() {
-        wait_until(
-            Duration::from_secs(30),
-            "jobs added after the kill completed",
-            || async {
-                let mut left = 0;
-                for (id, _) in &unfinished {
-                    if !matches!(q.job(id).await, Ok(Some(j)) if j.state == JobState::Completed) {
-                        left += 1;
-                    }
-                }
-                left == 0
-            },
-        )
-        .await;
-    }
-    let c = q.counts().await.unwrap();
-    assert_eq!(c.failed, 0, "no job wrongly failed");
-    assert_eq!(c.active + c.waiting + c.delayed, 0, "nothing stuck: {c:?}");
+    let lost_in_window = settle(&acked, std::slice::from_ref(&q), |a| {
+        a.at >= fence && a.at <= killed_at + Duration::from_secs(1)
+    })
+    .await;
     let runs = ledger_runs(&ledger);
     let reran = runs.values().filter(|n| **n > 1).count();
     println!(
@@ -143,7 +83,7 @@ async fn work_follows_a_sentinel_failover_and_nothing_replicated_is_lost() {
          {lost_in_window} acknowledged in the replication window and lost, {reran} ran more than once; \
          replica promoted {promoted_after:?} after the kill, work resumed {resumed:?} after the kill",
         acked.len(),
-        must.len(),
+        must,
     );
 }
 
@@ -209,22 +149,8 @@ async fn graceful_failover(replicas: u32) -> usize {
     let new = set.wait_for_failover(old, Duration::from_secs(30)).await;
     let promoted_at = started.elapsed();
     assert_ne!(new, old);
-    let resumed = loop {
-        let after: HashSet<String> = producer
-            .acked()
-            .into_iter()
-            .filter(|a| a.at > started + promoted_at)
-            .map(|a| a.id)
-            .collect();
-        if ledger_runs(&ledger).keys().any(|id| after.contains(id)) {
-            break started.elapsed();
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(40),
-            "work did not resume"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let resumed =
+        wait_for_resume(&producer, &ledger, started + promoted_at, None).await + promoted_at;
     // The old master is alive and now a replica.
     let demoted_at = loop {
         let role = std::process::Command::new("redis-cli")
@@ -244,37 +170,10 @@ async fn graceful_failover(replicas: u32) -> usize {
     let producer_failures = producer.failures.lock().unwrap().len();
     let acked = producer.stop().await;
     let window_end = started + demoted_at + Duration::from_secs(1);
-    let mut lost_in_window = 0;
-    let mut must = Vec::new();
-    for a in &acked {
-        // Sentinel closes the clients of the demoted master: the first call on such a
-        // connection fails fast, and the next one reconnects to the new master.
-        let found = match q.job(&a.id).await {
-            Ok(j) => j,
-            Err(_) => q.job(&a.id).await.unwrap(),
-        };
-        if found.is_none() {
-            assert!(
-                a.at >= started && a.at <= window_end,
-                "{} acknowledged outside the failover window and lost",
-                a.id
-            );
-            lost_in_window += 1;
-        } else {
-            must.push(a.id.clone());
-        }
-    }
-    wait_until(Duration::from_secs(60), "every job completed", || async {
-        for id in &must {
-            if !matches!(q.job(id).await, Ok(Some(j)) if j.state == JobState::Completed) {
-                return false;
-            }
-        }
-        true
+    let lost_in_window = settle(&acked, std::slice::from_ref(&q), |a| {
+        a.at >= started && a.at <= window_end
     })
     .await;
-    let c = q.counts().await.unwrap();
-    assert_eq!(c.failed, 0, "no job wrongly failed");
     let reran = ledger_runs(&ledger).values().filter(|n| **n > 1).count();
     let failed_adds = producer_failures;
     println!(

@@ -198,3 +198,76 @@ pub struct Figures {
     pub failed_adds: usize,
     pub resume_after: Duration,
 }
+
+/// Waits until a job acknowledged after `since` (on `queue`, if given) has run, and
+/// returns how long after `since` that was.
+pub async fn wait_for_resume(
+    producer: &Producer,
+    ledger: &Path,
+    since: Instant,
+    queue: Option<&str>,
+) -> Duration {
+    loop {
+        let after: std::collections::HashSet<String> = producer
+            .acked()
+            .into_iter()
+            .filter(|a| a.at > since && queue.is_none_or(|q| a.queue == q))
+            .map(|a| a.id)
+            .collect();
+        if ledger_runs(ledger).keys().any(|id| after.contains(id)) {
+            return since.elapsed();
+        }
+        assert!(
+            since.elapsed() < Duration::from_secs(40),
+            "work did not resume after the failover"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// After a failover: every acknowledged job ends completed, except those lost where
+/// `may_lose` allows it (acknowledged in the replication window); no job ends failed and
+/// none is left waiting, delayed or active. Returns how many were lost.
+pub async fn settle(acked: &[Acked], qs: &[Queue], may_lose: impl Fn(&Acked) -> bool) -> usize {
+    let queue_of = |name: &str| qs.iter().find(|q| q.name() == name).unwrap();
+    let mut lost = 0;
+    let mut must = Vec::new();
+    for a in acked {
+        let q = queue_of(&a.queue);
+        // A connection that the failover closed fails its first call; the next reconnects.
+        let found = match q.job(&a.id).await {
+            Ok(j) => j,
+            Err(_) => q.job(&a.id).await.unwrap(),
+        };
+        if found.is_none() {
+            assert!(
+                may_lose(a),
+                "{} was acknowledged outside the replication window and lost",
+                a.id
+            );
+            lost += 1;
+        } else {
+            must.push((q, a.id.clone()));
+        }
+    }
+    crate::common::wait_until(
+        Duration::from_secs(60),
+        "every surviving job completed",
+        || async {
+            for (q, id) in &must {
+                if !matches!(q.job(id).await, Ok(Some(j)) if j.state == baton::JobState::Completed)
+                {
+                    return false;
+                }
+            }
+            true
+        },
+    )
+    .await;
+    for q in qs {
+        let c = q.counts().await.unwrap();
+        assert_eq!(c.failed, 0, "no job wrongly failed on {}", q.name());
+        assert_eq!(c.active + c.waiting + c.delayed, 0, "nothing stuck: {c:?}");
+    }
+    lost
+}
