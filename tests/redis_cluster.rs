@@ -318,3 +318,125 @@ async fn one_worker_serves_queues_on_every_shard() {
     }
     run.stop().await;
 }
+
+/// Moves `slot` from the master on `from` to the master on `to` while clients use it:
+/// IMPORTING/MIGRATING, MIGRATE the keys in batches, then SETSLOT NODE on every master
+/// (the steps `redis-cli --cluster reshard` takes, for one chosen slot).
+fn migrate_slot(masters: &[u16], slot: u16, from: u16, to: u16) -> usize {
+    let conn = |port: u16| {
+        redis::Client::open(format!("redis://127.0.0.1:{port}"))
+            .unwrap()
+            .get_connection()
+            .unwrap()
+    };
+    let (mut src, mut dst) = (conn(from), conn(to));
+    let id = |c: &mut redis::Connection| -> String {
+        redis::cmd("CLUSTER").arg("MYID").query(c).unwrap()
+    };
+    let (src_id, dst_id) = (id(&mut src), id(&mut dst));
+    let setslot = |c: &mut redis::Connection, how: &str, node: &str| {
+        let _: () = redis::cmd("CLUSTER")
+            .arg("SETSLOT")
+            .arg(slot)
+            .arg(how)
+            .arg(node)
+            .query(c)
+            .unwrap();
+    };
+    setslot(&mut dst, "IMPORTING", &src_id);
+    setslot(&mut src, "MIGRATING", &dst_id);
+    let mut moved = 0;
+    loop {
+        let keys: Vec<String> = redis::cmd("CLUSTER")
+            .arg("GETKEYSINSLOT")
+            .arg(slot)
+            .arg(100)
+            .query(&mut src)
+            .unwrap();
+        if keys.is_empty() {
+            break;
+        }
+        moved += keys.len();
+        let _: () = redis::cmd("MIGRATE")
+            .arg("127.0.0.1")
+            .arg(to)
+            .arg("")
+            .arg(0)
+            .arg(5000)
+            .arg("KEYS")
+            .arg(&keys)
+            .query(&mut src)
+            .unwrap();
+    }
+    for port in masters {
+        setslot(&mut conn(*port), "NODE", &dst_id);
+    }
+    moved
+}
+
+#[tokio::test]
+async fn a_queue_keeps_working_while_its_slot_moves_to_another_shard() {
+    let cluster = RedisCluster::start_with(ClusterOptions {
+        masters: 3,
+        replicas_per_master: 0,
+        ..ClusterOptions::default()
+    });
+    let cfg = RedisConfig::cluster(cluster.seed_urls());
+    let name = cluster.queues_on_distinct_masters(1).remove(0);
+    let key = format!("baton:{{{name}}}:wait");
+    let slot = cluster.key_slot(&key);
+    let from = cluster.node_for_slot(slot);
+    let to = *cluster.master_ports().iter().find(|p| **p != from).unwrap();
+    let w = Worker::builder(cfg.clone(), &name)
+        .concurrency(10)
+        .build(handler_fn(
+            |_: serde_json::Value, _ctx: JobContext| async move {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+                Ok(())
+            },
+        ))
+        .unwrap();
+    let run = start(w);
+    let producer = Producer::start(cfg.clone(), vec![name.clone()], Duration::from_millis(4));
+    let q = Queue::connect(cfg.clone(), &name).unwrap();
+    wait_until(
+        Duration::from_secs(20),
+        "jobs flowing before the move",
+        || async { q.counts().await.map(|c| c.completed >= 50).unwrap_or(false) },
+    )
+    .await;
+    let masters = cluster.master_ports();
+    // On a thread of its own: the worker and producer go on meanwhile.
+    let keys_moved = tokio::task::spawn_blocking(move || migrate_slot(&masters, slot, from, to))
+        .await
+        .unwrap();
+    assert_eq!(cluster.node_for_slot(slot), to, "the slot moved");
+    // Work goes on after the move: jobs added now complete.
+    let moved_at = Instant::now();
+    let after = loop {
+        let acked = producer.acked();
+        let late: Vec<_> = acked.iter().filter(|a| a.at > moved_at).take(20).collect();
+        let mut done = 0;
+        for a in &late {
+            if matches!(q.job(&a.id).await, Ok(Some(j)) if j.state == JobState::Completed) {
+                done += 1;
+            }
+        }
+        if done >= 20 {
+            break moved_at.elapsed();
+        }
+        assert!(
+            moved_at.elapsed() < Duration::from_secs(30),
+            "work stopped after the move"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let acked = producer.stop().await;
+    let lost = settle(&acked, std::slice::from_ref(&q), |_| false).await;
+    assert_eq!(lost, 0);
+    run.stop().await;
+    println!(
+        "slot {slot} moved from :{from} to :{to} ({keys_moved} keys) under load: {} jobs, none lost or failed; 20 jobs added after the move done {after:?} later",
+        acked.len()
+    );
+}
