@@ -21,7 +21,6 @@
 //! - [`config`]: the start-up check of the Redis server.
 //! - [`conn`]: where Redis is ([`conn::RedisConfig`]: one server, Sentinel, Cluster, TLS)
 //!   and the connections made for it (shared, blocking, pub/sub).
-//! - `validate`: the one set of rules for queue names, job ids and job names.
 //! - [`metrics`]: metric names and the Prometheus recorder.
 //! - [`exec`]: the handler that runs a command per job (`baton worker --exec`).
 //! - [`http`]: `/metrics`, `/healthz`, `/readyz` and the `baton serve` API.
