@@ -186,9 +186,11 @@ async fn jobs_flow_on_a_tls_cluster() {
         qs.push(q);
     }
     for q in &qs {
-        wait_until(Duration::from_secs(15), "jobs completed over TLS on every shard", || async {
-            q.counts().await.unwrap().completed == 10
-        })
+        wait_until(
+            Duration::from_secs(15),
+            "jobs completed over TLS on every shard",
+            || async { q.counts().await.unwrap().completed == 10 },
+        )
         .await;
     }
     run.stop().await;

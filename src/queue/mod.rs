@@ -188,7 +188,8 @@ impl Queue {
     /// than the caller.
     async fn bounded<T>(&self, f: impl std::future::Future<Output = Result<T>>) -> Result<T> {
         self.check_name()?;
-        let limit = crate::conn::PRODUCER_TIMEOUT + self.durable.map(|d| d.timeout).unwrap_or_default();
+        let limit =
+            crate::conn::PRODUCER_TIMEOUT + self.durable.map(|d| d.timeout).unwrap_or_default();
         let r = match tokio::time::timeout(limit, f).await {
             Ok(r) => r,
             Err(_) => Err(Error::Unavailable {
