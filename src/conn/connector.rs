@@ -46,7 +46,8 @@ pub struct Connector {
 
 enum Kind {
     Node(Client),
-    Sentinel(Sentinel),
+    /// Boxed: it is much larger than the other variants.
+    Sentinel(Box<Sentinel>),
     Cluster(Vec<ConnectionInfo>),
 }
 
@@ -98,13 +99,13 @@ impl Connector {
                 sentinels,
                 master,
                 master_url,
-            } => Kind::Sentinel(Sentinel::new(
+            } => Kind::Sentinel(Box::new(Sentinel::new(
                 &cfg,
                 sentinels,
                 master,
                 master_url,
                 certs.as_ref(),
-            )?),
+            )?)),
             Topology::Cluster { nodes } => {
                 if nodes.is_empty() {
                     return Err(Error::Invalid(

@@ -160,7 +160,7 @@ fn parse_claim(v: Vec<Value>) -> Result<ClaimReply> {
     fn text(what: &str, v: &Value) -> Result<String> {
         String::from_utf8(bytes(what, v)?).map_err(|_| bad(what, v))
     }
-    if v.len() < 2 || (v.len() - 2) % 8 != 0 {
+    if v.len() < 2 || !(v.len() - 2).is_multiple_of(8) {
         return Err(Error::Decode(format!(
             "claim reply: {} values, expected 2 + 8 per job",
             v.len()
