@@ -44,10 +44,11 @@ pub struct Connector {
     kind: Kind,
 }
 
+// One per connector, made once per process: variant sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 enum Kind {
     Node(Client),
-    /// Boxed: it is much larger than the other variants.
-    Sentinel(Box<Sentinel>),
+    Sentinel(Sentinel),
     Cluster(Vec<ConnectionInfo>),
 }
 
@@ -99,13 +100,13 @@ impl Connector {
                 sentinels,
                 master,
                 master_url,
-            } => Kind::Sentinel(Box::new(Sentinel::new(
+            } => Kind::Sentinel(Sentinel::new(
                 &cfg,
                 sentinels,
                 master,
                 master_url,
                 certs.as_ref(),
-            )?)),
+            )?),
             Topology::Cluster { nodes } => {
                 if nodes.is_empty() {
                     return Err(Error::Invalid(
