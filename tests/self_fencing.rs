@@ -133,3 +133,56 @@ async fn a_cut_off_worker_stops_its_handler_before_another_recovers_the_job() {
     // The cut-off worker cannot reach Redis to deregister; stop it without waiting.
     run_a.handle.shutdown_now();
 }
+
+/// User + system CPU time of this test process.
+fn cpu_time() -> Duration {
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(u.ru_utime) + tv(u.ru_stime)
+}
+
+/// A handler already told to stop (here: cancelled) that does not return, on a worker
+/// cut off from Redis: its lease lapses but fencing has nothing left to do for it, and
+/// the heartbeat must not wake up again and again for that past deadline.
+#[tokio::test]
+async fn a_stopped_handler_past_its_lease_does_not_spin_the_heartbeat() {
+    let redis = RedisServer::start();
+    let cut = Arc::new(AtomicBool::new(false));
+    let port = blackholing_proxy(redis.port, cut.clone()).await;
+    let w = Worker::builder(&format!("redis://127.0.0.1:{port}"), "spin")
+        .lease(Duration::from_millis(600))
+        .abort_grace(Duration::from_secs(60))
+        .build(handler_fn(|_: u32, _ctx: JobContext| async move {
+            // Ignores its cancellation token.
+            std::future::pending::<()>().await;
+            Ok(())
+        }))
+        .unwrap();
+    let run = start(w);
+    let q = Queue::connect(&redis.url(), "spin").unwrap();
+    let job = q.add("n", &1u32, JobOptions::default()).await.unwrap();
+    wait_until(Duration::from_secs(10), "job running", || async {
+        q.job(&job.id).await.unwrap().unwrap().state == JobState::Active
+    })
+    .await;
+    q.cancel(&job.id).await.unwrap();
+    // Let the cancel reach the worker (pub/sub or the next heartbeat), then cut it off.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    cut.store(true, Ordering::SeqCst);
+    // Past the lease, then measure.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let (cpu0, t0) = (cpu_time(), Instant::now());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let share = (cpu_time() - cpu0).as_secs_f64() / t0.elapsed().as_secs_f64();
+    println!(
+        "CPU used by the cut-off worker's process: {:.0} % of a core",
+        share * 100.0
+    );
+    assert!(
+        share < 0.3,
+        "the worker spins: {:.0} % of a core",
+        share * 100.0
+    );
+    run.handle.shutdown_now();
+}

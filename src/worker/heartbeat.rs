@@ -74,24 +74,34 @@ impl Heartbeat {
         }
     }
 
-    /// When the next handler must be fenced: its lease's earliest end, less a margin
-    /// for timer slop (a tenth of the lease, at most 250 ms). Far off when none runs.
+    /// When the next handler must be fenced: its lease's earliest end, less
+    /// [`Heartbeat::margin`]. Far off when none is left to fence. Handlers already told
+    /// to stop (cancel, timeout, shutdown) are on their way out within the abort grace
+    /// and are not waited on here: a past deadline that fencing cannot act on would
+    /// wake this loop again at once, and keep it spinning.
     fn next_fence(&self) -> tokio::time::Instant {
-        let margin = (self.shared.opts.lease / 10).min(std::time::Duration::from_millis(250));
+        let margin = self.margin();
         self.shared
             .inflight
             .running_handles()
             .iter()
+            .filter(|(_, h)| h.reason().is_none())
             .map(|(_, h)| h.lease_until() - margin)
             .min()
             .unwrap_or_else(|| tokio::time::Instant::now() + self.shared.opts.heartbeat)
+    }
+
+    /// How early, before the lease's earliest end, a handler is fenced (timer slop):
+    /// a tenth of the lease, at most 250 ms.
+    fn margin(&self) -> std::time::Duration {
+        (self.shared.opts.lease / 10).min(std::time::Duration::from_millis(250))
     }
 
     /// Stops every running handler whose lease may have ended (see the module docs).
     /// Returns how many were stopped.
     pub fn fence(&self, now: tokio::time::Instant) -> usize {
         let s = &self.shared;
-        let margin = (s.opts.lease / 10).min(std::time::Duration::from_millis(250));
+        let margin = self.margin();
         let mut stopped = 0;
         for (id, h) in s.inflight.running_handles() {
             if h.lease_until() - margin <= now && h.stop(StopReason::LeaseLost) {
