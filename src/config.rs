@@ -206,10 +206,8 @@ pub async fn check<C: ConnectionLike + Send>(conn: &mut C) -> Result<Report> {
     })
 }
 
-fn version_at_least(v: &str, (maj, min): (u32, u32)) -> bool {
-    let mut parts = v.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
-    let (a, b) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
-    (a, b) >= (maj, min)
+fn version_at_least(v: &str, wanted: (u32, u32)) -> bool {
+    parse_version(v) >= wanted
 }
 
 #[cfg(test)]
