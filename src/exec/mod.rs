@@ -8,7 +8,9 @@
 //!
 //! - **stdin**: the job's payload as one line of JSON, then end of file;
 //! - **environment**: the worker's, plus `BATON_JOB_ID`, `BATON_JOB_NAME`, `BATON_QUEUE`,
-//!   `BATON_ATTEMPT` (from 1) and `BATON_ATTEMPTS` (attempts allowed in all);
+//!   `BATON_ATTEMPT` (from 1), `BATON_ATTEMPTS` (attempts allowed in all) and
+//!   `BATON_TOKEN` (this attempt's fencing token: it grows with every claim, so a command
+//!   that writes elsewhere can refuse a write older than one it has already seen);
 //! - **stdout**: the result. The last non-blank line is kept (only that one: stdout is
 //!   otherwise drained and dropped, so memory stays bounded); if it parses as JSON, that
 //!   value is the job's result, otherwise the line itself, as a JSON string, is. No
@@ -157,6 +159,7 @@ async fn run(cfg: Arc<ExecConfig>, ctx: JobContext) -> Result<Vec<u8>, JobError>
         .env("BATON_QUEUE", ctx.queue())
         .env("BATON_ATTEMPT", ctx.attempt().to_string())
         .env("BATON_ATTEMPTS", ctx.attempts().to_string())
+        .env("BATON_TOKEN", ctx.token().to_string())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

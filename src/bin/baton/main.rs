@@ -2,6 +2,7 @@
 
 mod admin;
 mod bench;
+mod chaos;
 mod demo;
 mod private_redis;
 mod redis_args;
@@ -146,6 +147,9 @@ enum Cmd {
     Demo(demo::DemoArgs),
     /// Measure enqueue and processing throughput and Redis CPU per job.
     Bench(bench::BenchArgs),
+    /// Run workers and a producer under random faults on a private Redis, then check
+    /// that no job was lost, stuck or wrongly failed (exit 1 if one was).
+    Chaos(chaos::ChaosArgs),
 }
 
 /// Options shared by commands that take a duration-ish job option.
@@ -156,7 +160,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // Interactive commands keep the terminal for their own output.
     let level = match cli.cmd {
-        Cmd::Demo(_) | Cmd::Bench(_) | Cmd::Watch { .. } => "warn",
+        Cmd::Demo(_) | Cmd::Bench(_) | Cmd::Chaos(_) | Cmd::Watch { .. } => "warn",
         _ => "info",
     };
     baton::telemetry::init_logging(cli.log_format == "json", level);
@@ -243,5 +247,6 @@ async fn run(cli: Cli) -> baton::Result<ExitCode> {
         }
         Cmd::Demo(d) => demo::run(given, d).await,
         Cmd::Bench(b) => bench::run(given, b).await,
+        Cmd::Chaos(c) => chaos::run(c).await,
     }
 }
