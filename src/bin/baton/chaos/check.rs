@@ -1,0 +1,305 @@
+//! The invariants of a chaos run, checked from Redis and the ledger once every fault is
+//! healed and the workers had time to finish:
+//!
+//! - every job whose add was acknowledged exists and is in exactly one state, which is
+//!   terminal and the one its record names (none lost, none stuck, none in two places);
+//! - it ended as made: a normal job `completed` (or `cancelled` when a cancel was
+//!   acknowledged), a doomed one `failed`, a corrupted one `failed` saying so;
+//! - every `completed` job's command finished at least once (the ledger has a line for
+//!   it), and its stored result came from the attempt holding the current token;
+//! - the counts `stats` shows equal the job records in each state.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use baton::{JobState, Queue, Result};
+use serde::Serialize;
+
+use super::producer::{Book, Kind};
+use super::server::ChaosRedis;
+
+/// What the check found.
+#[derive(Debug, Default, Serialize)]
+pub struct Findings {
+    /// Jobs whose add was acknowledged.
+    pub acked: usize,
+    /// Jobs that exist although their add was never acknowledged (checked like the rest).
+    pub unacked_present: usize,
+    /// Final states of the checked jobs.
+    pub states: BTreeMap<String, usize>,
+    /// Command runs recorded in the ledger.
+    pub runs: usize,
+    /// Jobs whose command finished more than once (at-least-once: allowed, counted).
+    pub rerun_jobs: usize,
+    /// Acknowledged jobs that are gone.
+    pub lost: Vec<String>,
+    /// Of those, acknowledged within the fsync window before a Redis SIGKILL under
+    /// `appendfsync everysec` (the documented loss window; not a violation).
+    pub lost_in_fsync_window: Vec<String>,
+    /// Jobs not in a terminal state after settling.
+    pub stuck: Vec<String>,
+    /// Jobs in a terminal state other than the one they were made for.
+    pub wrong_state: Vec<String>,
+    /// Completed jobs whose result came from a stale token, or that never ran.
+    pub bad_outcome: Vec<String>,
+    /// Jobs whose record and state sets disagree.
+    pub inconsistent: Vec<String>,
+    /// `stats` versus the job records, when they differ.
+    pub stats_mismatch: Option<String>,
+}
+
+impl Findings {
+    /// Whether any invariant failed.
+    pub fn violations(&self) -> usize {
+        self.lost.len() - self.lost_in_fsync_window.len()
+            + self.stuck.len()
+            + self.wrong_state.len()
+            + self.bad_outcome.len()
+            + self.inconsistent.len()
+            + usize::from(self.stats_mismatch.is_some())
+    }
+}
+
+/// Ledger lines: job id → tokens whose command finished.
+fn ledger(path: &Path) -> HashMap<String, Vec<u64>> {
+    let mut out: HashMap<String, Vec<u64>> = HashMap::new();
+    for line in std::fs::read_to_string(path).unwrap_or_default().lines() {
+        let mut it = line.split_whitespace();
+        if let (Some(id), Some(tok)) = (it.next(), it.next().and_then(|t| t.parse().ok())) {
+            out.entry(id.to_string()).or_default().push(tok);
+        }
+    }
+    out
+}
+
+/// Which state sets hold each id.
+async fn memberships(redis: &ChaosRedis, q: &Queue) -> Result<HashMap<String, Vec<&'static str>>> {
+    let k = baton::keys::Keys::new(q.name());
+    let mut out: HashMap<String, Vec<&'static str>> = HashMap::new();
+    let sets: [(&'static str, String, bool); 7] = [
+        ("waiting", k.wait(), true),
+        ("waiting", k.prioritized(), false),
+        ("delayed", k.delayed(), false),
+        ("active", k.active(), false),
+        ("completed", k.completed(), false),
+        ("failed", k.failed(), false),
+        ("cancelled", k.cancelled(), false),
+    ];
+    for (state, key, is_list) in sets {
+        let mut c = if is_list {
+            redis::cmd("LRANGE")
+        } else {
+            redis::cmd("ZRANGE")
+        };
+        let ids: Vec<String> = c
+            .arg(&key)
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut redis.conn().await?)
+            .await?;
+        for id in ids {
+            out.entry(id).or_default().push(state);
+        }
+    }
+    Ok(out)
+}
+
+/// Waits until no known job is waiting, delayed or active, or `limit` passes.
+pub async fn settle(q: &Queue, limit: Duration) -> Duration {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if let Ok(c) = q.counts().await {
+            if c.waiting + c.delayed + c.active == 0 {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    start.elapsed()
+}
+
+/// Checks every invariant. `kills` are the times Redis was SIGKILLed and `window` the
+/// fsync loss window (zero under `appendfsync always`).
+pub async fn check(
+    redis: &ChaosRedis,
+    q: &Queue,
+    book: &Book,
+    ledger_path: &Path,
+    kills: &[Instant],
+    window: Duration,
+) -> Result<Findings> {
+    let mut f = Findings::default();
+    let runs = ledger(ledger_path);
+    f.runs = runs.values().map(Vec::len).sum();
+    f.rerun_jobs = runs.values().filter(|v| v.len() > 1).count();
+    let member = memberships(redis, q).await?;
+    let book = book.lock().unwrap().clone();
+    let keys = baton::keys::Keys::new(q.name());
+    let mut conn = redis.conn().await?;
+    for (id, e) in &book {
+        let info = q.job(id).await?;
+        let Some(info) = info else {
+            if let Some(at) = e.acked {
+                f.acked += 1;
+                let in_window = kills
+                    .iter()
+                    .any(|k| *k >= at && k.duration_since(at) <= window);
+                if in_window {
+                    f.lost_in_fsync_window.push(id.clone());
+                }
+                f.lost.push(id.clone());
+            }
+            continue;
+        };
+        if e.acked.is_some() {
+            f.acked += 1;
+        } else {
+            f.unacked_present += 1;
+        }
+        let state = info.state.as_str();
+        *f.states.entry(state.to_string()).or_default() += 1;
+        let sets = member.get(id).cloned().unwrap_or_default();
+        if sets.len() != 1 || sets[0] != state {
+            f.inconsistent
+                .push(format!("{id}: record says {state}, found in {sets:?}"));
+        }
+        if !info.state.is_finished() {
+            f.stuck.push(format!("{id}: {state}"));
+            continue;
+        }
+        let cancelled_ok = e.cancelled || e.maybe_cancelled;
+        let allowed: &[JobState] = match (e.kind, e.cancelled) {
+            (_, true) => &[JobState::Cancelled],
+            (Kind::Ok, _) if e.maybe_corrupt => &[JobState::Completed, JobState::Failed],
+            (Kind::Ok, _) => &[JobState::Completed],
+            (Kind::Doomed, _) | (Kind::Corrupt, _) => &[JobState::Failed],
+        };
+        let fine = allowed.contains(&info.state) || (cancelled_ok && info.state == JobState::Cancelled);
+        if !fine {
+            f.wrong_state.push(format!(
+                "{id}: {state} (made {:?}, cancel acknowledged: {}), error: {}",
+                e.kind,
+                e.cancelled,
+                info.error.as_deref().unwrap_or("-")
+            ));
+        }
+        if e.kind == Kind::Corrupt && info.state == JobState::Failed {
+            let err = info.error.as_deref().unwrap_or("");
+            if !err.contains("corrupt") {
+                f.wrong_state
+                    .push(format!("{id}: corrupt job failed without saying so: {err}"));
+            }
+        }
+        if info.state == JobState::Completed {
+            let token: Option<u64> = redis::cmd("HGET")
+                .arg(keys.job(id))
+                .arg("token")
+                .query_async(&mut conn)
+                .await?;
+            let ran = runs.get(id).cloned().unwrap_or_default();
+            let result_token = info.result.as_ref().and_then(|r| r["token"].as_u64());
+            if ran.is_empty() {
+                f.bad_outcome.push(format!("{id}: completed but its command never finished"));
+            } else if result_token.is_none() || result_token != token {
+                f.bad_outcome.push(format!(
+                    "{id}: result from token {result_token:?}, current token {token:?}"
+                ));
+            } else if !ran.contains(&token.unwrap_or(0)) {
+                f.bad_outcome
+                    .push(format!("{id}: token {token:?} never finished its command"));
+            }
+        }
+    }
+    f.stats_mismatch = stats_vs_records(redis, q).await?;
+    Ok(f)
+}
+
+/// `stats` (the state sets' sizes) against the job records' own `state` fields.
+async fn stats_vs_records(redis: &ChaosRedis, q: &Queue) -> Result<Option<String>> {
+    let counts = q.counts().await?;
+    let pattern = format!("{}job:*", baton::keys::Keys::new(q.name()).prefix());
+    let mut by_state: BTreeMap<String, u64> = BTreeMap::new();
+    let mut cursor = 0u64;
+    let mut conn = redis.conn().await?;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(&pattern)
+            .arg("COUNT")
+            .arg(1000)
+            .arg("TYPE")
+            .arg("hash")
+            .query_async(&mut conn)
+            .await?;
+        for key in keys {
+            let st: Option<String> = redis::cmd("HGET")
+                .arg(&key)
+                .arg("state")
+                .query_async(&mut conn)
+                .await?;
+            *by_state.entry(st.unwrap_or_else(|| "none".into())).or_default() += 1;
+        }
+        cursor = next;
+        if cursor == 0 {
+            break;
+        }
+    }
+    let get = |s: &str| by_state.get(s).copied().unwrap_or(0);
+    let records = [
+        get("waiting"),
+        get("delayed"),
+        get("active"),
+        get("completed"),
+        get("failed"),
+        get("cancelled"),
+    ];
+    let stats = [
+        counts.waiting,
+        counts.delayed,
+        counts.active,
+        counts.completed,
+        counts.failed,
+        counts.cancelled,
+    ];
+    Ok((records != stats || get("none") > 0)
+        .then(|| format!("stats {stats:?} vs job records {by_state:?} (waiting, delayed, active, completed, failed, cancelled)")))
+}
+
+/// Breaks the outcome on purpose (see `--sabotage`): `lose` deletes an acknowledged
+/// job, `stale` rewrites a completed job's token, `stuck` puts a finished job back in
+/// the wait list without telling its record.
+pub async fn sabotage(redis: &ChaosRedis, q: &Queue, book: &Book, what: &[String]) -> Result<()> {
+    let k = baton::keys::Keys::new(q.name());
+    let ids: Vec<String> = book
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(_, e)| e.acked.is_some() && e.kind == Kind::Ok && !e.cancelled)
+        .map(|(id, _)| id.clone())
+        .collect();
+    let mut c = redis.conn().await?;
+    for (w, id) in what.iter().zip(ids.iter()) {
+        let cmd = match w.as_str() {
+            "lose" => {
+                let mut c = redis::cmd("DEL");
+                c.arg(k.job(id));
+                c
+            }
+            "stale" => {
+                let mut c = redis::cmd("HINCRBY");
+                c.arg(k.job(id)).arg("token").arg(1);
+                c
+            }
+            "stuck" => {
+                let mut c = redis::cmd("LPUSH");
+                c.arg(k.wait()).arg(id);
+                c
+            }
+            other => return Err(baton::Error::Invalid(format!("unknown sabotage {other}"))),
+        };
+        let _: redis::Value = cmd.query_async(&mut c).await?;
+    }
+    Ok(())
+}
