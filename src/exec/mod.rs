@@ -14,10 +14,14 @@
 //! - **stdout**: the result. The last non-blank line is kept (only that one: stdout is
 //!   otherwise drained and dropped, so memory stays bounded); if it parses as JSON, that
 //!   value is the job's result, otherwise the line itself, as a JSON string, is. No
-//!   output at all gives `null`. A last line over [`MAX_RESULT_BYTES`] is dropped (result
-//!   `null`, with a note in the job log);
-//! - **stderr**: the job's log. Each line becomes a log line of the job (`baton job`
-//!   shows them), at most [`MAX_LOG_LINE_BYTES`] each (longer lines are cut) and
+//!   output at all gives `null`. A last line over [`MAX_RESULT_BYTES`] fails the job
+//!   for good, as a Rust handler's oversized result does (below);
+//! - **stderr**: the job's log. A line `BATON_PROGRESS <value>` ([`PROGRESS_PREFIX`])
+//!   sets the job's progress instead, as `JobContext::progress` does: the value is
+//!   parsed as JSON (`BATON_PROGRESS 42`, `BATON_PROGRESS {"done":3,"total":10}`), or
+//!   kept as a string if it is not JSON; the latest value is written at most every
+//!   [`PROGRESS_INTERVAL`], and the last one reported always lands. Every other line
+//!   becomes a log line of the job (`baton job` shows them), at most [`MAX_LOG_LINE_BYTES`] each (longer lines are cut) and
 //!   [`MAX_LOG_LINES_PER_ATTEMPT`] per attempt, written to Redis one at a time at no more
 //!   than [`LOG_LINES_PER_SEC`] lines a second after a burst of [`LOG_BURST`]; lines that
 //!   do not fit (a chatty command) are counted and dropped, and a final note says how
@@ -28,13 +32,29 @@
 //! | command ends with            | attempt                                              |
 //! |------------------------------|------------------------------------------------------|
 //! | exit 0                       | completes with the result above                      |
+//! | exit 0, last line too long   | fails for good: "result too large to store", no retry |
+//! | exit 65 (`EX_DATAERR`)       | fails for good: no retry, whatever attempts are left |
 //! | exit 75 (`EX_TEMPFAIL`)      | fails, retried per the job's attempts and backoff    |
 //! | any other exit code `N`      | fails ("command exited with code N"), retried likewise |
 //! | death by signal `S`          | fails ("command killed by signal S"), retried likewise |
 //!
-//! Every failure is retryable: a command that wants no retry should be given
-//! `attempts(1)`. Exit 75 is the conventional way to say "temporary, try again" and is
-//! reported as such. The last stderr line is appended to a failure's message.
+//! The last stderr line is appended to a failure's message. Retrying is the default
+//! because most failures of a command (a crash, an uncaught exception, exit 1, a
+//! network error) are worth another attempt; exit 75 says so explicitly and is reported
+//! as such. [`EXIT_FATAL`] is 65, `EX_DATAERR` from sysexits.h ("the input data was
+//! incorrect"): the input is the payload, and a payload the command cannot process will
+//! not improve on a retry. A sysexits code rather than 1 or 2 because those are what
+//! interpreters and shells exit with on any error (a Python traceback, a usage error),
+//! which must keep retrying; and rather than 78 (`EX_CONFIG`) because a configuration
+//! error of one worker may well not recur on another. An oversized result fails for
+//! good for the same reason (the same command prints the same line again), and fails
+//! rather than completing with `null` because a completed job tells its reader that
+//! the work succeeded: a result silently replaced by nothing is a lost result.
+//!
+//! A command that cannot be started at all (not found, not executable) would fail every
+//! job it is given, each burning its attempts: `baton worker` checks it with
+//! [`resolve_program`] before its first claim and refuses to start, naming the command
+//! and what is wrong; code that builds an [`ExecHandler`] itself should do the same.
 //!
 //! Processes the command leaves behind in its process group when it exits are killed
 //! (SIGKILL): a job owns everything it started, and nothing outlives it.
@@ -79,22 +99,31 @@
 //! - not Linux: no parent-death signal; the command runs until it ends, and the job is
 //!   recovered after its lease and may then run twice at once.
 
+mod command;
 mod output;
+mod proc;
+mod progress;
 mod reaper;
+mod status;
 
-use std::io;
-use std::process::{ExitStatus, Stdio};
+use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 
 use crate::worker::{Handler, HandlerFuture, JobContext, JobError};
+pub use command::resolve_program;
 use output::{LastLine, LogWriter};
+use proc::Proc;
+use progress::ProgressWriter;
+pub use progress::{PROGRESS_INTERVAL, PROGRESS_PREFIX};
 pub use reaper::{reap_orphans, start_reaper};
 
-/// Longest stdout line kept as the result.
+/// Longest stdout line kept as the result; a longer last line fails the job. Smaller
+/// than the library's limit on a result because the line is held in memory per running
+/// command, as it is read.
 pub const MAX_RESULT_BYTES: usize = 1 << 20;
 /// Longest stderr line logged; longer lines are cut.
 pub const MAX_LOG_LINE_BYTES: usize = 4096;
@@ -106,6 +135,10 @@ pub const LOG_LINES_PER_SEC: u32 = 100;
 pub const LOG_BURST: usize = 100;
 /// The exit code that asks for a retry (`EX_TEMPFAIL` from sysexits.h).
 pub const EXIT_TEMPFAIL: i32 = 75;
+/// The exit code that fails the job for good, whatever attempts are left (`EX_DATAERR`
+/// from sysexits.h: the input, that is the payload, was wrong; see the module docs for
+/// why this code).
+pub const EXIT_FATAL: i32 = 65;
 
 /// How long, after the command exited, its output pipes get to reach end of file (they
 /// stay open only if something outside its process group still holds them).
@@ -166,7 +199,7 @@ async fn run(cfg: Arc<ExecConfig>, ctx: JobContext) -> Result<Vec<u8>, JobError>
         .process_group(0)
         .kill_on_drop(false);
     #[cfg(target_os = "linux")]
-    die_with_parent(&mut cmd);
+    proc::die_with_parent(&mut cmd);
     let mut proc = Proc::spawn(&mut cmd)
         .map_err(|e| JobError::retry(format!("could not start command {:?}: {e}", cfg.program)))?;
 
@@ -192,7 +225,12 @@ async fn run(cfg: Arc<ExecConfig>, ctx: JobContext) -> Result<Vec<u8>, JobError>
     let last = LastLine::default();
     let out_reader = output::Task::spawn(output::read_stdout(stdout, last.clone()));
     let logs = LogWriter::start(ctx.clone());
-    let err_reader = output::Task::spawn(output::read_stderr(stderr, logs.sender()));
+    let progress = ProgressWriter::start(ctx.clone());
+    let err_reader = output::Task::spawn(output::read_stderr(
+        stderr,
+        logs.sender(),
+        progress.sender(),
+    ));
 
     let stopped = tokio::select! {
         biased;
@@ -216,191 +254,24 @@ async fn run(cfg: Arc<ExecConfig>, ctx: JobContext) -> Result<Vec<u8>, JobError>
     let _ = tokio::time::timeout(DRAIN_WAIT, err_reader.join()).await;
     let last_err = logs.last_line();
     let result_line = last.take();
-    if let output::Last::TooLong = result_line {
-        logs.note(format!(
-            "[baton] the last stdout line was longer than {MAX_RESULT_BYTES} bytes; result dropped"
-        ));
-    }
-    logs.finish(if stopped {
+    let flush = if stopped {
         LOG_FLUSH_WAIT_STOPPED
     } else {
         LOG_FLUSH_WAIT
-    })
-    .await;
-
-    let with_stderr = |msg: String| match &last_err {
-        Some(l) => format!("{msg}: {l}"),
-        None => msg,
     };
-    if status.success() {
-        let value = result_line.into_value();
-        return rmp_serde::to_vec_named(&value)
-            .map_err(|e| JobError::fatal(format!("result could not be encoded: {e}")));
+    tokio::join!(logs.finish(flush), progress.finish(flush));
+
+    if !status.success() {
+        return Err(status::failure(status, stopped, last_err.as_deref()));
     }
-    let how = describe(status);
-    if stopped {
-        return Err(JobError::retry(format!(
-            "stopped (cancel, timeout, lost lease or shutdown); {how}"
+    if let output::Last::TooLong = result_line {
+        // As for a Rust handler's result over its limit: the job fails, for good (the
+        // same command would print the same line again). Completing it with no result
+        // would tell whoever reads it that the work succeeded and produced nothing.
+        return Err(JobError::fatal(format!(
+            "result too large to store: the last stdout line is over {MAX_RESULT_BYTES} bytes (the limit for an exec result)"
         )));
     }
-    Err(JobError::retry(with_stderr(how)))
-}
-
-/// Makes the command die (SIGKILL) when the worker dies; see the module docs for what
-/// it does not cover.
-#[cfg(target_os = "linux")]
-fn die_with_parent(cmd: &mut Command) {
-    let parent = unsafe { libc::getpid() };
-    // SAFETY: between fork and exec only async-signal-safe calls are made (prctl,
-    // getppid, _exit), nothing allocates or takes a lock.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::prctl(
-                libc::PR_SET_PDEATHSIG,
-                libc::SIGKILL as libc::c_ulong,
-                0,
-                0,
-                0,
-            ) != 0
-            {
-                return Err(io::Error::last_os_error());
-            }
-            // The worker died between fork and prctl: the signal will never come.
-            if libc::getppid() != parent {
-                libc::_exit(127);
-            }
-            Ok(())
-        });
-    }
-}
-
-/// "command exited with code N" / "command killed by signal S (NAME)".
-fn describe(status: ExitStatus) -> String {
-    use std::os::unix::process::ExitStatusExt;
-    match (status.code(), status.signal()) {
-        (Some(EXIT_TEMPFAIL), _) => {
-            format!("command asked for a retry (exited with code {EXIT_TEMPFAIL}, EX_TEMPFAIL)")
-        }
-        (Some(c), _) => format!("command exited with code {c}"),
-        (None, Some(s)) => format!("command killed by signal {s} ({})", signal_name(s)),
-        (None, None) => format!("command ended with {status}"),
-    }
-}
-
-fn signal_name(s: i32) -> &'static str {
-    match s {
-        libc::SIGHUP => "SIGHUP",
-        libc::SIGINT => "SIGINT",
-        libc::SIGQUIT => "SIGQUIT",
-        libc::SIGILL => "SIGILL",
-        libc::SIGABRT => "SIGABRT",
-        libc::SIGBUS => "SIGBUS",
-        libc::SIGFPE => "SIGFPE",
-        libc::SIGKILL => "SIGKILL",
-        libc::SIGSEGV => "SIGSEGV",
-        libc::SIGPIPE => "SIGPIPE",
-        libc::SIGALRM => "SIGALRM",
-        libc::SIGTERM => "SIGTERM",
-        libc::SIGUSR1 => "SIGUSR1",
-        libc::SIGUSR2 => "SIGUSR2",
-        libc::SIGXCPU => "SIGXCPU",
-        libc::SIGXFSZ => "SIGXFSZ",
-        _ => "?",
-    }
-}
-
-/// A spawned command: registered with the reaper as ours until reaped; if dropped before
-/// that, its process group is SIGKILLed and it is reaped in the background.
-struct Proc {
-    child: Option<Child>,
-    pid: i32,
-    #[cfg(target_os = "linux")]
-    pidfd: Option<tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>>,
-}
-
-impl Proc {
-    fn spawn(cmd: &mut Command) -> io::Result<Proc> {
-        let child = reaper::spawn_registered(cmd)?;
-        let pid = child.id().expect("a child not yet waited for has a pid") as i32;
-        Ok(Proc {
-            child: Some(child),
-            pid,
-            #[cfg(target_os = "linux")]
-            pidfd: open_pidfd(pid),
-        })
-    }
-
-    /// Resolves once the command has exited, without reaping it.
-    async fn exited(&self) {
-        #[cfg(target_os = "linux")]
-        if let Some(fd) = &self.pidfd {
-            while let Ok(mut g) = fd.readable().await {
-                if reaper::has_exited(self.pid) {
-                    return;
-                }
-                g.clear_ready();
-            }
-        }
-        // No pidfd: poll.
-        while !reaper::has_exited(self.pid) {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// Signals the command's whole process group (its pgid is its pid). Safe only while
-    /// the command is not reaped: until then its pid, hence the group id, is not reused.
-    fn signal_group(&self, sig: i32) {
-        if self.child.is_some() {
-            // ESRCH (nothing left in the group) is fine.
-            unsafe { libc::kill(-self.pid, sig) };
-        }
-    }
-
-    /// Waits for the command and reaps it.
-    async fn reap(&mut self) -> io::Result<ExitStatus> {
-        let status = self.child.as_mut().expect("not reaped yet").wait().await?;
-        self.child = None;
-        reaper::unregister(self.pid);
-        Ok(status)
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        // The handler was dropped (aborted) before the command was reaped: kill the whole
-        // group (not just the command, as kill_on_drop would), then reap it.
-        unsafe { libc::kill(-self.pid, libc::SIGKILL) };
-        let pid = self.pid;
-        match tokio::runtime::Handle::try_current() {
-            Ok(h) => {
-                h.spawn(async move {
-                    let _ = child.wait().await;
-                    reaper::unregister(pid);
-                });
-            }
-            Err(_) => {
-                // No runtime: tokio's orphan queue (or the reaper) reaps it.
-                drop(child);
-                reaper::unregister(pid);
-            }
-        }
-    }
-}
-
-#[cfg(target_os = "linux")]
-fn open_pidfd(pid: i32) -> Option<tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>> {
-    use std::os::fd::FromRawFd;
-    // pidfd_open(2), Linux 5.3+: readable once the process has exited (before it is
-    // reaped). The fd is close-on-exec.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    if fd < 0 {
-        return None;
-    }
-    let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) };
-    // SAFETY: the OwnedFd is open, and owned by the AsyncFd until it is dropped.
-    unsafe { tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }
-        .ok()
+    rmp_serde::to_vec_named(&result_line.into_value())
+        .map_err(|e| JobError::fatal(format!("result could not be encoded: {e}")))
 }

@@ -10,6 +10,7 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use super::progress::ProgressSender;
 use super::{
     LOG_BURST, LOG_LINES_PER_SEC, MAX_LOG_LINES_PER_ATTEMPT, MAX_LOG_LINE_BYTES, MAX_RESULT_BYTES,
 };
@@ -126,10 +127,21 @@ pub(super) async fn read_stdout<R: AsyncRead + Unpin>(r: R, last: LastLine) {
     .await
 }
 
-/// Turns stderr into log lines.
-pub(super) async fn read_stderr<R: AsyncRead + Unpin>(r: R, logs: LogSender) {
+/// Turns stderr into log lines, and progress lines into progress (a progress line cut
+/// at the length limit is logged instead: half a JSON value is no progress).
+pub(super) async fn read_stderr<R: AsyncRead + Unpin>(
+    r: R,
+    logs: LogSender,
+    progress: ProgressSender,
+) {
     read_lines(r, MAX_LOG_LINE_BYTES, |line, cut| {
         let mut s = String::from_utf8_lossy(line).into_owned();
+        if !cut {
+            if let Some(v) = super::progress::parse(&s) {
+                progress.push(v);
+                return;
+            }
+        }
         if cut {
             s.push_str(&format!(" … [cut at {MAX_LOG_LINE_BYTES} bytes]"));
         }
@@ -216,11 +228,6 @@ impl LogWriter {
     /// The last non-blank stderr line (shortened).
     pub fn last_line(&self) -> Option<String> {
         self.state.last.lock().unwrap().clone()
-    }
-
-    /// Adds a line from baton itself (not counted against the cap).
-    pub fn note(&self, line: String) {
-        let _ = self.tx.try_send(line);
     }
 
     /// Notes dropped lines, then lets buffered lines reach Redis, for up to `wait`.

@@ -60,6 +60,9 @@ pub async fn run(url: &baton::conn::RedisConfig, a: WorkerArgs) -> Result<ExitCo
     baton::exec::start_reaper();
     let mut cmd = a.command.into_iter();
     let program = cmd.next().expect("clap requires the command");
+    // Before the first claim: a command that cannot run would fail every job it claims.
+    baton::exec::resolve_program(&program)
+        .map_err(|e| baton::Error::Invalid(format!("{e}; the worker did not start")))?;
     let handler = ExecHandler::new(ExecConfig {
         program,
         args: cmd.collect(),
