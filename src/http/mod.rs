@@ -5,6 +5,11 @@
 //! - [`serve`]: the JSON API under `/v1`, plus the same operations endpoints and
 //!   `/openapi.json` (the document describing every route, [`OPENAPI`]).
 //!
+//! Both bind before they do anything else (a taken address is an error naming it, see
+//! [`bind`]), and both serve under the same [`Limits`]: a header-read (and idle)
+//! timeout, a request timeout, a cap on open connections and a body size limit, so
+//! that idle or slow clients cannot hold them hostage.
+//!
 //! Both start the process's one gauge refresher (see [`gauges`]), which keeps
 //! `baton_queue_jobs{queue,state}` current every 5 s without any work per scrape.
 //!
@@ -15,16 +20,19 @@
 mod api;
 pub mod gauges;
 mod ops;
+mod server;
 
 use std::net::SocketAddr;
 
 use axum::routing::MethodFilter;
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
 
 pub use api::{validate_queue_name, MAX_QUEUE_NAME};
 pub use gauges::register_queue;
+pub use server::{bind, Limits};
 
 /// The OpenAPI 3.1 document of [`serve`]'s routes, as served at `GET /openapi.json`.
 pub const OPENAPI: &str = include_str!("openapi.json");
@@ -32,14 +40,28 @@ pub const OPENAPI: &str = include_str!("openapi.json");
 /// Largest request body the API accepts (larger: 413).
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
-/// Serves `/metrics`, `/healthz` and `/readyz` on `addr` until `stop` fires.
+/// Serves `/metrics`, `/healthz` and `/readyz` on `addr` until `stop` fires: [`bind`],
+/// then [`serve_ops_on`] with the default [`Limits`].
+pub async fn serve_ops(
+    addr: SocketAddr,
+    redis: impl Into<crate::conn::RedisConfig>,
+    stop: CancellationToken,
+) -> Result<()> {
+    let listener = bind(addr).await?;
+    serve_ops_on(listener, redis, Limits::default(), stop).await
+}
+
+/// Serves `/metrics`, `/healthz` and `/readyz` on a listener bound beforehand (by
+/// [`bind`], so that a worker can refuse to start on a taken address before it claims
+/// anything) until `stop` fires.
 ///
 /// Installs the Prometheus recorder (if not yet installed) and starts the gauge
 /// refresher for `redis` (one per process and Redis, shared with [`serve`]).
 /// Redis need not be reachable at start: `/readyz` says 503 until it is.
-pub async fn serve_ops(
-    addr: SocketAddr,
+pub async fn serve_ops_on(
+    listener: TcpListener,
     redis: impl Into<crate::conn::RedisConfig>,
+    limits: Limits,
     stop: CancellationToken,
 ) -> Result<()> {
     let conn = crate::conn::SharedConn::producer(redis)?;
@@ -49,7 +71,7 @@ pub async fn serve_ops(
         .with_state(state)
         .fallback(api::no_route)
         .method_not_allowed_fallback(api::no_method);
-    run(addr, app, stop).await
+    server::run(listener, app, &limits, stop).await
 }
 
 /// What `baton serve` needs.
@@ -59,24 +81,58 @@ pub struct ServeConfig {
     pub redis: crate::conn::RedisConfig,
     /// Listen address.
     pub listen: SocketAddr,
-    /// Bearer token required on `/v1` routes (from `BATON_API_TOKEN`).
+    /// The admin token (from `BATON_API_TOKEN`): bearer token accepted on every `/v1`
+    /// route. More tokens, read-only ones, in [`ServeOptions`].
     pub token: Option<String>,
+}
+
+/// More of `baton serve`'s settings, apart from [`ServeConfig`] so that adding one does
+/// not break code that builds a `ServeConfig`.
+#[derive(Clone, Default)]
+pub struct ServeOptions {
+    /// Read-only bearer tokens (from `BATON_API_READ_TOKEN`, comma-separated): accepted
+    /// on `GET` routes; a mutating route answers 403 to them. For dashboards and
+    /// scripts that only look.
+    pub read_tokens: Vec<String>,
+    /// Timeouts and the connection cap.
+    pub limits: Limits,
+}
+
+impl std::fmt::Debug for ServeOptions {
+    /// Counts the tokens instead of printing them: options end up in logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServeOptions")
+            .field("read_tokens", &self.read_tokens.len())
+            .field("limits", &self.limits)
+            .finish()
+    }
+}
+
+/// Runs the HTTP API until `stop` fires, with the default [`ServeOptions`].
+pub async fn serve(cfg: ServeConfig, stop: CancellationToken) -> Result<()> {
+    serve_with(cfg, ServeOptions::default(), stop).await
 }
 
 /// Runs the HTTP API until `stop` fires.
 ///
 /// Refuses to start ([`Error::Invalid`]) when `listen` is not a loopback address and
 /// no token is set: an open queue API on the network lets anyone add, cancel and
-/// delete jobs.
-pub async fn serve(cfg: ServeConfig, stop: CancellationToken) -> Result<()> {
-    let token = cfg.token.clone().filter(|t| !t.is_empty());
-    check_exposure(cfg.listen, token.as_deref())?;
+/// delete jobs. Binds before anything else, so a taken address fails at once.
+pub async fn serve_with(
+    cfg: ServeConfig,
+    opts: ServeOptions,
+    stop: CancellationToken,
+) -> Result<()> {
+    let tokens = api::Tokens::new(cfg.token.clone(), opts.read_tokens);
+    check_exposure(cfg.listen, tokens.any())?;
+    let listener = bind(cfg.listen).await?;
     let conn = crate::conn::SharedConn::producer(cfg.redis.clone())?;
     let ops_state = ops::OpsState::new(conn.clone());
     let _refresher = gauges::start(conn.clone());
-    let app = api::router(api::ApiState::new(conn, token), ops_state);
-    tracing::info!(listen = %cfg.listen, auth = cfg.token.is_some(), "baton API listening");
-    run(cfg.listen, app, stop).await
+    let auth = tokens.describe();
+    let app = api::router(api::ApiState::new(conn, tokens), ops_state);
+    tracing::info!(listen = %cfg.listen, auth, "baton API listening");
+    server::run(listener, app, &opts.limits, stop).await
 }
 
 /// Every route [`serve`] answers, as (method, path) with axum's `{param}` syntax, in
@@ -105,9 +161,9 @@ fn method_name(m: MethodFilter) -> &'static str {
     .unwrap_or("?")
 }
 
-/// Err when listening beyond loopback without a token.
-fn check_exposure(listen: SocketAddr, token: Option<&str>) -> Result<()> {
-    if token.is_none() && !listen.ip().is_loopback() {
+/// Err when listening beyond loopback without any token.
+fn check_exposure(listen: SocketAddr, any_token: bool) -> Result<()> {
+    if !any_token && !listen.ip().is_loopback() {
         return Err(Error::Invalid(format!(
             "refusing to serve the API on {listen} without a token: anyone who can reach it could add, \
              cancel and delete jobs. Set BATON_API_TOKEN (clients then send `Authorization: Bearer <token>`), \
@@ -118,32 +174,21 @@ fn check_exposure(listen: SocketAddr, token: Option<&str>) -> Result<()> {
     Ok(())
 }
 
-/// Binds `addr` and serves `app` until `stop` fires, then drains open requests.
-async fn run(addr: SocketAddr, app: axum::Router, stop: CancellationToken) -> Result<()> {
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| Error::Invalid(format!("cannot listen on {addr}: {e}")))?;
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move { stop.cancelled().await })
-        .await
-        .map_err(|e| Error::Invalid(format!("http server on {addr} failed: {e}")))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn loopback_without_token_is_fine_elsewhere_not() {
-        assert!(check_exposure("127.0.0.1:8080".parse().unwrap(), None).is_ok());
-        assert!(check_exposure("[::1]:8080".parse().unwrap(), None).is_ok());
-        assert!(check_exposure("0.0.0.0:8080".parse().unwrap(), Some("t")).is_ok());
-        let e = check_exposure("0.0.0.0:8080".parse().unwrap(), None).unwrap_err();
+        assert!(check_exposure("127.0.0.1:8080".parse().unwrap(), false).is_ok());
+        assert!(check_exposure("[::1]:8080".parse().unwrap(), false).is_ok());
+        assert!(check_exposure("0.0.0.0:8080".parse().unwrap(), true).is_ok());
+        let e = check_exposure("0.0.0.0:8080".parse().unwrap(), false).unwrap_err();
         assert!(
             matches!(e, Error::Invalid(_)) && e.to_string().contains("BATON_API_TOKEN"),
             "{e}"
         );
-        assert!(check_exposure("10.1.2.3:80".parse().unwrap(), None).is_err());
+        assert!(check_exposure("10.1.2.3:80".parse().unwrap(), false).is_err());
     }
 
     #[test]

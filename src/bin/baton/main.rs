@@ -21,8 +21,14 @@ use clap::{Args, Parser, Subcommand};
 struct Cli {
     #[command(flatten)]
     redis: redis_args::RedisArgs,
-    /// Log format: text or json.
-    #[arg(long, global = true, env = "BATON_LOG_FORMAT", default_value = "text")]
+    /// Log format: text or json (anything else is refused, not read as text).
+    #[arg(
+        long,
+        global = true,
+        env = "BATON_LOG_FORMAT",
+        default_value = "text",
+        value_parser = ["text", "json"]
+    )]
     log_format: String,
     #[command(subcommand)]
     cmd: Cmd,
@@ -234,11 +240,23 @@ async fn run(cli: Cli) -> baton::Result<ExitCode> {
                     term.cancel();
                 }
             });
-            baton::http::serve(
+            // Read-only tokens, comma-separated so that one can be rotated in before the
+            // old one is dropped.
+            let read_tokens = std::env::var("BATON_API_READ_TOKEN")
+                .unwrap_or_default()
+                .split(',')
+                .map(|t| t.trim().to_string())
+                .filter(|t| !t.is_empty())
+                .collect();
+            baton::http::serve_with(
                 baton::http::ServeConfig {
                     redis: cfg,
                     listen,
                     token,
+                },
+                baton::http::ServeOptions {
+                    read_tokens,
+                    ..Default::default()
                 },
                 stop,
             )

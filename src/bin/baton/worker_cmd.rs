@@ -90,10 +90,15 @@ pub async fn run(url: &baton::conn::RedisConfig, a: WorkerArgs) -> Result<ExitCo
     let worker = b.build(handler)?;
     let stop_ops = CancellationToken::new();
     if let Some(addr) = a.metrics_addr {
+        // Bind before the first claim: a worker without /metrics and /healthz gets
+        // restarted by its liveness probe in a loop, so a taken address is a start-up
+        // error naming it.
+        let listener = baton::http::bind(addr).await?;
         baton::metrics::install();
         let (url, stop) = (url.clone(), stop_ops.clone());
         tokio::spawn(async move {
-            if let Err(e) = baton::http::serve_ops(addr, url, stop).await {
+            let limits = baton::http::Limits::default();
+            if let Err(e) = baton::http::serve_ops_on(listener, url, limits, stop).await {
                 tracing::error!(error = %e, %addr, "metrics server failed");
             }
         });

@@ -1,50 +1,125 @@
-//! Bearer-token authentication of the `/v1` routes.
+//! Bearer-token authentication of the `/v1` routes: an admin token for everything,
+//! read-only tokens for `GET`.
+//!
+//! Tokens are compared with `subtle` (constant time in the bytes compared, so a wrong
+//! guess does not reveal how many leading bytes were right), and every configured
+//! token is compared on each request, so which one matched does not show in the time.
+
+use std::sync::Arc;
 
 use axum::extract::{Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use subtle::{Choice, ConstantTimeEq};
 
 use super::errors::ApiError;
 use super::ApiState;
 
-pub(super) async fn require_token(State(s): State<ApiState>, req: Request, next: Next) -> Response {
-    if let Some(want) = &s.token {
-        let given = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, t)| t.trim());
-        match given {
-            None => {
-                return ApiError::new(
-                    StatusCode::UNAUTHORIZED,
-                    "missing `Authorization: Bearer <token>` header",
-                )
-                .into_response()
-            }
-            Some(t) if !ct_eq(t.as_bytes(), want.as_bytes()) => {
-                return ApiError::new(StatusCode::UNAUTHORIZED, "wrong bearer token")
-                    .into_response()
-            }
-            Some(_) => {}
-        }
-    }
-    next.run(req).await
+/// The tokens the API accepts. Empty tokens count as none.
+#[derive(Clone, Default)]
+pub(crate) struct Tokens {
+    admin: Option<Arc<str>>,
+    read: Arc<[Arc<str>]>,
 }
 
-/// Compares in time that depends only on the lengths, not on where the bytes differ.
-fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    let n = a.len().max(b.len());
-    let mut diff = (a.len() != b.len()) as u8;
-    for i in 0..n {
-        let x = std::hint::black_box(a.get(i).copied().unwrap_or(0));
-        let y = std::hint::black_box(b.get(i).copied().unwrap_or(0));
-        diff |= x ^ y;
+/// What a presented token may do.
+#[derive(Debug, PartialEq, Eq)]
+enum Access {
+    Admin,
+    Read,
+    Nothing,
+}
+
+impl Tokens {
+    pub fn new(admin: Option<String>, read: Vec<String>) -> Tokens {
+        Tokens {
+            admin: admin.filter(|t| !t.is_empty()).map(Arc::from),
+            read: read
+                .into_iter()
+                .filter(|t| !t.is_empty())
+                .map(Arc::from)
+                .collect(),
+        }
     }
-    std::hint::black_box(diff) == 0
+
+    /// True when any token is set: the `/v1` routes then require one.
+    pub fn any(&self) -> bool {
+        self.admin.is_some() || !self.read.is_empty()
+    }
+
+    /// For the start-up log line, without the tokens themselves.
+    pub fn describe(&self) -> String {
+        match (self.admin.is_some(), self.read.len()) {
+            (false, 0) => "none (loopback only)".into(),
+            (true, 0) => "admin token".into(),
+            (a, n) => format!(
+                "{}{n} read-only token{}",
+                if a { "admin token and " } else { "" },
+                if n == 1 { "" } else { "s" }
+            ),
+        }
+    }
+
+    fn access(&self, given: &[u8]) -> Access {
+        let admin = match &self.admin {
+            Some(t) => given.ct_eq(t.as_bytes()),
+            None => Choice::from(0),
+        };
+        let read = self
+            .read
+            .iter()
+            .fold(Choice::from(0), |acc, t| acc | given.ct_eq(t.as_bytes()));
+        if bool::from(admin) {
+            Access::Admin
+        } else if bool::from(read) {
+            Access::Read
+        } else {
+            Access::Nothing
+        }
+    }
+}
+
+/// Whether `method` only reads (a read-only token may use it).
+fn reads(method: &Method) -> bool {
+    method == Method::GET || method == Method::HEAD
+}
+
+/// The middleware on every `/v1` route when a token is set: 401 without a valid token,
+/// 403 for a read-only token on a route that changes something.
+pub(super) async fn require_token(State(s): State<ApiState>, req: Request, next: Next) -> Response {
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim());
+    let Some(given) = given else {
+        return ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "missing `Authorization: Bearer <token>` header",
+        )
+        .into_response();
+    };
+    match s.tokens.access(given.as_bytes()) {
+        Access::Admin => next.run(req).await,
+        Access::Read if reads(req.method()) => next.run(req).await,
+        Access::Read => {
+            let method = req.method().as_str();
+            let why = if s.tokens.admin.is_some() {
+                format!(
+                    "this token may only read; {method} needs the admin token (BATON_API_TOKEN)"
+                )
+            } else {
+                format!("this API is read-only: no admin token (BATON_API_TOKEN) is set, so {method} is refused")
+            };
+            ApiError::new(StatusCode::FORBIDDEN, why).into_response()
+        }
+        Access::Nothing => {
+            ApiError::new(StatusCode::UNAUTHORIZED, "wrong bearer token").into_response()
+        }
+    }
 }
 
 #[cfg(test)]
@@ -52,11 +127,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn constant_time_compare() {
-        assert!(ct_eq(b"secret", b"secret"));
-        assert!(!ct_eq(b"secret", b"secreT"));
-        assert!(!ct_eq(b"secret", b"secret2"));
-        assert!(!ct_eq(b"", b"x"));
-        assert!(ct_eq(b"", b""));
+    fn admin_read_and_wrong_tokens() {
+        let t = Tokens::new(Some("admin".into()), vec!["r1".into(), "r2".into()]);
+        assert_eq!(t.access(b"admin"), Access::Admin);
+        assert_eq!(t.access(b"r1"), Access::Read);
+        assert_eq!(t.access(b"r2"), Access::Read);
+        assert_eq!(t.access(b"r3"), Access::Nothing);
+        assert_eq!(t.access(b"admin2"), Access::Nothing);
+        assert_eq!(t.access(b""), Access::Nothing);
+        let read_only = Tokens::new(Some(String::new()), vec!["r".into(), String::new()]);
+        assert!(read_only.any());
+        assert_eq!(read_only.access(b""), Access::Nothing);
+        assert_eq!(read_only.access(b"r"), Access::Read);
+        assert!(!Tokens::new(None, vec![String::new()]).any());
     }
 }

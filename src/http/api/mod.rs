@@ -3,7 +3,8 @@
 //! Every response that is not a success is `{"error": "..."}`:
 //! - 400 for a request the client got wrong (malformed JSON, wrong types, unknown
 //!   fields, missing `name`, a bad queue name, out-of-range options, unknown state);
-//! - 401 without the right bearer token (when one is configured);
+//! - 401 without a valid bearer token (when any is configured), 403 for a read-only
+//!   token on a route that changes something;
 //! - 404 for an unknown job or route, 405 for a wrong method;
 //! - 409 when the operation does not apply to the job's state;
 //! - 413 for a body over [`MAX_BODY_BYTES`](super::MAX_BODY_BYTES) (or a payload over
@@ -26,8 +27,6 @@ mod extract;
 mod handlers;
 mod validate;
 
-use std::sync::Arc;
-
 use axum::extract::FromRef;
 use axum::routing::{on, MethodFilter, MethodRouter};
 use axum::Router;
@@ -35,6 +34,7 @@ use axum::Router;
 use super::ops::{self, OpsState};
 use crate::queue::Queue;
 use auth::require_token;
+pub(crate) use auth::Tokens;
 use handlers::{
     add_job, cancel_job, get_job, list_jobs, list_queues, openapi, pause, queue_counts, remove_job,
     resume, retry_job,
@@ -53,15 +53,12 @@ pub const MAX_LIST: usize = 1000;
 #[derive(Clone)]
 pub(crate) struct ApiState {
     conn: crate::conn::SharedConn,
-    token: Option<Arc<str>>,
+    tokens: Tokens,
 }
 
 impl ApiState {
-    pub fn new(conn: crate::conn::SharedConn, token: Option<String>) -> ApiState {
-        ApiState {
-            conn,
-            token: token.map(Arc::from),
-        }
+    pub fn new(conn: crate::conn::SharedConn, tokens: Tokens) -> ApiState {
+        ApiState { conn, tokens }
     }
 
     fn queue(&self, name: &str) -> Queue {
@@ -151,7 +148,7 @@ pub(crate) fn router(api: ApiState, ops: OpsState) -> Router {
             open = open.route(route.path, route.handler);
         }
     }
-    if state.api.token.is_some() {
+    if state.api.tokens.any() {
         guarded = guarded.route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             require_token,
