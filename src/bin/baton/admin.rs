@@ -291,18 +291,28 @@ pub async fn workers(url: &SharedConn, one: Option<String>, as_json: bool) -> Re
     if as_json {
         println!("{}", json!({"workers": all}));
     } else {
-        println!(
-            "{:<20} {:<44} {:>9} {:>11}",
-            "QUEUE", "WORKER", "IN-FLIGHT", "CONCURRENCY"
-        );
-        for w in all {
-            println!(
-                "{:<20} {:<44} {:>9} {:>11}",
-                w["queue"].as_str().unwrap_or(""),
-                w["id"].as_str().unwrap_or(""),
-                w["info"]["in_flight"],
-                w["info"]["concurrency"]
-            );
+        // Each column as wide as its widest cell: queue names and worker ids (host name,
+        // pid, suffix) have no fixed length.
+        let rows: Vec<[String; 4]> = all
+            .iter()
+            .map(|w| {
+                [
+                    w["queue"].as_str().unwrap_or("").to_string(),
+                    w["id"].as_str().unwrap_or("").to_string(),
+                    w["info"]["in_flight"].to_string(),
+                    w["info"]["concurrency"].to_string(),
+                ]
+            })
+            .collect();
+        let head = ["QUEUE", "WORKER", "IN-FLIGHT", "CONCURRENCY"].map(String::from);
+        let width = |i: usize| {
+            rows.iter()
+                .map(|r| r[i].len())
+                .fold(head[i].len(), usize::max)
+        };
+        let (w0, w1, w2, w3) = (width(0), width(1), width(2), width(3));
+        for r in std::iter::once(&head).chain(&rows) {
+            println!("{:<w0$}  {:<w1$}  {:>w2$}  {:>w3$}", r[0], r[1], r[2], r[3]);
         }
     }
     Ok(ExitCode::SUCCESS)
