@@ -70,7 +70,30 @@ pub fn register_queue(queue: &str) {
         metrics::counter!(WORKER_TASK_FAILURES, "queue" => queue.to_string(), "task" => *task)
             .increment(0);
     }
+    for op in QUEUE_REDIS_OPS {
+        metrics::counter!(REDIS_ERRORS, "queue" => queue.to_string(), "op" => *op).increment(0);
+    }
 }
+
+/// The `op` labels of [`REDIS_ERRORS`] for one queue, registered at zero by
+/// [`register_queue`]: the worker's claimer (`wait` for the blocking wait, `claim`,
+/// `reconcile`), heartbeat (`renew`), acker (`finish`) and sweeper (`sweep`), and the
+/// gauge refresher's per-queue read (`counts`). A healthy worker then shows 0 errors
+/// instead of no series (a dashboard panel reading "No data" looks broken, and
+/// `rate()` would miss the first error). A new `op` label belongs here too.
+pub const QUEUE_REDIS_OPS: &[&str] = &[
+    "wait",
+    "claim",
+    "reconcile",
+    "renew",
+    "finish",
+    "sweep",
+    "counts",
+];
+
+/// The `op` labels of [`REDIS_ERRORS`] that belong to no queue (label `queue=""`): the
+/// ops server's queue discovery and `/readyz`. Registered at zero by [`install`].
+pub const PROCESS_REDIS_OPS: &[&str] = &["discover", "readyz"];
 
 /// The background loops of a worker, as `task` labels of [`WORKER_TASK_FAILURES`].
 pub const WORKER_TASKS: &[&str] = &["claimer", "acker", "heartbeat", "sweeper", "canceller"];
@@ -95,6 +118,12 @@ pub fn install() -> PrometheusHandle {
                 .expect("buckets are not empty");
             let recorder = builder.build_recorder();
             let handle = recorder.handle();
+            // Into our recorder even if the host application installed its own.
+            metrics::with_local_recorder(&recorder, || {
+                for op in PROCESS_REDIS_OPS {
+                    metrics::counter!(REDIS_ERRORS, "queue" => "", "op" => *op).increment(0);
+                }
+            });
             // Another recorder may already be installed (a host application's);
             // then ours still renders what it records through `handle`.
             let _ = metrics::set_global_recorder(recorder);

@@ -3,6 +3,8 @@
 //! metrics` accepts the exposition (when promtool is installed; Debian: `prometheus`).
 
 mod common;
+#[path = "metrics_exposition/zero.rs"]
+mod zero;
 
 use std::collections::BTreeMap;
 use std::io::Write;
