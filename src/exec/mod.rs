@@ -20,7 +20,8 @@
 //!   sets the job's progress instead, as `JobContext::progress` does: the value is
 //!   parsed as JSON (`BATON_PROGRESS 42`, `BATON_PROGRESS {"done":3,"total":10}`), or
 //!   kept as a string if it is not JSON; the latest value is written at most every
-//!   [`PROGRESS_INTERVAL`], and the last one reported always lands. Every other line
+//!   [`PROGRESS_INTERVAL`], and the last one reported always lands (a progress line
+//!   over [`MAX_LOG_LINE_BYTES`] is logged instead: half a value is none). Every other line
 //!   becomes a log line of the job (`baton job` shows them), at most [`MAX_LOG_LINE_BYTES`] each (longer lines are cut) and
 //!   [`MAX_LOG_LINES_PER_ATTEMPT`] per attempt, written to Redis one at a time at no more
 //!   than [`LOG_LINES_PER_SEC`] lines a second after a burst of [`LOG_BURST`]; lines that
