@@ -62,3 +62,17 @@ fn the_check_catches_a_lost_a_stale_and_a_stuck_job() {
     assert!(f["stats_mismatch"].is_string(), "{pretty}");
     assert!(r["violations"].as_u64().unwrap() >= 3, "{pretty}");
 }
+
+#[test]
+fn a_short_run_on_a_cluster_loses_no_job() {
+    // Three masters, three queues spread over them, every fault that needs no proxy.
+    let (ok, r, stderr) = chaos(&["--duration", "30s", "--seed", "5", "--cluster"]);
+    let pretty = serde_json::to_string_pretty(&r).unwrap();
+    assert!(ok, "violations:\n{pretty}\n{stderr}");
+    let faults = r["faults"].as_object().unwrap();
+    for kind in ["worker-kill", "redis-kill", "redis-stop", "oom", "no-replicas", "corrupt"] {
+        assert!(faults.get(kind).and_then(|v| v.as_u64()).unwrap_or(0) >= 1, "{kind} never injected: {pretty}");
+    }
+    assert!(r["findings"]["acked"].as_u64().unwrap() >= 200, "{pretty}");
+    assert!(r["findings"]["states"]["completed"].as_u64().unwrap() > 0, "{pretty}");
+}

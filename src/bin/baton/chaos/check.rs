@@ -73,10 +73,22 @@ fn ledger(path: &Path) -> HashMap<String, Vec<u64>> {
     out
 }
 
-/// Which state sets hold each id.
-async fn memberships(redis: &ChaosRedis, q: &Queue) -> Result<HashMap<String, Vec<&'static str>>> {
-    let k = baton::keys::Keys::new(q.name());
+/// Which state sets of the queues hold each id (ids are unique across the run's queues).
+async fn memberships(redis: &ChaosRedis, qs: &[Queue]) -> Result<HashMap<String, Vec<&'static str>>> {
     let mut out: HashMap<String, Vec<&'static str>> = HashMap::new();
+    let mut conn = redis.conn().await?;
+    for q in qs {
+        memberships_of(&mut conn, q, &mut out).await?;
+    }
+    Ok(out)
+}
+
+async fn memberships_of(
+    conn: &mut baton::conn::RedisConn,
+    q: &Queue,
+    out: &mut HashMap<String, Vec<&'static str>>,
+) -> Result<()> {
+    let k = baton::keys::Keys::new(q.name());
     let sets: [(&'static str, String, bool); 7] = [
         ("waiting", k.wait(), true),
         ("waiting", k.prioritized(), false),
@@ -92,27 +104,27 @@ async fn memberships(redis: &ChaosRedis, q: &Queue) -> Result<HashMap<String, Ve
         } else {
             redis::cmd("ZRANGE")
         };
-        let ids: Vec<String> = c
-            .arg(&key)
-            .arg(0)
-            .arg(-1)
-            .query_async(&mut redis.conn().await?)
-            .await?;
+        let ids: Vec<String> = c.arg(&key).arg(0).arg(-1).query_async(conn).await?;
         for id in ids {
             out.entry(id).or_default().push(state);
         }
     }
-    Ok(out)
+    Ok(())
 }
 
-/// Waits until no known job is waiting, delayed or active, or `limit` passes.
-pub async fn settle(q: &Queue, limit: Duration) -> Duration {
+/// Waits until no job of the queues is waiting, delayed or active, or `limit` passes.
+pub async fn settle(qs: &[Queue], limit: Duration) -> Duration {
     let start = Instant::now();
-    while start.elapsed() < limit {
-        if let Ok(c) = q.counts().await {
-            if c.waiting + c.delayed + c.active == 0 {
-                break;
+    'wait: while start.elapsed() < limit {
+        let mut open = 0;
+        for q in qs {
+            match q.counts().await {
+                Ok(c) => open += c.waiting + c.delayed + c.active,
+                Err(_) => open += 1,
             }
+        }
+        if open == 0 {
+            break 'wait;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -123,7 +135,7 @@ pub async fn settle(q: &Queue, limit: Duration) -> Duration {
 /// fsync loss window (zero under `appendfsync always`).
 pub async fn check(
     redis: &ChaosRedis,
-    q: &Queue,
+    qs: &[Queue],
     book: &Book,
     ledger_path: &Path,
     kills: &[Instant],
@@ -133,11 +145,12 @@ pub async fn check(
     let runs = ledger(ledger_path);
     f.runs = runs.values().map(Vec::len).sum();
     f.rerun_jobs = runs.values().filter(|v| v.len() > 1).count();
-    let member = memberships(redis, q).await?;
+    let member = memberships(redis, qs).await?;
     let book = book.lock().unwrap().clone();
-    let keys = baton::keys::Keys::new(q.name());
     let mut conn = redis.conn().await?;
     for (id, e) in &book {
+        let q = &qs[e.queue];
+        let keys = baton::keys::Keys::new(q.name());
         let info = q.job(id).await?;
         let Some(info) = info else {
             if let Some(at) = e.acked {
@@ -211,7 +224,13 @@ pub async fn check(
             }
         }
     }
-    f.stats_mismatch = stats_vs_records(redis, q).await?;
+    let mut mismatches = Vec::new();
+    for q in qs {
+        if let Some(m) = stats_vs_records(redis, q).await? {
+            mismatches.push(format!("{}: {m}", q.name()));
+        }
+    }
+    f.stats_mismatch = (!mismatches.is_empty()).then(|| mismatches.join("; "));
     Ok(f)
 }
 
@@ -220,9 +239,11 @@ async fn stats_vs_records(redis: &ChaosRedis, q: &Queue) -> Result<Option<String
     let counts = q.counts().await?;
     let pattern = format!("{}job:*", baton::keys::Keys::new(q.name()).prefix());
     let mut by_state: BTreeMap<String, u64> = BTreeMap::new();
-    let mut cursor = 0u64;
-    let mut conn = redis.conn().await?;
-    loop {
+    // Every node: on a cluster the queue's keys are on one of them.
+    for node in 0..redis.len() {
+        let mut conn = redis.node_conn(node).await?;
+        let mut cursor = 0u64;
+        loop {
         let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
             .arg(cursor)
             .arg("MATCH")
@@ -244,6 +265,7 @@ async fn stats_vs_records(redis: &ChaosRedis, q: &Queue) -> Result<Option<String
         cursor = next;
         if cursor == 0 {
             break;
+        }
         }
     }
     let get = |s: &str| by_state.get(s).copied().unwrap_or(0);
@@ -270,17 +292,17 @@ async fn stats_vs_records(redis: &ChaosRedis, q: &Queue) -> Result<Option<String
 /// Breaks the outcome on purpose (see `--sabotage`): `lose` deletes an acknowledged
 /// job, `stale` rewrites a completed job's token, `stuck` puts a finished job back in
 /// the wait list without telling its record.
-pub async fn sabotage(redis: &ChaosRedis, q: &Queue, book: &Book, what: &[String]) -> Result<()> {
-    let k = baton::keys::Keys::new(q.name());
-    let ids: Vec<String> = book
+pub async fn sabotage(redis: &ChaosRedis, qs: &[Queue], book: &Book, what: &[String]) -> Result<()> {
+    let ids: Vec<(String, usize)> = book
         .lock()
         .unwrap()
         .iter()
         .filter(|(_, e)| e.acked.is_some() && e.kind == Kind::Ok && !e.cancelled)
-        .map(|(id, _)| id.clone())
+        .map(|(id, e)| (id.clone(), e.queue))
         .collect();
     let mut c = redis.conn().await?;
-    for (w, id) in what.iter().zip(ids.iter()) {
+    for (w, (id, qi)) in what.iter().zip(ids.iter()) {
+        let k = baton::keys::Keys::new(qs[*qi].name());
         let cmd = match w.as_str() {
             "lose" => {
                 let mut c = redis::cmd("DEL");

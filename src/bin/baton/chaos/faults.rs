@@ -40,6 +40,12 @@ pub enum Fault {
 }
 
 impl Fault {
+    /// Whether it acts on the proxy (not available on a cluster: clients follow the
+    /// addresses the nodes announce, so a proxy cannot sit between them).
+    pub fn needs_proxy(self) -> bool {
+        matches!(self, Fault::Blackhole | Fault::Delay | Fault::Cut)
+    }
+
     /// Every kind.
     pub const ALL: [Fault; 11] = [
         Fault::WorkerKill,
@@ -79,10 +85,10 @@ pub struct Target<'a> {
     pub redis: &'a mut ChaosRedis,
     /// The workers.
     pub workers: &'a mut Workers,
-    /// The proxy between workers and Redis.
-    pub proxy: &'a Proxy,
+    /// The proxy between workers and Redis (none on a cluster).
+    pub proxy: Option<&'a Proxy>,
     /// For planting corrupt records.
-    pub queue: &'a Queue,
+    pub queues: &'a [Queue],
     /// The producer's book.
     pub book: &'a Book,
     /// The workers' lease.
@@ -93,12 +99,18 @@ fn between(rng: &mut StdRng, lo: Duration, hi: Duration) -> Duration {
     Duration::from_secs_f64(rng.random_range(lo.as_secs_f64()..hi.as_secs_f64()))
 }
 
-/// Applies `fault`, holds it, heals it. Returns when Redis was killed (for the fsync
-/// loss window), if it was.
+fn need_proxy(p: Option<&Proxy>) -> Result<&Proxy> {
+    p.ok_or_else(|| baton::Error::Invalid("no proxy on a cluster".into()))
+}
+
+/// Applies `fault`, holds it, heals it. Returns when a Redis node was killed (for the
+/// fsync loss window), if one was. Redis faults pick one node of a cluster at random.
 pub async fn apply(fault: Fault, t: &mut Target<'_>, rng: &mut StdRng, n: u64) -> Result<Option<Instant>> {
     let lease = t.lease;
     let ms = Duration::from_millis;
     let w = rng.random_range(0..t.workers.len());
+    let node = rng.random_range(0..t.redis.len());
+    let proxy = t.proxy;
     match fault {
         Fault::WorkerKill => {
             t.workers.kill(w);
@@ -116,44 +128,48 @@ pub async fn apply(fault: Fault, t: &mut Target<'_>, rng: &mut StdRng, n: u64) -
         }
         Fault::RedisKill => {
             let at = Instant::now();
-            t.redis.kill();
+            t.redis.kill(node);
             tokio::time::sleep(between(rng, ms(0), ms(1000))).await;
-            t.redis.restart().await?;
+            t.redis.restart(node).await?;
             return Ok(Some(at));
         }
         Fault::RedisStop => {
-            t.redis.freeze(true);
+            t.redis.freeze(node, true);
             tokio::time::sleep(lease + between(rng, ms(0), ms(1500))).await;
-            t.redis.freeze(false);
+            t.redis.freeze(node, false);
         }
         Fault::Oom => {
-            let used = t.redis.used_memory().await?;
-            t.redis.config_set("maxmemory", &(used / 2).max(1).to_string()).await?;
+            let used = t.redis.used_memory(node).await?;
+            let low = (used / 2).max(1).to_string();
+            t.redis.config_set(node, "maxmemory", &low).await?;
             tokio::time::sleep(between(rng, ms(500), lease * 2)).await;
-            t.redis.config_set("maxmemory", "0").await?;
+            t.redis.config_set(node, "maxmemory", "0").await?;
         }
         Fault::NoReplicas => {
-            t.redis.config_set("min-replicas-to-write", "1").await?;
+            t.redis.config_set(node, "min-replicas-to-write", "1").await?;
             tokio::time::sleep(between(rng, ms(500), lease * 2)).await;
-            t.redis.config_set("min-replicas-to-write", "0").await?;
+            t.redis.config_set(node, "min-replicas-to-write", "0").await?;
         }
         Fault::Blackhole => {
-            t.proxy.blackhole();
+            let p = need_proxy(proxy)?;
+            p.blackhole();
             tokio::time::sleep(between(rng, ms(300), lease * 2)).await;
             // Bytes were swallowed: no TCP stream survives that, so the partition heals
             // with every connection reset (pass first, so a new connection is not cut
             // half-way through a swallowed request).
-            t.proxy.pass();
-            t.proxy.cut_all();
+            p.pass();
+            p.cut_all();
         }
         Fault::Delay => {
-            t.proxy.delay(between(rng, ms(50), ms(300)));
+            let p = need_proxy(proxy)?;
+            p.delay(between(rng, ms(50), ms(300)));
             tokio::time::sleep(between(rng, ms(500), ms(3000))).await;
-            t.proxy.pass();
+            p.pass();
         }
-        Fault::Cut => t.proxy.cut_all(),
+        Fault::Cut => need_proxy(proxy)?.cut_all(),
         Fault::Corrupt => {
-            producer::plant_corrupt(t.queue, t.book, &format!("x{n}"), t.redis).await;
+            let qi = n as usize % t.queues.len();
+            producer::plant_corrupt(t.queues, qi, t.book, &format!("x{n}"), t.redis).await;
         }
     }
     Ok(None)
@@ -161,13 +177,18 @@ pub async fn apply(fault: Fault, t: &mut Target<'_>, rng: &mut StdRng, n: u64) -
 
 /// Undoes whatever a fault interrupted half-way might have left (used before settling).
 pub async fn heal_all(t: &mut Target<'_>) -> Result<()> {
-    t.redis.freeze(false);
-    if t.redis.cmd(&mut redis::cmd("PING")).await.is_err() {
-        t.redis.restart().await?;
+    for i in 0..t.redis.len() {
+        t.redis.freeze(i, false);
+        if !t.redis.is_up(i) || t.redis.node_cmd(i, &mut redis::cmd("PING")).await.is_err() {
+            t.redis.restart(i).await?;
+        }
+        t.redis.config_set(i, "maxmemory", "0").await?;
+        t.redis.config_set(i, "min-replicas-to-write", "0").await?;
     }
-    t.redis.config_set("maxmemory", "0").await?;
-    t.redis.config_set("min-replicas-to-write", "0").await?;
-    t.proxy.pass();
+    t.redis.wait_cluster_ok(Duration::from_secs(30)).await?;
+    if let Some(p) = t.proxy {
+        p.pass();
+    }
     for i in 0..t.workers.len() {
         t.workers.freeze(i, false);
         t.workers.respawn(i)?;

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use baton::Result;
 
-use super::server::ChaosRedis;
+use super::server::Probe;
 
 /// When the last fault healed; `None` while one is in force.
 pub type Quiet = Arc<Mutex<Option<Instant>>>;
@@ -22,17 +22,23 @@ pub struct LeaseSamples {
 }
 
 /// One sample: active jobs whose lease deadline is older than `slack` on Redis's clock.
-pub async fn expired(redis: &ChaosRedis, queue: &str, slack: Duration) -> Result<u64> {
+pub async fn expired(redis: &Probe, queues: &[String], slack: Duration) -> Result<u64> {
     let mut c = redis.conn().await?;
-    let (secs, micros): (u64, u64) = redis::cmd("TIME").query_async(&mut c).await?;
-    let now_ms = secs * 1000 + micros / 1000;
-    let cutoff = now_ms.saturating_sub(slack.as_millis() as u64);
-    let n: u64 = redis::cmd("ZCOUNT")
-        .arg(baton::keys::Keys::new(queue).active())
-        .arg("-inf")
-        .arg(format!("({cutoff}"))
-        .query_async(&mut c)
-        .await?;
+    let mut n = 0;
+    for queue in queues {
+        let active = baton::keys::Keys::new(queue).active();
+        // The clock of the node that holds the queue (TIME routed by the queue's key
+        // would need a key; all nodes share this machine's clock).
+        let (secs, micros): (u64, u64) = redis::cmd("TIME").query_async(&mut c).await?;
+        let cutoff = (secs * 1000 + micros / 1000).saturating_sub(slack.as_millis() as u64);
+        let k: u64 = redis::cmd("ZCOUNT")
+            .arg(&active)
+            .arg("-inf")
+            .arg(format!("({cutoff}"))
+            .query_async(&mut c)
+            .await?;
+        n += k;
+    }
     Ok(n)
 }
 

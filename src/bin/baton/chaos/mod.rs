@@ -47,6 +47,14 @@ pub struct ChaosArgs {
     /// Jobs added per second.
     #[arg(long, default_value_t = 20)]
     rate: u32,
+    /// A Redis Cluster of three masters instead of one server (no proxy faults there:
+    /// cluster clients follow the addresses the nodes announce).
+    #[arg(long)]
+    cluster: bool,
+    /// Queues, each worker serving all of them (default 1; 3 on a cluster, so that
+    /// they spread over the shards).
+    #[arg(long)]
+    queues: Option<usize>,
     /// The workers' lease.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "2s")]
     lease: Duration,
@@ -90,13 +98,21 @@ struct Report {
 /// Runs it.
 pub async fn run(args: ChaosArgs) -> Result<ExitCode> {
     let seed = args.seed.unwrap_or_else(|| rand::rng().random());
-    let kinds: Vec<Fault> = if args.faults.is_empty() {
+    let mut kinds: Vec<Fault> = if args.faults.is_empty() {
         Fault::ALL.to_vec()
     } else {
         args.faults.clone()
     };
+    if args.cluster {
+        kinds.retain(|k| !k.needs_proxy());
+        if kinds.is_empty() {
+            return Err(Error::Invalid("no fault kind left: proxy faults need a single Redis".into()));
+        }
+    }
+    let nq = args.queues.unwrap_or(if args.cluster { 3 } else { 1 }).max(1);
     eprintln!(
-        "chaos: seed {seed}, {:?} of faults ({}), {} workers × {}, {} jobs/s, lease {:?}, appendfsync {:?}",
+        "chaos: seed {seed}, {}, {:?} of faults ({}), {} workers × {}, {} jobs/s, lease {:?}, appendfsync {:?}",
+        if args.cluster { "3-master cluster" } else { "one Redis" },
         args.duration,
         kinds.iter().map(|k| k.name()).collect::<Vec<_>>().join(","),
         args.workers,
@@ -111,18 +127,34 @@ pub async fn run(args: ChaosArgs) -> Result<ExitCode> {
     for d in [&data, &logs] {
         std::fs::create_dir_all(d).map_err(|e| Error::Invalid(format!("{d:?}: {e}")))?;
     }
-    let mut redis = ChaosRedis::start(&data, args.fsync).await?;
-    let proxy = proxy::Proxy::start(redis.port())
-        .await
-        .map_err(|e| Error::Invalid(format!("proxy: {e}")))?;
-    let queue_name = "chaos";
-    let q = Queue::connect(redis.url().as_str(), queue_name)?;
+    let mut redis = ChaosRedis::start(&data, args.fsync, args.cluster).await?;
+    // Workers reach a single Redis through the proxy; the producer never does.
+    let proxy = match redis.is_cluster() {
+        true => None,
+        false => Some(
+            proxy::Proxy::start(redis.addr(0).rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or(0))
+                .await
+                .map_err(|e| Error::Invalid(format!("proxy: {e}")))?,
+        ),
+    };
+    let conn_args: Vec<String> = match &proxy {
+        Some(p) => vec!["--redis-url".into(), format!("redis://127.0.0.1:{}", p.port())],
+        None => vec![
+            "--cluster-nodes".into(),
+            (0..redis.len()).map(|i| format!("redis://{}", redis.addr(i))).collect::<Vec<_>>().join(","),
+        ],
+    };
+    let names: Vec<String> = (0..nq).map(|i| format!("chaos{i}")).collect();
+    let qs = names
+        .iter()
+        .map(|n| Queue::connect(redis.config(), n))
+        .collect::<Result<Vec<_>>>()?;
     let stalled_interval = Duration::from_millis(500);
     let ledger = dir.path().join("ledger");
     let mut workers = workers::Workers::start(
         workers::WorkerSpec {
-            url: format!("redis://127.0.0.1:{}", proxy.port()),
-            queue: queue_name.into(),
+            conn_args,
+            queue: names.join(","),
             concurrency: args.concurrency,
             lease: args.lease,
             stalled_interval,
@@ -140,7 +172,7 @@ pub async fn run(args: ChaosArgs) -> Result<ExitCode> {
         cancel: 0.03,
         max_run: Duration::from_millis(800),
     };
-    let producing = tokio::spawn(producer::run(q.clone(), book.clone(), pace, seed, stop.clone()));
+    let producing = tokio::spawn(producer::run(qs.clone(), book.clone(), pace, seed, stop.clone()));
 
     // The lease sampler runs only in quiet stretches.
     let quiet: leases::Quiet = Arc::new(Mutex::new(Some(Instant::now())));
@@ -148,17 +180,18 @@ pub async fn run(args: ChaosArgs) -> Result<ExitCode> {
     let sampling = CancellationToken::new();
     let sampler = {
         let (quiet, samples, stop) = (quiet.clone(), samples.clone(), sampling.clone());
-        let url = redis.url();
+        let cfg = redis.config();
+        let names = names.clone();
         let after = args.lease + stalled_interval + Duration::from_secs(1);
         let slack = stalled_interval + Duration::from_secs(1);
         tokio::spawn(async move {
-            let probe = ChaosRedis::attach(&url);
+            let probe = server::Probe::new(cfg);
             while !stop.is_cancelled() {
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 if !leases::quiet_for(&quiet, after) {
                     continue;
                 }
-                if let Ok(n) = leases::expired(&probe, queue_name, slack).await {
+                if let Ok(n) = leases::expired(&probe, &names, slack).await {
                     // Only a sample taken wholly in a quiet stretch counts.
                     if leases::quiet_for(&quiet, after) {
                         let mut s = samples.lock().unwrap();
@@ -206,8 +239,8 @@ pub async fn run(args: ChaosArgs) -> Result<ExitCode> {
         let mut target = Target {
             redis: &mut redis,
             workers: &mut workers,
-            proxy: &proxy,
-            queue: &q,
+            proxy: proxy.as_ref(),
+            queues: &qs,
             book: &book,
             lease: args.lease,
         };
@@ -228,15 +261,15 @@ pub async fn run(args: ChaosArgs) -> Result<ExitCode> {
     faults::heal_all(&mut Target {
         redis: &mut redis,
         workers: &mut workers,
-        proxy: &proxy,
-        queue: &q,
+        proxy: proxy.as_ref(),
+        queues: &qs,
         book: &book,
         lease: args.lease,
     })
     .await?;
     stop.cancel();
     let add_retries = producing.await.unwrap_or(0);
-    let settled = check::settle(&q, args.settle).await;
+    let settled = check::settle(&qs, args.settle).await;
     sampling.cancel();
     let _ = sampler.await;
     for (i, st) in workers.exited() {
@@ -244,12 +277,12 @@ pub async fn run(args: ChaosArgs) -> Result<ExitCode> {
     }
     workers.stop_all(Duration::from_secs(10)).await;
 
-    check::sabotage(&redis, &q, &book, &args.sabotage).await?;
+    check::sabotage(&redis, &qs, &book, &args.sabotage).await?;
     let window = match args.fsync {
         Fsync::Always => Duration::ZERO,
         Fsync::Everysec => Duration::from_secs(2),
     };
-    let findings = check::check(&redis, &q, &book, workers.ledger(), &kills, window).await?;
+    let findings = check::check(&redis, &qs, &book, workers.ledger(), &kills, window).await?;
     let leases = *samples.lock().unwrap();
     let violations =
         findings.violations() + exits.len() + usize::from(leases.expired > 0);

@@ -26,6 +26,8 @@ pub enum Kind {
 /// What the producer knows about one job.
 #[derive(Debug, Clone)]
 pub struct Expect {
+    /// Its queue (an index into the run's queues).
+    pub queue: usize,
     /// What it was made to do.
     pub kind: Kind,
     /// When its add was acknowledged (None: never acknowledged, it may still exist).
@@ -54,8 +56,9 @@ pub struct Pace {
     pub max_run: Duration,
 }
 
-/// Adds jobs until `stop`; returns how many adds failed and were retried.
-pub async fn run(q: Queue, book: Book, pace: Pace, seed: u64, stop: CancellationToken) -> u64 {
+/// Adds jobs round-robin over `qs` until `stop`; returns how many adds failed and were
+/// retried.
+pub async fn run(qs: Vec<Queue>, book: Book, pace: Pace, seed: u64, stop: CancellationToken) -> u64 {
     let mut rng = StdRng::seed_from_u64(seed ^ 0x5eed_0001);
     let mut retried = 0;
     let gap = Duration::from_secs_f64(1.0 / pace.rate.max(1) as f64);
@@ -68,12 +71,16 @@ pub async fn run(q: Queue, book: Book, pace: Pace, seed: u64, stop: Cancellation
             Kind::Doomed => "doom-0".to_string(),
             _ => format!("ok-{:.2}", rng.random_range(0.0..pace.max_run.as_secs_f64())),
         };
-        book.lock().unwrap().insert(id.clone(), expect(kind));
+        let qi = n as usize % qs.len();
+        book.lock().unwrap().insert(id.clone(), expect(qi, kind));
         let opts = options(&id, kind, Duration::ZERO);
-        retried += add_until_acked(&q, &book, &id, &name, opts, &stop).await;
+        retried += add_until_acked(&qs[qi], &book, &id, &name, opts, &stop).await;
         if rng.random_bool(pace.cancel) && n > 5 {
             let victim = format!("j{}", n - rng.random_range(1..5));
-            cancel(&q, &book, &victim).await;
+            let vq = book.lock().unwrap().get(&victim).map(|e| e.queue);
+            if let Some(vq) = vq {
+                cancel(&qs[vq], &book, &victim).await;
+            }
         }
         tokio::select! {
             _ = stop.cancelled() => {}
@@ -83,8 +90,9 @@ pub async fn run(q: Queue, book: Book, pace: Pace, seed: u64, stop: Cancellation
     retried
 }
 
-fn expect(kind: Kind) -> Expect {
+fn expect(queue: usize, kind: Kind) -> Expect {
     Expect {
+        queue,
         kind,
         acked: None,
         cancelled: false,
@@ -154,8 +162,9 @@ async fn cancel(q: &Queue, book: &Book, id: &str) {
 
 /// Adds one delayed job and, while it is still delayed, writes a non-numeric `attempt`
 /// into its record, the way a bad migration or a hand edit would.
-pub async fn plant_corrupt(q: &Queue, book: &Book, id: &str, redis: &super::server::ChaosRedis) {
-    book.lock().unwrap().insert(id.to_string(), expect(Kind::Ok));
+pub async fn plant_corrupt(qs: &[Queue], qi: usize, book: &Book, id: &str, redis: &super::server::ChaosRedis) {
+    let q = &qs[qi];
+    book.lock().unwrap().insert(id.to_string(), expect(qi, Kind::Ok));
     let opts = options(id, Kind::Ok, Duration::from_millis(1500));
     if q.add("ok-0.05", &serde_json::json!({"n": id}), opts).await.is_err() {
         // Left as a plain job that may or may not exist.
@@ -167,9 +176,16 @@ pub async fn plant_corrupt(q: &Queue, book: &Book, id: &str, redis: &super::serv
     let key = baton::keys::Keys::new(q.name()).job(id);
     let script = "if redis.call('HGET', KEYS[1], 'state') == 'delayed' then \
                   redis.call('HSET', KEYS[1], 'attempt', 'abc') return 1 end return 0";
-    let r = redis
-        .cmd(redis::cmd("EVAL").arg(script).arg(1).arg(&key))
-        .await;
+    let r = async {
+        let v: redis::Value = redis::cmd("EVAL")
+            .arg(script)
+            .arg(1)
+            .arg(&key)
+            .query_async(&mut redis.conn().await?)
+            .await?;
+        Ok::<_, Error>(v)
+    }
+    .await;
     let mut b = book.lock().unwrap();
     let e = b.get_mut(id).expect("just inserted");
     match r {

@@ -19,9 +19,9 @@ echo "{\"token\":$BATON_TOKEN}""#;
 /// How the workers are configured.
 #[derive(Debug, Clone)]
 pub struct WorkerSpec {
-    /// Redis URL the workers use (the proxy).
-    pub url: String,
-    /// Queue.
+    /// Connection flags (`--redis-url` of the proxy, or `--cluster-nodes …`).
+    pub conn_args: Vec<String>,
+    /// Queues, comma-separated.
     pub queue: String,
     /// Jobs at once per worker.
     pub concurrency: usize,
@@ -88,7 +88,8 @@ impl Workers {
         let exe = std::env::current_exe()
             .map_err(|e| Error::Invalid(format!("own executable: {e}")))?;
         let child = Command::new(exe)
-            .args(["--redis-url", &s.url, "worker", &s.queue, "--exec"])
+            .args(&s.conn_args)
+            .args(["worker", &s.queue, "--exec"])
             .args(["--concurrency", &s.concurrency.to_string()])
             .args(["--lease", &format!("{}ms", s.lease.as_millis())])
             .args([
@@ -102,6 +103,7 @@ impl Workers {
             .args(["--", "sh", "-c", SCRIPT])
             .env("LEDGER", &s.ledger)
             .env_remove("REDIS_URL")
+            .env_remove("REDIS_CLUSTER_NODES")
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
