@@ -74,7 +74,10 @@ fn ledger(path: &Path) -> HashMap<String, Vec<u64>> {
 }
 
 /// Which state sets of the queues hold each id (ids are unique across the run's queues).
-async fn memberships(redis: &ChaosRedis, qs: &[Queue]) -> Result<HashMap<String, Vec<&'static str>>> {
+async fn memberships(
+    redis: &ChaosRedis,
+    qs: &[Queue],
+) -> Result<HashMap<String, Vec<&'static str>>> {
     let mut out: HashMap<String, Vec<&'static str>> = HashMap::new();
     let mut conn = redis.conn().await?;
     for q in qs {
@@ -188,7 +191,8 @@ pub async fn check(
             (Kind::Ok, _) => &[JobState::Completed],
             (Kind::Doomed, _) | (Kind::Corrupt, _) => &[JobState::Failed],
         };
-        let fine = allowed.contains(&info.state) || (cancelled_ok && info.state == JobState::Cancelled);
+        let fine =
+            allowed.contains(&info.state) || (cancelled_ok && info.state == JobState::Cancelled);
         if !fine {
             f.wrong_state.push(format!(
                 "{id}: {state} (made {:?}, cancel acknowledged: {}), error: {}",
@@ -213,7 +217,8 @@ pub async fn check(
             let ran = runs.get(id).cloned().unwrap_or_default();
             let result_token = info.result.as_ref().and_then(|r| r["token"].as_u64());
             if ran.is_empty() {
-                f.bad_outcome.push(format!("{id}: completed but its command never finished"));
+                f.bad_outcome
+                    .push(format!("{id}: completed but its command never finished"));
             } else if result_token.is_none() || result_token != token {
                 f.bad_outcome.push(format!(
                     "{id}: result from token {result_token:?}, current token {token:?}"
@@ -244,28 +249,30 @@ async fn stats_vs_records(redis: &ChaosRedis, q: &Queue) -> Result<Option<String
         let mut conn = redis.node_conn(node).await?;
         let mut cursor = 0u64;
         loop {
-        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(&pattern)
-            .arg("COUNT")
-            .arg(1000)
-            .arg("TYPE")
-            .arg("hash")
-            .query_async(&mut conn)
-            .await?;
-        for key in keys {
-            let st: Option<String> = redis::cmd("HGET")
-                .arg(&key)
-                .arg("state")
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .arg("TYPE")
+                .arg("hash")
                 .query_async(&mut conn)
                 .await?;
-            *by_state.entry(st.unwrap_or_else(|| "none".into())).or_default() += 1;
-        }
-        cursor = next;
-        if cursor == 0 {
-            break;
-        }
+            for key in keys {
+                let st: Option<String> = redis::cmd("HGET")
+                    .arg(&key)
+                    .arg("state")
+                    .query_async(&mut conn)
+                    .await?;
+                *by_state
+                    .entry(st.unwrap_or_else(|| "none".into()))
+                    .or_default() += 1;
+            }
+            cursor = next;
+            if cursor == 0 {
+                break;
+            }
         }
     }
     let get = |s: &str| by_state.get(s).copied().unwrap_or(0);
@@ -292,7 +299,12 @@ async fn stats_vs_records(redis: &ChaosRedis, q: &Queue) -> Result<Option<String
 /// Breaks the outcome on purpose (see `--sabotage`): `lose` deletes an acknowledged
 /// job, `stale` rewrites a completed job's token, `stuck` puts a finished job back in
 /// the wait list without telling its record.
-pub async fn sabotage(redis: &ChaosRedis, qs: &[Queue], book: &Book, what: &[String]) -> Result<()> {
+pub async fn sabotage(
+    redis: &ChaosRedis,
+    qs: &[Queue],
+    book: &Book,
+    what: &[String],
+) -> Result<()> {
     let ids: Vec<(String, usize)> = book
         .lock()
         .unwrap()

@@ -105,7 +105,12 @@ fn need_proxy(p: Option<&Proxy>) -> Result<&Proxy> {
 
 /// Applies `fault`, holds it, heals it. Returns when a Redis node was killed (for the
 /// fsync loss window), if one was. Redis faults pick one node of a cluster at random.
-pub async fn apply(fault: Fault, t: &mut Target<'_>, rng: &mut StdRng, n: u64) -> Result<Option<Instant>> {
+pub async fn apply(
+    fault: Fault,
+    t: &mut Target<'_>,
+    rng: &mut StdRng,
+    n: u64,
+) -> Result<Option<Instant>> {
     let lease = t.lease;
     let ms = Duration::from_millis;
     let w = rng.random_range(0..t.workers.len());
@@ -146,9 +151,13 @@ pub async fn apply(fault: Fault, t: &mut Target<'_>, rng: &mut StdRng, n: u64) -
             t.redis.config_set(node, "maxmemory", "0").await?;
         }
         Fault::NoReplicas => {
-            t.redis.config_set(node, "min-replicas-to-write", "1").await?;
+            t.redis
+                .config_set(node, "min-replicas-to-write", "1")
+                .await?;
             tokio::time::sleep(between(rng, ms(500), lease * 2)).await;
-            t.redis.config_set(node, "min-replicas-to-write", "0").await?;
+            t.redis
+                .config_set(node, "min-replicas-to-write", "0")
+                .await?;
         }
         Fault::Blackhole => {
             let p = need_proxy(proxy)?;

@@ -106,10 +106,15 @@ pub async fn run(args: ChaosArgs) -> Result<ExitCode> {
     if args.cluster {
         kinds.retain(|k| !k.needs_proxy());
         if kinds.is_empty() {
-            return Err(Error::Invalid("no fault kind left: proxy faults need a single Redis".into()));
+            return Err(Error::Invalid(
+                "no fault kind left: proxy faults need a single Redis".into(),
+            ));
         }
     }
-    let nq = args.queues.unwrap_or(if args.cluster { 3 } else { 1 }).max(1);
+    let nq = args
+        .queues
+        .unwrap_or(if args.cluster { 3 } else { 1 })
+        .max(1);
     eprintln!(
         "chaos: seed {seed}, {}, {:?} of faults ({}), {} workers × {}, {} jobs/s, lease {:?}, appendfsync {:?}",
         if args.cluster { "3-master cluster" } else { "one Redis" },
@@ -132,16 +137,29 @@ pub async fn run(args: ChaosArgs) -> Result<ExitCode> {
     let proxy = match redis.is_cluster() {
         true => None,
         false => Some(
-            proxy::Proxy::start(redis.addr(0).rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or(0))
-                .await
-                .map_err(|e| Error::Invalid(format!("proxy: {e}")))?,
+            proxy::Proxy::start(
+                redis
+                    .addr(0)
+                    .rsplit(':')
+                    .next()
+                    .and_then(|p| p.parse().ok())
+                    .unwrap_or(0),
+            )
+            .await
+            .map_err(|e| Error::Invalid(format!("proxy: {e}")))?,
         ),
     };
     let conn_args: Vec<String> = match &proxy {
-        Some(p) => vec!["--redis-url".into(), format!("redis://127.0.0.1:{}", p.port())],
+        Some(p) => vec![
+            "--redis-url".into(),
+            format!("redis://127.0.0.1:{}", p.port()),
+        ],
         None => vec![
             "--cluster-nodes".into(),
-            (0..redis.len()).map(|i| format!("redis://{}", redis.addr(i))).collect::<Vec<_>>().join(","),
+            (0..redis.len())
+                .map(|i| format!("redis://{}", redis.addr(i)))
+                .collect::<Vec<_>>()
+                .join(","),
         ],
     };
     let names: Vec<String> = (0..nq).map(|i| format!("chaos{i}")).collect();
@@ -172,7 +190,13 @@ pub async fn run(args: ChaosArgs) -> Result<ExitCode> {
         cancel: 0.03,
         max_run: Duration::from_millis(800),
     };
-    let producing = tokio::spawn(producer::run(qs.clone(), book.clone(), pace, seed, stop.clone()));
+    let producing = tokio::spawn(producer::run(
+        qs.clone(),
+        book.clone(),
+        pace,
+        seed,
+        stop.clone(),
+    ));
 
     // The lease sampler runs only in quiet stretches.
     let quiet: leases::Quiet = Arc::new(Mutex::new(Some(Instant::now())));
@@ -284,9 +308,9 @@ pub async fn run(args: ChaosArgs) -> Result<ExitCode> {
     };
     let findings = check::check(&redis, &qs, &book, workers.ledger(), &kills, window).await?;
     let leases = *samples.lock().unwrap();
-    let violations =
-        findings.violations() + exits.len() + usize::from(leases.expired > 0);
-    let work_dir = (violations > 0 && args.sabotage.is_empty()).then(|| dir.keep().display().to_string());
+    let violations = findings.violations() + exits.len() + usize::from(leases.expired > 0);
+    let work_dir =
+        (violations > 0 && args.sabotage.is_empty()).then(|| dir.keep().display().to_string());
     let report = Report {
         seed,
         fsync: format!("{:?}", args.fsync).to_lowercase(),
@@ -316,9 +340,16 @@ pub async fn run(args: ChaosArgs) -> Result<ExitCode> {
 
 fn print_report(r: &Report) {
     let f = &r.findings;
-    println!("chaos run: seed {}, appendfsync {}, {:.0} s of faults, settled in {:.1} s", r.seed, r.fsync, r.duration_s, r.settle_s);
+    println!(
+        "chaos run: seed {}, appendfsync {}, {:.0} s of faults, settled in {:.1} s",
+        r.seed, r.fsync, r.duration_s, r.settle_s
+    );
     let faults: Vec<String> = r.faults.iter().map(|(k, v)| format!("{k} {v}")).collect();
-    println!("faults: {} ({} in all)", faults.join(", "), r.faults.values().sum::<u64>());
+    println!(
+        "faults: {} ({} in all)",
+        faults.join(", "),
+        r.faults.values().sum::<u64>()
+    );
     println!(
         "jobs: {} acknowledged, final states {:?}; {} command runs, {} jobs ran more than once; {} adds retried",
         f.acked, f.states, f.runs, f.rerun_jobs, r.add_retries
@@ -335,7 +366,10 @@ fn print_report(r: &Report) {
     };
     list("lost", &f.lost);
     if !f.lost_in_fsync_window.is_empty() {
-        list("  of which in the everysec fsync window", &f.lost_in_fsync_window);
+        list(
+            "  of which in the everysec fsync window",
+            &f.lost_in_fsync_window,
+        );
     }
     list("stuck", &f.stuck);
     list("wrong state", &f.wrong_state);

@@ -58,7 +58,13 @@ pub struct Pace {
 
 /// Adds jobs round-robin over `qs` until `stop`; returns how many adds failed and were
 /// retried.
-pub async fn run(qs: Vec<Queue>, book: Book, pace: Pace, seed: u64, stop: CancellationToken) -> u64 {
+pub async fn run(
+    qs: Vec<Queue>,
+    book: Book,
+    pace: Pace,
+    seed: u64,
+    stop: CancellationToken,
+) -> u64 {
     let mut rng = StdRng::seed_from_u64(seed ^ 0x5eed_0001);
     let mut retried = 0;
     let gap = Duration::from_secs_f64(1.0 / pace.rate.max(1) as f64);
@@ -66,10 +72,17 @@ pub async fn run(qs: Vec<Queue>, book: Book, pace: Pace, seed: u64, stop: Cancel
     while !stop.is_cancelled() {
         n += 1;
         let id = format!("j{n}");
-        let kind = if rng.random_bool(pace.doomed) { Kind::Doomed } else { Kind::Ok };
+        let kind = if rng.random_bool(pace.doomed) {
+            Kind::Doomed
+        } else {
+            Kind::Ok
+        };
         let name = match kind {
             Kind::Doomed => "doom-0".to_string(),
-            _ => format!("ok-{:.2}", rng.random_range(0.0..pace.max_run.as_secs_f64())),
+            _ => format!(
+                "ok-{:.2}",
+                rng.random_range(0.0..pace.max_run.as_secs_f64())
+            ),
         };
         let qi = n as usize % qs.len();
         book.lock().unwrap().insert(id.clone(), expect(qi, kind));
@@ -126,7 +139,10 @@ async fn add_until_acked(
     let mut failed = 0;
     let mut give_up: Option<Instant> = None;
     loop {
-        match q.add(name, &serde_json::json!({"n": id}), opts.clone()).await {
+        match q
+            .add(name, &serde_json::json!({"n": id}), opts.clone())
+            .await
+        {
             Ok(_) => {
                 if let Some(e) = book.lock().unwrap().get_mut(id) {
                     e.acked = Some(Instant::now());
@@ -162,11 +178,22 @@ async fn cancel(q: &Queue, book: &Book, id: &str) {
 
 /// Adds one delayed job and, while it is still delayed, writes a non-numeric `attempt`
 /// into its record, the way a bad migration or a hand edit would.
-pub async fn plant_corrupt(qs: &[Queue], qi: usize, book: &Book, id: &str, redis: &super::server::ChaosRedis) {
+pub async fn plant_corrupt(
+    qs: &[Queue],
+    qi: usize,
+    book: &Book,
+    id: &str,
+    redis: &super::server::ChaosRedis,
+) {
     let q = &qs[qi];
-    book.lock().unwrap().insert(id.to_string(), expect(qi, Kind::Ok));
+    book.lock()
+        .unwrap()
+        .insert(id.to_string(), expect(qi, Kind::Ok));
     let opts = options(id, Kind::Ok, Duration::from_millis(1500));
-    if q.add("ok-0.05", &serde_json::json!({"n": id}), opts).await.is_err() {
+    if q.add("ok-0.05", &serde_json::json!({"n": id}), opts)
+        .await
+        .is_err()
+    {
         // Left as a plain job that may or may not exist.
         return;
     }

@@ -74,14 +74,26 @@ impl ChaosRedis {
         };
         let n = &self.nodes[i];
         let mut cmd = Command::new("redis-server");
-        cmd.args(["--port", &n.port.to_string(), "--bind", "127.0.0.1", "--save", ""])
-            .args(["--appendonly", "yes", "--appendfsync", fsync])
-            .args(["--maxmemory-policy", "noeviction"])
-            .arg("--dir")
-            .arg(&n.dir);
+        cmd.args([
+            "--port",
+            &n.port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+        ])
+        .args(["--appendonly", "yes", "--appendfsync", fsync])
+        .args(["--maxmemory-policy", "noeviction"])
+        .arg("--dir")
+        .arg(&n.dir);
         if self.cluster {
-            cmd.args(["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"])
-                .args(["--cluster-node-timeout", "5000"]);
+            cmd.args([
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                "nodes.conf",
+            ])
+            .args(["--cluster-node-timeout", "5000"]);
         }
         let child = cmd
             .stdout(Stdio::null())
@@ -131,7 +143,9 @@ impl ChaosRedis {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                return Err(Error::Invalid("the cluster did not reach cluster_state:ok".into()));
+                return Err(Error::Invalid(
+                    "the cluster did not reach cluster_state:ok".into(),
+                ));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }

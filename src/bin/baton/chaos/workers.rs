@@ -85,8 +85,8 @@ impl Workers {
         let s = &self.spec;
         let log = File::create(s.log_dir.join(format!("worker-{}.log", self.spawned)))
             .map_err(|e| Error::Invalid(format!("worker log: {e}")))?;
-        let exe = std::env::current_exe()
-            .map_err(|e| Error::Invalid(format!("own executable: {e}")))?;
+        let exe =
+            std::env::current_exe().map_err(|e| Error::Invalid(format!("own executable: {e}")))?;
         let child = Command::new(exe)
             .args(&s.conn_args)
             .args(["worker", &s.queue, "--exec"])
