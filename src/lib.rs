@@ -30,6 +30,7 @@
 
 pub mod config;
 pub mod conn;
+pub mod crypto;
 pub mod error;
 pub mod exec;
 pub mod http;
