@@ -182,7 +182,7 @@ fn api_deployment_takes_its_token_from_a_secret() {
 }
 
 #[test]
-fn keda_scales_the_worker_on_its_queues_wait_list() {
+fn keda_scales_the_worker_on_every_ready_job() {
     let objects = k8s_objects();
     let (_, deployment) = baton_deployment(&objects, "worker");
     let container = baton_container(&deployment, "worker");
@@ -221,41 +221,51 @@ fn keda_scales_the_worker_on_its_queues_wait_list() {
     let triggers = so["spec"]["triggers"]
         .as_sequence()
         .unwrap_or_else(|| panic!("{ctx} has no triggers"));
-    let redis = triggers
+    // KEDA's redis scaler reads LLEN of one list: it sees `baton:{q}:wait` but not the
+    // `prioritized` sorted set, so jobs added with a priority would never scale the
+    // workers. The `waiting` count of `baton_queue_jobs` is both together.
+    for t in triggers {
+        assert_ne!(
+            t["type"].as_str(),
+            Some("redis"),
+            "{ctx}: a redis trigger reads one list (LLEN) and misses prioritized jobs; \
+             scale on baton_queue_jobs{{state=\"waiting\"}} instead"
+        );
+    }
+    let prom = triggers
         .iter()
-        .find(|t| t["type"].as_str() == Some("redis"))
-        .unwrap_or_else(|| panic!("{ctx} has no trigger of type redis"));
-    let want = format!("baton:{{{}}}:wait", worker.queue);
-    let list = redis["metadata"]["listName"]
+        .find(|t| t["type"].as_str() == Some("prometheus"))
+        .unwrap_or_else(|| panic!("{ctx} has no trigger of type prometheus"));
+    let query = prom["metadata"]["query"]
         .as_str()
-        .unwrap_or_else(|| panic!("{ctx}: the redis trigger has no metadata.listName"));
-    assert_eq!(
-        list, want,
-        "{ctx}: listName is {list:?} but the worker Deployment runs queue {:?}, whose ready \
-         list is {want:?}",
-        worker.queue
-    );
-    let length = scalar(&redis["metadata"]["listLength"])
-        .unwrap_or_else(|| panic!("{ctx}: the redis trigger has no listLength"));
+        .unwrap_or_else(|| panic!("{ctx}: the prometheus trigger has no metadata.query"));
+    let squashed: String = query.chars().filter(|c| !c.is_whitespace()).collect();
+    for want in [
+        format!("{}{{", baton::metrics::QUEUE_JOBS),
+        format!("queue=\"{}\"", worker.queue),
+        "state=\"waiting\"".to_string(),
+    ] {
+        assert!(
+            squashed.contains(&want),
+            "{ctx}: the query {query:?} should contain {want:?} (the worker runs queue {:?})",
+            worker.queue
+        );
+    }
+    // Every worker pod (and the API) exports the whole queue's count: a sum would
+    // count the same jobs once per pod and scale out on phantom work.
     assert!(
-        length.parse::<u64>().is_ok_and(|n| n > 0),
-        "{ctx}: listLength {length:?} should be a positive integer (as a string)"
+        squashed.starts_with("max(") && !squashed.contains("sum("),
+        "{ctx}: the query {query:?} should take max() over the pods that report the queue"
     );
-
-    // The address (or host) points at the Redis Service.
-    let redis_service = objects
-        .iter()
-        .map(|(_, o)| o)
-        .find(|o| kind_of(o) == "StatefulSet")
-        .and_then(|sts| sts["spec"]["serviceName"].as_str())
-        .unwrap_or("baton-redis");
-    let address = redis["metadata"]["address"]
-        .as_str()
-        .or_else(|| redis["metadata"]["host"].as_str())
-        .unwrap_or_default();
-    let env_address = redis["metadata"]["addressFromEnv"].as_str();
+    let threshold = scalar(&prom["metadata"]["threshold"])
+        .unwrap_or_else(|| panic!("{ctx}: the prometheus trigger has no threshold"));
     assert!(
-        address.starts_with(redis_service) || env_address.is_some(),
-        "{ctx}: the redis trigger should connect to Service {redis_service}, got address {address:?}"
+        threshold.parse::<f64>().is_ok_and(|n| n > 0.0),
+        "{ctx}: threshold {threshold:?} should be a positive number (as a string)"
+    );
+    let server = prom["metadata"]["serverAddress"].as_str().unwrap_or_default();
+    assert!(
+        server.starts_with("http://") || server.starts_with("https://"),
+        "{ctx}: the prometheus trigger needs serverAddress (http://…), got {server:?}"
     );
 }
