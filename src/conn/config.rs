@@ -308,6 +308,41 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// Why `url` is not a Redis URL, in words (the client library only says
+/// `InvalidClientConfig`). `e` is the library's error, the last resort.
+pub(crate) fn url_problem(url: &str, e: &redis::RedisError) -> String {
+    const FORM: &str = "redis://[USER:PASSWORD@]HOST[:PORT][/DB] (rediss:// for TLS)";
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return format!("it has no scheme; write it as {FORM}");
+    };
+    if !["redis", "rediss", "valkey", "valkeys", "unix", "redis+unix"].contains(&scheme) {
+        return format!(
+            "the scheme {scheme:?} is not redis://, rediss:// or unix://; write it as {FORM}"
+        );
+    }
+    if scheme.contains("unix") {
+        return format!("{e}");
+    }
+    let after_user = rest.rsplit_once('@').map(|(_, h)| h).unwrap_or(rest);
+    let (hostport, db) = after_user.split_once('/').unwrap_or((after_user, ""));
+    if hostport.is_empty() {
+        return format!("it names no host; write it as {FORM}");
+    }
+    // `[::1]:6379`: the port follows the closing bracket.
+    let port = match hostport.rsplit_once(']') {
+        Some((_, p)) => p.strip_prefix(':'),
+        None => hostport.rsplit_once(':').map(|(_, p)| p),
+    };
+    if let Some(p) = port.filter(|p| p.parse::<u16>().map_or(true, |n| n == 0)) {
+        return format!("the port {p:?} is not a number from 1 to 65535");
+    }
+    let db = db.split(['?', '#']).next().unwrap_or("");
+    if !db.is_empty() && db.parse::<u32>().is_err() {
+        return format!("the database {db:?} is not a number");
+    }
+    format!("{e}; write it as {FORM}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -317,8 +317,13 @@ fn node_config(reply_timeout: Duration) -> AsyncConnectionConfig {
 }
 
 pub(super) fn parse(url: &str) -> Result<ConnectionInfo> {
-    url.into_connection_info()
-        .map_err(|e| Error::Invalid(format!("redis URL {} did not parse: {e}", redact_url(url))))
+    url.into_connection_info().map_err(|e| {
+        Error::Invalid(format!(
+            "redis URL {} did not parse: {}",
+            redact_url(url),
+            super::config::url_problem(url, &e)
+        ))
+    })
 }
 
 pub(super) fn is_tls(info: &ConnectionInfo) -> bool {
@@ -427,13 +432,18 @@ pub(crate) fn connect_error(endpoint: &str, secrets: &[String], e: redis::RedisE
     } else if e.is_timeout() {
         format!("timed out: {text}")
     } else if lower.contains("parse error") || lower.contains("unexpected") {
-        format!("not a Redis server, or a TLS port reached without TLS (the reply did not parse): {text}")
+        // The parser's own words ("Parse error at 1 Unexpected `84`") name a byte, not
+        // the problem: something answered that does not speak the Redis protocol.
+        "not a Redis server: its reply is not the Redis protocol (an HTTP server? a TLS \
+         port reached with redis://? then use rediss://)"
+            .to_string()
     } else if e.is_connection_dropped() || e.is_io_error() {
         format!("the server closed the connection (a TLS port reached with redis://? use rediss://): {text}")
     } else {
         text
     };
-    let mut reason = reason;
+    // One line: a message goes into logs and JSON, where a newline splits it.
+    let mut reason = reason.split_whitespace().collect::<Vec<_>>().join(" ");
     for s in secrets {
         reason = reason.replace(s.as_str(), "***");
     }

@@ -24,6 +24,10 @@ pub struct DemoArgs {
     /// Keep the worker and /metrics up this long after the work is done (e.g. 60s).
     #[arg(long, value_parser = humantime::parse_duration, default_value = "0s")]
     linger: Duration,
+    /// With --redis-url / REDIS_URL: leave the demo's queue in that Redis (by default
+    /// its keys are deleted at the end).
+    #[arg(long)]
+    keep: bool,
 }
 
 /// What the demo's jobs ask for.
@@ -86,14 +90,17 @@ pub async fn run(given: Option<baton::conn::RedisConfig>, a: DemoArgs) -> Result
     let url =
         given.unwrap_or_else(|| baton::conn::RedisConfig::url(private.as_ref().unwrap().url()));
     let tty = std::io::stdout().is_terminal();
-    println!(
-        "baton demo: redis at {url}{}",
-        if private.is_some() {
-            " (private, AOF on, noeviction; removed at exit)"
-        } else {
-            ""
-        }
-    );
+    let queue = format!("demo-{}", &uuid::Uuid::new_v4().simple().to_string()[..6]);
+    if private.is_some() {
+        println!("baton demo: redis at {url} (private, AOF on, noeviction; removed at exit)");
+    } else {
+        // Someone else's Redis: say what is written there, and that it goes again.
+        println!(
+            "baton demo: using your redis at {url}: queue {queue} is made there, and its \
+             keys are deleted at the end{}",
+            if a.keep { " (not with --keep)" } else { "" }
+        );
+    }
 
     baton::metrics::install();
     let listener = std::net::TcpListener::bind("127.0.0.1:0")
@@ -112,8 +119,42 @@ pub async fn run(given: Option<baton::conn::RedisConfig>, a: DemoArgs) -> Result
         });
     }
 
-    let queue = format!("demo-{}", &uuid::Uuid::new_v4().simple().to_string()[..6]);
-    let q = Queue::connect(url.clone(), &queue)?;
+    let is_private = private.is_some();
+    let outcome = exercise(&url, &queue, &a, metrics_addr, tty, is_private).await;
+    stop_ops.cancel();
+    // The queue's keys go whatever happened, unless asked to stay.
+    let deleted = if is_private || a.keep {
+        None
+    } else {
+        Some(delete_queue(&url, &queue).await)
+    };
+    drop(private);
+    outcome?;
+    match deleted {
+        None if is_private => println!("cleaned up: worker stopped, private redis removed"),
+        None => println!("cleaned up: worker stopped; queue {queue} left in {url} (--keep)"),
+        Some(Ok(n)) => {
+            println!("cleaned up: worker stopped; deleted queue {queue}'s {n} keys from {url}")
+        }
+        Some(Err(e)) => {
+            return Err(baton::Error::Invalid(format!(
+                "the demo ran, but deleting queue {queue}'s keys from {url} failed: {e}"
+            )))
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The workload, the worker and the summary on queue `queue`.
+async fn exercise(
+    url: &baton::conn::RedisConfig,
+    queue: &str,
+    a: &DemoArgs,
+    metrics_addr: SocketAddr,
+    tty: bool,
+    is_private: bool,
+) -> Result<()> {
+    let q = Queue::connect(url.clone(), queue)?;
     let quick = Backoff::Fixed {
         delay: Duration::from_millis(300),
     };
@@ -144,7 +185,7 @@ pub async fn run(given: Option<baton::conn::RedisConfig>, a: DemoArgs) -> Result
     let export_id = added[a.jobs as usize + 2].id.clone();
     println!("added {total} jobs to queue {queue} in one atomic call; metrics at http://{metrics_addr}/metrics\n");
 
-    let worker = Worker::builder(url.clone(), &queue)
+    let worker = Worker::builder(url.clone(), queue)
         .concurrency(8)
         .lease(Duration::from_secs(10))
         .stalled_interval(Duration::from_secs(1))
@@ -242,9 +283,12 @@ pub async fn run(given: Option<baton::conn::RedisConfig>, a: DemoArgs) -> Result
         "\ncounts: completed {}, failed {}, cancelled {}, waiting {}, active {}",
         c.completed, c.failed, c.cancelled, c.waiting, c.active
     );
-    let is_private = private.is_some();
     if is_private && a.linger.is_zero() {
         println!("metrics were served at http://{metrics_addr}/metrics; run `baton demo --linger 60s` to browse them");
+    } else if a.linger.is_zero() && !a.keep {
+        println!(
+            "the queue is deleted next; run with --keep (or --linger 60s) to inspect its jobs"
+        );
     } else {
         println!("inspect one:  baton --redis-url {url} job {queue} <ID>");
         println!("metrics:      http://{metrics_addr}/metrics");
@@ -263,15 +307,38 @@ pub async fn run(given: Option<baton::conn::RedisConfig>, a: DemoArgs) -> Result
     running
         .await
         .map_err(|e| baton::Error::Invalid(e.to_string()))??;
-    stop_ops.cancel();
-    drop(private);
-    println!(
-        "cleaned up: worker stopped{}",
-        if is_private {
-            ", private redis removed"
-        } else {
-            ""
+    Ok(())
+}
+
+/// Deletes every key of `queue` (they share its hash tag, so one node holds them all);
+/// returns how many.
+async fn delete_queue(url: &baton::conn::RedisConfig, queue: &str) -> Result<u64> {
+    let pattern = format!("baton:{{{queue}}}:*");
+    let mut deleted = 0;
+    for node in baton::conn::Connector::new(url.clone())?.nodes().await? {
+        if !node.primary {
+            continue;
         }
-    );
-    Ok(ExitCode::SUCCESS)
+        let mut c = node.connect().await?;
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut c)
+                .await?;
+            for k in keys {
+                let n: u64 = redis::cmd("UNLINK").arg(&k).query_async(&mut c).await?;
+                deleted += n;
+            }
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+    }
+    Ok(deleted)
 }
