@@ -12,6 +12,7 @@ mod faults;
 mod leases;
 mod producer;
 mod proxy;
+mod report;
 mod server;
 mod workers;
 
@@ -75,24 +76,6 @@ pub struct ChaosArgs {
     /// that the check catches it. For baton's own tests.
     #[arg(long, hide = true, value_delimiter = ',')]
     sabotage: Vec<String>,
-}
-
-/// The report of a run.
-#[derive(Debug, serde::Serialize)]
-struct Report {
-    seed: u64,
-    fsync: String,
-    duration_s: f64,
-    faults: BTreeMap<&'static str, u64>,
-    fault_errors: Vec<String>,
-    worker_processes: usize,
-    unexpected_worker_exits: Vec<String>,
-    add_retries: u64,
-    settle_s: f64,
-    leases: leases::LeaseSamples,
-    findings: check::Findings,
-    violations: usize,
-    work_dir: Option<String>,
 }
 
 /// Runs it.
@@ -311,7 +294,7 @@ pub async fn run(args: ChaosArgs) -> Result<ExitCode> {
     let violations = findings.violations() + exits.len() + usize::from(leases.expired > 0);
     let work_dir =
         (violations > 0 && args.sabotage.is_empty()).then(|| dir.keep().display().to_string());
-    let report = Report {
+    let report = report::Report {
         seed,
         fsync: format!("{:?}", args.fsync).to_lowercase(),
         duration_s: duration.as_secs_f64(),
@@ -329,62 +312,11 @@ pub async fn run(args: ChaosArgs) -> Result<ExitCode> {
     if args.json {
         println!("{}", serde_json::to_string(&report).unwrap_or_default());
     } else {
-        print_report(&report);
+        report.print();
     }
     Ok(if violations == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
-}
-
-fn print_report(r: &Report) {
-    let f = &r.findings;
-    println!(
-        "chaos run: seed {}, appendfsync {}, {:.0} s of faults, settled in {:.1} s",
-        r.seed, r.fsync, r.duration_s, r.settle_s
-    );
-    let faults: Vec<String> = r.faults.iter().map(|(k, v)| format!("{k} {v}")).collect();
-    println!(
-        "faults: {} ({} in all)",
-        faults.join(", "),
-        r.faults.values().sum::<u64>()
-    );
-    println!(
-        "jobs: {} acknowledged, final states {:?}; {} command runs, {} jobs ran more than once; {} adds retried",
-        f.acked, f.states, f.runs, f.rerun_jobs, r.add_retries
-    );
-    println!(
-        "worker processes started: {}; lease samples {}, expired leases seen {}",
-        r.worker_processes, r.leases.samples, r.leases.expired
-    );
-    let list = |name: &str, v: &[String]| {
-        println!("{name}: {}", v.len());
-        for x in v.iter().take(20) {
-            println!("  {x}");
-        }
-    };
-    list("lost", &f.lost);
-    if !f.lost_in_fsync_window.is_empty() {
-        list(
-            "  of which in the everysec fsync window",
-            &f.lost_in_fsync_window,
-        );
-    }
-    list("stuck", &f.stuck);
-    list("wrong state", &f.wrong_state);
-    list("bad outcome", &f.bad_outcome);
-    list("inconsistent", &f.inconsistent);
-    list("unexpected worker exits", &r.unexpected_worker_exits);
-    if let Some(m) = &f.stats_mismatch {
-        println!("stats mismatch: {m}");
-    }
-    for e in &r.fault_errors {
-        println!("fault not applied: {e}");
-    }
-    match (&r.work_dir, r.violations) {
-        (_, 0) => println!("no violations"),
-        (Some(d), v) => println!("VIOLATIONS: {v} (worker logs, ledger and AOF kept in {d})"),
-        (None, v) => println!("VIOLATIONS: {v}"),
-    }
 }
