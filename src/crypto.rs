@@ -106,8 +106,17 @@ pub fn is_encrypted(value: &[u8]) -> bool {
     value.starts_with(MAGIC)
 }
 
-/// The parts of an envelope: (header, key id, nonce, ciphertext with tag).
-fn split(value: &[u8]) -> std::result::Result<(&[u8], &str, &[u8], &[u8]), DecryptError> {
+/// The parts of an envelope.
+struct Parts<'a> {
+    /// Magic to key id: authenticated as associated data.
+    header: &'a [u8],
+    key_id: &'a str,
+    nonce: &'a [u8],
+    /// Ciphertext with its tag.
+    sealed: &'a [u8],
+}
+
+fn split(value: &[u8]) -> std::result::Result<Parts<'_>, DecryptError> {
     let bad = |why: &str| DecryptError::Malformed(why.to_string());
     let rest = value
         .strip_prefix(&MAGIC[..])
@@ -124,12 +133,17 @@ fn split(value: &[u8]) -> std::result::Result<(&[u8], &str, &[u8], &[u8]), Decry
     let key_id = std::str::from_utf8(&rest[..len]).map_err(|_| bad("key id is not UTF-8"))?;
     let header = &value[..MAGIC.len() + 2 + len];
     let (nonce, sealed) = rest[len..].split_at(NONCE_LEN);
-    Ok((header, key_id, nonce, sealed))
+    Ok(Parts {
+        header,
+        key_id,
+        nonce,
+        sealed,
+    })
 }
 
 /// The key id an encrypted value names; None for a plaintext or malformed one.
 pub fn key_id_of(value: &[u8]) -> Option<&str> {
-    split(value).ok().map(|(_, k, _, _)| k)
+    split(value).ok().map(|p| p.key_id)
 }
 
 /// `value` as plaintext: decrypted with `keyring` when it is an envelope, as it is
@@ -144,10 +158,7 @@ pub fn open<'a>(
     }
     match keyring {
         Some(k) => k.decrypt(value).map(Cow::Owned),
-        None => {
-            let (_, key_id, _, _) = split(value)?;
-            Err(DecryptError::MissingKey(key_id.to_string()))
-        }
+        None => Err(DecryptError::MissingKey(split(value)?.key_id.to_string())),
     }
 }
 
@@ -254,7 +265,12 @@ impl Keyring {
 
     /// The plaintext of an envelope made by [`Keyring::encrypt`] under any key held.
     pub fn decrypt(&self, value: &[u8]) -> std::result::Result<Vec<u8>, DecryptError> {
-        let (header, key_id, nonce, sealed) = split(value)?;
+        let Parts {
+            header,
+            key_id,
+            nonce,
+            sealed,
+        } = split(value)?;
         let (_, cipher) = self
             .keys
             .iter()

@@ -96,6 +96,9 @@ pub struct ServeOptions {
     pub read_tokens: Vec<String>,
     /// Timeouts and the connection cap.
     pub limits: Limits,
+    /// Encrypts the payloads the API adds and decrypts the jobs it shows (see
+    /// [`crate::crypto`]); without it, encrypted values show as `"encrypted (key K)"`.
+    pub encryption: Option<std::sync::Arc<crate::crypto::Keyring>>,
 }
 
 impl std::fmt::Debug for ServeOptions {
@@ -104,6 +107,7 @@ impl std::fmt::Debug for ServeOptions {
         f.debug_struct("ServeOptions")
             .field("read_tokens", &self.read_tokens.len())
             .field("limits", &self.limits)
+            .field("encryption", &self.encryption)
             .finish()
     }
 }
@@ -130,7 +134,10 @@ pub async fn serve_with(
     let ops_state = ops::OpsState::new(conn.clone());
     let _refresher = gauges::start(conn.clone());
     let auth = tokens.describe();
-    let app = api::router(api::ApiState::new(conn, tokens), ops_state);
+    let app = api::router(
+        api::ApiState::new(conn, tokens).with_encryption(opts.encryption),
+        ops_state,
+    );
     tracing::info!(listen = %cfg.listen, auth, "baton API listening");
     server::run(listener, app, &opts.limits, stop).await
 }

@@ -157,10 +157,12 @@ impl Queue {
                 priority: n("pri").unwrap_or(0) as u32,
                 data: h
                     .get("data")
-                    .map(|b| msgpack_to_json(b))
+                    .map(|b| self.reveal(b, msgpack_to_json))
                     .unwrap_or(serde_json::Value::Null),
-                result: h.get("result").map(|b| msgpack_to_json(b)),
-                error: s("error"),
+                result: h.get("result").map(|b| self.reveal(b, msgpack_to_json)),
+                error: h
+                    .get("error")
+                    .map(|b| self.reveal(b, |t| String::from_utf8_lossy(t).into_owned())),
                 progress: s("progress")
                     .map(|p| serde_json::from_str(&p).unwrap_or(serde_json::Value::String(p))),
                 worker: s("worker"),

@@ -17,6 +17,9 @@
 
 mod durable;
 mod inspect;
+mod reencrypt;
+
+pub use reencrypt::Reencrypted;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -24,6 +27,7 @@ use std::sync::Arc;
 use redis::AsyncCommands;
 use serde::Serialize;
 
+use crate::crypto::Keyring;
 use crate::error::{Error, Result};
 use crate::job::{JobOptions, JobState, RunOptions, MAX_PRIORITY};
 use crate::keys::Keys;
@@ -40,6 +44,8 @@ pub struct Queue {
     bad_name: Option<Arc<str>>,
     /// Adds wait for this many replicas (see [`Queue::durable`]).
     durable: Option<durable::Durable>,
+    /// Encrypts payloads on add and decrypts what is read back (see [`crate::crypto`]).
+    keyring: Option<Arc<Keyring>>,
 }
 
 /// The default limit on one job's payload, encoded as MessagePack: 4 MiB.
@@ -141,6 +147,31 @@ impl Queue {
             max_payload: DEFAULT_MAX_PAYLOAD,
             bad_name,
             durable: None,
+            keyring: None,
+        }
+    }
+
+    /// Encrypts every payload this handle adds with the keyring's first key, and
+    /// decrypts the data, results and errors it reads back ([`Queue::job`]) with any of
+    /// its keys. Without it, encrypted values read back as `"encrypted (key K)"`.
+    /// Workers need the same keys ([`crate::WorkerBuilder::encryption`]).
+    pub fn with_encryption(mut self, keyring: Arc<Keyring>) -> Queue {
+        self.keyring = Some(keyring);
+        self
+    }
+
+    /// The keyring in force, if any (see [`Queue::with_encryption`]).
+    pub fn encryption(&self) -> Option<&Arc<Keyring>> {
+        self.keyring.as_ref()
+    }
+
+    /// A stored data, result or error field as `decode` reads its plaintext; an
+    /// encrypted one that this handle cannot decrypt as the placeholder saying why
+    /// (`"encrypted (key K)"`), so inspecting a job never fails for want of a key.
+    fn reveal<T: From<String>>(&self, stored: &[u8], decode: impl FnOnce(&[u8]) -> T) -> T {
+        match crate::crypto::open(self.keyring.as_deref(), stored) {
+            Ok(plain) => decode(&plain),
+            Err(e) => T::from(e.placeholder()),
         }
     }
 
@@ -217,7 +248,7 @@ impl Queue {
     /// add again.
     pub async fn add<T: Serialize>(&self, name: &str, data: &T, opts: JobOptions) -> Result<Added> {
         self.check_name()?;
-        let args = encode(name, data, &opts, self.max_payload)?;
+        let args = encode(name, data, &opts, self.max_payload, self.keyring.as_deref())?;
         let id = args.id.clone();
         let added = self.send_add(std::slice::from_ref(&args)).await?;
         let added = added.first().copied().unwrap_or(false);
@@ -242,7 +273,15 @@ impl Queue {
         self.check_name()?;
         let args = jobs
             .iter()
-            .map(|j| encode(&j.name, &j.data, &j.opts, self.max_payload))
+            .map(|j| {
+                encode(
+                    &j.name,
+                    &j.data,
+                    &j.opts,
+                    self.max_payload,
+                    self.keyring.as_deref(),
+                )
+            })
             .collect::<Result<Vec<_>>>()?;
         let added = self.send_add(&args).await?;
         let n = added.iter().filter(|a| **a).count();
@@ -416,7 +455,15 @@ fn encode_payload<T: Serialize>(data: &T, id: &str, limit: usize) -> Result<Vec<
     }
 }
 
-fn encode<T: Serialize>(name: &str, data: &T, o: &JobOptions, limit: usize) -> Result<NewJobArgs> {
+/// One job as `add.lua` takes it; the payload encrypted when a keyring is given (the
+/// limit applies to the plaintext, what the caller controls).
+fn encode<T: Serialize>(
+    name: &str,
+    data: &T,
+    o: &JobOptions,
+    limit: usize,
+    keyring: Option<&Keyring>,
+) -> Result<NewJobArgs> {
     crate::validate::job_name(name)?;
     if o.priority > MAX_PRIORITY {
         return Err(Error::Invalid(format!(
@@ -441,7 +488,7 @@ fn encode<T: Serialize>(name: &str, data: &T, o: &JobOptions, limit: usize) -> R
         .job_id
         .clone()
         .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
-    let data = encode_payload(data, &id, limit)?;
+    let data = crate::crypto::seal(keyring, encode_payload(data, &id, limit)?);
     let run = RunOptions {
         attempts: o.attempts,
         backoff: o.backoff,

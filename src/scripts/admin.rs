@@ -1,11 +1,11 @@
-//! The admin scripts: cancel, retry, remove, clean, and a running attempt's fenced
+//! The admin scripts: cancel, retry, remove, clean, reencrypt, and a running attempt's fenced
 //! writes about itself (steps, progress, log lines).
 
 use std::time::Duration;
 
 use redis::aio::ConnectionLike;
 
-use super::{CANCEL, CLEAN, RECORD, REMOVE, RETRY};
+use super::{CANCEL, CLEAN, RECORD, REENCRYPT, REMOVE, RETRY};
 use crate::error::Result;
 use crate::keys::Keys;
 
@@ -116,5 +116,32 @@ pub(crate) async fn clean<C: ConnectionLike + Send>(
     let mut inv = CLEAN.prepare_invoke();
     inv.key(set);
     inv.arg(k.prefix()).arg(age.as_millis() as u64).arg(limit);
+    Ok(inv.invoke_async(c).await?)
+}
+
+/// One compare-and-set rewrite of a job hash field for `reencrypt.lua`.
+#[derive(Debug, Clone)]
+pub(crate) struct Rewrite {
+    pub field: &'static str,
+    pub old: Vec<u8>,
+    pub new: Vec<u8>,
+}
+
+/// `reencrypt.lua`: per job id its rewrites; returns (rewritten, changed meanwhile).
+pub(crate) async fn reencrypt<C: ConnectionLike + Send>(
+    c: &mut C,
+    k: &Keys,
+    jobs: &[(String, Vec<Rewrite>)],
+) -> Result<(u64, u64)> {
+    let mut inv = REENCRYPT.prepare_invoke();
+    for (id, _) in jobs {
+        inv.key(k.job(id));
+    }
+    for (_, rewrites) in jobs {
+        inv.arg(rewrites.len());
+        for r in rewrites {
+            inv.arg(r.field).arg(&r.old[..]).arg(&r.new[..]);
+        }
+    }
     Ok(inv.invoke_async(c).await?)
 }

@@ -49,6 +49,7 @@ script!(REMOVE, "remove.lua");
 script!(RECORD, "record.lua");
 script!(CLEAN, "clean.lua");
 script!(RECONCILE, "reconcile.lua");
+script!(REENCRYPT, "reencrypt.lua");
 
 /// A job as `add.lua` takes it.
 #[derive(Debug, Clone)]
@@ -269,7 +270,7 @@ pub(crate) async fn finish<C: ConnectionLike + Send>(
 mod admin;
 mod lease;
 
-pub(crate) use admin::{cancel, clean, record, remove, retry, Record};
+pub(crate) use admin::{cancel, clean, record, reencrypt, remove, retry, Record, Rewrite};
 pub(crate) use lease::{reconcile, renew, sweep, Swept};
 
 #[cfg(test)]
@@ -284,7 +285,7 @@ mod tests {
     fn every_script_starts_with_its_flags_then_common() {
         for s in [
             &ADD, &CLAIM, &FINISH, &RENEW, &SWEEP, &CANCEL, &RETRY, &REMOVE, &RECORD, &CLEAN,
-            &RECONCILE,
+            &RECONCILE, &REENCRYPT,
         ] {
             LazyLock::force(s);
         }

@@ -55,6 +55,8 @@ pub(crate) struct Shared {
     running: std::sync::atomic::AtomicUsize,
     /// Metric handles, made when the worker starts running.
     metrics: std::sync::OnceLock<crate::metrics::QueueMetrics>,
+    /// Decrypts payloads and encrypts results and errors (see [`crate::crypto`]).
+    pub keyring: Option<Arc<crate::crypto::Keyring>>,
 }
 
 impl Shared {
@@ -104,8 +106,13 @@ impl Shared {
             .get_or_init(|| crate::metrics::QueueMetrics::new(self.keys.queue(), &self.id))
     }
 
-    /// Hands an outcome to the acker.
-    async fn outcome(&self, p: Pending) {
+    /// Hands an outcome to the acker, its result or error text encrypted when this
+    /// worker holds keys (a hand-back's value is not stored, so it stays as it is).
+    async fn outcome(&self, mut p: Pending) {
+        if p.0.kind != crate::scripts::Kind::HandBack {
+            p.0.value =
+                crate::crypto::seal(self.keyring.as_deref(), std::mem::take(&mut p.0.value));
+        }
         if let Err(e) = self.outcomes.send(p) {
             tracing::error!(job_id = %e.0 .0.id, "outcome writer has stopped; the job will be recovered when its lease expires");
         }
@@ -144,6 +151,7 @@ pub struct WorkerBuilder {
     order: QueueOrder,
     opts: WorkerOptions,
     fault: Option<supervisor::InjectedFault>,
+    keyring: Option<Arc<crate::crypto::Keyring>>,
 }
 
 macro_rules! setter {
@@ -221,6 +229,16 @@ impl WorkerBuilder {
         self
     }
 
+    /// Decrypts payloads encrypted with any of `keyring`'s keys and encrypts results
+    /// and error texts with its first key (see [`crate::crypto`]). Plaintext payloads
+    /// (added before encryption was turned on) still run. A job encrypted with a key
+    /// not held, or one whose ciphertext does not authenticate, fails at once with no
+    /// retry and a reason that says so; the worker goes on.
+    pub fn encryption(mut self, keyring: Arc<crate::crypto::Keyring>) -> Self {
+        self.keyring = Some(keyring);
+        self
+    }
+
     /// Fault injection for tests: the named background loop panics `after` start.
     #[doc(hidden)]
     pub fn inject_fault(mut self, task: &'static str, after: Duration) -> Self {
@@ -289,6 +307,7 @@ impl WorkerBuilder {
                 running: Default::default(),
                 metrics: Default::default(),
                 started_ms,
+                keyring: self.keyring.clone(),
             });
             lanes.push(shutdown::LaneParts {
                 shared,
@@ -359,6 +378,7 @@ impl Worker {
             order: QueueOrder::Strict,
             opts: WorkerOptions::default(),
             fault: None,
+            keyring: None,
         }
     }
 

@@ -51,6 +51,27 @@ pub(crate) async fn process(
             return;
         }
     };
+    // A payload this worker cannot decrypt fails for good: another attempt would meet
+    // the same missing key or the same damaged bytes.
+    let data = match crate::crypto::open(shared.keyring.as_deref(), &job.data) {
+        Ok(d) => d.into_owned(),
+        Err(e) => {
+            drop(permit);
+            held.running.store(false, Ordering::Relaxed);
+            shared.report_in_flight(-1);
+            let msg = format!("payload {e}");
+            tracing::warn!(queue = %queue, job_id = %job.id, reason = %msg, "job failed: payload does not decrypt");
+            shared
+                .outcome(Pending::new(
+                    &job,
+                    Kind::Failed,
+                    msg.into_bytes(),
+                    Duration::ZERO,
+                ))
+                .await;
+            return;
+        }
+    };
     let timeout = opts.timeout.or(shared.opts.timeout);
     let ctx = JobContext::new(
         job.id.clone(),
@@ -58,7 +79,7 @@ pub(crate) async fn process(
         job.attempt,
         opts.attempts,
         job.stalled,
-        job.data.clone(),
+        data,
         job.token,
         held.cancel.clone(),
         shared.keys.clone(),

@@ -43,7 +43,10 @@ pub struct AddArgs {
 /// the rules of [`baton::validate::queue_name`].
 fn queue(conn: &SharedConn, name: &str) -> Result<Queue> {
     baton::validate::queue_name(name)?;
-    Ok(Queue::with_conn(conn.clone(), name))
+    Ok(crate::crypto_args::with_keys(Queue::with_conn(
+        conn.clone(),
+        name,
+    )))
 }
 
 pub async fn check(url: &SharedConn, json: bool) -> Result<ExitCode> {

@@ -3,9 +3,11 @@
 mod admin;
 mod bench;
 mod chaos;
+mod crypto_args;
 mod demo;
 mod private_redis;
 mod redis_args;
+mod reencrypt;
 mod watch;
 mod worker_cmd;
 
@@ -21,6 +23,8 @@ use clap::{Args, Parser, Subcommand};
 struct Cli {
     #[command(flatten)]
     redis: redis_args::RedisArgs,
+    #[command(flatten)]
+    crypto: crypto_args::CryptoArgs,
     /// Log format: text or json (anything else is refused, not read as text).
     #[arg(
         long,
@@ -141,6 +145,8 @@ enum Cmd {
         #[arg(long, default_value_t = 0)]
         iterations: u64,
     },
+    /// Rewrite every job of a queue under the first encryption key (key rotation).
+    Reencrypt(reencrypt::ReencryptArgs),
     /// Run a worker that runs a command per job.
     Worker(worker_cmd::WorkerArgs),
     /// Run the HTTP API.
@@ -189,6 +195,7 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> baton::Result<ExitCode> {
     let given = cli.redis.given().then(|| cli.redis.config()).transpose()?;
     let cfg = cli.redis.config()?;
+    cli.crypto.load()?;
     let conn = baton::conn::SharedConn::producer(cfg.clone())?;
     let url = &conn;
     match cli.cmd {
@@ -224,6 +231,7 @@ async fn run(cli: Cli) -> baton::Result<ExitCode> {
             iterations,
         } => watch::run(url, queue, interval, iterations).await,
         Cmd::Worker(w) => worker_cmd::run(&cfg, w).await,
+        Cmd::Reencrypt(r) => reencrypt::run(url, r).await,
         Cmd::Serve { listen } => {
             let token = std::env::var("BATON_API_TOKEN")
                 .ok()
@@ -259,6 +267,7 @@ async fn run(cli: Cli) -> baton::Result<ExitCode> {
                 },
                 baton::http::ServeOptions {
                     read_tokens,
+                    encryption: crypto_args::keyring(),
                     ..Default::default()
                 },
                 stop,

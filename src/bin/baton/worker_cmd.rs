@@ -87,6 +87,9 @@ pub async fn run(url: &baton::conn::RedisConfig, a: WorkerArgs) -> Result<ExitCo
     if a.allow_unfit_redis {
         b = b.allow_unfit_redis();
     }
+    if let Some(k) = crate::crypto_args::keyring() {
+        b = b.encryption(k);
+    }
     let worker = b.build(handler)?;
     let stop_ops = CancellationToken::new();
     if let Some(addr) = a.metrics_addr {

@@ -54,15 +54,34 @@ pub const MAX_LIST: usize = 1000;
 pub(crate) struct ApiState {
     conn: crate::conn::SharedConn,
     tokens: Tokens,
+    /// Given to every queue handle (see [`Queue::with_encryption`]).
+    keyring: Option<std::sync::Arc<crate::crypto::Keyring>>,
 }
 
 impl ApiState {
     pub fn new(conn: crate::conn::SharedConn, tokens: Tokens) -> ApiState {
-        ApiState { conn, tokens }
+        ApiState {
+            conn,
+            tokens,
+            keyring: None,
+        }
+    }
+
+    /// Encrypts what the API adds and decrypts what it shows.
+    pub fn with_encryption(
+        mut self,
+        keyring: Option<std::sync::Arc<crate::crypto::Keyring>>,
+    ) -> ApiState {
+        self.keyring = keyring;
+        self
     }
 
     fn queue(&self, name: &str) -> Queue {
-        Queue::with_conn(self.conn.clone(), name)
+        let q = Queue::with_conn(self.conn.clone(), name);
+        match &self.keyring {
+            Some(k) => q.with_encryption(k.clone()),
+            None => q,
+        }
     }
 }
 

@@ -1,0 +1,159 @@
+//! Key rotation: rewriting every job's data, result and error under the keyring's
+//! first key (`baton reencrypt`).
+//!
+//! Jobs are found by SCAN over their hash keys (every master of a cluster), a batch at
+//! a time, so a queue of millions costs Redis many small calls rather than one long
+//! one. Each value is decrypted and encrypted here and written back by `reencrypt.lua`
+//! only if the field still holds what was read: a job that finished, retried or was
+//! removed meanwhile keeps what its worker wrote (already under the first key when that
+//! worker has the new keyring), and a later run picks up anything left.
+
+use serde::Serialize;
+
+use super::Queue;
+use crate::crypto::Keyring;
+use crate::error::{Error, Result};
+use crate::scripts::{self, Rewrite};
+
+/// The fields that may hold encrypted values.
+const FIELDS: [&str; 3] = ["data", "result", "error"];
+
+/// Largest batch of jobs read and rewritten per call.
+pub const MAX_REENCRYPT_BATCH: usize = 1000;
+
+/// What [`Queue::reencrypt`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Reencrypted {
+    /// Jobs looked at.
+    pub jobs: u64,
+    /// Values rewritten under the first key (plaintext ones included).
+    pub rewritten: u64,
+    /// Values left alone because the job changed between the read and the write.
+    pub changed: u64,
+    /// Values that did not decrypt (a key not in the keyring, or tampered with): left
+    /// as they are. Not zero means an old key is still needed, or a value is damaged.
+    pub undecryptable: u64,
+}
+
+impl Queue {
+    /// Rewrites every job's data, result and error that is not yet under the
+    /// keyring's first key (encrypted under an older key, or stored in plaintext),
+    /// `batch` jobs per round trip (1 to [`MAX_REENCRYPT_BATCH`]). Needs
+    /// [`Queue::with_encryption`]. Safe to run while workers run, and to run again.
+    pub async fn reencrypt(&self, batch: usize) -> Result<Reencrypted> {
+        self.check_name()?;
+        let keyring = self.keyring.clone().ok_or_else(|| {
+            Error::Invalid("reencrypt needs encryption keys (--encryption-key-file)".into())
+        })?;
+        let batch = batch.clamp(1, MAX_REENCRYPT_BATCH);
+        let prefix = format!("{}job:", self.keys.prefix());
+        let pattern = format!("{}*", glob_escape(&prefix));
+        let mut report = Reencrypted::default();
+        for node in self.conn.connector().nodes().await? {
+            if !node.primary {
+                continue;
+            }
+            let mut c = node.connect().await?;
+            let mut cursor: u64 = 0;
+            loop {
+                let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(&pattern)
+                    .arg("COUNT")
+                    .arg(batch)
+                    .query_async(&mut c)
+                    .await?;
+                let ids: Vec<String> = keys
+                    .iter()
+                    .filter_map(|k| k.strip_prefix(&prefix))
+                    .map(String::from)
+                    .collect();
+                for chunk in ids.chunks(batch) {
+                    self.reencrypt_batch(&keyring, chunk, &mut report).await?;
+                }
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
+            }
+        }
+        Ok(report)
+    }
+
+    /// Reads the fields of `ids`, and rewrites those not under the first key.
+    async fn reencrypt_batch(
+        &self,
+        keyring: &Keyring,
+        ids: &[String],
+        report: &mut Reencrypted,
+    ) -> Result<()> {
+        let read: Vec<Vec<Option<Vec<u8>>>> = self
+            .bounded(async {
+                let mut p = redis::pipe();
+                for id in ids {
+                    p.cmd("HMGET").arg(self.keys.job(id)).arg(&FIELDS[..]);
+                }
+                Ok(p.query_async(&mut self.conn().await?).await?)
+            })
+            .await?;
+        let mut jobs = Vec::new();
+        for (id, values) in ids.iter().zip(read) {
+            report.jobs += 1;
+            let mut rewrites = Vec::new();
+            for (field, v) in FIELDS.iter().zip(values) {
+                let Some(old) = v.filter(|v| !keyring.is_current(v)) else {
+                    continue;
+                };
+                match crate::crypto::open(Some(keyring), &old) {
+                    Ok(plain) => {
+                        let new = keyring.encrypt(&plain);
+                        rewrites.push(Rewrite { field, old, new });
+                    }
+                    Err(e) => {
+                        tracing::warn!(queue = self.name(), job_id = %id, field, reason = %e,
+                            "value left as it is: it does not decrypt with these keys");
+                        report.undecryptable += 1;
+                    }
+                }
+            }
+            if !rewrites.is_empty() {
+                jobs.push((id.clone(), rewrites));
+            }
+        }
+        if jobs.is_empty() {
+            return Ok(());
+        }
+        let (rewritten, changed) = self
+            .bounded(async { scripts::reencrypt(&mut self.conn().await?, &self.keys, &jobs).await })
+            .await?;
+        report.rewritten += rewritten;
+        report.changed += changed;
+        Ok(())
+    }
+}
+
+/// `s` with the characters SCAN MATCH treats as a pattern escaped (queue names may
+/// hold `*`, `?`, `[`, `]` and `\`).
+fn glob_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn glob_escape_escapes_pattern_characters() {
+        assert_eq!(
+            super::glob_escape("baton:{a*b?[c]\\}:job:"),
+            "baton:{a\\*b\\?\\[c\\]\\\\}:job:"
+        );
+        assert_eq!(super::glob_escape("baton:{q}:job:"), "baton:{q}:job:");
+    }
+}
