@@ -352,3 +352,46 @@ async fn the_exec_worker_with_a_key_file_gets_the_plaintext_on_stdin() {
     let r = raw(&redis, "ex", &a.id, "result");
     assert!(baton::crypto::key_id_of(&r) == Some("k1") && !contains(&r, "stdin-secret"));
 }
+
+#[tokio::test]
+async fn the_http_api_encrypts_on_add_and_decrypts_on_read() {
+    let redis = RedisServer::start();
+    let listen: std::net::SocketAddr = ([127, 0, 0, 1], common::free_port()).into();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let cfg = baton::http::ServeConfig {
+        redis: redis.url().as_str().into(),
+        listen,
+        token: None,
+    };
+    let opts = baton::http::ServeOptions {
+        encryption: Some(ring(&[K1])),
+        ..Default::default()
+    };
+    let server = tokio::spawn(baton::http::serve_with(cfg, opts, stop.clone()));
+    let http = reqwest::Client::new();
+    let base = format!("http://{listen}/v1/queues/api/jobs");
+    let health = format!("http://{listen}/healthz");
+    wait_until(Duration::from_secs(10), "the API answers", || {
+        let (http, health) = (http.clone(), health.clone());
+        async move { http.get(&health).send().await.is_ok() }
+    })
+    .await;
+    let body = json!({"name": "j", "data": {"ssn": "078-05-1120"}});
+    let r = http.post(&base).json(&body).send().await.unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    let added: Value = r.json().await.unwrap();
+    let id = added["id"].as_str().unwrap().to_string();
+    let data = raw(&redis, "api", &id, "data");
+    assert!(baton::crypto::key_id_of(&data) == Some("k1") && !contains(&data, "078-05"));
+    let shown: Value = http
+        .get(format!("{base}/{id}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(shown["data"], json!({"ssn": "078-05-1120"}), "{shown}");
+    stop.cancel();
+    let _ = server.await;
+}
