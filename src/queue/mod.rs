@@ -19,7 +19,7 @@ mod durable;
 mod inspect;
 mod reencrypt;
 
-pub use reencrypt::Reencrypted;
+pub use reencrypt::{Reencrypted, MAX_REENCRYPT_BATCH};
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

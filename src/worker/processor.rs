@@ -1,6 +1,6 @@
-//! Runs one claimed job: decodes nothing itself (the handler does), enforces the
-//! timeout, catches panics, reacts to stop requests, and turns what happened into the
-//! outcome the acker writes.
+//! Runs one claimed job: opens an encrypted payload (see [`crate::crypto`]) but decodes
+//! nothing itself (the handler does), enforces the timeout, catches panics, reacts to
+//! stop requests, and turns what happened into the outcome the acker writes.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
