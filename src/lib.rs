@@ -19,6 +19,7 @@
 //! - [`worker`]: claim loop, processor, acker, heartbeat, sweeper, cancel listener,
 //!   shutdown sequence.
 //! - [`config`]: the start-up check of the Redis server.
+//! - [`crypto`]: payload encryption at rest: the keyring and the envelope.
 //! - [`conn`]: where Redis is ([`conn::RedisConfig`]: one server, Sentinel, Cluster, TLS)
 //!   and the connections made for it (shared, blocking, pub/sub).
 //! - [`metrics`]: metric names and the Prometheus recorder.

@@ -21,6 +21,10 @@ const FIELDS: [&str; 3] = ["data", "result", "error"];
 /// Largest batch of jobs read and rewritten per call.
 pub const MAX_REENCRYPT_BATCH: usize = 1000;
 
+/// About the most bytes (values read plus values written) one `reencrypt.lua` call
+/// carries: a batch of large payloads is split over several calls.
+const MAX_CALL_BYTES: usize = 8 << 20;
+
 /// What [`Queue::reencrypt`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Reencrypted {
@@ -121,14 +125,30 @@ impl Queue {
                 jobs.push((id.clone(), rewrites));
             }
         }
-        if jobs.is_empty() {
-            return Ok(());
+        // Large payloads: one call carries at most about MAX_CALL_BYTES (at least one
+        // job), so no single script holds Redis for long.
+        let mut start = 0;
+        while start < jobs.len() {
+            let mut end = start;
+            let mut bytes = 0;
+            while end < jobs.len() && (end == start || bytes < MAX_CALL_BYTES) {
+                bytes += jobs[end]
+                    .1
+                    .iter()
+                    .map(|r| r.old.len() + r.new.len())
+                    .sum::<usize>();
+                end += 1;
+            }
+            let part = &jobs[start..end];
+            let (rewritten, changed) = self
+                .bounded(async {
+                    scripts::reencrypt(&mut self.conn().await?, &self.keys, part).await
+                })
+                .await?;
+            report.rewritten += rewritten;
+            report.changed += changed;
+            start = end;
         }
-        let (rewritten, changed) = self
-            .bounded(async { scripts::reencrypt(&mut self.conn().await?, &self.keys, &jobs).await })
-            .await?;
-        report.rewritten += rewritten;
-        report.changed += changed;
         Ok(())
     }
 }

@@ -18,7 +18,7 @@ pub struct ReencryptArgs {
     /// Queue.
     queue: String,
     /// Jobs read and rewritten per round trip (1 to 1000).
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = 100)]
     batch: usize,
     /// Print one JSON object.
     #[arg(long)]
