@@ -177,8 +177,10 @@ fn bad_input_is_a_clear_error() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("not valid JSON"));
     let out = baton(&redis, &["add", "q", "{}", "--attempts", "0"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("attempts must be at least 1"));
+    // Read by the parser the HTTP API uses, so refused in the same words.
     let out = baton(&redis, &["add", "q", "{}", "--delay", "soon"]);
-    assert_eq!(out.status.code(), Some(2), "clap rejects a bad duration");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("delay \"soon\" is not a duration"));
 }
 
 #[test]

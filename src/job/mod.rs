@@ -201,10 +201,37 @@ pub struct JobInfo {
     pub started_ms: Option<u64>,
     /// Finish time, ms since the epoch.
     pub finished_ms: Option<u64>,
+    /// When a delayed job becomes ready (its delay, or its retry backoff), ms since the
+    /// epoch; None unless delayed.
+    pub due_ms: Option<u64>,
+    /// The attempt that wrote `error` (None when there is no error).
+    pub error_attempt: Option<u32>,
     /// Recorded steps, name → stored result.
     pub steps: BTreeMap<String, serde_json::Value>,
     /// The job's log lines, oldest first.
     pub logs: Vec<String>,
+    /// The attempt that wrote each line of `logs`, in the same order; None for lines
+    /// stored before baton recorded it.
+    pub log_attempts: Vec<Option<u32>>,
+}
+
+/// Marks the attempt at the start of a stored log line: `\x1e<attempt>\x1f<line>`.
+/// Control characters, because a handler's own text could look like any printable
+/// prefix; lines without the mark (written by older versions) read as they are.
+const LOG_MARK: (char, char) = ('\u{1e}', '\u{1f}');
+
+/// A log line as stored: the line with the attempt that wrote it.
+pub(crate) fn log_line(attempt: u32, line: &str) -> String {
+    format!("{}{attempt}{}{line}", LOG_MARK.0, LOG_MARK.1)
+}
+
+/// A stored log line read back: the attempt that wrote it (if recorded) and the line.
+pub(crate) fn parse_log_line(stored: &str) -> (Option<u32>, &str) {
+    stored
+        .strip_prefix(LOG_MARK.0)
+        .and_then(|rest| rest.split_once(LOG_MARK.1))
+        .and_then(|(n, line)| Some((Some(n.parse().ok()?), line)))
+        .unwrap_or((None, stored))
 }
 
 /// Job counts per state of one queue.
@@ -262,5 +289,12 @@ mod tests {
         };
         let bytes = rmp_serde::to_vec_named(&o).unwrap();
         assert_eq!(rmp_serde::from_slice::<RunOptions>(&bytes).unwrap(), o);
+    }
+
+    #[test]
+    fn log_lines_carry_their_attempt_and_old_ones_still_read() {
+        assert_eq!(parse_log_line(&log_line(3, "hi")), (Some(3), "hi"));
+        assert_eq!(parse_log_line("plain"), (None, "plain"));
+        assert_eq!(parse_log_line("\u{1e}x\u{1f}y"), (None, "\u{1e}x\u{1f}y"));
     }
 }

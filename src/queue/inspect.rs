@@ -8,7 +8,7 @@ use redis::AsyncCommands;
 
 use super::Queue;
 use crate::error::{Error, Result};
-use crate::job::{msgpack_to_json, Counts, JobInfo, JobState, RunOptions};
+use crate::job::{msgpack_to_json, parse_log_line, Counts, JobInfo, JobState, RunOptions};
 use crate::keys::Keys;
 use crate::scripts;
 
@@ -20,6 +20,7 @@ type JobParts = (
     BTreeMap<String, Vec<u8>>,
     BTreeMap<String, Vec<u8>>,
     Vec<String>,
+    Option<f64>,
 );
 
 impl Queue {
@@ -106,6 +107,23 @@ impl Queue {
         .await
     }
 
+    /// Delayed jobs with the time each becomes ready (ms since the epoch, Redis clock),
+    /// soonest first.
+    pub async fn list_due(&self, start: usize, count: usize) -> Result<Vec<(String, u64)>> {
+        self.bounded(async {
+            if count == 0 || start > MAX_LIST_START || count > MAX_LIST_START {
+                return Ok(Vec::new());
+            }
+            let end = (start + count - 1) as isize;
+            let mut c = self.conn().await?;
+            let due: Vec<(String, f64)> = c
+                .zrange_withscores(self.keys.delayed(), start as isize, end)
+                .await?;
+            Ok(due.into_iter().map(|(id, at)| (id, at as u64)).collect())
+        })
+        .await
+    }
+
     /// Deletes finished jobs of `state` older than `age` (up to `limit`); returns how many.
     pub async fn clean(&self, state: JobState, age: Duration, limit: usize) -> Result<u64> {
         self.bounded(async {
@@ -130,10 +148,11 @@ impl Queue {
         self.bounded(async {
             let k = &self.keys;
             let mut c = self.conn().await?;
-            let (h, steps, logs): JobParts = redis::pipe()
+            let (h, steps, logs, due): JobParts = redis::pipe()
                 .hgetall(k.job(id))
                 .hgetall(k.steps(id))
                 .lrange(k.logs(id), 0, -1)
+                .zscore(k.delayed(), id)
                 .query_async(&mut c)
                 .await?;
             if h.is_empty() {
@@ -170,11 +189,21 @@ impl Queue {
                 created_ms: n("ts").unwrap_or(0),
                 started_ms: n("started"),
                 finished_ms: n("finished"),
+                due_ms: due.map(|d| d as u64),
+                error_attempt: h
+                    .contains_key("error")
+                    .then(|| n("attempt").map(|a| a as u32))
+                    .flatten()
+                    .filter(|a| *a > 0),
                 steps: steps
                     .into_iter()
                     .map(|(k, v)| (k, msgpack_to_json(&v)))
                     .collect(),
-                logs,
+                log_attempts: logs.iter().map(|l| parse_log_line(l).0).collect(),
+                logs: logs
+                    .iter()
+                    .map(|l| parse_log_line(l).1.to_string())
+                    .collect(),
             }))
         })
         .await

@@ -166,13 +166,15 @@ impl JobContext {
             .transpose()
     }
 
-    /// Appends a line to the job's log (the last 1000 lines are kept).
+    /// Appends a line to the job's log (the last 1000 lines are kept), marked with this
+    /// attempt so `baton job` can say which attempt wrote it.
     pub async fn log(&self, line: impl AsRef<str>) -> Result<()> {
+        let stored = crate::job::log_line(self.attempt(), line.as_ref());
         self.record(
             Record::Log {
                 keep: MAX_LOG_LINES,
             },
-            line.as_ref().as_bytes(),
+            stored.as_bytes(),
         )
         .await
     }

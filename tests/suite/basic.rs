@@ -1,6 +1,5 @@
 //! Producer and worker basics against a real redis-server.
 
-mod common;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -9,7 +8,7 @@ use std::time::Duration;
 use baton::{
     handler_fn, Backoff, JobContext, JobError, JobOptions, JobState, NewJob, Queue, Worker,
 };
-use common::{start, wait_until, RedisServer};
+use crate::common::{start, wait_until, RedisServer};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -4,11 +4,10 @@
 //! (`baton chaos --duration 10m`) is run by hand and its figures are in
 //! docs/reliability.md.
 
-mod common;
 
 use std::process::{Command, Stdio};
 
-use common::baton_bin;
+use crate::common::baton_bin;
 
 fn chaos(args: &[&str]) -> (bool, serde_json::Value, String) {
     let out = Command::new(baton_bin())

@@ -2,13 +2,12 @@
 //! `kubectl logs`: no escape codes, tables whose columns line up whatever the names,
 //! and a `--log-format` that refuses what it does not know.
 
-mod common;
 
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use baton::{handler_fn, JobContext, Queue, Worker};
-use common::{baton_bin, start, wait_until, ChildGuard, RedisServer};
+use crate::common::{baton_bin, start, wait_until, ChildGuard, RedisServer};
 
 fn baton(redis: &RedisServer, args: &[&str]) -> Output {
     Command::new(baton_bin())
@@ -63,7 +62,7 @@ fn assert_aligned(lines: &[&str]) {
     }
 }
 
-async fn idle_worker(url: &str, queue: &str) -> common::Running {
+async fn idle_worker(url: &str, queue: &str) -> crate::common::Running {
     let w = Worker::builder(url, queue)
         .concurrency(3)
         .build(handler_fn(|_: serde_json::Value, _: JobContext| async {
@@ -124,7 +123,7 @@ async fn logs_into_a_pipe_have_no_escape_codes() {
         !q.workers().await.unwrap().is_empty()
     })
     .await;
-    common::signal(w.id(), libc::SIGTERM);
+    crate::common::signal(w.id(), libc::SIGTERM);
     let mut stderr = Vec::new();
     std::io::Read::read_to_end(w.stderr.as_mut().unwrap(), &mut stderr).unwrap();
     let status = w.wait().unwrap();

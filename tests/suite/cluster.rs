@@ -1,12 +1,11 @@
 //! Every script touches one cluster slot: the whole lifecycle runs on a Redis in
 //! cluster mode, which refuses any command or script that crosses slots.
 
-mod common;
 
 use std::time::Duration;
 
 use baton::{handler_fn, JobContext, JobError, JobOptions, JobState, NewJob, Queue, Worker};
-use common::{start, wait_until, RedisServer};
+use crate::common::{start, wait_until, RedisServer};
 
 #[tokio::test]
 async fn lifecycle_runs_on_a_cluster_mode_redis() {

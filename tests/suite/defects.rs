@@ -3,8 +3,7 @@
 //! before its fix. Every test starts its own redis-server and waits on conditions with
 //! deadlines.
 
-mod common;
-#[path = "http_api/support.rs"]
+#[path = "../http_api/support.rs"]
 #[allow(dead_code)]
 mod support;
 
@@ -14,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use baton::{handler_fn, JobError, JobOptions, JobState, NewJob, Queue, Worker};
-use common::{baton_bin, signal, start, wait_until, ChildGuard, RedisServer};
+use crate::common::{baton_bin, signal, start, wait_until, ChildGuard, RedisServer};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 use support::Api;

@@ -3,7 +3,6 @@
 //! oversized result does, progress lines, and a command that cannot run being refused
 //! at start-up instead of failing every job.
 
-mod common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -11,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use baton::{Backoff, JobInfo, JobOptions, JobState, Queue};
-use common::{baton_bin, wait_until, ChildGuard, RedisServer};
+use crate::common::{baton_bin, wait_until, ChildGuard, RedisServer};
 use serde_json::json;
 
 /// Writes `body` as a shell script in `dir`.
@@ -39,7 +38,7 @@ fn worker(url: &str, queue: &str, command: &[&str]) -> ChildGuard {
 
 /// SIGTERMs a worker and waits for its clean exit.
 fn stop(mut w: ChildGuard) {
-    common::signal(w.id(), libc::SIGTERM);
+    crate::common::signal(w.id(), libc::SIGTERM);
     let status = w.wait().unwrap();
     assert!(status.success(), "worker exited with {status}");
 }

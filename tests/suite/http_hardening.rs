@@ -5,14 +5,13 @@
 //! Before: 1 100 connections sending half a request line filled the descriptor limit of
 //! `baton serve` and `/healthz` timed out until they left.
 
-mod common;
 
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use baton::http::{Limits, ServeConfig, ServeOptions};
-use common::{baton_bin, free_port, ChildGuard, RedisServer};
+use crate::common::{baton_bin, free_port, ChildGuard, RedisServer};
 use reqwest::StatusCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -61,7 +60,7 @@ async fn spawn_serve(redis: &RedisServer, env: &[(&str, &str)]) -> (ChildGuard, 
     let child = ChildGuard(cmd.spawn().unwrap());
     let base = format!("http://127.0.0.1:{port}");
     let url = format!("{base}/healthz");
-    common::wait_until(Duration::from_secs(20), "baton serve answers", || {
+    crate::common::wait_until(Duration::from_secs(20), "baton serve answers", || {
         let url = url.clone();
         async move {
             reqwest::get(&url)
@@ -143,7 +142,7 @@ async fn idle_half_requests_cannot_hold_serve_hostage() {
     }
     let open_took = opened.elapsed().as_secs_f64();
     // The server has taken them all (each is one descriptor there).
-    common::wait_until(
+    crate::common::wait_until(
         Duration::from_secs(10),
         "the server holds the idle connections",
         || async { open_fds(pid) >= fds_before + IDLE },
@@ -180,7 +179,7 @@ async fn idle_half_requests_cannot_hold_serve_hostage() {
     }
     times.sort_by(f64::total_cmp);
     let (first, last) = (times[0], times[times.len() - 1]);
-    common::wait_until(
+    crate::common::wait_until(
         Duration::from_secs(10),
         "the server's descriptors are back",
         || async { open_fds(pid) <= fds_before + 5 },
@@ -218,13 +217,13 @@ async fn serve_in_process(redis: &RedisServer, limits: Limits) -> (String, Cance
         token: None,
     };
     let opts = ServeOptions {
-        read_tokens: vec![],
         limits,
+        ..ServeOptions::default()
     };
     tokio::spawn(baton::http::serve_with(cfg, opts, stop.clone()));
     let base = format!("http://{listen}");
     let url = format!("{base}/healthz");
-    common::wait_until(Duration::from_secs(10), "the API answers", || {
+    crate::common::wait_until(Duration::from_secs(10), "the API answers", || {
         let url = url.clone();
         async move { reqwest::get(&url).await.is_ok() }
     })
@@ -278,7 +277,7 @@ async fn connections_beyond_the_cap_are_closed_and_slow_bodies_get_408() {
     assert!(closed < 1.0);
     // Once the header timeout has closed the idle ones, there is room again.
     drop(idle);
-    common::wait_until(
+    crate::common::wait_until(
         Duration::from_secs(5),
         "room again after the idle ones left",
         || {

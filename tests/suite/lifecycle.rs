@@ -1,6 +1,5 @@
 //! Cancel, timeouts, lease loss and graceful shutdown of Rust handlers.
 
-mod common;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -9,7 +8,7 @@ use std::time::{Duration, Instant};
 use baton::{
     handler_fn, Cancelled, Error, JobContext, JobError, JobOptions, JobState, Queue, Worker,
 };
-use common::{start, wait_until, RedisServer};
+use crate::common::{start, wait_until, RedisServer};
 
 fn builder(url: &str, q: &str) -> baton::WorkerBuilder {
     Worker::builder(url, q)

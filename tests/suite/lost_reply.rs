@@ -2,14 +2,13 @@
 //! Redis cuts the connection the moment the claim reply (carrying the job) comes back.
 //! The worker must hand that job back and run it at once, not after its lease expires.
 
-mod common;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use baton::{handler_fn, JobError, JobOptions, JobState, Queue, Worker};
-use common::{start, wait_until, RedisServer};
+use crate::common::{start, wait_until, RedisServer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 

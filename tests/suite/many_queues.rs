@@ -2,13 +2,12 @@
 //! an idle worker woken by any of its queues, shutdown handing back every queue's jobs,
 //! the CLI's `worker q1,q2 --queue-weights`, and per-queue metrics.
 
-mod common;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use baton::{handler_fn, JobContext, JobOptions, JobState, NewJob, Queue, Worker};
-use common::{baton_bin, free_port, start, wait_until, ChildGuard, RedisServer};
+use crate::common::{baton_bin, free_port, start, wait_until, ChildGuard, RedisServer};
 
 type Seen = Arc<Mutex<Vec<String>>>;
 

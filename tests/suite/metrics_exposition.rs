@@ -2,7 +2,6 @@
 //! HELP and TYPE lines, the counters the work drove are non-zero, and `promtool check
 //! metrics` accepts the exposition (when promtool is installed; Debian: `prometheus`).
 
-mod common;
 #[path = "metrics_exposition/zero.rs"]
 mod zero;
 
@@ -13,7 +12,7 @@ use std::time::Duration;
 
 use baton::metrics as m;
 use baton::{handler_fn, JobContext, JobError, JobOptions, Queue, Worker};
-use common::{free_port, start, wait_until, RedisServer};
+use crate::common::{free_port, start, wait_until, RedisServer};
 use redis::Commands;
 use tokio_util::sync::CancellationToken;
 

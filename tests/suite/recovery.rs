@@ -1,7 +1,6 @@
 //! Crashes and takeovers with real processes: a worker process SIGKILLed mid-job, a
 //! frozen worker whose late result is refused, and steps that resume after a crash.
 
-mod common;
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -10,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use baton::{handler_fn, JobContext, JobError, JobOptions, JobState, Queue, Worker};
-use common::{spawn_child_test, start, wait_until, RedisServer};
+use crate::common::{spawn_child_test, start, wait_until, RedisServer};
 
 const LEASE: Duration = Duration::from_millis(1000);
 const SWEEP: Duration = Duration::from_millis(200);
@@ -124,7 +123,7 @@ async fn sigkilled_worker_process_job_runs_on_another_worker_once() {
         .add("hang", &"hang", JobOptions::default().attempts(1))
         .await
         .unwrap();
-    let mut child = spawn_child_test("child_worker", &child_env(&redis, "crash", &log));
+    let mut child = spawn_child_test("recovery::child_worker", &child_env(&redis, "crash", &log));
     wait_until(Duration::from_secs(20), "child started the job", || async {
         lines(&log).len() == 1
     })
@@ -182,7 +181,7 @@ async fn frozen_worker_late_result_is_refused() {
         .unwrap();
     let mut env = child_env(&redis, "frozen", &log);
     env.push(("BATON_HOLD_MS", "1500".into()));
-    let mut child = spawn_child_test("child_worker", &env);
+    let mut child = spawn_child_test("recovery::child_worker", &env);
     let stderr = child.stderr.take().unwrap();
     let stderr_lines = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
     let sl = stderr_lines.clone();
@@ -195,7 +194,7 @@ async fn frozen_worker_late_result_is_refused() {
         lines(&log).len() == 1
     })
     .await;
-    common::signal(child.id(), libc::SIGSTOP);
+    crate::common::signal(child.id(), libc::SIGSTOP);
 
     let w = builder(&redis.url(), "frozen")
         .build(handler_fn(|_: String, _ctx| async {
@@ -209,7 +208,7 @@ async fn frozen_worker_late_result_is_refused() {
         || async { q.job(&job.id).await.unwrap().unwrap().state == JobState::Completed },
     )
     .await;
-    common::signal(child.id(), libc::SIGCONT);
+    crate::common::signal(child.id(), libc::SIGCONT);
     // The frozen worker wakes, finishes its handler (or is told its lease is gone) and
     // must not overwrite the result.
     wait_until(
@@ -232,7 +231,7 @@ async fn frozen_worker_late_result_is_refused() {
         "late result refused"
     );
     assert_eq!(j.state, JobState::Completed);
-    common::signal(child.id(), libc::SIGTERM);
+    crate::common::signal(child.id(), libc::SIGTERM);
     let status = child.wait().unwrap();
     assert!(status.success(), "old worker exits cleanly: {status:?}");
     run.stop().await;
@@ -248,7 +247,7 @@ async fn steps_resume_after_sigkill_in_step_three() {
         .add("steps", &"steps", JobOptions::default().attempts(1))
         .await
         .unwrap();
-    let mut child = spawn_child_test("child_worker", &child_env(&redis, "steps", &log));
+    let mut child = spawn_child_test("recovery::child_worker", &child_env(&redis, "steps", &log));
     wait_until(Duration::from_secs(20), "child in step three", || async {
         lines(&log).contains(&"ran three".to_string())
     })

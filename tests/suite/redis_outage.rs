@@ -1,13 +1,12 @@
 //! Redis that is unfit, gone, hung, or restarted under a running worker.
 
-mod common;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use baton::{handler_fn, Error, JobError, JobOptions, JobState, Queue, Worker};
-use common::{baton_bin, start, wait_until, RedisServer};
+use crate::common::{baton_bin, start, wait_until, RedisServer};
 
 #[tokio::test]
 async fn unfit_redis_is_refused_with_the_fix() {
@@ -106,7 +105,7 @@ async fn producer_fails_fast_when_redis_is_down_or_hung() {
     q.add("n", &1u8, JobOptions::default()).await.unwrap();
 
     // Hung: the process is frozen, connections accept but nothing answers.
-    common::signal(redis.pid(), libc::SIGSTOP);
+    crate::common::signal(redis.pid(), libc::SIGSTOP);
     let t = Instant::now();
     let err = q.add("n", &2u8, JobOptions::default()).await.unwrap_err();
     let took = t.elapsed();
@@ -115,7 +114,7 @@ async fn producer_fails_fast_when_redis_is_down_or_hung() {
         took < Duration::from_millis(2600),
         "hung redis: failed after {took:?}"
     );
-    common::signal(redis.pid(), libc::SIGCONT);
+    crate::common::signal(redis.pid(), libc::SIGCONT);
 
     // Gone: connection refused.
     redis.stop();

@@ -2,14 +2,13 @@
 //! keys, claims lost at shutdown, a fresh attempt stopped by a stale renewal,
 //! settings that crashed background loops, and a refused outcome.
 
-mod common;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use baton::{handler_fn, JobContext, JobError, JobOptions, JobState, NewJob, Queue, Worker};
-use common::{start, wait_until, RedisServer};
+use crate::common::{start, wait_until, RedisServer};
 
 #[tokio::test]
 async fn a_job_id_cannot_name_another_jobs_keys() {

@@ -10,16 +10,15 @@
 //! under `maxmemory` with `noeviction` the scripts that write are refused whole; a junk
 //! `wake` key does not make `add` fail.
 
-mod common;
 
-use common::RedisServer;
+use crate::common::RedisServer;
 use redis::{Connection, RedisResult, Script, Value};
 
-const COMMON: &str = include_str!("../lua/common.lua");
+const COMMON: &str = include_str!("../../lua/common.lua");
 
 macro_rules! lua {
     ($f:literal) => {
-        script(include_str!(concat!("../lua/", $f)))
+        script(include_str!(concat!("../../lua/", $f)))
     };
 }
 

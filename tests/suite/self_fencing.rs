@@ -2,14 +2,13 @@
 //! before another worker recovers the job (issue 8, defect 4): the same job never runs
 //! in two places past its lease.
 
-mod common;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use baton::{handler_fn, JobContext, JobOptions, JobState, Queue, Worker};
-use common::{start, wait_until, RedisServer};
+use crate::common::{start, wait_until, RedisServer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};

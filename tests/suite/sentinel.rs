@@ -4,21 +4,16 @@
 //! within seconds, every job replicated before the kill completes, and none ends in
 //! any other state.
 
-mod common;
-#[path = "common/failover.rs"]
-mod failover;
-#[path = "common/topology.rs"]
-mod topology;
 
 use std::time::{Duration, Instant};
 
 use baton::conn::RedisConfig;
 use baton::Queue;
-use common::wait_until;
-use failover::{
+use crate::common::wait_until;
+use crate::failover::{
     ledger_in, ledger_runs, replication_fence, settle, spawn_exec_worker, wait_for_resume, Producer,
 };
-use topology::{SentinelOptions, SentinelSet};
+use crate::topology::{SentinelOptions, SentinelSet};
 
 #[tokio::test]
 async fn work_follows_a_sentinel_failover_and_nothing_replicated_is_lost() {

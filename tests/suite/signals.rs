@@ -1,11 +1,10 @@
 //! `run_until_signal` in a real process: SIGTERM drains, a second SIGTERM skips the wait.
 
-mod common;
 
 use std::time::{Duration, Instant};
 
 use baton::{handler_fn, JobContext, JobError, JobOptions, JobState, Queue, Worker};
-use common::{signal, spawn_child_test, wait_until, RedisServer};
+use crate::common::{signal, spawn_child_test, wait_until, RedisServer};
 
 /// The child side: a worker with a 30 s shutdown timeout whose jobs sleep for the
 /// number of ms in their payload (stopping early when told to).
@@ -42,7 +41,7 @@ async fn sigterm_drains_and_a_second_sigterm_skips_the_wait() {
         .add("long", &600_000u64, JobOptions::default())
         .await
         .unwrap();
-    let mut child = spawn_child_test("child_signal_worker", &[("BATON_URL", redis.url())]);
+    let mut child = spawn_child_test("signals::child_signal_worker", &[("BATON_URL", redis.url())]);
     wait_until(Duration::from_secs(20), "both jobs running", || async {
         q.counts().await.unwrap().active == 2
     })

@@ -4,12 +4,11 @@
 //! returns the error, so the pod restarts instead of claiming jobs it can no longer
 //! renew (issue 8, defect 10).
 
-mod common;
 
 use std::time::Duration;
 
 use baton::{handler_fn, JobContext, JobOptions, JobState, Queue, Worker};
-use common::{wait_until, RedisServer};
+use crate::common::{wait_until, RedisServer};
 
 #[tokio::test]
 async fn a_dead_loop_stops_the_worker_and_hands_its_jobs_back() {

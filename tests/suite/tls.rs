@@ -3,16 +3,13 @@
 //! wrong CA, a missing client certificate and plain `redis://` against the TLS port each
 //! fail with an error that names the endpoint and what failed, and no password.
 
-mod common;
-#[path = "common/topology.rs"]
-mod topology;
 
 use std::time::Duration;
 
 use baton::conn::RedisConfig;
 use baton::{handler_fn, JobContext, JobOptions, Queue, Worker};
-use common::{baton_bin, start, wait_until};
-use topology::{ClusterOptions, RedisCluster, TlsRedis, ACL_PASS};
+use crate::common::{baton_bin, start, wait_until};
+use crate::topology::{ClusterOptions, RedisCluster, TlsRedis, ACL_PASS};
 
 fn tls_config(t: &TlsRedis) -> RedisConfig {
     RedisConfig::url(t.url()).ca_cert(&t.ca_cert)

@@ -2,13 +2,11 @@
 //! and a wrong CA refused), Sentinel failover, Cluster failover. Prints startup and failover
 //! times (run with `--nocapture` / nextest `--no-capture` to see them).
 
-#[path = "common/topology.rs"]
-mod topology;
 
 use std::time::{Duration, Instant};
 
 use redis::AsyncCommands;
-use topology::{
+use crate::topology::{
     install_crypto_provider, key_slot, ClusterOptions, RedisCluster, SentinelOptions, SentinelSet,
     TlsRedis,
 };

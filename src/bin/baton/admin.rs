@@ -1,47 +1,17 @@
-//! The admin commands: check, add, stats, job, list, cancel, retry, remove, pause,
-//! resume, clean, workers. Each is a few lines over [`baton::Queue`].
+//! The admin commands: check, stats, job, list, cancel, retry, remove, pause, resume,
+//! clean, workers (add is in `add.rs`). Each is a few lines over [`baton::Queue`];
+//! each prints one JSON object with `--json`, shaped as the HTTP API's answer.
 
 use std::process::ExitCode;
 use std::time::Duration;
 
 use baton::conn::SharedConn;
-use baton::{Error, JobOptions, JobState, Queue, Result};
-use clap::Args;
+use baton::{Error, JobState, Queue, Result};
 use serde_json::json;
-
-/// `baton add`.
-#[derive(Debug, Args)]
-pub struct AddArgs {
-    /// Queue.
-    queue: String,
-    /// Payload as JSON.
-    json: String,
-    /// Job name.
-    #[arg(long, default_value = "job")]
-    name: String,
-    /// Run no earlier than this from now (e.g. 5s, 10m).
-    #[arg(long, value_parser = humantime::parse_duration)]
-    delay: Option<Duration>,
-    /// Priority: 1 is the highest; none runs before prioritized jobs.
-    #[arg(long)]
-    priority: Option<u32>,
-    /// Attempts in all.
-    #[arg(long)]
-    attempts: Option<u32>,
-    /// Job id (adding an existing id changes nothing).
-    #[arg(long)]
-    job_id: Option<String>,
-    /// Per-attempt timeout (e.g. 30s; at least 1ms).
-    #[arg(long, value_parser = humantime::parse_duration)]
-    timeout: Option<Duration>,
-    /// Largest payload accepted, in bytes encoded as MessagePack (default 4 MiB).
-    #[arg(long, default_value_t = baton::queue::DEFAULT_MAX_PAYLOAD)]
-    max_payload: usize,
-}
 
 /// The queue `name`, refused (as by the library and the HTTP API) when the name breaks
 /// the rules of [`baton::validate::queue_name`].
-fn queue(conn: &SharedConn, name: &str) -> Result<Queue> {
+pub(crate) fn queue(conn: &SharedConn, name: &str) -> Result<Queue> {
     baton::validate::queue_name(name)?;
     Ok(crate::crypto_args::with_keys(Queue::with_conn(
         conn.clone(),
@@ -74,34 +44,6 @@ pub async fn check(url: &SharedConn, json: bool) -> Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
-}
-
-pub async fn add(url: &SharedConn, a: AddArgs) -> Result<ExitCode> {
-    let queue = queue(url, &a.queue)?.max_payload(a.max_payload);
-    let data: serde_json::Value = serde_json::from_str(&a.json)
-        .map_err(|e| Error::Invalid(format!("payload is not valid JSON: {e}")))?;
-    let mut opts = JobOptions::default();
-    if let Some(d) = a.delay {
-        opts = opts.delay(d);
-    }
-    if let Some(p) = a.priority {
-        opts = opts.priority(p);
-    }
-    if let Some(n) = a.attempts {
-        opts = opts.attempts(n);
-    }
-    if let Some(id) = a.job_id {
-        opts = opts.job_id(id);
-    }
-    if let Some(t) = a.timeout {
-        opts = opts.timeout(t);
-    }
-    let added = queue.add(&a.name, &data, opts).await?;
-    println!("{}", added.id);
-    if !added.added {
-        eprintln!("note: job {} already existed; nothing changed", added.id);
-    }
-    Ok(ExitCode::SUCCESS)
 }
 
 async fn queue_names(url: &SharedConn, one: Option<String>) -> Result<Vec<String>> {
@@ -174,6 +116,16 @@ pub async fn job(url: &SharedConn, q: &str, id: &str, as_json: bool) -> Result<E
         j.attempt, j.attempts, j.stalled
     );
     println!("data      {}", j.data);
+    println!("created   {}", when(j.created_ms));
+    for (label, at) in [
+        ("due      ", j.due_ms),
+        ("started  ", j.started_ms),
+        ("finished ", j.finished_ms),
+    ] {
+        if let Some(at) = at {
+            println!("{label} {}", when(at));
+        }
+    }
     if let Some(p) = &j.progress {
         println!("progress  {p}");
     }
@@ -181,7 +133,7 @@ pub async fn job(url: &SharedConn, q: &str, id: &str, as_json: bool) -> Result<E
         println!("result    {r}");
     }
     if let Some(e) = &j.error {
-        println!("error     {e}");
+        println!("error     {e}{}", of_attempt(j.error_attempt));
     }
     if let Some(w) = &j.worker {
         println!("worker    {w}");
@@ -189,10 +141,31 @@ pub async fn job(url: &SharedConn, q: &str, id: &str, as_json: bool) -> Result<E
     for (name, v) in &j.steps {
         println!("step      {name} = {v}");
     }
-    for l in &j.logs {
-        println!("log       {l}");
+    for (i, l) in j.logs.iter().enumerate() {
+        let attempt = j.log_attempts.get(i).copied().flatten();
+        println!("log       {l}{}", of_attempt(attempt));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// " (attempt N)", or nothing when the attempt is not known.
+fn of_attempt(a: Option<u32>) -> String {
+    a.map(|a| format!(" (attempt {a})")).unwrap_or_default()
+}
+
+/// A Redis-clock time in ms as RFC 3339 (UTC), with how far from now.
+fn when(ms: u64) -> String {
+    let t = std::time::UNIX_EPOCH + Duration::from_millis(ms);
+    let now = std::time::SystemTime::now();
+    let rel = match t.duration_since(now) {
+        Ok(ahead) => format!("in {}", round(ahead)),
+        Err(e) => format!("{} ago", round(e.duration())),
+    };
+    format!("{} ({rel})", humantime::format_rfc3339_millis(t))
+}
+
+fn round(d: Duration) -> humantime::FormattedDuration {
+    humantime::format_duration(Duration::from_secs(d.as_secs()))
 }
 
 fn parse_state(s: &str) -> Result<JobState> {
@@ -207,12 +180,39 @@ pub async fn list(
     url: &SharedConn,
     q: &str,
     state: &str,
+    offset: usize,
     limit: usize,
     as_json: bool,
 ) -> Result<ExitCode> {
-    let ids = queue(url, q)?.list(parse_state(state)?, 0, limit).await?;
+    let queue = queue(url, q)?;
+    let state = parse_state(state)?;
+    if state == JobState::Delayed {
+        // Delayed jobs are listed with the time they become ready.
+        let due = queue.list_due(offset, limit).await?;
+        if as_json {
+            let ids: Vec<&str> = due.iter().map(|(id, _)| id.as_str()).collect();
+            let jobs: Vec<_> = due
+                .iter()
+                .map(|(id, at)| json!({"id": id, "due_ms": at}))
+                .collect();
+            println!(
+                "{}",
+                json!({"queue": q, "state": state, "offset": offset, "ids": ids, "jobs": jobs})
+            );
+        } else {
+            let w = due.iter().map(|(id, _)| id.len()).max().unwrap_or(0);
+            for (id, at) in due {
+                println!("{id:<w$}  due {}", when(at));
+            }
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let ids = queue.list(state, offset, limit).await?;
     if as_json {
-        println!("{}", json!({"queue": q, "state": state, "ids": ids}));
+        println!(
+            "{}",
+            json!({"queue": q, "state": state, "offset": offset, "ids": ids})
+        );
     } else {
         for id in ids {
             println!("{id}");
@@ -221,13 +221,24 @@ pub async fn list(
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn cancel(url: &SharedConn, q: &str, id: &str) -> Result<ExitCode> {
-    match queue(url, q)?.cancel(id).await? {
-        baton::Cancelled::Now => println!("cancelled {id}"),
-        baton::Cancelled::Requested => {
-            println!("cancel requested for running job {id}; its worker is stopping it")
-        }
+/// Prints `value` as JSON, or `text` for people.
+fn say(as_json: bool, value: serde_json::Value, text: impl std::fmt::Display) {
+    if as_json {
+        println!("{value}");
+    } else {
+        println!("{text}");
     }
+}
+
+pub async fn cancel(url: &SharedConn, q: &str, id: &str, as_json: bool) -> Result<ExitCode> {
+    let (result, text) = match queue(url, q)?.cancel(id).await? {
+        baton::Cancelled::Now => ("cancelled", format!("cancelled {id}")),
+        baton::Cancelled::Requested => (
+            "cancel_requested",
+            format!("cancel requested for running job {id}; its worker is stopping it"),
+        ),
+    };
+    say(as_json, json!({"id": id, "result": result}), text);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -236,37 +247,44 @@ pub async fn retry(
     q: &str,
     id: Option<String>,
     all_failed: bool,
+    as_json: bool,
 ) -> Result<ExitCode> {
     let queue = queue(url, q)?;
     match (id, all_failed) {
         (Some(id), _) => {
             queue.retry(&id).await?;
-            println!("queued {id} again");
+            let text = format!("queued {id} again");
+            say(as_json, json!({"id": id, "result": "queued"}), text);
         }
-        (None, true) => println!(
-            "queued {} failed jobs again",
-            queue.retry_all_failed(100_000).await?
-        ),
+        (None, true) => {
+            let n = queue.retry_all_failed(100_000).await?;
+            let text = format!("queued {n} failed jobs again");
+            say(as_json, json!({"queue": q, "retried": n}), text);
+        }
         (None, false) => return Err(Error::Invalid("give a job id or --all-failed".into())),
     }
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn remove(url: &SharedConn, q: &str, id: &str) -> Result<ExitCode> {
+pub async fn remove(url: &SharedConn, q: &str, id: &str, as_json: bool) -> Result<ExitCode> {
     queue(url, q)?.remove(id).await?;
-    println!("removed {id}");
+    say(
+        as_json,
+        json!({"id": id, "removed": true}),
+        format!("removed {id}"),
+    );
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn pause(url: &SharedConn, q: &str, pause: bool) -> Result<ExitCode> {
+pub async fn pause(url: &SharedConn, q: &str, pause: bool, as_json: bool) -> Result<ExitCode> {
     let queue = queue(url, q)?;
     if pause {
         queue.pause().await?;
-        println!("paused {q}");
     } else {
         queue.resume().await?;
-        println!("resumed {q}");
     }
+    let text = format!("{} {q}", if pause { "paused" } else { "resumed" });
+    say(as_json, json!({"queue": q, "paused": pause}), text);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -276,11 +294,17 @@ pub async fn clean(
     state: &str,
     older_than: Duration,
     limit: usize,
+    as_json: bool,
 ) -> Result<ExitCode> {
     let n = queue(url, q)?
         .clean(parse_state(state)?, older_than, limit)
         .await?;
-    println!("deleted {n} {state} jobs");
+    let text = format!("deleted {n} {state} jobs");
+    say(
+        as_json,
+        json!({"queue": q, "state": state, "deleted": n}),
+        text,
+    );
     Ok(ExitCode::SUCCESS)
 }
 

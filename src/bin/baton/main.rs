@@ -1,5 +1,6 @@
 //! `baton`: the command line, thin over the library.
 
+mod add;
 mod admin;
 mod bench;
 mod chaos;
@@ -47,7 +48,9 @@ enum Cmd {
         json: bool,
     },
     /// Enqueue a job; prints its id.
-    Add(admin::AddArgs),
+    Add(add::AddArgs),
+    /// Enqueue jobs from a file of JSON lines (one job a line; `-` for stdin).
+    AddBulk(add::AddBulkArgs),
     /// Counts per state, for one queue or all.
     Stats {
         /// Queue (all queues when absent).
@@ -75,6 +78,9 @@ enum Cmd {
         /// How many.
         #[arg(long, default_value_t = 50)]
         limit: usize,
+        /// Skip this many first (for paging).
+        #[arg(long, default_value_t = 0)]
+        offset: usize,
         /// Print one JSON object.
         #[arg(long)]
         json: bool,
@@ -85,6 +91,9 @@ enum Cmd {
         queue: String,
         /// Job id.
         id: String,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
     },
     /// Re-run a failed or cancelled job (or every failed job with --all-failed).
     Retry {
@@ -95,6 +104,9 @@ enum Cmd {
         /// Retry every failed job of the queue.
         #[arg(long, conflicts_with = "id")]
         all_failed: bool,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
     },
     /// Delete a job that is not running.
     Remove {
@@ -102,16 +114,25 @@ enum Cmd {
         queue: String,
         /// Job id.
         id: String,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
     },
     /// Stop workers from claiming jobs of a queue.
     Pause {
         /// Queue.
         queue: String,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
     },
     /// Let workers claim jobs of a queue again.
     Resume {
         /// Queue.
         queue: String,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
     },
     /// Delete finished jobs of a state older than an age.
     Clean {
@@ -125,6 +146,9 @@ enum Cmd {
         /// At most this many.
         #[arg(long, default_value_t = 10_000)]
         limit: usize,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
     },
     /// Live workers and their in-flight counts.
     Workers {
@@ -200,30 +224,34 @@ async fn run(cli: Cli) -> baton::Result<ExitCode> {
     let url = &conn;
     match cli.cmd {
         Cmd::Check { json } => admin::check(url, json).await,
-        Cmd::Add(a) => admin::add(url, a).await,
+        Cmd::Add(a) => add::add(url, a).await,
+        Cmd::AddBulk(a) => add::add_bulk(url, a).await,
         Cmd::Stats { queue, json } => admin::stats(url, queue, json).await,
         Cmd::Job { queue, id, json } => admin::job(url, &queue, &id, json).await,
         Cmd::List {
             queue,
             state,
             limit,
+            offset,
             json,
-        } => admin::list(url, &queue, &state, limit, json).await,
-        Cmd::Cancel { queue, id } => admin::cancel(url, &queue, &id).await,
+        } => admin::list(url, &queue, &state, offset, limit, json).await,
+        Cmd::Cancel { queue, id, json } => admin::cancel(url, &queue, &id, json).await,
         Cmd::Retry {
             queue,
             id,
             all_failed,
-        } => admin::retry(url, &queue, id, all_failed).await,
-        Cmd::Remove { queue, id } => admin::remove(url, &queue, &id).await,
-        Cmd::Pause { queue } => admin::pause(url, &queue, true).await,
-        Cmd::Resume { queue } => admin::pause(url, &queue, false).await,
+            json,
+        } => admin::retry(url, &queue, id, all_failed, json).await,
+        Cmd::Remove { queue, id, json } => admin::remove(url, &queue, &id, json).await,
+        Cmd::Pause { queue, json } => admin::pause(url, &queue, true, json).await,
+        Cmd::Resume { queue, json } => admin::pause(url, &queue, false, json).await,
         Cmd::Clean {
             queue,
             state,
             older_than,
             limit,
-        } => admin::clean(url, &queue, &state, older_than, limit).await,
+            json,
+        } => admin::clean(url, &queue, &state, older_than, limit, json).await,
         Cmd::Workers { queue, json } => admin::workers(url, queue, json).await,
         Cmd::Watch {
             queue,

@@ -92,7 +92,7 @@ pub(super) async fn add_job(
     QueueName(q): QueueName,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let req: AddRequest = json_body(body)?;
+    let req = AddRequest::new(json_body(body)?)?;
     let opts = req.options()?;
     let added = s
         .queue(&q)

@@ -6,9 +6,9 @@ use baton::{JobOptions, JobState, Queue};
 use serde_json::json;
 
 use crate::common::{wait_until, RedisServer};
-use crate::job_waits::{wait_file, wait_state};
-use crate::procfs::{assert_no_zombies, gone};
-use crate::worker_proc::{fixture, WorkerProc};
+use super::job_waits::{wait_file, wait_state};
+use super::procfs::{assert_no_zombies, gone};
+use super::worker_proc::{fixture, WorkerProc};
 
 #[tokio::test]
 async fn cancel_kills_the_process_group_and_reaps_it() {

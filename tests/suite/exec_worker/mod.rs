@@ -1,9 +1,6 @@
 //! The exec worker (`baton worker --exec -- CMD`) end to end: the real `baton` binary
 //! against a real redis-server, running tests/fixtures/job.sh per job.
 
-#[path = "../common/mod.rs"]
-mod common;
-
 mod cancel;
 mod job_waits;
 mod orphans;

@@ -7,9 +7,9 @@ use baton::{JobOptions, JobState, Queue};
 use serde_json::json;
 
 use crate::common::{wait_until, RedisServer};
-use crate::job_waits::{wait_file, wait_state};
-use crate::procfs::{assert_no_zombies, gone, proc_stat};
-use crate::worker_proc::WorkerProc;
+use super::job_waits::{wait_file, wait_state};
+use super::procfs::{assert_no_zombies, gone, proc_stat};
+use super::worker_proc::WorkerProc;
 
 /// Checks that a grandchild that escaped the process group and outlived its job is
 /// adopted by the worker (`ppid` = the worker, as seen from here) and then reaped.

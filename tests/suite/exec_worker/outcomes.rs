@@ -6,9 +6,9 @@ use baton::{JobOptions, JobState, Queue};
 use serde_json::json;
 
 use crate::common::RedisServer;
-use crate::job_waits::{fast_retries, wait_state};
-use crate::procfs::assert_no_zombies;
-use crate::worker_proc::WorkerProc;
+use super::job_waits::{fast_retries, wait_state};
+use super::procfs::assert_no_zombies;
+use super::worker_proc::WorkerProc;
 
 #[tokio::test]
 async fn exit_zero_completes_with_the_last_stdout_line() {

@@ -6,9 +6,9 @@ use baton::{JobOptions, JobState, Queue};
 use serde_json::json;
 
 use crate::common::{wait_until, RedisServer};
-use crate::job_waits::{job, wait_file, wait_state};
-use crate::procfs::{assert_no_zombies, zombies_of};
-use crate::worker_proc::WorkerProc;
+use super::job_waits::{job, wait_file, wait_state};
+use super::procfs::{assert_no_zombies, zombies_of};
+use super::worker_proc::WorkerProc;
 
 #[tokio::test]
 async fn sigterm_lets_a_short_job_finish() {

@@ -1,0 +1,38 @@
+//! Most integration tests, in one test binary: each test binary links the whole crate
+//! and its dependencies, and on two cores linking thirty of them took minutes of CI
+//! time. Tests still run one process each under nextest.
+//!
+//! New test files go here as modules (a file next to this one and a `mod` line below).
+
+#[path = "../common/mod.rs"]
+mod common;
+#[path = "../common/failover.rs"]
+mod failover;
+#[path = "../common/topology.rs"]
+mod topology;
+
+mod basic;
+mod busy_port;
+mod chaos;
+mod cli_output;
+mod cluster;
+mod defects;
+mod exec_contract;
+mod exec_worker;
+mod http_hardening;
+mod lifecycle;
+mod lost_reply;
+mod many_queues;
+mod metrics_exposition;
+mod oom;
+mod recovery;
+mod redis_cluster;
+mod redis_outage;
+mod review_regressions;
+mod scripts_eval;
+mod self_fencing;
+mod sentinel;
+mod signals;
+mod supervision;
+mod tls;
+mod topology_smoke;
