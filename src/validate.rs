@@ -189,6 +189,7 @@ pub struct JobRequest {
     /// Your own id; adding an existing one changes nothing.
     pub job_id: Option<String>,
     /// Run no earlier than this from now (`30s`).
+    #[serde(default, deserialize_with = "text")]
     pub delay: Option<String>,
     /// 0 = none; 1 is the highest, larger numbers lower.
     #[serde(default, deserialize_with = "whole")]
@@ -197,12 +198,16 @@ pub struct JobRequest {
     #[serde(default, deserialize_with = "whole")]
     pub attempts: Option<u32>,
     /// Between attempts: see [`backoff`].
+    #[serde(default, deserialize_with = "text")]
     pub backoff: Option<String>,
     /// Limit on one attempt's run time (`30s`).
+    #[serde(default, deserialize_with = "text")]
     pub timeout: Option<String>,
     /// Completed jobs to keep: see [`retention`].
+    #[serde(default, deserialize_with = "text")]
     pub keep_completed: Option<String>,
     /// Failed and cancelled jobs to keep: see [`retention`].
+    #[serde(default, deserialize_with = "text")]
     pub keep_failed: Option<String>,
     /// The HTTP API's first spelling of `delay`, in ms; still accepted.
     #[serde(default, deserialize_with = "whole")]
@@ -294,6 +299,23 @@ impl JobRequest {
             o = o.keep_failed(retention("keep_failed", r)?);
         }
         Ok(o)
+    }
+}
+
+/// Optional text; a number here is refused with a hint, since its unit would be a
+/// guess (`"delay": 5`: seconds? milliseconds?).
+fn text<'de, D>(d: D) -> std::result::Result<Option<String>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    use serde::de::Error as _;
+    match Option::<serde_json::Value>::deserialize(d)? {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::String(s)) => Ok(Some(s)),
+        Some(v) => Err(D::Error::custom(format!(
+            "expected text such as \"30s\" (durations, backoff and retention are strings), \
+             got {v}"
+        ))),
     }
 }
 

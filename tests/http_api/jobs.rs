@@ -302,3 +302,80 @@ async fn running_jobs_cancel_requested_and_not_deletable() {
     run.await.unwrap().unwrap();
     api.stop().await;
 }
+
+/// The add route takes the library's options under the CLI's names and units, and
+/// refuses a bad queue name in the library's words.
+#[tokio::test]
+async fn add_takes_every_library_option_as_the_cli_does() {
+    use baton::{Backoff, JobOptions, Queue, Retention};
+    use redis::Commands;
+    let redis = RedisServer::start();
+    let api = Api::start(&redis.url(), None).await;
+    let opts = JobOptions::default()
+        .delay(Duration::from_secs(3600))
+        .priority(3)
+        .attempts(4)
+        .backoff(Backoff::Exponential {
+            base: Duration::from_millis(500),
+            max: Duration::from_secs(60),
+            jitter: false,
+        })
+        .timeout(Duration::from_secs(30))
+        .keep_completed(Retention::last(10))
+        .keep_failed(Retention {
+            count: Some(5),
+            age: Some(Duration::from_secs(3600)),
+        });
+    Queue::connect(&redis.url(), "o")
+        .unwrap()
+        .add("n", &1, opts.job_id("lib"))
+        .await
+        .unwrap();
+    let body = json!({"name": "n", "data": 1, "job_id": "http", "delay": "1h", "priority": 3,
+        "attempts": 4, "backoff": "exponential:500ms:1m:no-jitter", "timeout": "30s",
+        "keep_completed": "10", "keep_failed": "5,1h"});
+    let (st, added) = api
+        .call(Method::POST, "/v1/queues/o/jobs", Some(body))
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{added}");
+    let stored = |id: &str| {
+        let mut h: std::collections::BTreeMap<String, Vec<u8>> = redis
+            .conn()
+            .hgetall(format!("baton:{{o}}:job:{id}"))
+            .unwrap();
+        h.retain(|k, _| ["opts", "keep", "pri", "state", "name", "data"].contains(&k.as_str()));
+        h
+    };
+    assert_eq!(stored("http"), stored("lib"));
+
+    for (body, word) in [
+        (json!({"name": "x", "delay": "soon"}), "delay"),
+        (json!({"name": "x", "delay": 5}), "\"30s\""),
+        (json!({"name": "x", "backoff": "sometimes"}), "backoff"),
+        (json!({"name": "x", "keep_failed": "lots"}), "keep_failed"),
+        (
+            json!({"name": "x", "delay": "1s", "delay_ms": 5}),
+            "delay_ms",
+        ),
+    ] {
+        let (st, e) = api
+            .call(Method::POST, "/v1/queues/o/jobs", Some(body.clone()))
+            .await;
+        assert_json_error(&body.to_string(), st, &e, StatusCode::BAD_REQUEST);
+        assert!(e["error"].as_str().unwrap().contains(word), "{body}: {e}");
+    }
+
+    let want = match baton::validate::queue_name("bad queue!").unwrap_err() {
+        baton::Error::Invalid(m) => m,
+        e => panic!("{e}"),
+    };
+    let (st, e) = api
+        .call(
+            Method::POST,
+            "/v1/queues/bad%20queue!/jobs",
+            Some(json!({"name": "x"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    assert_eq!(e["error"], want.as_str());
+}
