@@ -2,7 +2,6 @@
 //! in Redis; a worker without the key, or a tampered value, fails the job for good with
 //! a reason; keys rotate (`reencrypt`); the CLI and the exec worker take a key file.
 
-mod common;
 
 use std::process::{Command, Output};
 use std::sync::Arc;
@@ -10,7 +9,7 @@ use std::time::Duration;
 
 use baton::crypto::Keyring;
 use baton::{handler_fn, JobError, JobOptions, JobState, Queue, Worker};
-use common::{baton_bin, start, wait_until, RedisServer};
+use crate::common::{baton_bin, start, wait_until, RedisServer};
 use redis::Commands;
 use serde_json::{json, Value};
 
@@ -334,7 +333,7 @@ async fn the_exec_worker_with_a_key_file_gets_the_plaintext_on_stdin() {
         .add("j", &json!({"msg": "stdin-secret"}), JobOptions::default())
         .await
         .unwrap();
-    let mut child = common::ChildGuard(
+    let mut child = crate::common::ChildGuard(
         Command::new(baton_bin())
             .args(["--redis-url", &redis.url(), "--encryption-key-file", &f1])
             .args(["worker", "ex", "--exec", "--allow-unfit-redis"])
@@ -345,7 +344,7 @@ async fn the_exec_worker_with_a_key_file_gets_the_plaintext_on_stdin() {
             .unwrap(),
     );
     let j = wait_state(&q, &a.id, JobState::Completed).await;
-    common::signal(child.id(), libc::SIGTERM);
+    crate::common::signal(child.id(), libc::SIGTERM);
     let _ = child.wait();
     // `cat` echoes its stdin: the result is the plaintext payload, stored encrypted.
     assert_eq!(j.result, Some(json!({"msg": "stdin-secret"})));
@@ -356,7 +355,7 @@ async fn the_exec_worker_with_a_key_file_gets_the_plaintext_on_stdin() {
 #[tokio::test]
 async fn the_http_api_encrypts_on_add_and_decrypts_on_read() {
     let redis = RedisServer::start();
-    let listen: std::net::SocketAddr = ([127, 0, 0, 1], common::free_port()).into();
+    let listen: std::net::SocketAddr = ([127, 0, 0, 1], crate::common::free_port()).into();
     let stop = tokio_util::sync::CancellationToken::new();
     let cfg = baton::http::ServeConfig {
         redis: redis.url().as_str().into(),
