@@ -3,7 +3,7 @@
 //! before its fix. Every test starts its own redis-server and waits on conditions with
 //! deadlines.
 
-#[path = "../http_api/support.rs"]
+#[path = "http_api/support.rs"]
 #[allow(dead_code)]
 mod support;
 

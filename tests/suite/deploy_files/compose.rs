@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use serde_yaml::Value;
 
-use crate::args::{parse_duration, parse_worker_args, port_of, serve_opt};
-use crate::yaml::{deploy, scalar, str_list, yaml_docs, yaml_files};
+use super::args::{parse_duration, parse_worker_args, port_of, serve_opt};
+use super::yaml::{deploy, scalar, str_list, yaml_docs, yaml_files};
 
 fn compose() -> Value {
     let docs = yaml_docs(&deploy().join("docker-compose.yml"));

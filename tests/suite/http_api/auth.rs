@@ -9,8 +9,8 @@ use reqwest::StatusCode;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use crate::common::{self, free_port, RedisServer};
-use crate::support::{assert_json_error, split};
+use crate::common::{free_port, RedisServer};
+use super::support::{assert_json_error, split};
 
 #[tokio::test]
 async fn refuses_open_listen_without_token() {
@@ -42,7 +42,7 @@ async fn refuses_open_listen_without_token() {
     // The binary: exits non-zero with the message, without serving.
     let redis = RedisServer::start();
     let port = free_port();
-    let out = Command::new(common::baton_bin())
+    let out = Command::new(crate::common::baton_bin())
         .args([
             "serve",
             "--listen",
@@ -69,7 +69,7 @@ async fn refuses_open_listen_without_token() {
 async fn binary_with_token_requires_bearer_auth() {
     let redis = RedisServer::start();
     let port = free_port();
-    let mut child = Command::new(common::baton_bin())
+    let mut child = Command::new(crate::common::baton_bin())
         // Not loopback: allowed because a token is set.
         .args([
             "serve",

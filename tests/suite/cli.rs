@@ -1,12 +1,11 @@
 //! The `baton` binary's commands against a real redis-server.
 
-mod common;
 
 use std::process::{Command, Output};
 use std::time::Duration;
 
 use baton::{handler_fn, JobError, Queue, Worker};
-use common::{baton_bin, start, wait_until, RedisServer};
+use crate::common::{baton_bin, start, wait_until, RedisServer};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -242,7 +241,7 @@ async fn json_logs_about_a_job_carry_queue_and_job_id() {
         q.job(&id).await.unwrap().unwrap().state == baton::JobState::Failed
     })
     .await;
-    common::signal(child.id(), libc::SIGTERM);
+    crate::common::signal(child.id(), libc::SIGTERM);
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success());
     let lines: Vec<Value> = String::from_utf8_lossy(&out.stderr)
@@ -295,9 +294,9 @@ async fn the_k8s_worker_arguments_run_the_real_binary() {
     args.extend(["sh", "-c", "cat > /dev/null"].map(String::from));
     // The pod binds 0.0.0.0:9090; here any free loopback port.
     let at = args.iter().position(|a| a == "--metrics-addr").unwrap();
-    args[at + 1] = format!("127.0.0.1:{}", common::free_port());
+    args[at + 1] = format!("127.0.0.1:{}", crate::common::free_port());
     let redis = RedisServer::start();
-    let mut child = common::ChildGuard(
+    let mut child = crate::common::ChildGuard(
         Command::new(baton_bin())
             .arg("--redis-url")
             .arg(redis.url())
@@ -311,7 +310,7 @@ async fn the_k8s_worker_arguments_run_the_real_binary() {
         !q.workers().await.unwrap().is_empty()
     })
     .await;
-    common::signal(child.id(), libc::SIGTERM);
+    crate::common::signal(child.id(), libc::SIGTERM);
     assert!(child.wait().unwrap().success());
 }
 

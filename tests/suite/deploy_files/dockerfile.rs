@@ -1,6 +1,6 @@
 //! deploy/Dockerfile.
 
-use crate::yaml::{deploy, read};
+use super::yaml::{deploy, read};
 
 #[test]
 fn dockerfile_runs_baton_under_tini_and_stops_with_sigterm() {

@@ -8,7 +8,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::json;
 
 use crate::common::{wait_until, RedisServer};
-use crate::support::{assert_json_error, Api};
+use super::support::{assert_json_error, Api};
 
 #[tokio::test]
 async fn bad_input_gets_4xx_json_never_500() {

@@ -6,12 +6,12 @@ use std::time::Duration;
 
 use serde_yaml::Value;
 
-use crate::args::{parse_worker_args, port_of, serve_opt};
-use crate::pods::{
+use super::args::{parse_worker_args, port_of, serve_opt};
+use super::pods::{
     baton_container, baton_deployment, check_http_probe, check_scrape_annotations, container_ports,
     env_var, resolve_port,
 };
-use crate::yaml::{k8s_objects, kind_of, name_of, s, scalar, str_list};
+use super::yaml::{k8s_objects, kind_of, name_of, s, scalar, str_list};
 
 #[test]
 fn k8s_manifests_are_well_formed_and_namespace_agnostic() {

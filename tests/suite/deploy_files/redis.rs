@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use crate::yaml::{deploy, k8s_objects, kind_of, name_of, read, str_list};
+use super::yaml::{deploy, k8s_objects, kind_of, name_of, read, str_list};
 
 /// `directive -> arguments` of a redis.conf (last occurrence wins, as in Redis).
 fn redis_directives(text: &str) -> BTreeMap<String, String> {

@@ -3,7 +3,6 @@
 //! prints JSON on request, and names the Redis endpoint and what failed when it cannot
 //! reach it. Also: `baton demo` on a given Redis cleans up after itself.
 
-mod common;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -11,7 +10,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use baton::{handler_fn, Backoff, JobContext, JobError, JobOptions, Queue, Retention, Worker};
-use common::{baton_bin, free_port, start, wait_until, RedisServer};
+use crate::common::{baton_bin, free_port, start, wait_until, RedisServer};
 use redis::Commands;
 use serde_json::{json, Value};
 

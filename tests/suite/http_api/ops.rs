@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
 use crate::common::{free_port, RedisServer};
-use crate::support::{wait_http, Api};
+use super::support::{wait_http, Api};
 
 #[tokio::test]
 async fn healthz_and_readyz() {

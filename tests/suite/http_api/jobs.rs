@@ -8,7 +8,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use crate::common::{wait_until, RedisServer};
-use crate::support::{assert_json_error, Api};
+use super::support::{assert_json_error, Api};
 
 #[tokio::test]
 async fn happy_path_enqueue_inspect_cancel_retry_delete() {

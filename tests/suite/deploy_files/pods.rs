@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use serde_yaml::Value;
 
-use crate::yaml::{kind_of, scalar};
+use super::yaml::{kind_of, scalar};
 
 /// The one object of `kind` whose (first) container's args start with `subcommand`.
 pub(crate) fn baton_deployment(objects: &[(PathBuf, Value)], subcommand: &str) -> (PathBuf, Value) {

@@ -2,8 +2,6 @@
 //! codes, auth, the refusal to listen openly without a token, readiness, and the
 //! OpenAPI document against the router.
 
-#[path = "../common/mod.rs"]
-mod common;
 
 mod auth;
 mod bad_input;
