@@ -1,14 +1,13 @@
 //! Producer and worker basics against a real redis-server.
 
-
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::common::{start, wait_until, RedisServer};
 use baton::{
     handler_fn, Backoff, JobContext, JobError, JobOptions, JobState, NewJob, Queue, Worker,
 };
-use crate::common::{start, wait_until, RedisServer};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -25,7 +24,7 @@ fn fast(w: baton::WorkerBuilder) -> baton::WorkerBuilder {
 #[tokio::test]
 async fn add_process_complete() {
     let redis = RedisServer::start();
-    let q = Queue::connect(&redis.url(), "emails").unwrap();
+    let q = Queue::connect(redis.url(), "emails").unwrap();
     let a = q
         .add("send", &Email { to: "a@x".into() }, JobOptions::default())
         .await
@@ -34,7 +33,7 @@ async fn add_process_complete() {
     assert_eq!(q.counts().await.unwrap().waiting, 1);
     let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
     let seen2 = seen.clone();
-    let worker = fast(Worker::builder(&redis.url(), "emails").concurrency(4))
+    let worker = fast(Worker::builder(redis.url(), "emails").concurrency(4))
         .build(handler_fn(move |e: Email, ctx: JobContext| {
             let seen = seen2.clone();
             async move {
@@ -63,7 +62,7 @@ async fn add_process_complete() {
 #[tokio::test]
 async fn idempotent_add_and_atomic_bulk() {
     let redis = RedisServer::start();
-    let q = Queue::connect(&redis.url(), "q").unwrap();
+    let q = Queue::connect(redis.url(), "q").unwrap();
     let first = q
         .add("n", &1, JobOptions::default().job_id("fixed"))
         .await
@@ -94,7 +93,7 @@ async fn idempotent_add_and_atomic_bulk() {
 #[tokio::test]
 async fn priority_order_is_fifo_within_a_priority() {
     let redis = RedisServer::start();
-    let q = Queue::connect(&redis.url(), "p").unwrap();
+    let q = Queue::connect(redis.url(), "p").unwrap();
     for (i, p) in [(0u32, 5u32), (1, 1), (2, 5), (3, 1), (4, 0)] {
         q.add("n", &i, JobOptions::default().priority(p))
             .await
@@ -102,7 +101,7 @@ async fn priority_order_is_fifo_within_a_priority() {
     }
     let order = Arc::new(std::sync::Mutex::new(Vec::new()));
     let o2 = order.clone();
-    let worker = fast(Worker::builder(&redis.url(), "p").concurrency(1))
+    let worker = fast(Worker::builder(redis.url(), "p").concurrency(1))
         .build(handler_fn(move |i: u32, _ctx| {
             let o = o2.clone();
             async move {
@@ -123,7 +122,7 @@ async fn priority_order_is_fifo_within_a_priority() {
 #[tokio::test]
 async fn retries_with_backoff_then_fails_and_fatal_and_bad_payload_do_not_retry() {
     let redis = RedisServer::start();
-    let q = Queue::connect(&redis.url(), "r").unwrap();
+    let q = Queue::connect(redis.url(), "r").unwrap();
     let fixed = Backoff::Fixed {
         delay: Duration::from_millis(50),
     };
@@ -157,7 +156,7 @@ async fn retries_with_backoff_then_fails_and_fatal_and_bad_payload_do_not_retry(
         .unwrap();
     let runs = Arc::new(AtomicU32::new(0));
     let r2 = runs.clone();
-    let worker = fast(Worker::builder(&redis.url(), "r").concurrency(4))
+    let worker = fast(Worker::builder(redis.url(), "r").concurrency(4))
         .build(handler_fn(move |kind: String, ctx: JobContext| {
             let runs = r2.clone();
             async move {
@@ -220,12 +219,12 @@ async fn retries_with_backoff_then_fails_and_fatal_and_bad_payload_do_not_retry(
 #[tokio::test]
 async fn delayed_and_backoff_jobs_run_soon_after_due() {
     let redis = RedisServer::start();
-    let q = Queue::connect(&redis.url(), "d").unwrap();
+    let q = Queue::connect(redis.url(), "d").unwrap();
     // job id → start instants of its attempts
     let started: Arc<std::sync::Mutex<std::collections::HashMap<String, Vec<std::time::Instant>>>> =
         Arc::default();
     let s2 = started.clone();
-    let worker = fast(Worker::builder(&redis.url(), "d").concurrency(4))
+    let worker = fast(Worker::builder(redis.url(), "d").concurrency(4))
         .build(handler_fn(move |fail_first: bool, ctx: JobContext| {
             let s = s2.clone();
             async move {
@@ -307,7 +306,7 @@ async fn delayed_and_backoff_jobs_run_soon_after_due() {
 #[tokio::test]
 async fn retention_pause_resume_remove() {
     let redis = RedisServer::start();
-    let q = Queue::connect(&redis.url(), "keep").unwrap();
+    let q = Queue::connect(redis.url(), "keep").unwrap();
     q.pause().await.unwrap();
     for i in 0..10u32 {
         q.add(
@@ -329,7 +328,7 @@ async fn retention_pause_resume_remove() {
     let removed = q.add("n", &100u32, JobOptions::default()).await.unwrap();
     q.remove(&removed.id).await.unwrap();
     assert!(q.job(&removed.id).await.unwrap().is_none());
-    let worker = fast(Worker::builder(&redis.url(), "keep").concurrency(3))
+    let worker = fast(Worker::builder(redis.url(), "keep").concurrency(3))
         .build(handler_fn(|_: u32, _ctx| async { Ok::<_, JobError>(()) }))
         .unwrap();
     let run = start(worker);

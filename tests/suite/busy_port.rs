@@ -3,13 +3,12 @@
 //! before doing any work. (Before: the worker ran on without /metrics and /healthz, so a
 //! liveness probe restarted it in a loop, and `serve` logged "listening" first.)
 
-
 use std::net::TcpListener;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use baton::{JobOptions, JobState, Queue};
 use crate::common::{baton_bin, ChildGuard, RedisServer};
+use baton::{JobOptions, JobState, Queue};
 
 /// Runs `cmd` to its end (at most `limit`; killed and reported as still running after).
 fn run_for(mut cmd: Command, limit: Duration) -> Output {

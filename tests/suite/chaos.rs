@@ -4,7 +4,6 @@
 //! (`baton chaos --duration 10m`) is run by hand and its figures are in
 //! docs/reliability.md.
 
-
 use std::process::{Command, Stdio};
 
 use crate::common::baton_bin;

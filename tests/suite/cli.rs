@@ -1,11 +1,10 @@
 //! The `baton` binary's commands against a real redis-server.
 
-
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use baton::{handler_fn, JobError, Queue, Worker};
 use crate::common::{baton_bin, start, wait_until, RedisServer};
+use baton::{handler_fn, JobError, Queue, Worker};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -136,7 +135,7 @@ async fn add_stats_job_list_and_admin_commands() {
     ok(baton(&redis, &["resume", "mail"]));
 
     // A worker runs them; then workers, clean and retry --all-failed.
-    let w = Worker::builder(&redis.url(), "mail")
+    let w = Worker::builder(redis.url(), "mail")
         .build(handler_fn(|v: Value, _ctx| async move {
             if v.get("to").is_some() {
                 Err(JobError::fatal("no smtp"))
@@ -146,7 +145,7 @@ async fn add_stats_job_list_and_admin_commands() {
         }))
         .unwrap();
     let run = start(w);
-    let q = Queue::connect(&redis.url(), "mail").unwrap();
+    let q = Queue::connect(redis.url(), "mail").unwrap();
     wait_until(Duration::from_secs(10), "both ran", || async {
         let c = q.counts().await.unwrap();
         c.completed == 1 && c.failed == 1
@@ -209,7 +208,7 @@ fn demo_runs_end_to_end_and_names_the_missing_redis_server() {
 #[tokio::test]
 async fn json_logs_about_a_job_carry_queue_and_job_id() {
     let redis = RedisServer::start();
-    let q = Queue::connect(&redis.url(), "logs").unwrap();
+    let q = Queue::connect(redis.url(), "logs").unwrap();
     let id = q
         .add(
             "n",
@@ -305,7 +304,7 @@ async fn the_k8s_worker_arguments_run_the_real_binary() {
             .spawn()
             .unwrap(),
     );
-    let q = Queue::connect(&redis.url(), &queue).unwrap();
+    let q = Queue::connect(redis.url(), &queue).unwrap();
     wait_until(Duration::from_secs(10), "the worker runs", || async {
         !q.workers().await.unwrap().is_empty()
     })

@@ -2,12 +2,11 @@
 //! `kubectl logs`: no escape codes, tables whose columns line up whatever the names,
 //! and a `--log-format` that refuses what it does not know.
 
-
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use baton::{handler_fn, JobContext, Queue, Worker};
 use crate::common::{baton_bin, start, wait_until, ChildGuard, RedisServer};
+use baton::{handler_fn, JobContext, Queue, Worker};
 
 fn baton(redis: &RedisServer, args: &[&str]) -> Output {
     Command::new(baton_bin())

@@ -1,11 +1,10 @@
 //! Every script touches one cluster slot: the whole lifecycle runs on a Redis in
 //! cluster mode, which refuses any command or script that crosses slots.
 
-
 use std::time::Duration;
 
-use baton::{handler_fn, JobContext, JobError, JobOptions, JobState, NewJob, Queue, Worker};
 use crate::common::{start, wait_until, RedisServer};
+use baton::{handler_fn, JobContext, JobError, JobOptions, JobState, NewJob, Queue, Worker};
 
 #[tokio::test]
 async fn lifecycle_runs_on_a_cluster_mode_redis() {
@@ -35,7 +34,7 @@ async fn lifecycle_runs_on_a_cluster_mode_redis() {
     })
     .await;
 
-    let q = Queue::connect(&redis.url(), "clustered").unwrap();
+    let q = Queue::connect(redis.url(), "clustered").unwrap();
     let jobs: Vec<NewJob<u32>> = (0..20).map(|i| NewJob::new("n", i)).collect();
     q.add_bulk(&jobs).await.unwrap();
     q.add("p", &99u32, JobOptions::default().priority(2))
@@ -61,7 +60,7 @@ async fn lifecycle_runs_on_a_cluster_mode_redis() {
         .await
         .unwrap();
     let running = q.add("r", &96u32, JobOptions::default()).await.unwrap();
-    let w = Worker::builder(&redis.url(), "clustered")
+    let w = Worker::builder(redis.url(), "clustered")
         .lease(Duration::from_millis(900))
         .stalled_interval(Duration::from_millis(100))
         .build(handler_fn(|n: u32, ctx: JobContext| async move {

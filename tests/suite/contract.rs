@@ -3,14 +3,13 @@
 //! prints JSON on request, and names the Redis endpoint and what failed when it cannot
 //! reach it. Also: `baton demo` on a given Redis cleans up after itself.
 
-
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use baton::{handler_fn, Backoff, JobContext, JobError, JobOptions, Queue, Retention, Worker};
 use crate::common::{baton_bin, free_port, start, wait_until, RedisServer};
+use baton::{handler_fn, Backoff, JobContext, JobError, JobOptions, Queue, Retention, Worker};
 use redis::Commands;
 use serde_json::{json, Value};
 
@@ -89,7 +88,7 @@ fn the_cli_refuses_bad_queue_names_in_the_librarys_words() {
 #[tokio::test]
 async fn every_library_option_is_a_cli_option_with_the_same_effect() {
     let redis = RedisServer::start();
-    let q = Queue::connect(&redis.url(), "opts").unwrap();
+    let q = Queue::connect(redis.url(), "opts").unwrap();
     let opts = JobOptions::default()
         .delay(Duration::from_secs(3600))
         .priority(3)
@@ -213,7 +212,7 @@ async fn add_bulk_reads_json_lines_from_a_file_or_stdin() {
     ));
     assert_eq!(out["added"], 2, "{out}");
     assert_eq!(out["ids"], json!(["b1", "b2"]));
-    let q = Queue::connect(&redis.url(), "bulk").unwrap();
+    let q = Queue::connect(redis.url(), "bulk").unwrap();
     let b2 = q.job("b2").await.unwrap().unwrap();
     assert_eq!(
         (b2.name.as_str(), b2.priority, b2.state),
@@ -239,7 +238,7 @@ async fn add_bulk_reads_json_lines_from_a_file_or_stdin() {
     ));
     assert!(e.contains("line 2"), "{e}");
     assert_eq!(
-        Queue::connect(&redis.url(), "other")
+        Queue::connect(redis.url(), "other")
             .unwrap()
             .counts()
             .await
@@ -252,7 +251,7 @@ async fn add_bulk_reads_json_lines_from_a_file_or_stdin() {
 #[tokio::test]
 async fn list_offset_due_times_timestamps_and_log_attempts() {
     let redis = RedisServer::start();
-    let q = Queue::connect(&redis.url(), "show").unwrap();
+    let q = Queue::connect(redis.url(), "show").unwrap();
     for id in ["w1", "w2", "w3"] {
         q.add("n", &0, JobOptions::default().job_id(id))
             .await
@@ -305,7 +304,7 @@ async fn list_offset_due_times_timestamps_and_log_attempts() {
         .await
         .unwrap()
         .id;
-    let w = Worker::builder(&redis.url(), "show")
+    let w = Worker::builder(redis.url(), "show")
         .build(handler_fn(|_: Value, ctx: JobContext| async move {
             ctx.log(format!("try {}", ctx.attempt())).await.ok();
             if ctx.attempt() == 1 {
@@ -340,7 +339,7 @@ async fn list_offset_due_times_timestamps_and_log_attempts() {
         .await
         .unwrap()
         .id;
-    let w = Worker::builder(&redis.url(), "show")
+    let w = Worker::builder(redis.url(), "show")
         .build(handler_fn(|_: Value, _ctx: JobContext| async move {
             Err::<(), _>(JobError::fatal("broken"))
         }))

@@ -3,20 +3,16 @@
 //! before its fix. Every test starts its own redis-server and waits on conditions with
 //! deadlines.
 
-#[path = "http_api/support.rs"]
-#[allow(dead_code)]
-mod support;
-
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use baton::{handler_fn, JobError, JobOptions, JobState, NewJob, Queue, Worker};
 use crate::common::{baton_bin, signal, start, wait_until, ChildGuard, RedisServer};
+use crate::http_api::support::Api;
+use baton::{handler_fn, JobError, JobOptions, JobState, NewJob, Queue, Worker};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
-use support::Api;
 
 /// Counts the bytes this test process holds allocated, and the peak since a reset
 /// (nextest runs each test in a process of its own).

@@ -2,14 +2,13 @@
 //! in Redis; a worker without the key, or a tampered value, fails the job for good with
 //! a reason; keys rotate (`reencrypt`); the CLI and the exec worker take a key file.
 
-
 use std::process::{Command, Output};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::common::{baton_bin, start, wait_until, RedisServer};
 use baton::crypto::Keyring;
 use baton::{handler_fn, JobError, JobOptions, JobState, Queue, Worker};
-use crate::common::{baton_bin, start, wait_until, RedisServer};
 use redis::Commands;
 use serde_json::{json, Value};
 

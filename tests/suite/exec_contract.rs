@@ -3,14 +3,13 @@
 //! oversized result does, progress lines, and a command that cannot run being refused
 //! at start-up instead of failing every job.
 
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use baton::{Backoff, JobInfo, JobOptions, JobState, Queue};
 use crate::common::{baton_bin, wait_until, ChildGuard, RedisServer};
+use baton::{Backoff, JobInfo, JobOptions, JobState, Queue};
 use serde_json::json;
 
 /// Writes `body` as a shell script in `dir`.

@@ -5,13 +5,12 @@
 //! Before: 1 100 connections sending half a request line filled the descriptor limit of
 //! `baton serve` and `/healthz` timed out until they left.
 
-
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use baton::http::{Limits, ServeConfig, ServeOptions};
 use crate::common::{baton_bin, free_port, ChildGuard, RedisServer};
+use baton::http::{Limits, ServeConfig, ServeOptions};
 use reqwest::StatusCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;

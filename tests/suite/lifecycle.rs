@@ -1,14 +1,13 @@
 //! Cancel, timeouts, lease loss and graceful shutdown of Rust handlers.
 
-
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::common::{start, wait_until, RedisServer};
 use baton::{
     handler_fn, Cancelled, Error, JobContext, JobError, JobOptions, JobState, Queue, Worker,
 };
-use crate::common::{start, wait_until, RedisServer};
 
 fn builder(url: &str, q: &str) -> baton::WorkerBuilder {
     Worker::builder(url, q)
@@ -24,7 +23,7 @@ fn builder(url: &str, q: &str) -> baton::WorkerBuilder {
 #[tokio::test]
 async fn cancel_running_job_reaches_the_handler_and_sticks() {
     let redis = RedisServer::start();
-    let q = Queue::connect(&redis.url(), "c").unwrap();
+    let q = Queue::connect(redis.url(), "c").unwrap();
     let started: Arc<Mutex<Vec<(String, Instant)>>> = Arc::default();
     let seen: Arc<Mutex<Vec<(String, Instant)>>> = Arc::default();
     let (s2, c2) = (started.clone(), seen.clone());
@@ -122,7 +121,7 @@ async fn cancel_running_job_reaches_the_handler_and_sticks() {
 #[tokio::test]
 async fn cancel_racing_completion_never_yields_completed() {
     let redis = RedisServer::start();
-    let q = Queue::connect(&redis.url(), "race").unwrap();
+    let q = Queue::connect(redis.url(), "race").unwrap();
     let w = builder(&redis.url(), "race")
         .concurrency(16)
         .build(handler_fn(|us: u64, _ctx| async move {
@@ -184,7 +183,7 @@ async fn cancel_racing_completion_never_yields_completed() {
 #[tokio::test]
 async fn timeout_fails_the_attempt_and_retries() {
     let redis = RedisServer::start();
-    let q = Queue::connect(&redis.url(), "t").unwrap();
+    let q = Queue::connect(redis.url(), "t").unwrap();
     let runs = Arc::new(AtomicU32::new(0));
     let r2 = runs.clone();
     let w = builder(&redis.url(), "t")
@@ -236,7 +235,7 @@ async fn timeout_fails_the_attempt_and_retries() {
 #[tokio::test]
 async fn lost_lease_cancels_the_handler() {
     let redis = RedisServer::start();
-    let q = Queue::connect(&redis.url(), "lost").unwrap();
+    let q = Queue::connect(redis.url(), "lost").unwrap();
     let cancelled_attempts: Arc<Mutex<Vec<u32>>> = Arc::default();
     let c2 = cancelled_attempts.clone();
     let w = builder(&redis.url(), "lost")
@@ -293,7 +292,7 @@ async fn lost_lease_cancels_the_handler() {
 #[tokio::test]
 async fn shutdown_lets_short_jobs_finish_and_hands_long_ones_back() {
     let redis = RedisServer::start();
-    let q = Queue::connect(&redis.url(), "sd").unwrap();
+    let q = Queue::connect(redis.url(), "sd").unwrap();
     let w = builder(&redis.url(), "sd")
         .shutdown_timeout(Duration::from_millis(500))
         .build(handler_fn(|ms: u64, ctx: JobContext| async move {
@@ -355,11 +354,11 @@ async fn shutdown_lets_short_jobs_finish_and_hands_long_ones_back() {
 async fn idle_worker_costs_redis_a_few_commands_per_second() {
     let redis = RedisServer::start();
     // Default intervals: heartbeat lease/3, sweep 5 s, idle block 5 s.
-    let w = Worker::builder(&redis.url(), "idle")
+    let w = Worker::builder(redis.url(), "idle")
         .build(handler_fn(|_: u8, _ctx| async { Ok::<_, JobError>(()) }))
         .unwrap();
     let run = start(w);
-    let q = Queue::connect(&redis.url(), "idle").unwrap();
+    let q = Queue::connect(redis.url(), "idle").unwrap();
     wait_until(Duration::from_secs(5), "registered", || async {
         !q.workers().await.unwrap().is_empty()
     })

@@ -2,13 +2,12 @@
 //! Redis cuts the connection the moment the claim reply (carrying the job) comes back.
 //! The worker must hand that job back and run it at once, not after its lease expires.
 
-
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use baton::{handler_fn, JobError, JobOptions, JobState, Queue, Worker};
 use crate::common::{start, wait_until, RedisServer};
+use baton::{handler_fn, JobError, JobOptions, JobState, Queue, Worker};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -54,7 +53,7 @@ async fn a_lost_claim_reply_does_not_wait_for_the_lease() {
     let armed = Arc::new(AtomicBool::new(true));
     let port = cutting_proxy(redis.port, b"CUT-ME", armed.clone()).await;
     let via_proxy = format!("redis://127.0.0.1:{port}");
-    let q = Queue::connect(&redis.url(), "lost").unwrap();
+    let q = Queue::connect(redis.url(), "lost").unwrap();
     let w = Worker::builder(&via_proxy, "lost")
         .lease(Duration::from_secs(20))
         .stalled_interval(Duration::from_secs(20))

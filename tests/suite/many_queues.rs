@@ -2,12 +2,11 @@
 //! an idle worker woken by any of its queues, shutdown handing back every queue's jobs,
 //! the CLI's `worker q1,q2 --queue-weights`, and per-queue metrics.
 
-
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use baton::{handler_fn, JobContext, JobOptions, JobState, NewJob, Queue, Worker};
 use crate::common::{baton_bin, free_port, start, wait_until, ChildGuard, RedisServer};
+use baton::{handler_fn, JobContext, JobOptions, JobState, NewJob, Queue, Worker};
 
 type Seen = Arc<Mutex<Vec<String>>>;
 

@@ -10,9 +10,9 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use crate::common::{free_port, start, wait_until, RedisServer};
 use baton::metrics as m;
 use baton::{handler_fn, JobContext, JobError, JobOptions, Queue, Worker};
-use crate::common::{free_port, start, wait_until, RedisServer};
 use redis::Commands;
 use tokio_util::sync::CancellationToken;
 

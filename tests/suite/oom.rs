@@ -2,11 +2,10 @@
 //! full Redis claims nothing, punishes no job, `/readyz` says not ready, and once memory
 //! frees every job completes, each run once (issue 8, defect 1).
 
-
 use std::time::Duration;
 
-use baton::{JobOptions, JobState, Queue};
 use crate::common::{baton_bin, free_port, wait_until, ChildGuard, RedisServer};
+use baton::{JobOptions, JobState, Queue};
 
 fn used_memory(c: &mut redis::Connection) -> u64 {
     let info: String = redis::cmd("INFO").arg("memory").query(c).unwrap();

@@ -1,15 +1,14 @@
 //! Crashes and takeovers with real processes: a worker process SIGKILLed mid-job, a
 //! frozen worker whose late result is refused, and steps that resume after a crash.
 
-
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use baton::{handler_fn, JobContext, JobError, JobOptions, JobState, Queue, Worker};
 use crate::common::{spawn_child_test, start, wait_until, RedisServer};
+use baton::{handler_fn, JobContext, JobError, JobOptions, JobState, Queue, Worker};
 
 const LEASE: Duration = Duration::from_millis(1000);
 const SWEEP: Duration = Duration::from_millis(200);
@@ -118,7 +117,7 @@ async fn sigkilled_worker_process_job_runs_on_another_worker_once() {
     let redis = RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("log");
-    let q = Queue::connect(&redis.url(), "crash").unwrap();
+    let q = Queue::connect(redis.url(), "crash").unwrap();
     let job = q
         .add("hang", &"hang", JobOptions::default().attempts(1))
         .await
@@ -174,7 +173,7 @@ async fn frozen_worker_late_result_is_refused() {
     let redis = RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("log");
-    let q = Queue::connect(&redis.url(), "frozen").unwrap();
+    let q = Queue::connect(redis.url(), "frozen").unwrap();
     let job = q
         .add("hang", &"hang", JobOptions::default().attempts(1))
         .await
@@ -242,7 +241,7 @@ async fn steps_resume_after_sigkill_in_step_three() {
     let redis = RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("log");
-    let q = Queue::connect(&redis.url(), "steps").unwrap();
+    let q = Queue::connect(redis.url(), "steps").unwrap();
     let job = q
         .add("steps", &"steps", JobOptions::default().attempts(1))
         .await
@@ -282,7 +281,7 @@ async fn steps_resume_after_sigkill_in_step_three() {
 #[tokio::test]
 async fn failing_step_two_retries_from_step_two() {
     let redis = RedisServer::start();
-    let q = Queue::connect(&redis.url(), "steps2").unwrap();
+    let q = Queue::connect(redis.url(), "steps2").unwrap();
     let runs: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
     let r2 = runs.clone();
     let w = builder(&redis.url(), "steps2")

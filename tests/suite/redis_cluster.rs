@@ -4,17 +4,16 @@
 //! start-up check see every node; a master SIGKILLed under load fails over to its
 //! replica and nothing replicated is lost.
 
-
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use baton::conn::RedisConfig;
-use baton::{handler_fn, JobContext, JobError, JobOptions, JobState, Queue, Worker};
 use crate::common::{baton_bin, start, wait_until, ChildGuard};
 use crate::failover::{
     ledger_in, ledger_runs, replication_fence, settle, spawn_exec_worker, wait_for_resume, Producer,
 };
 use crate::topology::{ClusterOptions, RedisCluster};
+use baton::conn::RedisConfig;
+use baton::{handler_fn, JobContext, JobError, JobOptions, JobState, Queue, Worker};
 
 fn cluster_args(c: &RedisCluster) -> Vec<String> {
     vec!["--cluster-nodes".into(), c.seed_urls().join(",")]

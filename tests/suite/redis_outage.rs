@@ -1,18 +1,17 @@
 //! Redis that is unfit, gone, hung, or restarted under a running worker.
 
-
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use baton::{handler_fn, Error, JobError, JobOptions, JobState, Queue, Worker};
 use crate::common::{baton_bin, start, wait_until, RedisServer};
+use baton::{handler_fn, Error, JobError, JobOptions, JobState, Queue, Worker};
 
 #[tokio::test]
 async fn unfit_redis_is_refused_with_the_fix() {
     let redis =
         RedisServer::start_with(&["--appendonly", "no", "--maxmemory-policy", "allkeys-lru"]);
-    let w = Worker::builder(&redis.url(), "q")
+    let w = Worker::builder(redis.url(), "q")
         .build(handler_fn(|_: u8, _ctx| async { Ok::<_, JobError>(()) }))
         .unwrap();
     let err = w.run().await.unwrap_err();
@@ -40,12 +39,12 @@ async fn unfit_redis_is_refused_with_the_fix() {
     );
 
     // The explicit opt-out runs anyway (and logs a warning).
-    let w = Worker::builder(&redis.url(), "q")
+    let w = Worker::builder(redis.url(), "q")
         .allow_unfit_redis()
         .build(handler_fn(|_: u8, _ctx| async { Ok::<_, JobError>(()) }))
         .unwrap();
     let run = start(w);
-    let q = Queue::connect(&redis.url(), "q").unwrap();
+    let q = Queue::connect(redis.url(), "q").unwrap();
     q.add("n", &1u8, JobOptions::default()).await.unwrap();
     wait_until(
         Duration::from_secs(10),
@@ -101,7 +100,7 @@ async fn config_disabled_falls_back_to_info() {
 #[tokio::test]
 async fn producer_fails_fast_when_redis_is_down_or_hung() {
     let mut redis = RedisServer::start();
-    let q = Queue::connect(&redis.url(), "q").unwrap();
+    let q = Queue::connect(redis.url(), "q").unwrap();
     q.add("n", &1u8, JobOptions::default()).await.unwrap();
 
     // Hung: the process is frozen, connections accept but nothing answers.
@@ -118,7 +117,7 @@ async fn producer_fails_fast_when_redis_is_down_or_hung() {
 
     // Gone: connection refused.
     redis.stop();
-    let q2 = Queue::connect(&redis.url(), "q").unwrap();
+    let q2 = Queue::connect(redis.url(), "q").unwrap();
     let t = Instant::now();
     let err = q2.add("n", &3u8, JobOptions::default()).await.unwrap_err();
     assert!(err.is_connection(), "{err:?}");
@@ -138,10 +137,10 @@ async fn producer_fails_fast_when_redis_is_down_or_hung() {
 #[tokio::test]
 async fn worker_survives_a_redis_restart_and_keeps_its_outcome() {
     let mut redis = RedisServer::start();
-    let q = Queue::connect(&redis.url(), "outage").unwrap();
+    let q = Queue::connect(redis.url(), "outage").unwrap();
     let runs = Arc::new(AtomicU32::new(0));
     let r2 = runs.clone();
-    let w = Worker::builder(&redis.url(), "outage")
+    let w = Worker::builder(redis.url(), "outage")
         .concurrency(4)
         .lease(Duration::from_secs(20))
         .stalled_interval(Duration::from_millis(500))
@@ -210,8 +209,8 @@ async fn works_where_config_and_client_commands_are_disabled() {
         "CLIENT",
         "",
     ]);
-    let q = Queue::connect(&redis.url(), "managed").unwrap();
-    let w = Worker::builder(&redis.url(), "managed")
+    let q = Queue::connect(redis.url(), "managed").unwrap();
+    let w = Worker::builder(redis.url(), "managed")
         .build(handler_fn(|_: u8, _ctx| async { Ok::<_, JobError>(()) }))
         .unwrap();
     let run = start(w);

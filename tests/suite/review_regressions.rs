@@ -2,18 +2,17 @@
 //! keys, claims lost at shutdown, a fresh attempt stopped by a stale renewal,
 //! settings that crashed background loops, and a refused outcome.
 
-
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use baton::{handler_fn, JobContext, JobError, JobOptions, JobState, NewJob, Queue, Worker};
 use crate::common::{start, wait_until, RedisServer};
+use baton::{handler_fn, JobContext, JobError, JobOptions, JobState, NewJob, Queue, Worker};
 
 #[tokio::test]
 async fn a_job_id_cannot_name_another_jobs_keys() {
     let redis = RedisServer::start();
-    let q = Queue::connect(&redis.url(), "ids").unwrap();
+    let q = Queue::connect(redis.url(), "ids").unwrap();
     for id in ["a:steps", "a:logs", "a", "steps:a"] {
         assert!(
             q.add("n", &id, JobOptions::default().job_id(id))
@@ -33,7 +32,7 @@ async fn a_job_id_cannot_name_another_jobs_keys() {
     }
     let ran = Arc::new(std::sync::Mutex::new(Vec::new()));
     let r2 = ran.clone();
-    let w = Worker::builder(&redis.url(), "ids")
+    let w = Worker::builder(redis.url(), "ids")
         .build(handler_fn(move |id: String, ctx: JobContext| {
             let r = r2.clone();
             async move {
@@ -60,11 +59,11 @@ async fn a_job_id_cannot_name_another_jobs_keys() {
 #[tokio::test]
 async fn shutdown_never_strands_a_claim_in_flight() {
     let redis = RedisServer::start();
-    let q = Queue::connect(&redis.url(), "strand").unwrap();
+    let q = Queue::connect(redis.url(), "strand").unwrap();
     for round in 0..15 {
         let jobs: Vec<NewJob<u8>> = (0..1000).map(|_| NewJob::new("n", 1u8)).collect();
         q.add_bulk(&jobs).await.unwrap();
-        let w = Worker::builder(&redis.url(), "strand")
+        let w = Worker::builder(redis.url(), "strand")
             .concurrency(50)
             .build(handler_fn(|_: u8, _ctx| async { Ok::<_, JobError>(()) }))
             .unwrap();
@@ -89,10 +88,10 @@ async fn shutdown_never_strands_a_claim_in_flight() {
 #[tokio::test]
 async fn renewal_does_not_stop_a_newer_attempt_of_the_same_job() {
     let redis = RedisServer::start();
-    let q = Queue::connect(&redis.url(), "renew").unwrap();
+    let q = Queue::connect(redis.url(), "renew").unwrap();
     let runs = Arc::new(AtomicU32::new(0));
     let r2 = runs.clone();
-    let w = Worker::builder(&redis.url(), "renew")
+    let w = Worker::builder(redis.url(), "renew")
         .lease(Duration::from_millis(300))
         .heartbeat(Duration::from_millis(10))
         .stalled_interval(Duration::from_millis(50))
@@ -152,8 +151,8 @@ fn settings_that_cannot_work_are_refused() {
 #[tokio::test]
 async fn a_result_too_large_fails_the_job_and_the_worker_goes_on() {
     let redis = RedisServer::start();
-    let q = Queue::connect(&redis.url(), "big").unwrap();
-    let w = Worker::builder(&redis.url(), "big")
+    let q = Queue::connect(redis.url(), "big").unwrap();
+    let w = Worker::builder(redis.url(), "big")
         .build(handler_fn(|big: bool, _ctx| async move {
             Ok::<_, JobError>(if big { vec![7u8; 17 << 20] } else { vec![1u8] })
         }))

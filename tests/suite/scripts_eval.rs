@@ -10,7 +10,6 @@
 //! under `maxmemory` with `noeviction` the scripts that write are refused whole; a junk
 //! `wake` key does not make `add` fail.
 
-
 use crate::common::RedisServer;
 use redis::{Connection, RedisResult, Script, Value};
 

@@ -2,13 +2,12 @@
 //! before another worker recovers the job (issue 8, defect 4): the same job never runs
 //! in two places past its lease.
 
-
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use baton::{handler_fn, JobContext, JobOptions, JobState, Queue, Worker};
 use crate::common::{start, wait_until, RedisServer};
+use baton::{handler_fn, JobContext, JobOptions, JobState, Queue, Worker};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
@@ -52,6 +51,9 @@ async fn blackholing_proxy(upstream: u16, cut: Arc<AtomicBool>) -> u16 {
     port
 }
 
+/// (worker, event, when) as the handlers saw them.
+type Events = Arc<Mutex<Vec<(&'static str, &'static str, Instant)>>>;
+
 #[tokio::test]
 async fn a_cut_off_worker_stops_its_handler_before_another_recovers_the_job() {
     let redis = RedisServer::start();
@@ -59,28 +61,27 @@ async fn a_cut_off_worker_stops_its_handler_before_another_recovers_the_job() {
     let port = blackholing_proxy(redis.port, cut.clone()).await;
     let lease = Duration::from_secs(3);
     // (worker, event, when)
-    let events: Arc<Mutex<Vec<(&'static str, &'static str, Instant)>>> = Default::default();
-    let handler =
-        |who: &'static str, events: Arc<Mutex<Vec<(&'static str, &'static str, Instant)>>>| {
-            handler_fn(move |_: u32, ctx: JobContext| {
-                let events = events.clone();
-                async move {
-                    events.lock().unwrap().push((who, "start", Instant::now()));
-                    // A 12 s job, unless told to stop.
-                    tokio::select! {
-                        _ = ctx.cancelled() => events.lock().unwrap().push((who, "stopped", Instant::now())),
-                        _ = tokio::time::sleep(Duration::from_secs(12)) => events.lock().unwrap().push((who, "finished", Instant::now())),
-                    }
-                    Ok(())
+    let events: Events = Default::default();
+    let handler = |who: &'static str, events: Events| {
+        handler_fn(move |_: u32, ctx: JobContext| {
+            let events = events.clone();
+            async move {
+                events.lock().unwrap().push((who, "start", Instant::now()));
+                // A 12 s job, unless told to stop.
+                tokio::select! {
+                    _ = ctx.cancelled() => events.lock().unwrap().push((who, "stopped", Instant::now())),
+                    _ = tokio::time::sleep(Duration::from_secs(12)) => events.lock().unwrap().push((who, "finished", Instant::now())),
                 }
-            })
-        };
-    let a = Worker::builder(&format!("redis://127.0.0.1:{port}"), "fence")
+                Ok(())
+            }
+        })
+    };
+    let a = Worker::builder(format!("redis://127.0.0.1:{port}"), "fence")
         .lease(lease)
         .build(handler("a", events.clone()))
         .unwrap();
     let run_a = start(a);
-    let q = Queue::connect(&redis.url(), "fence").unwrap();
+    let q = Queue::connect(redis.url(), "fence").unwrap();
     let job = q.add("n", &1u32, JobOptions::default()).await.unwrap();
     wait_until(Duration::from_secs(10), "a runs the job", || async {
         events.lock().unwrap().iter().any(|e| e.0 == "a")
@@ -88,7 +89,7 @@ async fn a_cut_off_worker_stops_its_handler_before_another_recovers_the_job() {
     .await;
     cut.store(true, Ordering::SeqCst);
     let cut_at = Instant::now();
-    let b = Worker::builder(&redis.url(), "fence")
+    let b = Worker::builder(redis.url(), "fence")
         .lease(lease)
         .stalled_interval(Duration::from_millis(100))
         .build(handler("b", events.clone()))
@@ -149,7 +150,7 @@ async fn a_stopped_handler_past_its_lease_does_not_spin_the_heartbeat() {
     let redis = RedisServer::start();
     let cut = Arc::new(AtomicBool::new(false));
     let port = blackholing_proxy(redis.port, cut.clone()).await;
-    let w = Worker::builder(&format!("redis://127.0.0.1:{port}"), "spin")
+    let w = Worker::builder(format!("redis://127.0.0.1:{port}"), "spin")
         .lease(Duration::from_millis(600))
         .abort_grace(Duration::from_secs(60))
         .build(handler_fn(|_: u32, _ctx: JobContext| async move {
@@ -159,7 +160,7 @@ async fn a_stopped_handler_past_its_lease_does_not_spin_the_heartbeat() {
         }))
         .unwrap();
     let run = start(w);
-    let q = Queue::connect(&redis.url(), "spin").unwrap();
+    let q = Queue::connect(redis.url(), "spin").unwrap();
     let job = q.add("n", &1u32, JobOptions::default()).await.unwrap();
     wait_until(Duration::from_secs(10), "job running", || async {
         q.job(&job.id).await.unwrap().unwrap().state == JobState::Active

@@ -4,16 +4,15 @@
 //! within seconds, every job replicated before the kill completes, and none ends in
 //! any other state.
 
-
 use std::time::{Duration, Instant};
 
-use baton::conn::RedisConfig;
-use baton::Queue;
 use crate::common::wait_until;
 use crate::failover::{
     ledger_in, ledger_runs, replication_fence, settle, spawn_exec_worker, wait_for_resume, Producer,
 };
 use crate::topology::{SentinelOptions, SentinelSet};
+use baton::conn::RedisConfig;
+use baton::Queue;
 
 #[tokio::test]
 async fn work_follows_a_sentinel_failover_and_nothing_replicated_is_lost() {

@@ -1,10 +1,9 @@
 //! `run_until_signal` in a real process: SIGTERM drains, a second SIGTERM skips the wait.
 
-
 use std::time::{Duration, Instant};
 
-use baton::{handler_fn, JobContext, JobError, JobOptions, JobState, Queue, Worker};
 use crate::common::{signal, spawn_child_test, wait_until, RedisServer};
+use baton::{handler_fn, JobContext, JobError, JobOptions, JobState, Queue, Worker};
 
 /// The child side: a worker with a 30 s shutdown timeout whose jobs sleep for the
 /// number of ms in their payload (stopping early when told to).
@@ -32,7 +31,7 @@ async fn child_signal_worker() {
 #[tokio::test]
 async fn sigterm_drains_and_a_second_sigterm_skips_the_wait() {
     let redis = RedisServer::start();
-    let q = Queue::connect(&redis.url(), "sig").unwrap();
+    let q = Queue::connect(redis.url(), "sig").unwrap();
     let short = q
         .add("short", &700u64, JobOptions::default())
         .await
@@ -41,7 +40,10 @@ async fn sigterm_drains_and_a_second_sigterm_skips_the_wait() {
         .add("long", &600_000u64, JobOptions::default())
         .await
         .unwrap();
-    let mut child = spawn_child_test("signals::child_signal_worker", &[("BATON_URL", redis.url())]);
+    let mut child = spawn_child_test(
+        "signals::child_signal_worker",
+        &[("BATON_URL", redis.url())],
+    );
     wait_until(Duration::from_secs(20), "both jobs running", || async {
         q.counts().await.unwrap().active == 2
     })

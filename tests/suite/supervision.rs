@@ -4,19 +4,18 @@
 //! returns the error, so the pod restarts instead of claiming jobs it can no longer
 //! renew (issue 8, defect 10).
 
-
 use std::time::Duration;
 
-use baton::{handler_fn, JobContext, JobOptions, JobState, Queue, Worker};
 use crate::common::{wait_until, RedisServer};
+use baton::{handler_fn, JobContext, JobOptions, JobState, Queue, Worker};
 
 #[tokio::test]
 async fn a_dead_loop_stops_the_worker_and_hands_its_jobs_back() {
     for task in ["heartbeat", "sweeper", "canceller", "acker", "claimer"] {
         let redis = RedisServer::start();
-        let q = Queue::connect(&redis.url(), "sup").unwrap();
+        let q = Queue::connect(redis.url(), "sup").unwrap();
         let job = q.add("n", &1u32, JobOptions::default()).await.unwrap();
-        let w = Worker::builder(&redis.url(), "sup")
+        let w = Worker::builder(redis.url(), "sup")
             .abort_grace(Duration::from_millis(100))
             .inject_fault(task, Duration::from_millis(800))
             .build(handler_fn(|_: u32, _ctx: JobContext| async move {

@@ -3,13 +3,12 @@
 //! wrong CA, a missing client certificate and plain `redis://` against the TLS port each
 //! fail with an error that names the endpoint and what failed, and no password.
 
-
 use std::time::Duration;
 
-use baton::conn::RedisConfig;
-use baton::{handler_fn, JobContext, JobOptions, Queue, Worker};
 use crate::common::{baton_bin, start, wait_until};
 use crate::topology::{ClusterOptions, RedisCluster, TlsRedis, ACL_PASS};
+use baton::conn::RedisConfig;
+use baton::{handler_fn, JobContext, JobOptions, Queue, Worker};
 
 fn tls_config(t: &TlsRedis) -> RedisConfig {
     RedisConfig::url(t.url()).ca_cert(&t.ca_cert)

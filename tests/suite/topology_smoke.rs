@@ -2,14 +2,13 @@
 //! and a wrong CA refused), Sentinel failover, Cluster failover. Prints startup and failover
 //! times (run with `--nocapture` / nextest `--no-capture` to see them).
 
-
 use std::time::{Duration, Instant};
 
-use redis::AsyncCommands;
 use crate::topology::{
     install_crypto_provider, key_slot, ClusterOptions, RedisCluster, SentinelOptions, SentinelSet,
     TlsRedis,
 };
+use redis::AsyncCommands;
 
 async fn ping(client: &redis::Client) -> redis::RedisResult<String> {
     let mut c = client.get_multiplexed_async_connection().await?;

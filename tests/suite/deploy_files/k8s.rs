@@ -263,7 +263,9 @@ fn keda_scales_the_worker_on_every_ready_job() {
         threshold.parse::<f64>().is_ok_and(|n| n > 0.0),
         "{ctx}: threshold {threshold:?} should be a positive number (as a string)"
     );
-    let server = prom["metadata"]["serverAddress"].as_str().unwrap_or_default();
+    let server = prom["metadata"]["serverAddress"]
+        .as_str()
+        .unwrap_or_default();
     assert!(
         server.starts_with("http://") || server.starts_with("https://"),
         "{ctx}: the prometheus trigger needs serverAddress (http://…), got {server:?}"

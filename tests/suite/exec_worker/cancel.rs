@@ -5,15 +5,15 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use baton::{JobOptions, JobState, Queue};
 use serde_json::json;
 
-use crate::common::{wait_until, RedisServer};
 use super::job_waits::{wait_file, wait_state};
 use super::procfs::{assert_no_zombies, gone};
 use super::worker_proc::{fixture, WorkerProc};
+use crate::common::{wait_until, RedisServer};
 
 #[tokio::test]
 async fn cancel_kills_the_process_group_and_reaps_it() {
     let redis = RedisServer::start();
-    let q = Queue::connect(&redis.url(), "ex3").unwrap();
+    let q = Queue::connect(redis.url(), "ex3").unwrap();
     let mut w = WorkerProc::start(&redis.url(), "ex3", &[]);
     let tmp = tempfile::tempdir().unwrap();
     let mut latencies = Vec::new();
@@ -81,13 +81,13 @@ async fn cancel_kills_the_process_group_and_reaps_it() {
 async fn an_aborted_handler_still_kills_the_group() {
     use baton::exec::{ExecConfig, ExecHandler};
     let redis = RedisServer::start();
-    let q = Queue::connect(&redis.url(), "ex8").unwrap();
+    let q = Queue::connect(redis.url(), "ex8").unwrap();
     let handler = ExecHandler::new(ExecConfig {
         program: "sh".into(),
         args: vec![fixture().display().to_string()],
         kill_grace: Duration::from_secs(30),
     });
-    let worker = baton::Worker::builder(&redis.url(), "ex8")
+    let worker = baton::Worker::builder(redis.url(), "ex8")
         .lease(Duration::from_secs(2))
         .abort_grace(Duration::from_millis(200))
         .shutdown_timeout(Duration::from_secs(1))

@@ -6,10 +6,10 @@ use std::time::Duration;
 use baton::{JobOptions, JobState, Queue};
 use serde_json::json;
 
-use crate::common::{wait_until, RedisServer};
 use super::job_waits::{wait_file, wait_state};
 use super::procfs::{assert_no_zombies, gone, proc_stat};
 use super::worker_proc::WorkerProc;
+use crate::common::{wait_until, RedisServer};
 
 /// Checks that a grandchild that escaped the process group and outlived its job is
 /// adopted by the worker (`ppid` = the worker, as seen from here) and then reaped.
@@ -47,7 +47,7 @@ async fn orphan_is_adopted_and_reaped(q: &Queue, worker_pid: i32) {
 #[tokio::test]
 async fn orphans_are_adopted_and_reaped() {
     let redis = RedisServer::start();
-    let q = Queue::connect(&redis.url(), "ex6").unwrap();
+    let q = Queue::connect(redis.url(), "ex6").unwrap();
     let mut w = WorkerProc::start(&redis.url(), "ex6", &[]);
     for _ in 0..3 {
         orphan_is_adopted_and_reaped(&q, w.pid()).await;
@@ -70,7 +70,7 @@ async fn orphans_are_reaped_when_baton_is_pid_1() {
         return;
     }
     let redis = RedisServer::start();
-    let q = Queue::connect(&redis.url(), "ex7").unwrap();
+    let q = Queue::connect(redis.url(), "ex7").unwrap();
     let mut w = WorkerProc::start_wrapped(
         &["unshare", "--pid", "--fork", "--kill-child"],
         &redis.url(),

@@ -5,15 +5,15 @@ use std::time::{Duration, Instant};
 use baton::{JobOptions, JobState, Queue};
 use serde_json::json;
 
-use crate::common::RedisServer;
 use super::job_waits::{fast_retries, wait_state};
 use super::procfs::assert_no_zombies;
 use super::worker_proc::WorkerProc;
+use crate::common::RedisServer;
 
 #[tokio::test]
 async fn exit_zero_completes_with_the_last_stdout_line() {
     let redis = RedisServer::start();
-    let q = Queue::connect(&redis.url(), "ex1").unwrap();
+    let q = Queue::connect(redis.url(), "ex1").unwrap();
     let mut w = WorkerProc::start(&redis.url(), "ex1", &[]);
     let a = q
         .add(
@@ -57,7 +57,7 @@ async fn exit_zero_completes_with_the_last_stdout_line() {
 #[tokio::test]
 async fn exit_codes_retry_per_attempts_and_stderr_is_logged() {
     let redis = RedisServer::start();
-    let q = Queue::connect(&redis.url(), "ex2").unwrap();
+    let q = Queue::connect(redis.url(), "ex2").unwrap();
     let mut w = WorkerProc::start(&redis.url(), "ex2", &[]);
     let temp = q
         .add("exit", &json!({"code": 75}), fast_retries().attempts(2))
@@ -130,7 +130,7 @@ async fn exit_codes_retry_per_attempts_and_stderr_is_logged() {
 #[tokio::test]
 async fn timeout_stops_the_command_and_fails_after_attempts() {
     let redis = RedisServer::start();
-    let q = Queue::connect(&redis.url(), "ex4").unwrap();
+    let q = Queue::connect(redis.url(), "ex4").unwrap();
     let mut w = WorkerProc::start(&redis.url(), "ex4", &[]);
     let tmp = tempfile::tempdir().unwrap();
     let started = Instant::now();

@@ -5,15 +5,15 @@ use std::time::{Duration, Instant};
 use baton::{JobOptions, JobState, Queue};
 use serde_json::json;
 
-use crate::common::{wait_until, RedisServer};
 use super::job_waits::{job, wait_file, wait_state};
 use super::procfs::{assert_no_zombies, zombies_of};
 use super::worker_proc::WorkerProc;
+use crate::common::{wait_until, RedisServer};
 
 #[tokio::test]
 async fn sigterm_lets_a_short_job_finish() {
     let redis = RedisServer::start();
-    let q = Queue::connect(&redis.url(), "ex5a").unwrap();
+    let q = Queue::connect(redis.url(), "ex5a").unwrap();
     let mut w = WorkerProc::start(&redis.url(), "ex5a", &[]);
     let tmp = tempfile::tempdir().unwrap();
     let a = q
@@ -39,7 +39,7 @@ async fn sigterm_lets_a_short_job_finish() {
 #[tokio::test]
 async fn sigterm_hands_a_long_job_back_to_the_next_worker() {
     let redis = RedisServer::start();
-    let q = Queue::connect(&redis.url(), "ex5b").unwrap();
+    let q = Queue::connect(redis.url(), "ex5b").unwrap();
     let mut w1 = WorkerProc::start(&redis.url(), "ex5b", &["--shutdown-timeout", "1s"]);
     let tmp = tempfile::tempdir().unwrap();
     let started = tmp.path().join("started");

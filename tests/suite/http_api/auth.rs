@@ -9,8 +9,8 @@ use reqwest::StatusCode;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use crate::common::{free_port, RedisServer};
 use super::support::{assert_json_error, split};
+use crate::common::{free_port, RedisServer};
 
 #[tokio::test]
 async fn refuses_open_listen_without_token() {

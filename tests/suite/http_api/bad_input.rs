@@ -7,14 +7,14 @@ use baton::Queue;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use crate::common::{wait_until, RedisServer};
 use super::support::{assert_json_error, Api};
+use crate::common::{wait_until, RedisServer};
 
 #[tokio::test]
 async fn bad_input_gets_4xx_json_never_500() {
     let redis = RedisServer::start();
     let api = Api::start(&redis.url(), None).await;
-    Queue::connect(&redis.url(), "q")
+    Queue::connect(redis.url(), "q")
         .unwrap()
         .add("n", &1, Default::default())
         .await

@@ -7,8 +7,8 @@ use baton::{handler_fn, JobContext, JobError, Worker};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::common::{wait_until, RedisServer};
 use super::support::{assert_json_error, Api};
+use crate::common::{wait_until, RedisServer};
 
 #[tokio::test]
 async fn happy_path_enqueue_inspect_cancel_retry_delete() {
@@ -246,7 +246,7 @@ async fn happy_path_enqueue_inspect_cancel_retry_delete() {
 async fn running_jobs_cancel_requested_and_not_deletable() {
     let redis = RedisServer::start();
     let api = Api::start(&redis.url(), None).await;
-    let worker = Worker::builder(&redis.url(), "runs")
+    let worker = Worker::builder(redis.url(), "runs")
         .lease(Duration::from_secs(5))
         .shutdown_timeout(Duration::from_secs(5))
         .build(handler_fn(|_: Value, ctx: JobContext| async move {
@@ -326,7 +326,7 @@ async fn add_takes_every_library_option_as_the_cli_does() {
             count: Some(5),
             age: Some(Duration::from_secs(3600)),
         });
-    Queue::connect(&redis.url(), "o")
+    Queue::connect(redis.url(), "o")
         .unwrap()
         .add("n", &1, opts.job_id("lib"))
         .await

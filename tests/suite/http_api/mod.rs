@@ -2,9 +2,8 @@
 //! codes, auth, the refusal to listen openly without a token, readiness, and the
 //! OpenAPI document against the router.
 
-
 mod auth;
 mod bad_input;
 mod jobs;
 mod ops;
-mod support;
+pub(crate) mod support;

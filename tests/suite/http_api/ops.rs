@@ -7,8 +7,8 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
-use crate::common::{free_port, RedisServer};
 use super::support::{wait_http, Api};
+use crate::common::{free_port, RedisServer};
 
 #[tokio::test]
 async fn healthz_and_readyz() {
