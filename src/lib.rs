@@ -11,35 +11,52 @@
 //! cancelled job never ends any other way.
 //!
 //! # Layout
-//! - [`keys`]: every Redis key name, hash-tagged per queue.
-//! - `scripts` (private) with `lua/`: one Lua script per state transition; the one place that
-//!   knows each script's KEYS and ARGV.
-//! - [`queue`]: the producer and admin API.
+//! - [`queue`]: the producer and admin API ([`Queue`]).
 //! - [`job`]: job options, states, what is read back.
-//! - [`worker`]: claim loop, processor, acker, heartbeat, sweeper, cancel listener,
-//!   shutdown sequence.
+//! - [`worker`]: the worker ([`Worker`], [`WorkerBuilder`]) and what a handler sees
+//!   ([`JobContext`], [`JobError`]).
+//! - [`conn`]: where Redis is ([`conn::RedisConfig`]: one server, Sentinel, Cluster, TLS).
 //! - [`config`]: the start-up check of the Redis server.
 //! - [`crypto`]: payload encryption at rest: the keyring and the envelope.
-//! - [`conn`]: where Redis is ([`conn::RedisConfig`]: one server, Sentinel, Cluster, TLS)
-//!   and the connections made for it (shared, blocking, pub/sub).
-//! - [`metrics`]: metric names and the Prometheus recorder.
-//! - [`exec`]: the handler that runs a command per job (`baton worker --exec`).
-//! - [`http`]: `/metrics`, `/healthz`, `/readyz` and the `baton serve` API.
-//! - [`telemetry`]: logging set-up.
+//! - [`metrics`]: metric names and (feature `prometheus`) the Prometheus recorder.
 //! - [`validate`]: the one set of rules for queue names, job ids and job names.
+//! - `exec` (feature `exec`): the handler that runs a command per job (`baton worker --exec`).
+//! - `http` (feature `http`): `/metrics`, `/healthz`, `/readyz` and the `baton serve` API.
+//!
+//! Internal: `scripts` with `lua/` (one Lua script per state transition), `keys` (every
+//! Redis key name, hash-tagged per queue) and `telemetry` (the binary's logging).
+//!
+//! # Cargo features
+//! All on by default; the `baton` binary needs all of them.
+//! - `prometheus`: [`metrics::install`] (metrics-exporter-prometheus). Without it,
+//!   baton still records through the `metrics` facade into whatever recorder the
+//!   application installs.
+//! - `http` (implies `prometheus`): the `http` module (axum, hyper, tower, subtle).
+//! - `exec`: the `exec` module (child processes, nix).
+//! - `cli`: what only the binary uses (clap, tracing-subscriber, tempfile).
+//!
+//! A service that only enqueues, or runs Rust handlers, needs none of them:
+//! `baton = { version = "0.1", default-features = false }`.
 #![warn(missing_docs)]
 
 pub mod config;
 pub mod conn;
 pub mod crypto;
 pub mod error;
+#[cfg(feature = "exec")]
 pub mod exec;
+#[cfg(feature = "http")]
 pub mod http;
 pub mod job;
+// Not part of the stable API: public only for the `baton` binary and the tests.
+#[doc(hidden)]
 pub mod keys;
 pub mod metrics;
 pub mod queue;
 pub(crate) mod scripts;
+// Not part of the stable API: the binary's logging set-up, public for it and the tests.
+#[cfg(feature = "cli")]
+#[doc(hidden)]
 pub mod telemetry;
 pub mod validate;
 pub mod worker;

@@ -1,11 +1,17 @@
 //! Metric names and the Prometheus recorder.
 //!
+//! baton records through the [`metrics`](https://docs.rs/metrics) facade, so an
+//! application may install any recorder. [`install`] (feature `prometheus`) installs
+//! baton's Prometheus recorder, the one `/metrics` renders.
+//!
 //! Every metric baton exports is named here, once, so the Grafana dashboard and the
 //! tests can check themselves against [`ALL`]. Counters carry the label `queue`;
 //! `baton_queue_jobs` carries `queue` and `state`.
 
+#[cfg(feature = "prometheus")]
 use std::sync::OnceLock;
 
+#[cfg(feature = "prometheus")]
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 /// Jobs added to a queue (counter, label `queue`).
@@ -99,17 +105,20 @@ pub const PROCESS_REDIS_OPS: &[&str] = &["discover", "readyz"];
 pub const WORKER_TASKS: &[&str] = &["claimer", "acker", "heartbeat", "sweeper", "canceller"];
 
 /// Histogram buckets in seconds, from 1 ms to 1 h.
+#[cfg(feature = "prometheus")]
 const BUCKETS: &[f64] = &[
     0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0,
     3600.0,
 ];
 
+#[cfg(feature = "prometheus")]
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
 /// Installs the process-wide Prometheus recorder (once) and returns its handle.
 ///
 /// The handle renders the text exposition for `/metrics`. Calling it again returns the
 /// same handle, so the worker and the HTTP API can share one recorder.
+#[cfg(feature = "prometheus")]
 pub fn install() -> PrometheusHandle {
     HANDLE
         .get_or_init(|| {
@@ -133,6 +142,7 @@ pub fn install() -> PrometheusHandle {
         .clone()
 }
 
+#[cfg(feature = "prometheus")]
 fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
     describe_counter!(JOBS_ENQUEUED, "Jobs added to a queue.");
