@@ -4,8 +4,7 @@
 //! once, before the first claim, turns that into a worker that refuses to start, which
 //! an orchestrator shows as a crash loop with the reason in its log.
 
-use std::ffi::{CString, OsStr, OsString};
-use std::os::unix::ffi::OsStrExt;
+use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 
 /// The search path `execvp` uses when `PATH` is not set (glibc's default).
@@ -94,11 +93,8 @@ fn problem(p: &Path) -> Option<Problem> {
 /// access(2) with X_OK: asks the kernel, so the user, the mode bits, ACLs and a
 /// `noexec` mount all count, as they will for the spawn.
 fn executable(p: &OsStr) -> bool {
-    let Ok(c) = CString::new(p.as_bytes()) else {
-        return false;
-    };
-    // SAFETY: `c` is a valid NUL-terminated string for the duration of the call.
-    unsafe { libc::access(c.as_ptr(), libc::X_OK) == 0 }
+    // A path with a NUL byte in it is refused (EINVAL) like any other error.
+    nix::unistd::access(p, nix::unistd::AccessFlags::X_OK).is_ok()
 }
 
 #[cfg(test)]

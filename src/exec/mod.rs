@@ -120,20 +120,27 @@ use output::{LastLine, LogWriter};
 use proc::Proc;
 use progress::ProgressWriter;
 pub use progress::{PROGRESS_INTERVAL, PROGRESS_PREFIX};
-pub use reaper::{reap_orphans, start_reaper};
+pub use reaper::start_reaper;
+// Not part of the stable API: public for the `baton` binary and the tests.
+#[doc(hidden)]
+pub use reaper::reap_orphans;
 
 /// Longest stdout line kept as the result; a longer last line fails the job. Smaller
 /// than the library's limit on a result because the line is held in memory per running
 /// command, as it is read.
+// Not part of the stable API: public for the `baton` binary and the tests.
+#[doc(hidden)]
 pub const MAX_RESULT_BYTES: usize = 1 << 20;
 /// Longest stderr line logged; longer lines are cut.
+// Not part of the stable API: public for the `baton` binary and the tests.
+#[doc(hidden)]
 pub const MAX_LOG_LINE_BYTES: usize = 4096;
 /// Most stderr lines logged per attempt.
-pub const MAX_LOG_LINES_PER_ATTEMPT: usize = 1000;
+pub(crate) const MAX_LOG_LINES_PER_ATTEMPT: usize = 1000;
 /// Sustained stderr lines written to Redis per second, per attempt.
-pub const LOG_LINES_PER_SEC: u32 = 100;
+pub(crate) const LOG_LINES_PER_SEC: u32 = 100;
 /// Lines written at once before the rate applies (also the buffer in front of Redis).
-pub const LOG_BURST: usize = 100;
+pub(crate) const LOG_BURST: usize = 100;
 /// The exit code that asks for a retry (`EX_TEMPFAIL` from sysexits.h).
 pub const EXIT_TEMPFAIL: i32 = 75;
 /// The exit code that fails the job for good, whatever attempts are left (`EX_DATAERR`
@@ -239,12 +246,12 @@ async fn run(cfg: Arc<ExecConfig>, ctx: JobContext) -> Result<Vec<u8>, JobError>
         _ = ctx.cancelled() => true,
     };
     if stopped {
-        proc.signal_group(libc::SIGTERM);
+        proc.signal_group(nix::sys::signal::Signal::SIGTERM);
         let _ = tokio::time::timeout(cfg.kill_grace, proc.exited()).await;
     }
     // Whatever is left of the group goes now (the command is not reaped yet, so its
     // process group id cannot have been reused).
-    proc.signal_group(libc::SIGKILL);
+    proc.signal_group(nix::sys::signal::Signal::SIGKILL);
     let status = proc
         .reap()
         .await

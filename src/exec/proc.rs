@@ -5,6 +5,8 @@ use std::io;
 use std::process::ExitStatus;
 use std::time::Duration;
 
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
 use tokio::process::{Child, Command};
 
 use super::reaper;
@@ -13,24 +15,21 @@ use super::reaper;
 /// it does not cover.
 #[cfg(target_os = "linux")]
 pub(super) fn die_with_parent(cmd: &mut Command) {
-    let parent = unsafe { libc::getpid() };
-    // SAFETY: between fork and exec only async-signal-safe calls are made (prctl,
-    // getppid, _exit), nothing allocates or takes a lock.
+    use nix::sys::prctl;
+    use nix::unistd::{getpid, getppid};
+
+    let parent = getpid();
+    // SAFETY: `pre_exec` is unsafe because the closure runs in the forked child, where
+    // only async-signal-safe calls are sound. This one makes only raw system calls
+    // (prctl, getppid) and builds an `io::Error` from an errno, which does not allocate;
+    // it takes no lock and touches no memory shared with other threads.
     unsafe {
         cmd.pre_exec(move || {
-            if libc::prctl(
-                libc::PR_SET_PDEATHSIG,
-                libc::SIGKILL as libc::c_ulong,
-                0,
-                0,
-                0,
-            ) != 0
-            {
-                return Err(io::Error::last_os_error());
-            }
-            // The worker died between fork and prctl: the signal will never come.
-            if libc::getppid() != parent {
-                libc::_exit(127);
+            prctl::set_pdeathsig(Signal::SIGKILL).map_err(io::Error::from)?;
+            // The worker died between fork and prctl: the signal will never come, so do
+            // not run the command (the spawn fails, the child exits at once).
+            if getppid() != parent {
+                return Err(io::Error::from_raw_os_error(nix::libc::ESRCH));
             }
             Ok(())
         });
@@ -77,10 +76,10 @@ impl Proc {
 
     /// Signals the command's whole process group (its pgid is its pid). Safe only while
     /// the command is not reaped: until then its pid, hence the group id, is not reused.
-    pub(super) fn signal_group(&self, sig: i32) {
+    pub(super) fn signal_group(&self, sig: Signal) {
         if self.child.is_some() {
             // ESRCH (nothing left in the group) is fine.
-            unsafe { libc::kill(-self.pid, sig) };
+            let _ = killpg(Pid::from_raw(self.pid), sig);
         }
     }
 
@@ -100,7 +99,7 @@ impl Drop for Proc {
         };
         // The handler was dropped (aborted) before the command was reaped: kill the whole
         // group (not just the command, as kill_on_drop would), then reap it.
-        unsafe { libc::kill(-self.pid, libc::SIGKILL) };
+        let _ = killpg(Pid::from_raw(self.pid), Signal::SIGKILL);
         let pid = self.pid;
         match tokio::runtime::Handle::try_current() {
             Ok(h) => {
@@ -120,15 +119,20 @@ impl Drop for Proc {
 
 #[cfg(target_os = "linux")]
 fn open_pidfd(pid: i32) -> Option<tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>> {
-    use std::os::fd::FromRawFd;
+    use std::os::fd::{FromRawFd, OwnedFd};
+
+    use nix::libc;
     // pidfd_open(2), Linux 5.3+: readable once the process has exited (before it is
-    // reaped). The fd is close-on-exec.
+    // reaped). The fd is close-on-exec. nix has no wrapper for it (nor has std, stably).
+    // SAFETY: the syscall takes two integers and touches no memory of ours.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
     if fd < 0 {
         return None;
     }
-    let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) };
-    // SAFETY: the OwnedFd is open, and owned by the AsyncFd until it is dropped.
+    // SAFETY: the kernel just returned `fd`, an open descriptor nobody else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    // SAFETY: an `OwnedFd` is a valid open descriptor and keeps returning the same one
+    // until the `AsyncFd` that owns it is dropped.
     unsafe { tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }
         .ok()
 }

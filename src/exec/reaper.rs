@@ -24,6 +24,9 @@ use std::io;
 use std::sync::{LazyLock, Mutex, MutexGuard, Once};
 use std::time::Duration;
 
+use nix::errno::Errno;
+use nix::sys::wait::{waitid, waitpid, Id, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
 use tokio::process::{Child, Command};
 
 /// pid → number of live registrations (a pid reused by a new command while the old
@@ -58,19 +61,16 @@ pub(super) fn unregister(pid: i32) {
 /// True if our child `pid` has exited (it is not reaped by this). Also true if it is no
 /// child of ours any more, so nobody waits forever.
 pub(super) fn has_exited(pid: i32) -> bool {
-    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-    let r = unsafe {
-        libc::waitid(
-            libc::P_PID,
-            pid as libc::id_t,
-            &mut info,
-            libc::WEXITED | libc::WNOWAIT | libc::WNOHANG,
-        )
-    };
-    if r != 0 {
-        return io::Error::last_os_error().raw_os_error() != Some(libc::EINTR);
+    match waitid(Id::Pid(Pid::from_raw(pid)), peek()) {
+        Ok(WaitStatus::StillAlive) | Err(Errno::EINTR) => false,
+        // EINVAL: exited, killed by a signal nix has no name for (a real-time one).
+        Ok(_) | Err(_) => true,
     }
-    unsafe { info.si_pid() != 0 }
+}
+
+/// `waitid` flags that look at an exited child without reaping it.
+fn peek() -> WaitPidFlag {
+    WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT | WaitPidFlag::WNOHANG
 }
 
 /// Reaps every exited child that the exec handler is not waiting for; returns how many.
@@ -79,25 +79,21 @@ pub fn reap_orphans() -> usize {
     let ours = ours();
     let mut reaped = 0;
     for _ in 0..100_000 {
-        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-        let r = unsafe {
-            libc::waitid(
-                libc::P_ALL,
-                0,
-                &mut info,
-                libc::WEXITED | libc::WNOWAIT | libc::WNOHANG,
-            )
-        };
-        if r != 0 {
-            if io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
-                continue;
+        let pid = match waitid(Id::All, peek()) {
+            Ok(WaitStatus::StillAlive) => break, // children, none exited
+            Ok(st) => match st.pid() {
+                Some(p) => p.as_raw(),
+                None => break,
+            },
+            Err(Errno::EINTR) => continue,
+            Err(Errno::EINVAL) => {
+                // A child exited, killed by a signal nix has no name for (a real-time
+                // one), so its pid is not told: look for it.
+                reaped += reap_unlisted(&ours);
+                break;
             }
-            break; // ECHILD: no children at all
-        }
-        let pid = unsafe { info.si_pid() };
-        if pid == 0 {
-            break; // children, none exited
-        }
+            Err(_) => break, // ECHILD: no children at all
+        };
         if ours.contains_key(&pid) {
             // waitid reports one exited child, and this one is the handler's to reap:
             // look past it.
@@ -112,13 +108,21 @@ pub fn reap_orphans() -> usize {
 }
 
 fn reap(pid: i32) -> bool {
-    let mut status = 0;
-    let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
-    if r == pid {
-        tracing::debug!(pid, status, "reaped an orphaned process");
-        true
-    } else {
-        false
+    match waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)) {
+        Ok(WaitStatus::StillAlive) => false,
+        Ok(status) => {
+            tracing::debug!(pid, ?status, "reaped an orphaned process");
+            true
+        }
+        // Reaped, but killed by a signal nix has no name for (a real-time one).
+        Err(Errno::EINVAL) => {
+            tracing::debug!(
+                pid,
+                "reaped an orphaned process (killed by a real-time signal)"
+            );
+            true
+        }
+        Err(_) => false, // ECHILD: not our child (any more)
     }
 }
 
@@ -162,8 +166,8 @@ pub fn start_reaper() {
     static STARTED: Once = Once::new();
     STARTED.call_once(|| {
         #[cfg(target_os = "linux")]
-        if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1 as libc::c_ulong, 0, 0, 0) } != 0 {
-            tracing::warn!(error = %io::Error::last_os_error(), "could not become a child subreaper; orphaned job processes go to init");
+        if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
+            tracing::warn!(error = %e, "could not become a child subreaper; orphaned job processes go to init");
         }
         match tokio::runtime::Handle::try_current() {
             Ok(h) => {

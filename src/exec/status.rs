@@ -48,30 +48,14 @@ fn describe(status: ExitStatus) -> String {
 }
 
 fn signal_name(s: i32) -> &'static str {
-    match s {
-        libc::SIGHUP => "SIGHUP",
-        libc::SIGINT => "SIGINT",
-        libc::SIGQUIT => "SIGQUIT",
-        libc::SIGILL => "SIGILL",
-        libc::SIGABRT => "SIGABRT",
-        libc::SIGBUS => "SIGBUS",
-        libc::SIGFPE => "SIGFPE",
-        libc::SIGKILL => "SIGKILL",
-        libc::SIGSEGV => "SIGSEGV",
-        libc::SIGPIPE => "SIGPIPE",
-        libc::SIGALRM => "SIGALRM",
-        libc::SIGTERM => "SIGTERM",
-        libc::SIGUSR1 => "SIGUSR1",
-        libc::SIGUSR2 => "SIGUSR2",
-        libc::SIGXCPU => "SIGXCPU",
-        libc::SIGXFSZ => "SIGXFSZ",
-        _ => "?",
-    }
+    nix::sys::signal::Signal::try_from(s).map_or("?", |s| s.as_str())
 }
 
 #[cfg(test)]
 mod tests {
     use std::os::unix::process::ExitStatusExt;
+
+    use nix::sys::signal::Signal;
 
     use super::*;
     use crate::worker::Retry;
@@ -92,7 +76,7 @@ mod tests {
         );
         assert_eq!(failure(exit(1), false, None).retry_choice(), Retry::Backoff);
         assert_eq!(
-            failure(ExitStatus::from_raw(libc::SIGKILL), false, None).retry_choice(),
+            failure(ExitStatus::from_raw(Signal::SIGKILL as i32), false, None).retry_choice(),
             Retry::Backoff
         );
         // Stopped by the worker: the worker decides, whatever the code.
@@ -102,7 +86,7 @@ mod tests {
         );
         let e = failure(exit(3), false, Some("boom"));
         assert_eq!(e.message(), "command exited with code 3: boom");
-        let e = failure(ExitStatus::from_raw(libc::SIGSEGV), false, None);
+        let e = failure(ExitStatus::from_raw(Signal::SIGSEGV as i32), false, None);
         assert_eq!(e.message(), "command killed by signal 11 (SIGSEGV)");
     }
 }

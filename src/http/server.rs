@@ -236,29 +236,19 @@ fn connection_cap(wanted: usize, fd_limit: u64) -> usize {
 /// usual soft default of 1 024 is a relic of `select()`, which baton does not use), and
 /// returns the soft limit in force.
 fn raise_fd_limit() -> u64 {
-    let mut r = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return 1024;
     };
-    // SAFETY: getrlimit and setrlimit only read and write the struct passed.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) != 0 {
-            return 1024;
-        }
-        // An unlimited hard limit cannot be the soft one (Linux caps it at nr_open).
-        let want = r.rlim_max.min(1 << 20);
-        if r.rlim_cur < want {
-            let raised = libc::rlimit {
-                rlim_cur: want,
-                rlim_max: r.rlim_max,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
-                r.rlim_cur = want;
-            }
-        }
-    }
+    // An unlimited hard limit cannot be the soft one (Linux caps it at nr_open).
+    let want = hard.min(1 << 20);
+    let soft = if soft < want && setrlimit(Resource::RLIMIT_NOFILE, want, hard).is_ok() {
+        want
+    } else {
+        soft
+    };
     #[allow(clippy::unnecessary_cast)] // rlim_t is narrower on some targets
-    let soft = r.rlim_cur as u64;
+    let soft = soft as u64;
     soft
 }
 

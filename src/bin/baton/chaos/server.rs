@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use baton::conn::{Connector, RedisConfig, RedisConn};
 use baton::{Error, Result};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
 
 /// How the AOF is flushed: `always` (an acknowledged write survives a crash) or
 /// `everysec` (up to about a second of acknowledged writes may be lost).
@@ -215,9 +217,13 @@ impl ChaosRedis {
     /// SIGSTOP (`stop = true`) or SIGCONT node `i`: connections stay open, nothing answers.
     pub fn freeze(&self, i: usize, stop: bool) {
         if let Some(c) = &self.nodes[i].child {
-            let sig = if stop { libc::SIGSTOP } else { libc::SIGCONT };
-            // SAFETY: kill(2) on our own child's pid; no memory is shared.
-            unsafe { libc::kill(c.id() as i32, sig) };
+            let sig = if stop {
+                Signal::SIGSTOP
+            } else {
+                Signal::SIGCONT
+            };
+            // Our own child, not yet reaped, so its pid is not reused; ESRCH is fine.
+            let _ = kill(Pid::from_raw(c.id() as i32), sig);
         }
     }
 

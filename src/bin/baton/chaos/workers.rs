@@ -8,6 +8,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use baton::{Error, Result};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
 
 /// The job command. A job named `doom-…` fails on purpose; `ok-S` sleeps S seconds,
 /// then records its run in the ledger and returns its fencing token.
@@ -118,16 +120,16 @@ impl Workers {
         Ok(())
     }
 
-    fn signal(&self, i: usize, sig: i32) {
+    fn signal(&self, i: usize, sig: Signal) {
         if let Some(c) = &self.slots[i].child {
-            // SAFETY: kill(2) on our own child's pid.
-            unsafe { libc::kill(c.id() as i32, sig) };
+            // Our own child, not yet reaped, so its pid is not reused; ESRCH is fine.
+            let _ = kill(Pid::from_raw(c.id() as i32), sig);
         }
     }
 
     /// SIGKILL slot `i` and reap it.
     pub fn kill(&mut self, i: usize) {
-        self.signal(i, libc::SIGCONT);
+        self.signal(i, Signal::SIGCONT);
         if let Some(mut c) = self.slots[i].child.take() {
             let _ = c.kill();
             let _ = c.wait();
@@ -137,8 +139,8 @@ impl Workers {
     /// SIGTERM slot `i` and wait for it to hand its jobs back and exit (SIGKILL after
     /// `limit`). Returns whether it exited by itself.
     pub async fn terminate(&mut self, i: usize, limit: Duration) -> bool {
-        self.signal(i, libc::SIGCONT);
-        self.signal(i, libc::SIGTERM);
+        self.signal(i, Signal::SIGCONT);
+        self.signal(i, Signal::SIGTERM);
         let deadline = Instant::now() + limit;
         loop {
             let done = match self.slots[i].child.as_mut() {
@@ -159,7 +161,14 @@ impl Workers {
 
     /// SIGSTOP (`true`) or SIGCONT slot `i`.
     pub fn freeze(&mut self, i: usize, stop: bool) {
-        self.signal(i, if stop { libc::SIGSTOP } else { libc::SIGCONT });
+        self.signal(
+            i,
+            if stop {
+                Signal::SIGSTOP
+            } else {
+                Signal::SIGCONT
+            },
+        );
         self.slots[i].stopped = stop;
     }
 
@@ -185,8 +194,8 @@ impl Workers {
     /// Stops them all (SIGTERM, then SIGKILL after `limit`).
     pub async fn stop_all(&mut self, limit: Duration) {
         for i in 0..self.slots.len() {
-            self.signal(i, libc::SIGCONT);
-            self.signal(i, libc::SIGTERM);
+            self.signal(i, Signal::SIGCONT);
+            self.signal(i, Signal::SIGTERM);
         }
         for i in 0..self.slots.len() {
             self.terminate(i, limit).await;
