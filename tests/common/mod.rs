@@ -2,10 +2,12 @@
 //! on conditions with deadlines instead of sleeping.
 #![allow(dead_code)]
 
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// A private redis-server. Killed on drop.
@@ -16,13 +18,67 @@ pub struct RedisServer {
     child: Option<Child>,
 }
 
-/// A free loopback port (bind to 0, read it, release it).
+/// A free loopback port (bind to 0, read it, release it); never 6379 (a developer's own
+/// Redis), and never one this process handed out before, so two servers that one test
+/// starts at once cannot be given the same port. (Another test process may still take
+/// it before it is used: the spawners retry on a new port when the server cannot bind.)
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static GIVEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
+    for _ in 0..10_000 {
+        let p = TcpListener::bind("127.0.0.1:0")
+            .expect("bind a loopback port")
+            .local_addr()
+            .unwrap()
+            .port();
+        if p != 6379 && given.insert(p) {
+            return p;
+        }
+    }
+    panic!("no free loopback port left that this process has not handed out already");
+}
+
+/// The Debian package that provides `program`, for the install line of a missing one.
+fn package_of(program: &str) -> &str {
+    match program {
+        "redis-cli" => "redis-tools",
+        "promtool" => "prometheus",
+        "unshare" => "util-linux",
+        other => other,
+    }
+}
+
+/// The error for a prerequisite that is not installed: a test without it must fail, not
+/// pass having checked nothing.
+pub fn missing_program(program: &str) -> ! {
+    panic!(
+        "{program} not found: install it with `sudo apt-get install -y {}`",
+        package_of(program)
+    )
+}
+
+/// Panics (see [`missing_program`]) unless `program` is an executable file on `PATH`;
+/// returns its path.
+pub fn require_program(program: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|d| d.join(program))
+        .find(|p| {
+            std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+        .unwrap_or_else(|| missing_program(program))
+}
+
+/// `Command::spawn` that names the install line when the program is missing.
+pub fn spawn_program(cmd: &mut Command) -> Child {
+    match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            missing_program(&cmd.get_program().to_string_lossy())
+        }
+        Err(e) => panic!("spawn {:?}: {e}", cmd.get_program()),
+    }
 }
 
 impl RedisServer {
@@ -47,13 +103,31 @@ impl RedisServer {
             args: extra.iter().map(|s| s.to_string()).collect(),
             child: None,
         };
-        s.spawn_on(free_port());
-        s
+        // A server that cannot start (another test process took the port in between)
+        // is tried again on another port, never on the same one.
+        for _ in 0..20 {
+            if s.try_spawn_on(free_port()) {
+                return s;
+            }
+        }
+        panic!("redis-server did not start on any of 20 ports");
     }
 
+    /// Starts the server on `port` (a restart: it must be this port), retrying while the
+    /// old one's port lingers.
     fn spawn_on(&mut self, port: u16) {
         for _ in 0..20 {
-            let child = Command::new("redis-server")
+            if self.try_spawn_on(port) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("redis-server did not start on port {port}");
+    }
+
+    fn try_spawn_on(&mut self, port: u16) -> bool {
+        let child = spawn_program(
+            Command::new("redis-server")
                 .arg("--port")
                 .arg(port.to_string())
                 .arg("--bind")
@@ -64,20 +138,23 @@ impl RedisServer {
                 .arg("")
                 .args(&self.args)
                 .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("redis-server must be installed (apt-get install -y redis-server)");
-            self.child = Some(child);
-            self.port = port;
-            if self.wait_ready(Duration::from_secs(10)) {
-                return;
-            }
-            self.kill();
+                .stderr(Stdio::null()),
+        );
+        self.child = Some(child);
+        self.port = port;
+        if self.wait_ready(Duration::from_secs(10)) {
+            return true;
         }
-        panic!("redis-server did not start on port {port}");
+        self.kill();
+        false
     }
 
+    /// True once the server answers, and it is ours (not another test's server that took
+    /// the port in the meantime).
     fn wait_ready(&mut self, limit: Duration) -> bool {
+        let Some(pid) = self.child.as_ref().map(|c| c.id().to_string()) else {
+            return false;
+        };
         let deadline = Instant::now() + limit;
         while Instant::now() < deadline {
             if let Some(Ok(Some(_))) = self.child.as_mut().map(|c| c.try_wait()) {
@@ -85,8 +162,14 @@ impl RedisServer {
             }
             if let Ok(c) = redis::Client::open(self.url()) {
                 if let Ok(mut conn) = c.get_connection_with_timeout(Duration::from_millis(200)) {
-                    if redis::cmd("PING").query::<String>(&mut conn).is_ok() {
-                        return true;
+                    if let Ok(info) = redis::cmd("INFO").arg("server").query::<String>(&mut conn) {
+                        let answering = info.lines().find_map(|l| l.strip_prefix("process_id:"));
+                        // PING also waits out the loading of the AOF (INFO does not).
+                        if answering.map(str::trim) == Some(pid.as_str())
+                            && redis::cmd("PING").query::<String>(&mut conn).is_ok()
+                        {
+                            return true;
+                        }
                     }
                 }
             }
@@ -267,5 +350,33 @@ impl Running {
     /// True once the worker's run has returned.
     pub fn is_finished(&self) -> bool {
         self.task.is_finished()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn free_port_never_hands_out_a_port_twice() {
+        let mut seen = BTreeSet::new();
+        for _ in 0..2000 {
+            let p = free_port();
+            assert!(seen.insert(p), "port {p} handed out twice");
+            assert_ne!(p, 6379);
+        }
+    }
+
+    #[test]
+    #[should_panic(
+        expected = "baton-no-such-program not found: install it with `sudo apt-get install -y"
+    )]
+    fn a_missing_program_fails_the_test() {
+        require_program("baton-no-such-program");
+    }
+
+    #[test]
+    fn a_present_program_is_found() {
+        assert!(require_program("sh").is_file());
     }
 }

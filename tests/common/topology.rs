@@ -20,7 +20,6 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -48,19 +47,9 @@ const CLI_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long one process gets to answer after it was spawned.
 const SPAWN_LIMIT: Duration = Duration::from_secs(10);
 
-/// A free loopback port (bind to 0, read it, release it); never 6379.
-pub fn free_port() -> u16 {
-    loop {
-        let p = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        if p != 6379 {
-            return p;
-        }
-    }
-}
+/// A free loopback port, never one handed out before in this process (never 6379).
+pub use crate::common::free_port;
+use crate::common::{missing_program, spawn_program};
 
 /// Installs rustls' ring crypto provider for this process (redis-rs brings rustls without
 /// one). Idempotent: an already installed provider is kept.
@@ -153,13 +142,17 @@ impl Cli {
     }
 
     fn run_argv_timeout(&self, argv: Vec<String>, limit: Duration) -> Result<String, String> {
-        let child = Command::new("redis-cli")
+        let child = match Command::new("redis-cli")
             .args(&argv)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(|e| format!("redis-cli: {e}"))?;
+        {
+            Ok(c) => c,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => missing_program("redis-cli"),
+            Err(e) => return Err(format!("redis-cli: {e}")),
+        };
         let pid = child.id();
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
@@ -201,6 +194,7 @@ impl Cli {
             .output();
         match tokio::time::timeout(CLI_TIMEOUT, fut).await {
             Err(_) => Err(format!("redis-cli on port {port} timed out")),
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => missing_program("redis-cli"),
             Ok(Err(e)) => Err(format!("redis-cli: {e}")),
             Ok(Ok(out)) if out.status.success() => {
                 Ok(String::from_utf8_lossy(&out.stdout).into_owned())
@@ -320,14 +314,14 @@ impl Proc {
     /// Spawns the process with the stored argv; true once it answers (INFO reports its pid).
     fn spawn(&mut self) -> bool {
         self.kill();
-        let child = Command::new("redis-server")
-            .args(&self.argv)
-            .current_dir(&self.dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server must be installed (apt-get install -y redis-server)");
+        let child = spawn_program(
+            Command::new("redis-server")
+                .args(&self.argv)
+                .current_dir(&self.dir)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+        );
         self.child = Some(child);
         let deadline = Instant::now() + SPAWN_LIMIT;
         while Instant::now() < deadline {
