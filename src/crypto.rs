@@ -149,7 +149,7 @@ pub fn key_id_of(value: &[u8]) -> Option<&str> {
 /// `value` as plaintext: decrypted with `keyring` when it is an envelope, as it is
 /// otherwise (a value stored before encryption was turned on). Without a keyring an
 /// envelope fails with [`DecryptError::MissingKey`].
-pub fn open<'a>(
+pub(crate) fn open<'a>(
     keyring: Option<&Keyring>,
     value: &'a [u8],
 ) -> std::result::Result<Cow<'a, [u8]>, DecryptError> {
@@ -163,7 +163,7 @@ pub fn open<'a>(
 }
 
 /// `value` encrypted with `keyring`'s first key, or as it is without a keyring.
-pub fn seal(keyring: Option<&Keyring>, value: Vec<u8>) -> Vec<u8> {
+pub(crate) fn seal(keyring: Option<&Keyring>, value: Vec<u8>) -> Vec<u8> {
     match keyring {
         Some(k) => k.encrypt(&value),
         None => value,

@@ -24,8 +24,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use config::{redact_url, RedisConfig, Topology};
-pub use connector::{install_crypto_provider, Connector, Node};
-pub use link::{RedisConn, Subscription};
+pub use connector::Connector;
+// Not part of the stable API: public for the `baton` binary and the tests.
+#[doc(hidden)]
+pub use link::RedisConn;
 
 use crate::error::Result;
 
@@ -38,7 +40,7 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Reply limit on worker connections: scripts over large batches can take a while on
 /// a busy server, and a worker would rather wait than retry work that landed.
-pub const WORKER_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const WORKER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The default Redis URL: `REDIS_URL` or the local default port.
 pub fn default_url() -> String {
@@ -51,6 +53,8 @@ pub fn default_url() -> String {
 /// After an error that says the connection is broken, or that it reached a server
 /// that is no longer the master, the next call makes a new one (asking the sentinels
 /// again under Sentinel).
+// Not part of the stable API: public for the `baton` binary and the tests.
+#[doc(hidden)]
 #[derive(Clone)]
 pub struct SharedConn {
     connector: Arc<Connector>,

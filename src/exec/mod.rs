@@ -128,19 +128,15 @@ pub use reaper::reap_orphans;
 /// Longest stdout line kept as the result; a longer last line fails the job. Smaller
 /// than the library's limit on a result because the line is held in memory per running
 /// command, as it is read.
-// Not part of the stable API: public for the `baton` binary and the tests.
-#[doc(hidden)]
 pub const MAX_RESULT_BYTES: usize = 1 << 20;
 /// Longest stderr line logged; longer lines are cut.
-// Not part of the stable API: public for the `baton` binary and the tests.
-#[doc(hidden)]
 pub const MAX_LOG_LINE_BYTES: usize = 4096;
 /// Most stderr lines logged per attempt.
-pub(crate) const MAX_LOG_LINES_PER_ATTEMPT: usize = 1000;
+pub const MAX_LOG_LINES_PER_ATTEMPT: usize = 1000;
 /// Sustained stderr lines written to Redis per second, per attempt.
-pub(crate) const LOG_LINES_PER_SEC: u32 = 100;
+pub const LOG_LINES_PER_SEC: u32 = 100;
 /// Lines written at once before the rate applies (also the buffer in front of Redis).
-pub(crate) const LOG_BURST: usize = 100;
+pub const LOG_BURST: usize = 100;
 /// The exit code that asks for a retry (`EX_TEMPFAIL` from sysexits.h).
 pub const EXIT_TEMPFAIL: i32 = 75;
 /// The exit code that fails the job for good, whatever attempts are left (`EX_DATAERR`

@@ -10,7 +10,7 @@
 //! timeout, a request timeout, a cap on open connections and a body size limit, so
 //! that idle or slow clients cannot hold them hostage.
 //!
-//! Both start the process's one gauge refresher (see [`gauges`]), which keeps
+//! Both start the process's one gauge refresher (`http/gauges.rs`), which keeps
 //! `baton_queue_jobs{queue,state}` current every 5 s without any work per scrape.
 //!
 //! Errors are JSON everywhere: `{"error": "..."}` with a 4xx status for a request the
@@ -18,7 +18,7 @@
 //! when Redis cannot be reached.
 
 mod api;
-pub mod gauges;
+mod gauges;
 mod ops;
 mod server;
 
@@ -30,7 +30,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
 
+// Not part of the stable API: public for the `baton` binary and the tests.
+#[doc(hidden)]
 pub use api::{validate_queue_name, MAX_QUEUE_NAME};
+// Not part of the stable API: public for the `baton` binary and the tests.
+#[doc(hidden)]
 pub use gauges::register_queue;
 pub use server::{bind, Limits};
 

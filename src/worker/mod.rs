@@ -1,25 +1,25 @@
 //! The worker: claims jobs, runs them with bounded concurrency, renews their leases,
 //! recovers other workers' stalled jobs, hears cancels, and shuts down gracefully.
 //!
-//! One background task per concern, each in its own module with a `tick()`:
-//! [`claimer`] (claim + idle block), [`acker`] (outcome batches), [`heartbeat`] (lease
-//! renewal, lost-lease and cancel detection), [`sweeper`] (expired leases),
-//! [`canceller`] (cancel messages). [`shutdown`] holds the shutdown sequence.
+//! Inside (private), one background task per concern, each in its own module with a
+//! `tick()`: `claimer` (claim + idle block), `acker` (outcome batches), `heartbeat`
+//! (lease renewal, lost-lease and cancel detection), `sweeper` (expired leases),
+//! `canceller` (cancel messages); `shutdown` holds the shutdown sequence.
 
-pub mod acker;
-pub mod backoff;
-pub mod canceller;
-pub mod claimer;
-pub mod context;
-pub mod handler;
-pub mod heartbeat;
-pub mod inflight;
+pub(crate) mod acker;
+pub(crate) mod backoff;
+pub(crate) mod canceller;
+pub(crate) mod claimer;
+mod context;
+mod handler;
+pub(crate) mod heartbeat;
+pub(crate) mod inflight;
 pub(crate) mod lane;
-pub mod options;
-pub mod processor;
-pub mod shutdown;
-pub mod supervisor;
-pub mod sweeper;
+mod options;
+pub(crate) mod processor;
+pub(crate) mod shutdown;
+pub(crate) mod supervisor;
+pub(crate) mod sweeper;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,10 +28,9 @@ use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use claimer::QueueOrder;
+use claimer::QueueOrder;
 pub use context::JobContext;
 pub use handler::{handler_fn, Handler, HandlerFuture, JobError, Retry};
-pub use inflight::StopReason;
 pub use options::WorkerOptions;
 
 use crate::error::Result;
@@ -333,8 +332,9 @@ pub struct ShutdownHandle {
 }
 
 impl ShutdownHandle {
-    /// Starts the graceful shutdown (see [`shutdown`]). A second call skips the wait
-    /// for in-flight jobs.
+    /// Starts the graceful shutdown: the worker stops claiming, lets in-flight jobs
+    /// finish within `shutdown_timeout`, then stops them and hands them back. A second
+    /// call skips the wait for in-flight jobs.
     pub fn shutdown(&self) {
         if self.graceful.is_cancelled() {
             self.force.cancel();
