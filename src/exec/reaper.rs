@@ -210,3 +210,38 @@ pub fn start_reaper() {
         }
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+
+    /// nix cannot name a real-time signal, so it cannot decode the status of a child
+    /// killed by one: such an orphan must still be reaped, not block the reaper.
+    #[test]
+    fn an_orphan_killed_by_a_real_time_signal_is_reaped() {
+        let child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        let sent = std::process::Command::new("kill")
+            .args(["-s", "RTMIN+1", &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !has_exited(pid) {
+            assert!(Instant::now() < deadline, "the child did not die");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(reap_orphans() >= 1);
+        assert_eq!(
+            waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)),
+            Err(Errno::ECHILD),
+            "reaped"
+        );
+        drop(child);
+    }
+}
