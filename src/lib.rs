@@ -18,7 +18,8 @@
 //! - [`conn`]: where Redis is ([`conn::RedisConfig`]: one server, Sentinel, Cluster, TLS).
 //! - [`config`]: the start-up check of the Redis server.
 //! - [`crypto`]: payload encryption at rest: the keyring and the envelope.
-//! - [`metrics`]: metric names and (feature `prometheus`) the Prometheus recorder.
+//! - [`metrics`]: metric names and (feature `prometheus`) the Prometheus recorder
+//!   (`metrics::install`).
 //! - [`validate`]: the one set of rules for queue names, job ids and job names.
 //! - `exec` (feature `exec`): the handler that runs a command per job (`baton worker --exec`).
 //! - `http` (feature `http`): `/metrics`, `/healthz`, `/readyz` and the `baton serve` API.
@@ -28,7 +29,7 @@
 //!
 //! # Cargo features
 //! All on by default; the `baton` binary needs all of them.
-//! - `prometheus`: [`metrics::install`] (metrics-exporter-prometheus). Without it,
+//! - `prometheus`: `metrics::install` (metrics-exporter-prometheus). Without it,
 //!   baton still records through the `metrics` facade into whatever recorder the
 //!   application installs.
 //! - `http` (implies `prometheus`): the `http` module (axum, hyper, tower, subtle).

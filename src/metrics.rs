@@ -1,7 +1,7 @@
 //! Metric names and the Prometheus recorder.
 //!
 //! baton records through the [`metrics`](https://docs.rs/metrics) facade, so an
-//! application may install any recorder. [`install`] (feature `prometheus`) installs
+//! application may install any recorder. `install` (feature `prometheus`) installs
 //! baton's Prometheus recorder, the one `/metrics` renders.
 //!
 //! Every metric baton exports is named here, once, so the Grafana dashboard and the
@@ -98,7 +98,7 @@ pub const QUEUE_REDIS_OPS: &[&str] = &[
 ];
 
 /// The `op` labels of [`REDIS_ERRORS`] that belong to no queue (label `queue=""`): the
-/// ops server's queue discovery and `/readyz`. Registered at zero by [`install`].
+/// ops server's queue discovery and `/readyz`. Registered at zero by `install`.
 pub const PROCESS_REDIS_OPS: &[&str] = &["discover", "readyz"];
 
 /// The background loops of a worker, as `task` labels of [`WORKER_TASK_FAILURES`].
