@@ -15,6 +15,7 @@
 //! failover reply (`READONLY`, `MASTERDOWN`) and makes a new one, asking the sentinels
 //! again.
 
+mod client;
 mod config;
 mod connector;
 mod link;

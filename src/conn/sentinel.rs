@@ -19,8 +19,8 @@ use redis::{
 use tokio::sync::watch;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
+use super::client::{is_tls, parse, tls_files_without_tls};
 use super::config::{redact_url, RedisConfig};
-use super::connector::{is_tls, parse, tls_files_without_tls};
 use super::CONNECT_TIMEOUT;
 use crate::error::{Error, Result};
 

@@ -1,0 +1,228 @@
+//! Adding jobs: [`Queue::add`] and [`Queue::add_bulk`], and the checks and encoding every
+//! new job goes through before anything is sent.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use serde::Serialize;
+
+use super::Queue;
+use crate::crypto::Keyring;
+use crate::error::{Error, Result};
+use crate::job::{JobOptions, RunOptions, MAX_PRIORITY};
+use crate::metrics as m;
+use crate::scripts::{self, NewJobArgs};
+
+/// What [`Queue::add`] did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Added {
+    /// The job id (given or generated).
+    pub id: String,
+    /// False when a job with this id already existed; then nothing changed.
+    pub added: bool,
+}
+
+/// One job for [`Queue::add_bulk`].
+#[derive(Debug, Clone)]
+pub struct NewJob<T> {
+    /// Job name (what kind of work; free text).
+    pub name: String,
+    /// The payload.
+    pub data: T,
+    /// Options.
+    pub opts: JobOptions,
+}
+
+impl<T> NewJob<T> {
+    /// A job with default options.
+    pub fn new(name: impl Into<String>, data: T) -> Self {
+        NewJob {
+            name: name.into(),
+            data,
+            opts: JobOptions::default(),
+        }
+    }
+    /// With options.
+    pub fn with_opts(mut self, opts: JobOptions) -> Self {
+        self.opts = opts;
+        self
+    }
+}
+
+/// The largest batch [`Queue::add_bulk`] sends as one script call.
+const MAX_BULK: usize = 10_000;
+
+impl Queue {
+    /// Adds one job. With a `job_id` that exists, nothing changes and `added` is false.
+    ///
+    /// Refused before anything is sent ([`Error::Invalid`], [`Error::PayloadTooLarge`]):
+    /// a bad queue name, job id or job name, out-of-range options, a payload over the
+    /// limit. When the reply does not come back, [`Error::MaybeAdded`] names the id to
+    /// add again.
+    pub async fn add<T: Serialize>(&self, name: &str, data: &T, opts: JobOptions) -> Result<Added> {
+        self.check_name()?;
+        let args = encode(name, data, &opts, self.max_payload, self.keyring.as_deref())?;
+        let id = args.id.clone();
+        let added = self.send_add(std::slice::from_ref(&args)).await?;
+        let added = added.first().copied().unwrap_or(false);
+        if added {
+            metrics::counter!(m::JOBS_ENQUEUED, "queue" => self.name().to_string()).increment(1);
+        }
+        Ok(Added { id, added })
+    }
+
+    /// Adds many jobs atomically: one script call, all jobs or none. Larger than
+    /// 10 000 jobs is refused; split it (each split is then atomic on its own).
+    pub async fn add_bulk<T: Serialize>(&self, jobs: &[NewJob<T>]) -> Result<Vec<Added>> {
+        if jobs.len() > MAX_BULK {
+            return Err(Error::Invalid(format!(
+                "add_bulk takes at most {MAX_BULK} jobs, got {}",
+                jobs.len()
+            )));
+        }
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.check_name()?;
+        let args = jobs
+            .iter()
+            .map(|j| {
+                encode(
+                    &j.name,
+                    &j.data,
+                    &j.opts,
+                    self.max_payload,
+                    self.keyring.as_deref(),
+                )
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let added = self.send_add(&args).await?;
+        let n = added.iter().filter(|a| **a).count();
+        metrics::counter!(m::JOBS_ENQUEUED, "queue" => self.name().to_string()).increment(n as u64);
+        Ok(args
+            .into_iter()
+            .zip(added)
+            .map(|(a, added)| Added { id: a.id, added })
+            .collect())
+    }
+
+    /// Sends one `add.lua` call. An error after the call was sent that leaves its fate
+    /// unknown (no reply in time, the connection broke) becomes [`Error::MaybeAdded`].
+    async fn send_add(&self, args: &[NewJobArgs]) -> Result<Vec<bool>> {
+        let sent = AtomicBool::new(false);
+        let r = self
+            .bounded(async {
+                let mut c = self.conn().await?;
+                sent.store(true, Ordering::SeqCst);
+                let added = scripts::add(&mut c, &self.keys, args).await?;
+                self.wait_replicated(&mut c, args).await?;
+                Ok(added)
+            })
+            .await;
+        match r {
+            // A refused connection or a failed connect sent nothing; a reply that says
+            // why it refused is an answer. Only silence or a broken link leaves it open.
+            Err(e)
+                if sent.load(Ordering::SeqCst)
+                    && e.is_connection()
+                    && !matches!(&e, Error::Connect { .. })
+                    && !matches!(&e, Error::Redis(r) if r.is_connection_refusal()) =>
+            {
+                Err(Error::MaybeAdded {
+                    ids: args.iter().map(|a| a.id.clone()).collect(),
+                    detail: e.to_string(),
+                })
+            }
+            r => r,
+        }
+    }
+}
+
+/// A `Vec` that refuses to grow past `limit` bytes (the encoder then stops).
+struct Capped {
+    buf: Vec<u8>,
+    limit: usize,
+    over: bool,
+}
+
+impl std::io::Write for Capped {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        if self.buf.len() + b.len() > self.limit {
+            self.over = true;
+            return Err(std::io::Error::other("payload over the limit"));
+        }
+        self.buf.extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The payload as MessagePack, refused as soon as it grows past `limit` bytes.
+fn encode_payload<T: Serialize>(data: &T, id: &str, limit: usize) -> Result<Vec<u8>> {
+    let mut w = Capped {
+        buf: Vec::new(),
+        limit,
+        over: false,
+    };
+    match rmp_serde::encode::write_named(&mut w, data) {
+        Ok(()) => Ok(w.buf),
+        Err(_) if w.over => Err(Error::PayloadTooLarge {
+            id: id.to_string(),
+            limit,
+        }),
+        Err(e) => Err(Error::Encode(e.to_string())),
+    }
+}
+
+/// One job as `add.lua` takes it; the payload encrypted when a keyring is given (the
+/// limit applies to the plaintext, what the caller controls).
+fn encode<T: Serialize>(
+    name: &str,
+    data: &T,
+    o: &JobOptions,
+    limit: usize,
+    keyring: Option<&Keyring>,
+) -> Result<NewJobArgs> {
+    crate::validate::job_name(name)?;
+    if o.priority > MAX_PRIORITY {
+        return Err(Error::Invalid(format!(
+            "priority {} is above the maximum {MAX_PRIORITY}",
+            o.priority
+        )));
+    }
+    if let Some(t) = o.timeout.filter(|t| t.as_millis() == 0) {
+        return Err(Error::Invalid(format!(
+            "timeout must be at least 1ms (it is kept in whole milliseconds), got {t:?}"
+        )));
+    }
+    if o.attempts == 0 {
+        return Err(Error::Invalid("attempts must be at least 1".into()));
+    }
+    if let Some(id) = &o.job_id {
+        crate::validate::job_id(id)?;
+    }
+    // The id is made here, before anything is sent, so a caller whose add timed out
+    // can add again with it.
+    let id = o
+        .job_id
+        .clone()
+        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+    let data = crate::crypto::seal(keyring, encode_payload(data, &id, limit)?);
+    let run = RunOptions {
+        attempts: o.attempts,
+        backoff: o.backoff,
+        timeout: o.timeout,
+    };
+    let opts = rmp_serde::to_vec_named(&run).map_err(|e| Error::Encode(e.to_string()))?;
+    Ok(NewJobArgs {
+        id,
+        name: name.to_string(),
+        data,
+        opts,
+        delay: o.delay,
+        priority: o.priority,
+        keep_completed: o.keep_completed.script_args(),
+        keep_failed: o.keep_failed.script_args(),
+    })
+}
