@@ -7,15 +7,15 @@
 //! finished job is never failed because Redis would not take a write. Only a refusal of
 //! the write itself (say, a value Redis will not store) fails the job instead.
 
-use std::sync::Arc;
-
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::backoff::ReconnectBackoff;
-use super::Shared;
+use super::inflight::InFlight;
+use crate::conn::SharedConn;
 use crate::error::{Error, Result};
-use crate::metrics as m;
+use crate::keys::Keys;
+use crate::metrics::{self as m, QueueMetrics};
 use crate::scripts::{self, Kind, Outcome, Written};
 
 /// Most outcomes written by one call.
@@ -25,15 +25,25 @@ const MAX_BATCH: usize = 500;
 #[derive(Debug)]
 pub(crate) struct Pending(pub Outcome);
 
+/// What the acker of one queue uses, besides the outcomes it is handed.
+pub(crate) struct AckerParams {
+    pub conn: SharedConn,
+    pub keys: Keys,
+    /// Outcomes are written only for jobs still held here; a written one is let go.
+    pub inflight: InFlight,
+    /// For the outcome counters and `lock_lost`.
+    pub metrics: QueueMetrics,
+}
+
 /// The outcome writer.
 pub(crate) struct Acker {
-    shared: Arc<Shared>,
+    p: AckerParams,
     rx: mpsc::UnboundedReceiver<Pending>,
 }
 
 impl Acker {
-    pub fn new(shared: Arc<Shared>, rx: mpsc::UnboundedReceiver<Pending>) -> Acker {
-        Acker { shared, rx }
+    pub fn new(p: AckerParams, rx: mpsc::UnboundedReceiver<Pending>) -> Acker {
+        Acker { p, rx }
     }
 
     /// Writes outcomes until `stop` fires, then writes whatever is left and returns.
@@ -69,7 +79,7 @@ impl Acker {
         let mut backoff = ReconnectBackoff::default();
         loop {
             // The heartbeat forgets jobs whose lease it found lost: their outcomes go.
-            batch.retain(|o| self.shared.inflight.holds(&o.id, o.token));
+            batch.retain(|o| self.p.inflight.holds(&o.id, o.token));
             if batch.is_empty() {
                 return;
             }
@@ -78,19 +88,19 @@ impl Acker {
                 Err(e) if e.is_transient() => {
                     let delay = backoff.next_delay();
                     if e.is_connection() {
-                        tracing::error!(queue = self.shared.keys.queue(), jobs = batch.len(), error = %e,
+                        tracing::error!(queue = self.p.keys.queue(), jobs = batch.len(), error = %e,
                             retry_in = ?delay, "writing outcomes failed; keeping them and retrying");
                     } else {
-                        tracing::error!(queue = self.shared.keys.queue(), jobs = batch.len(), error = %e,
+                        tracing::error!(queue = self.p.keys.queue(), jobs = batch.len(), error = %e,
                             retry_in = ?delay, "redis refused the outcomes for its own state (not the jobs'); keeping them and retrying");
                     }
-                    metrics::counter!(m::REDIS_ERRORS, "queue" => self.shared.keys.queue().to_string(), "op" => "finish").increment(1);
+                    metrics::counter!(m::REDIS_ERRORS, "queue" => self.p.keys.queue().to_string(), "op" => "finish").increment(1);
                     tokio::time::sleep(delay).await;
                 }
                 // Redis refused the write itself, for good: retrying the same batch would
                 // block every later outcome. Write each on its own instead.
                 Err(e) => {
-                    metrics::counter!(m::REDIS_ERRORS, "queue" => self.shared.keys.queue().to_string(), "op" => "finish").increment(1);
+                    metrics::counter!(m::REDIS_ERRORS, "queue" => self.p.keys.queue().to_string(), "op" => "finish").increment(1);
                     if batch.len() == 1 {
                         self.refused(batch.pop().expect("one"), e).await;
                         return;
@@ -108,7 +118,7 @@ impl Acker {
     /// job fails with the reason instead; if even that is refused, it is let go and
     /// its lease runs out, so the sweeper recovers it.
     async fn refused(&self, o: Outcome, e: Error) {
-        let q = self.shared.keys.queue();
+        let q = self.p.keys.queue();
         tracing::error!(queue = q, job_id = %o.id, error = %e, "redis refused this job's outcome; failing the job instead");
         let failed = Outcome {
             kind: Kind::Failed,
@@ -118,27 +128,27 @@ impl Acker {
         };
         let mut backoff = ReconnectBackoff::default();
         while let Err(e2) = self.tick(std::slice::from_ref(&failed)).await {
-            if e2.is_transient() && self.shared.inflight.holds(&o.id, o.token) {
+            if e2.is_transient() && self.p.inflight.holds(&o.id, o.token) {
                 tokio::time::sleep(backoff.next_delay()).await;
                 continue;
             }
             tracing::error!(queue = q, job_id = %o.id, error = %e2, "failing the job was refused too; leaving it to the sweeper");
-            self.shared.inflight.remove(&o.id, o.token);
+            self.p.inflight.remove(&o.id, o.token);
             return;
         }
     }
 
     /// One write of `batch`, with metrics for what landed.
     pub async fn tick(&self, batch: &[Outcome]) -> Result<()> {
-        let keys = &self.shared.keys;
+        let keys = &self.p.keys;
         let written = self
-            .shared
+            .p
             .conn
             .run(async |c| scripts::finish(c, keys, batch).await)
             .await?;
-        let m = self.shared.metrics();
+        let m = &self.p.metrics;
         for (o, w) in batch.iter().zip(written) {
-            self.shared.inflight.remove(&o.id, o.token);
+            self.p.inflight.remove(&o.id, o.token);
             let counter = match (w, o.kind) {
                 (Written::LockLost, _) => {
                     tracing::warn!(queue = %keys.queue(), job_id = %o.id, "outcome refused: lock lost (another worker took the job over); dropped");

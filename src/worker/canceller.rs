@@ -7,55 +7,86 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use super::backoff::ReconnectBackoff;
-use super::inflight::StopReason;
-use super::Shared;
+use super::inflight::{InFlight, StopReason};
+use crate::conn::Connector;
+use crate::keys::Keys;
 
-/// Listens until `stop` fires. `ready` fires once the first subscription is live.
-pub(crate) async fn run(shared: Arc<Shared>, stop: CancellationToken, ready: CancellationToken) {
-    let mut backoff = ReconnectBackoff::default();
-    let channel = shared.keys.cancel_channel();
-    let mut master_changes = shared.conn.connector().master_changes();
-    loop {
-        let attempt = shared.conn.connector().subscribe(&channel);
-        let limit = crate::conn::PRODUCER_TIMEOUT * 2;
-        let ps = tokio::select! {
-            r = tokio::time::timeout(limit, attempt) => r.unwrap_or_else(|_| Err(crate::Error::Unavailable {
-                timeout: limit,
-                detail: "subscribing to the cancel channel timed out".into(),
-            })),
-            _ = stop.cancelled() => return,
+/// What the cancel listener of one queue uses, and nothing else: it subscribes on a
+/// connection of its own, so it takes the connector rather than the shared connection.
+pub(crate) struct CancellerParams {
+    pub connector: Arc<Connector>,
+    pub keys: Keys,
+    /// Where a cancelled job's handler is found.
+    pub inflight: InFlight,
+}
+
+/// The cancel listener.
+pub(crate) struct Canceller {
+    p: CancellerParams,
+}
+
+impl Canceller {
+    pub fn new(p: CancellerParams) -> Canceller {
+        Canceller { p }
+    }
+
+    /// One cancel message: stops the handler of `job_id` if this worker runs it.
+    /// Returns whether a handler was told to stop.
+    pub fn tick(&self, job_id: &str) -> bool {
+        let Some(h) = self.p.inflight.get(job_id) else {
+            return false;
         };
-        match ps {
-            Ok(mut messages) => {
-                backoff.reset();
-                ready.cancel();
-                loop {
-                    let msg = tokio::select! {
-                        m = messages.next() => m,
-                        _ = stop.cancelled() => return,
-                        _ = changed(&mut master_changes) => {
-                            tracing::info!(queue = shared.keys.queue(), "new master announced; subscribing there");
-                            break;
-                        }
-                    };
-                    let Some(id) = msg else { break };
-                    if let Some(h) = shared.inflight.get(&id) {
-                        if h.stop(StopReason::Cancelled) {
-                            tracing::info!(queue = shared.keys.queue(), job_id = %id, "cancel received; stopping handler");
-                        }
+        let stopped = h.stop(StopReason::Cancelled);
+        if stopped {
+            tracing::info!(queue = self.p.keys.queue(), job_id = %job_id, "cancel received; stopping handler");
+        }
+        stopped
+    }
+
+    /// Listens until `stop` fires. `ready` fires once the first subscription is live.
+    pub async fn run(self, stop: CancellationToken, ready: CancellationToken) {
+        let p = &self.p;
+        let mut backoff = ReconnectBackoff::default();
+        let channel = p.keys.cancel_channel();
+        let mut master_changes = p.connector.master_changes();
+        loop {
+            let attempt = p.connector.subscribe(&channel);
+            let limit = crate::conn::PRODUCER_TIMEOUT * 2;
+            let ps = tokio::select! {
+                r = tokio::time::timeout(limit, attempt) => r.unwrap_or_else(|_| Err(crate::Error::Unavailable {
+                    timeout: limit,
+                    detail: "subscribing to the cancel channel timed out".into(),
+                })),
+                _ = stop.cancelled() => return,
+            };
+            match ps {
+                Ok(mut messages) => {
+                    backoff.reset();
+                    ready.cancel();
+                    loop {
+                        let msg = tokio::select! {
+                            m = messages.next() => m,
+                            _ = stop.cancelled() => return,
+                            _ = changed(&mut master_changes) => {
+                                tracing::info!(queue = p.keys.queue(), "new master announced; subscribing there");
+                                break;
+                            }
+                        };
+                        let Some(id) = msg else { break };
+                        self.tick(&id);
                     }
+                    tracing::warn!(
+                        queue = p.keys.queue(),
+                        "cancel channel closed; reconnecting"
+                    );
                 }
-                tracing::warn!(
-                    queue = shared.keys.queue(),
-                    "cancel channel closed; reconnecting"
-                );
-            }
-            Err(e) => {
-                let d = backoff.next_delay();
-                tracing::warn!(queue = shared.keys.queue(), error = %e, retry_in = ?d, "cancel listener cannot connect");
-                tokio::select! {
-                    _ = tokio::time::sleep(d) => {}
-                    _ = stop.cancelled() => return,
+                Err(e) => {
+                    let d = backoff.next_delay();
+                    tracing::warn!(queue = p.keys.queue(), error = %e, retry_in = ?d, "cancel listener cannot connect");
+                    tokio::select! {
+                        _ = tokio::time::sleep(d) => {}
+                        _ = stop.cancelled() => return,
+                    }
                 }
             }
         }

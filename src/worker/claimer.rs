@@ -33,23 +33,27 @@ pub enum QueueOrder {
 /// How long a busy worker waits for more free slots before claiming.
 const COALESCE_WAIT: Duration = Duration::from_millis(1);
 
+/// What the claim loop uses, and nothing else.
+pub(crate) struct ClaimerParams {
+    /// The queues, in the order given (at least one).
+    pub lanes: Vec<Lane>,
+    /// The worker's concurrency budget: one permit per running job.
+    pub slots: Arc<Semaphore>,
+    pub order: QueueOrder,
+    /// The size of the budget (`slots` when all are free).
+    pub concurrency: usize,
+    /// Longest idle block before looking again.
+    pub idle_block: Duration,
+}
+
 /// The claim loop over one or more lanes (queues).
 pub(crate) struct Claimer {
-    lanes: Vec<Lane>,
-    slots: Arc<Semaphore>,
-    order: QueueOrder,
-    concurrency: usize,
+    p: ClaimerParams,
 }
 
 impl Claimer {
-    pub fn new(lanes: Vec<Lane>, slots: Arc<Semaphore>, order: QueueOrder) -> Claimer {
-        let concurrency = lanes[0].shared.opts.concurrency;
-        Claimer {
-            lanes,
-            slots,
-            order,
-            concurrency,
-        }
+    pub fn new(p: ClaimerParams) -> Claimer {
+        Claimer { p }
     }
 
     /// Claims and starts jobs until `stop` fires.
@@ -58,7 +62,7 @@ impl Claimer {
         let mut busy = false;
         loop {
             let first = tokio::select! {
-                p = self.slots.clone().acquire_owned() => p.expect("slots are never closed"),
+                p = self.p.slots.clone().acquire_owned() => p.expect("slots are never closed"),
                 _ = stop.cancelled() => return,
             };
             let mut permits = vec![first];
@@ -82,14 +86,14 @@ impl Claimer {
             // backing off are tried again when their backoff ends.
             let now = tokio::time::Instant::now();
             let mut wait = round.wait;
-            if let Some(t) = self.lanes.iter().filter_map(|l| l.retry_at()).min() {
+            if let Some(t) = self.p.lanes.iter().filter_map(|l| l.retry_at()).min() {
                 wait = wait.min(
                     t.saturating_duration_since(now)
                         .max(Duration::from_millis(5)),
                 );
             }
             let woken = CancellationToken::new();
-            let waits = self.lanes.iter_mut().filter(|l| l.ready(now)).map(|l| {
+            let waits = self.p.lanes.iter_mut().filter(|l| l.ready(now)).map(|l| {
                 let woken = &woken;
                 async move {
                     let r = l.block(wait, woken).await;
@@ -121,14 +125,14 @@ impl Claimer {
         let mut r = Round {
             started: 0,
             filled: false,
-            wait: self.lanes[0].shared.opts.idle_block,
+            wait: self.p.idle_block,
         };
         let now = tokio::time::Instant::now();
         for i in self.visit_order() {
             if permits.is_empty() {
                 break;
             }
-            let lane = &mut self.lanes[i];
+            let lane = &mut self.p.lanes[i];
             if !lane.ready(now) {
                 continue;
             }
@@ -153,7 +157,7 @@ impl Claimer {
                     let now = reply.now_ms;
                     for job in reply.jobs {
                         let permit = permits.pop().expect("claimed no more than the free slots");
-                        lane.shared.start(job, now, sent, permit);
+                        lane.start(job, now, sent, permit);
                     }
                 }
                 Err(e) => {
@@ -170,8 +174,8 @@ impl Claimer {
 
     /// The order to visit the lanes in this round.
     fn visit_order(&self) -> Vec<usize> {
-        let n = self.lanes.len();
-        if n == 1 || self.order == QueueOrder::Strict {
+        let n = self.p.lanes.len();
+        if n == 1 || self.p.order == QueueOrder::Strict {
             return (0..n).collect();
         }
         // Weighted random order without replacement.
@@ -179,12 +183,12 @@ impl Claimer {
         let mut out = Vec::with_capacity(n);
         let mut rng = rand::rng();
         while !left.is_empty() {
-            let total: u32 = left.iter().map(|&i| self.lanes[i].weight).sum();
+            let total: u32 = left.iter().map(|&i| self.p.lanes[i].weight()).sum();
             let mut pick = rng.random_range(0..total);
             let at = left
                 .iter()
                 .position(|&i| {
-                    let w = self.lanes[i].weight;
+                    let w = self.p.lanes[i].weight();
                     if pick < w {
                         true
                     } else {
@@ -201,7 +205,7 @@ impl Claimer {
     /// Adds every free slot (up to [`MAX_CLAIM`]) to `permits`.
     fn take_free(&self, permits: &mut Vec<OwnedSemaphorePermit>) {
         while permits.len() < MAX_CLAIM {
-            match self.slots.clone().try_acquire_owned() {
+            match self.p.slots.clone().try_acquire_owned() {
                 Ok(p) => permits.push(p),
                 Err(_) => break,
             }
@@ -210,7 +214,7 @@ impl Claimer {
 
     /// How many free slots are worth one claim under load: a quarter of the concurrency.
     fn coalesce_target(&self) -> usize {
-        (self.concurrency / 4).max(1)
+        (self.p.concurrency / 4).max(1)
     }
 }
 

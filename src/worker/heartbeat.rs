@@ -10,30 +10,70 @@
 //! sweeper as any stalled job. A renewal is bounded by the beat interval, so a hung
 //! Redis cannot hold the check up.
 
-use std::sync::Arc;
+use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::inflight::StopReason;
-use super::Shared;
+use super::inflight::{InFlight, StopReason};
+use crate::conn::SharedConn;
 use crate::error::Result;
-use crate::metrics as m;
+use crate::keys::Keys;
+use crate::metrics::{self as m, QueueMetrics};
 use crate::scripts;
+
+/// What the heartbeat of one queue uses, and nothing else.
+pub(crate) struct HeartbeatParams {
+    pub conn: SharedConn,
+    pub keys: Keys,
+    /// Whose leases are renewed, and under which name the worker is listed.
+    pub worker_id: String,
+    /// Each renewal extends a lease by this much.
+    pub lease: Duration,
+    /// Time between beats (`heartbeat`); the worker's entry lives three beats.
+    pub interval: Duration,
+    /// The jobs whose leases are renewed and whose handlers are fenced.
+    pub inflight: InFlight,
+    /// For `lock_lost`.
+    pub metrics: QueueMetrics,
+    /// What the worker says about itself in `baton workers`.
+    pub about: About,
+}
+
+/// A worker's self-description for `baton workers`, renewed with every beat.
+#[derive(Debug, Clone)]
+pub(crate) struct About {
+    pub concurrency: usize,
+    pub started_ms: u128,
+}
+
+impl About {
+    /// The description, with `held` jobs in flight.
+    fn describe(&self, held: usize) -> String {
+        serde_json::json!({
+            "host": super::builder::hostname(),
+            "pid": std::process::id(),
+            "concurrency": self.concurrency,
+            "in_flight": held,
+            "started_ms": self.started_ms,
+        })
+        .to_string()
+    }
+}
 
 /// The heartbeat loop.
 pub(crate) struct Heartbeat {
-    shared: Arc<Shared>,
+    p: HeartbeatParams,
 }
 
 impl Heartbeat {
-    pub fn new(shared: Arc<Shared>) -> Heartbeat {
-        Heartbeat { shared }
+    pub fn new(p: HeartbeatParams) -> Heartbeat {
+        Heartbeat { p }
     }
 
     /// Beats every `heartbeat` interval until `stop` fires; between beats, and while a
     /// renewal is on its way, fences each handler the moment its lease may end.
     pub async fn run(self, stop: CancellationToken) {
-        let beat = self.shared.opts.heartbeat;
+        let beat = self.p.interval;
         let mut every = tokio::time::interval(beat);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -54,8 +94,8 @@ impl Heartbeat {
                 })
             });
             if let Err(e) = r {
-                tracing::warn!(queue = self.shared.keys.queue(), error = %e, "heartbeat failed; leases not renewed this beat");
-                metrics::counter!(m::REDIS_ERRORS, "queue" => self.shared.keys.queue().to_string(), "op" => "renew").increment(1);
+                tracing::warn!(queue = self.p.keys.queue(), error = %e, "heartbeat failed; leases not renewed this beat");
+                metrics::counter!(m::REDIS_ERRORS, "queue" => self.p.keys.queue().to_string(), "op" => "renew").increment(1);
             }
         }
     }
@@ -81,33 +121,33 @@ impl Heartbeat {
     /// wake this loop again at once, and keep it spinning.
     fn next_fence(&self) -> tokio::time::Instant {
         let margin = self.margin();
-        self.shared
+        self.p
             .inflight
             .running_handles()
             .iter()
             .filter(|(_, h)| h.reason().is_none())
             .map(|(_, h)| h.lease_until() - margin)
             .min()
-            .unwrap_or_else(|| tokio::time::Instant::now() + self.shared.opts.heartbeat)
+            .unwrap_or_else(|| tokio::time::Instant::now() + self.p.interval)
     }
 
     /// How early, before the lease's earliest end, a handler is fenced (timer slop):
     /// a tenth of the lease, at most 250 ms.
-    fn margin(&self) -> std::time::Duration {
-        (self.shared.opts.lease / 10).min(std::time::Duration::from_millis(250))
+    fn margin(&self) -> Duration {
+        (self.p.lease / 10).min(Duration::from_millis(250))
     }
 
     /// Stops every running handler whose lease may have ended (see the module docs).
     /// Returns how many were stopped.
     pub fn fence(&self, now: tokio::time::Instant) -> usize {
-        let s = &self.shared;
+        let s = &self.p;
         let margin = self.margin();
         let mut stopped = 0;
         for (id, h) in s.inflight.running_handles() {
             if h.lease_until() - margin <= now && h.stop(StopReason::LeaseLost) {
                 tracing::warn!(queue = s.keys.queue(), job_id = %id,
                     "lease lost: no renewal reached redis within the lease; stopping the handler (self-fencing)");
-                s.metrics().lock_lost.increment(1);
+                s.metrics.lock_lost.increment(1);
                 s.inflight.remove(&id, h.token);
                 stopped += 1;
             }
@@ -117,16 +157,15 @@ impl Heartbeat {
 
     /// One beat: renew, then stop the handlers whose lease is lost or whose job was cancelled.
     pub async fn tick(&self) -> Result<()> {
-        let s = &self.shared;
+        let s = &self.p;
         let held = s.inflight.leases();
-        let description = s.description(held.len());
-        let ttl = s.opts.heartbeat * 3;
+        let description = s.about.describe(held.len());
+        let ttl = s.interval * 3;
         let sent = tokio::time::Instant::now();
-        let reply = self
-            .shared
+        let reply = s
             .conn
             .run(async |c| {
-                scripts::renew(c, &s.keys, &s.id, s.opts.lease, ttl, &description, &held).await
+                scripts::renew(c, &s.keys, &s.worker_id, s.lease, ttl, &description, &held).await
             })
             .await?;
         let renewed: std::collections::HashMap<&str, u64> =
@@ -137,7 +176,7 @@ impl Heartbeat {
                 continue;
             }
             if let Some(h) = s.inflight.get(id).filter(|h| h.token == *token) {
-                h.renewed(sent, s.opts.lease);
+                h.renewed(sent, s.lease);
             }
         }
         for id in reply.lost {
@@ -154,7 +193,7 @@ impl Heartbeat {
             // write finds out (and counts) whether the lease was lost.
             if h.running.load(std::sync::atomic::Ordering::Relaxed) {
                 tracing::warn!(queue = s.keys.queue(), job_id = %id, "lease lost; stopping its handler");
-                s.metrics().lock_lost.increment(1);
+                s.metrics.lock_lost.increment(1);
                 h.stop(StopReason::LeaseLost);
                 s.inflight.remove(&id, h.token);
             }

@@ -7,24 +7,45 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::backoff::ReconnectBackoff;
-use super::Shared;
-use crate::conn::RedisConn;
+use super::inflight::InFlight;
+use super::processor::Processor;
+use crate::conn::{RedisConn, SharedConn};
 use crate::error::Result;
+use crate::keys::Keys;
 use crate::metrics as m;
-use crate::scripts::{self, ClaimReply};
+use crate::scripts::{self, ClaimReply, Claimed};
 
 /// How much longer than the client-side deadline the server-side BLPOP timeout is.
 const BLOCK_BACKSTOP: Duration = Duration::from_secs(1);
 
-/// One queue of the claim loop.
-pub(crate) struct Lane {
-    pub shared: Arc<Shared>,
+/// What one queue of the claim loop uses, and nothing else.
+pub(crate) struct LaneParams {
+    /// For claims, reconciles and `CLIENT UNBLOCK`; its connector makes the blocking
+    /// connection.
+    pub conn: SharedConn,
+    pub keys: Keys,
+    /// Whom claimed jobs are leased to.
+    pub worker_id: String,
+    /// How long a claim leases a job for.
+    pub lease: Duration,
+    /// Longest idle block before looking again.
+    pub idle_block: Duration,
+    /// The jobs held here (a reconcile hands back the leased ones not among them).
+    pub inflight: InFlight,
     /// Share of free slots under weighted order (ignored in strict order).
     pub weight: u32,
+    /// Starts the jobs this lane claims.
+    pub processor: Arc<Processor>,
+}
+
+/// One queue of the claim loop.
+pub(crate) struct Lane {
+    p: LaneParams,
     /// The connection idle waits block on, and its client id (for CLIENT UNBLOCK).
     blocker: Option<(RedisConn, Option<i64>)>,
     /// Under Sentinel: fires when a new master is announced (the blocker is dropped).
@@ -38,11 +59,11 @@ pub(crate) struct Lane {
 }
 
 impl Lane {
-    pub fn new(shared: Arc<Shared>, weight: u32) -> Lane {
+    pub fn new(mut p: LaneParams) -> Lane {
+        p.weight = p.weight.max(1);
         Lane {
-            shared: shared.clone(),
-            weight: weight.max(1),
-            master_changes: shared.conn.connector().master_changes(),
+            master_changes: p.conn.connector().master_changes(),
+            p,
             blocker: None,
             unsure: false,
             backoff: ReconnectBackoff::default(),
@@ -75,25 +96,41 @@ impl Lane {
 
     /// The queue's name.
     pub fn queue(&self) -> &str {
-        self.shared.keys.queue()
+        self.p.keys.queue()
+    }
+
+    /// This lane's share of free slots under weighted order.
+    pub fn weight(&self) -> u32 {
+        self.p.weight
     }
 
     /// One claim of up to `max` jobs (also promotes due delayed jobs).
     pub async fn tick(&self, max: usize) -> Result<ClaimReply> {
-        let s = &self.shared;
+        let s = &self.p;
         s.conn
-            .run(async |c| scripts::claim(c, &s.keys, max, &s.id, s.opts.lease).await)
+            .run(async |c| scripts::claim(c, &s.keys, max, &s.worker_id, s.lease).await)
             .await
+    }
+
+    /// Starts a job this lane claimed (see [`Processor::start`]).
+    pub fn start(
+        &self,
+        job: Claimed,
+        claim_now_ms: u64,
+        sent: Instant,
+        permit: OwnedSemaphorePermit,
+    ) {
+        self.p.processor.start(job, claim_now_ms, sent, permit);
     }
 
     /// Hands back the jobs leased to this worker that it does not hold (their claim's
     /// reply was lost), so they run again at once rather than after their lease.
     pub async fn reconcile(&self) -> Result<()> {
-        let s = &self.shared;
+        let s = &self.p;
         let held = s.inflight.leases();
         let back = s
             .conn
-            .run(async |c| scripts::reconcile(c, &s.keys, &s.id, &held).await)
+            .run(async |c| scripts::reconcile(c, &s.keys, &s.worker_id, &held).await)
             .await?;
         for id in back {
             tracing::warn!(queue = s.keys.queue(), job_id = %id, "handed back a job whose claim reply was lost");
@@ -122,7 +159,7 @@ impl Lane {
 
     /// How long to block: until the next delayed job is due, at most `idle_block`.
     pub fn idle_wait(&self, reply: &ClaimReply) -> Duration {
-        let max = self.shared.opts.idle_block;
+        let max = self.p.idle_block;
         match reply.next_due_ms {
             Some(due) => Duration::from_millis(due.saturating_sub(reply.now_ms))
                 .clamp(Duration::from_millis(5), max),
@@ -151,7 +188,7 @@ impl Lane {
         if woken.is_cancelled() {
             return Ok(());
         }
-        let wake = self.shared.keys.wake();
+        let wake = self.p.keys.wake();
         if let Some(rx) = &mut self.master_changes {
             if rx.has_changed().unwrap_or(false) {
                 rx.mark_unchanged();
@@ -160,10 +197,10 @@ impl Lane {
         }
         if self.blocker.is_none() {
             let mut conn = self
-                .shared
+                .p
                 .conn
                 .connector()
-                .connect(self.shared.opts.idle_block + Duration::from_secs(5))
+                .connect(self.p.idle_block + Duration::from_secs(5))
                 .await?;
             // A Redis that refuses CLIENT (some managed services) gets the plain BLPOP
             // timeout, with Redis's own precision.
@@ -209,7 +246,7 @@ impl Lane {
             if ended_early {
                 loop {
                     // Unblock, and again if the BLPOP had not reached the server yet.
-                    let unblock = self.shared.conn.run(async |c| {
+                    let unblock = self.p.conn.run(async |c| {
                         Ok(
                             c.query_at::<i64>(redis::cmd("CLIENT").arg("UNBLOCK").arg(id), &wake)
                                 .await?,

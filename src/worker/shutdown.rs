@@ -11,101 +11,104 @@
 //! 5. write every outcome (bounded by one lease: past that, the sweeper recovers the job);
 //! 6. stop the heartbeat, sweeper and cancel listener; deregister the worker.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use redis::AsyncCommands;
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
-use super::acker::{Acker, Pending};
+use super::acker::Pending;
 use super::backoff::ReconnectBackoff;
-use super::claimer::{Claimer, QueueOrder};
-use super::heartbeat::Heartbeat;
-use super::inflight::StopReason;
-use super::lane::Lane;
-use super::supervisor::{InjectedFault, Supervisor};
-use super::sweeper::Sweeper;
-use super::{canceller, Shared, ShutdownHandle};
+use super::inflight::{InFlight, StopReason};
+use super::parts::Parts;
+use super::supervisor::Supervisor;
+use super::ShutdownHandle;
+use crate::conn::{Connector, SharedConn};
 use crate::error::Result;
+use crate::keys::Keys;
 
-/// One queue of a worker, as the worker's life sees it.
-pub(crate) struct LaneParts {
-    pub shared: Arc<Shared>,
-    pub outcomes: mpsc::UnboundedReceiver<Pending>,
-    pub weight: u32,
+/// What the shutdown sequence needs of one queue: its held jobs to stop, its job tasks
+/// to wait for, and where to deregister the worker.
+pub(crate) struct DrainParams {
+    pub keys: Keys,
+    pub conn: SharedConn,
+    pub worker_id: String,
+    pub inflight: InFlight,
+    pub tracker: TaskTracker,
+    /// Keeps the acker's channel open until the acker is told to stop: the claim loop
+    /// (which owns the job starter and its sender) ends first, and a closed channel
+    /// would end the acker early, which the supervisor counts as a failure.
+    pub _outcomes: mpsc::UnboundedSender<Pending>,
 }
 
-/// Waits for Redis, checks it, runs every loop, and on the graceful signal shuts down.
+/// Waits for Redis, checks it, builds and runs every loop, and on the graceful signal
+/// shuts down.
 ///
 /// Every queue (lane) has its own cancel listener, heartbeat, sweeper and acker; one
 /// claim loop serves them all from one concurrency budget.
-pub(crate) async fn start_and_run(
-    lanes: Vec<LaneParts>,
-    order: QueueOrder,
-    signals: ShutdownHandle,
-    fault: Option<InjectedFault>,
-) -> Result<()> {
-    let first = lanes[0].shared.clone();
-    if !wait_for_fit_redis(&first, &signals.graceful).await? {
+pub(crate) async fn start_and_run(parts: Parts, signals: ShutdownHandle) -> Result<()> {
+    let fit = wait_for_fit_redis(
+        parts.conn.connector(),
+        parts.opts.check_redis,
+        &signals.graceful,
+    );
+    if !fit.await? {
         return Ok(());
     }
-    let queues: Vec<String> = lanes
-        .iter()
-        .map(|l| l.shared.keys.queue().to_string())
-        .collect();
+    let queues: Vec<&str> = parts.queues.iter().map(|(k, _)| k.queue()).collect();
     let q = queues.join(",");
-    for l in &lanes {
-        crate::metrics::register_queue(l.shared.keys.queue());
-        l.shared.metrics();
+    // Each loop's params, made now so the metric handles use the recorder in place.
+    let mut lanes = Vec::new();
+    for (keys, weight) in &parts.queues {
+        crate::metrics::register_queue(keys.queue());
+        lanes.push(parts.lane(keys, *weight));
     }
-    tracing::info!(queue = %q, worker = %first.id, concurrency = first.opts.concurrency, "worker started");
+    let id = parts.id.as_str();
+    tracing::info!(queue = %q, worker = %id, concurrency = parts.opts.concurrency, "worker started");
 
     let background = CancellationToken::new();
     let acker_stop = CancellationToken::new();
     let claim_stop = CancellationToken::new();
-    let sup = Supervisor::new(fault);
+    let sup = Supervisor::new(parts.fault.clone());
     let mut tasks = Vec::new();
     let mut ackers = Vec::new();
+    let mut drains = Vec::new();
     let mut claim_lanes = Vec::new();
     let mut ready = Vec::new();
     for l in lanes {
-        let shared = l.shared;
         let cancel_ready = CancellationToken::new();
-        let lq = shared.keys.queue().to_string();
+        let lq = l.drain.keys.queue().to_string();
         tasks.push(sup.spawn(
             &lq,
             "canceller",
             background.clone(),
-            canceller::run(shared.clone(), background.clone(), cancel_ready.clone()),
+            l.canceller.run(background.clone(), cancel_ready.clone()),
         ));
         ready.push(cancel_ready);
-        let heartbeat = Heartbeat::new(shared.clone());
-        if let Err(e) = heartbeat.tick().await {
-            tracing::warn!(queue = shared.keys.queue(), error = %e, "first heartbeat failed");
+        if let Err(e) = l.heartbeat.tick().await {
+            tracing::warn!(queue = lq.as_str(), error = %e, "first heartbeat failed");
         }
         tasks.push(sup.spawn(
             &lq,
             "heartbeat",
             background.clone(),
-            heartbeat.run(background.clone()),
+            l.heartbeat.run(background.clone()),
         ));
         tasks.push(sup.spawn(
             &lq,
             "sweeper",
             background.clone(),
-            Sweeper::new(shared.clone()).run(background.clone()),
+            l.sweeper.run(background.clone()),
         ));
-        ackers.push((
-            shared.clone(),
-            sup.spawn(
-                &lq,
-                "acker",
-                acker_stop.clone(),
-                Acker::new(shared.clone(), l.outcomes).run(acker_stop.clone()),
-            ),
+        ackers.push(sup.spawn(
+            &lq,
+            "acker",
+            acker_stop.clone(),
+            l.acker.run(acker_stop.clone()),
         ));
-        claim_lanes.push(Lane::new(shared, l.weight));
+        drains.push(l.drain);
+        claim_lanes.push(l.lane);
     }
     // Do not claim before cancels can be heard (bounded: the heartbeat is the backstop).
     let _ = tokio::time::timeout(
@@ -113,34 +116,32 @@ pub(crate) async fn start_and_run(
         futures::future::join_all(ready.iter().map(|r| r.cancelled())),
     )
     .await;
-    let slots = Arc::new(Semaphore::new(first.opts.concurrency));
     let claimer = sup.spawn(
         &q,
         "claimer",
         claim_stop.clone(),
-        Claimer::new(claim_lanes, slots, order).run(claim_stop.clone()),
+        parts.claimer(claim_lanes).run(claim_stop.clone()),
     );
-    let all: Vec<Arc<Shared>> = ackers.iter().map(|(s, _)| s.clone()).collect();
-    let running = || all.iter().map(|s| s.inflight.running()).sum::<usize>();
+    let running = || drains.iter().map(|d| d.inflight.running()).sum::<usize>();
 
     tokio::select! {
         _ = signals.graceful.cancelled() => {}
         // A loop died: no waiting for in-flight jobs, whose leases may go unrenewed.
         _ = sup.failed.cancelled() => signals.shutdown_now(),
     }
-    tracing::info!(queue = %q, worker = %first.id, in_flight = running(), "shutting down: claiming stopped");
+    tracing::info!(queue = %q, worker = %id, in_flight = running(), "shutting down: claiming stopped");
 
     // 1. Stop claiming.
     claim_stop.cancel();
     let _ = claimer.done.await;
     // 2. Let in-flight jobs finish, up to the shutdown timeout.
-    for s in &all {
-        s.tracker.close();
+    for d in &drains {
+        d.tracker.close();
     }
-    let drained = futures::future::join_all(all.iter().map(|s| s.tracker.wait()));
+    let drained = futures::future::join_all(drains.iter().map(|d| d.tracker.wait()));
     tokio::select! {
         _ = drained => {}
-        _ = tokio::time::sleep(first.opts.shutdown_timeout) => {
+        _ = tokio::time::sleep(parts.opts.shutdown_timeout) => {
             tracing::warn!(queue = %q, in_flight = running(), "shutdown timeout reached; stopping in-flight jobs");
         }
         _ = signals.force.cancelled() => {
@@ -149,20 +150,20 @@ pub(crate) async fn start_and_run(
     }
     // 3 and 4. Tell the rest to stop; each processor aborts its handler after the grace
     // and hands the job back.
-    for s in &all {
-        s.inflight.stop_all(StopReason::Shutdown);
+    for d in &drains {
+        d.inflight.stop_all(StopReason::Shutdown);
     }
-    futures::future::join_all(all.iter().map(|s| s.tracker.wait())).await;
+    futures::future::join_all(drains.iter().map(|d| d.tracker.wait())).await;
     // 5. Write every outcome.
     acker_stop.cancel();
-    let deadline = tokio::time::Instant::now() + first.opts.lease;
-    for (shared, mut acker) in ackers {
+    let deadline = tokio::time::Instant::now() + parts.opts.lease;
+    for (d, mut acker) in drains.iter().zip(ackers) {
         if tokio::time::timeout_at(deadline, &mut acker.done)
             .await
             .is_err()
         {
             acker.abort.abort();
-            tracing::error!(queue = shared.keys.queue(), held = shared.inflight.len(),
+            tracing::error!(queue = d.keys.queue(), held = d.inflight.len(),
                 "outcomes could not be written before the leases expire; the sweeper will recover those jobs");
         }
     }
@@ -171,23 +172,29 @@ pub(crate) async fn start_and_run(
     for t in tasks {
         let _ = t.done.await;
     }
-    for s in &all {
-        deregister(s).await;
+    for d in &drains {
+        deregister(d).await;
     }
     if let Some(why) = sup.failure() {
-        tracing::error!(queue = %q, worker = %first.id, %why, "worker stopped after a failure");
+        tracing::error!(queue = %q, worker = %id, %why, "worker stopped after a failure");
         return Err(crate::Error::WorkerFailed(why));
     }
-    tracing::info!(queue = %q, worker = %first.id, "worker stopped");
+    tracing::info!(queue = %q, worker = %id, "worker stopped");
     Ok(())
 }
 
 /// Waits (with backoff, forever) until Redis answers, then checks it is fit. Returns
 /// false if shutdown was asked for while waiting.
-async fn wait_for_fit_redis(shared: &Shared, stop: &CancellationToken) -> Result<bool> {
+///
+/// `check_redis` false (development only) runs on an unfit Redis with a warning.
+async fn wait_for_fit_redis(
+    connector: &Connector,
+    check_redis: bool,
+    stop: &CancellationToken,
+) -> Result<bool> {
     let mut backoff = ReconnectBackoff::default();
     loop {
-        let attempt = crate::config::check_all(shared.conn.connector());
+        let attempt = crate::config::check_all(connector);
         match attempt.await {
             Ok(report) if report.is_fit() => {
                 if let Some(full) = &report.memory_full {
@@ -195,7 +202,7 @@ async fn wait_for_fit_redis(shared: &Shared, stop: &CancellationToken) -> Result
                 }
                 return Ok(true);
             }
-            Ok(report) if !shared.opts.check_redis => {
+            Ok(report) if !check_redis => {
                 tracing::warn!(problems = %report.message(), "redis is not fit for a durable queue; running anyway because the check is off (development only)");
                 return Ok(true);
             }
@@ -214,11 +221,12 @@ async fn wait_for_fit_redis(shared: &Shared, stop: &CancellationToken) -> Result
     }
 }
 
-async fn deregister(shared: &Shared) {
+/// Takes the worker off the queue's list of workers (`baton workers`).
+async fn deregister(d: &DrainParams) {
     let r: Result<()> = async {
-        let mut c = shared.conn.get().await?;
-        let _: () = c.zrem(shared.keys.workers(), &shared.id).await?;
-        let _: () = c.hdel(shared.keys.worker_info(), &shared.id).await?;
+        let mut c = d.conn.get().await?;
+        let _: () = c.zrem(d.keys.workers(), &d.worker_id).await?;
+        let _: () = c.hdel(d.keys.worker_info(), &d.worker_id).await?;
         Ok(())
     }
     .await;
