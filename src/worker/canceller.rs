@@ -102,3 +102,29 @@ async fn changed(rx: &mut Option<tokio::sync::watch::Receiver<u64>>) {
     }
     std::future::pending::<()>().await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A cancel listener built alone, from its own params (no subscription is made
+    /// until it runs).
+    #[tokio::test]
+    async fn a_cancel_message_stops_only_its_job_and_only_once() {
+        let inflight = InFlight::default();
+        let until = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+        let (cancelled, _) = inflight.insert("a", 1, until);
+        let (other, _) = inflight.insert("b", 2, until);
+        let canceller = Canceller::new(CancellerParams {
+            connector: Connector::new("redis://127.0.0.1:1").expect("a URL"),
+            keys: Keys::new("q"),
+            inflight,
+        });
+        assert!(canceller.tick("a"));
+        assert!(!canceller.tick("a"), "a handler is told to stop once");
+        assert!(!canceller.tick("not-held"));
+        assert_eq!(cancelled.reason(), Some(StopReason::Cancelled));
+        assert!(cancelled.cancel.is_cancelled());
+        assert_eq!(other.reason(), None);
+    }
+}

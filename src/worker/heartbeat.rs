@@ -208,3 +208,41 @@ impl Heartbeat {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A heartbeat built alone, from its own params: no worker, and no Redis (the
+    /// connection is lazy and fencing never uses it).
+    fn alone(inflight: InFlight) -> Heartbeat {
+        let connector = crate::conn::Connector::new("redis://127.0.0.1:1").expect("a URL");
+        Heartbeat::new(HeartbeatParams {
+            conn: SharedConn::new(connector, Duration::from_secs(1)),
+            keys: Keys::new("q"),
+            worker_id: "w".into(),
+            lease: Duration::from_secs(30),
+            interval: Duration::from_secs(10),
+            inflight,
+            metrics: QueueMetrics::new("q", "w"),
+            about: About {
+                concurrency: 1,
+                started_ms: 0,
+            },
+        })
+    }
+
+    #[tokio::test]
+    async fn fences_only_the_handlers_whose_lease_may_have_ended() {
+        let inflight = InFlight::default();
+        let now = tokio::time::Instant::now();
+        let (late, _) = inflight.insert("late", 1, now);
+        let (fine, _) = inflight.insert("fine", 2, now + Duration::from_secs(30));
+        let heartbeat = alone(inflight.clone());
+        assert_eq!(heartbeat.fence(now), 1);
+        assert_eq!(late.reason(), Some(StopReason::LeaseLost));
+        assert_eq!(fine.reason(), None);
+        assert!(inflight.get("late").is_none(), "a fenced job is let go");
+        assert!(inflight.get("fine").is_some());
+    }
+}
