@@ -168,6 +168,22 @@ pub(super) async fn list_jobs(
     if offset > isize::MAX as usize / 2 {
         return Err(ApiError::bad("offset is too large"));
     }
+    if state == JobState::Delayed {
+        // Delayed jobs come with the time they become ready, as in `baton list`.
+        let due = s
+            .queue(&q)
+            .list_due(offset, limit)
+            .await
+            .map_err(|e| fail(&q, "list", e))?;
+        let ids: Vec<&str> = due.iter().map(|(id, _)| id.as_str()).collect();
+        let jobs: Vec<_> = due
+            .iter()
+            .map(|(id, at)| json!({ "id": id, "due_ms": at }))
+            .collect();
+        return Ok(Json(
+            json!({ "queue": q, "state": state, "offset": offset, "ids": ids, "jobs": jobs }),
+        ));
+    }
     let ids = s
         .queue(&q)
         .list(state, offset, limit)

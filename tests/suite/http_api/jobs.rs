@@ -109,6 +109,14 @@ async fn happy_path_enqueue_inspect_cancel_retry_delete() {
         .call(Method::GET, "/v1/queues/emails/jobs?state=delayed", None)
         .await;
     assert_eq!(list["ids"], json!([delayed_id]));
+    // Delayed jobs come with the time they run (ms since the epoch, Redis clock).
+    assert_eq!(list["jobs"][0]["id"], json!(delayed_id));
+    let due = list["jobs"][0]["due_ms"].as_u64().expect("due_ms");
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    assert!(due > now_ms, "due {due} is not in the future of {now_ms}");
     let (_, list) = api
         .call(
             Method::GET,
