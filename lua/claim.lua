@@ -5,6 +5,7 @@
 -- KEYS: [1] wait  [2] prioritized  [3] delayed  [4] active  [5] meta  [6] wake
 --       [7] failed
 -- ARGV: [1] key prefix  [2] max jobs  [3] worker id  [4] lease ms
+-- Reads meta 'paused' (lease nothing) and 'concurrency' (lease at most that many in all).
 -- Returns: { next_delayed_due_ms (-1 if none), now_ms,
 --            then per claimed job 8 values: id, token, attempt, name, data, opts, ready_ms, stalled }
 -- The token is the job's fencing token: every later write about this attempt must
@@ -34,7 +35,16 @@ if #due > 0 then
 end
 
 local out = { -1, now }
-if redis.call('HGET', KEYS[5], 'paused') ~= '1' and max > 0 then
+-- A queue-wide cap on active jobs (meta 'concurrency', set by Queue::set_concurrency):
+-- lease no more than the room left under it, counted in the lease table, so it holds
+-- exactly across every worker (a claim is atomic) and frees itself as leases go.
+local meta = redis.call('HMGET', KEYS[5], 'paused', 'concurrency')
+local cap = tonumber(meta[2])
+if cap and cap > 0 then
+  local room = cap - redis.call('ZCARD', KEYS[4])
+  if room < max then max = room end
+end
+if meta[1] ~= '1' and max > 0 then
   local ids = redis.call('RPOP', KEYS[1], max)
   if not ids then ids = {} end
   if #ids < max then

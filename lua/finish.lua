@@ -70,7 +70,15 @@ for i = 0, n - 1 do
   end
 end
 -- One ZREM for the whole batch: these leases are released.
-if #released > 0 then redis.call('ZREM', KEYS[1], unpack(released)) end
+if #released > 0 then
+  redis.call('ZREM', KEYS[1], unpack(released))
+  -- Under a queue-wide concurrency cap, idle workers may be blocked for want of room,
+  -- not of jobs: the room just freed wakes one if jobs are waiting.
+  if not woke and redis.call('HEXISTS', KEYS[8], 'concurrency') == 1
+    and (redis.call('LLEN', KEYS[2]) > 0 or redis.call('ZCARD', KEYS[3]) > 0) then
+    woke = true
+  end
+end
 retain_finished(prefix, now)
 if woke then wake(KEYS[9]) end
 return out

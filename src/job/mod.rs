@@ -251,6 +251,9 @@ pub struct Counts {
     pub cancelled: u64,
     /// The queue is paused.
     pub paused: bool,
+    /// The cap on running jobs across all workers ([`Queue::set_concurrency`](crate::Queue::set_concurrency)), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<u64>,
 }
 
 impl Counts {

@@ -23,22 +23,26 @@ type JobParts = (
     Option<f64>,
 );
 
+/// The seven state sets' sizes (wait, prioritized, delayed, active, completed, failed,
+/// cancelled), then meta's `paused` and `concurrency`.
+type SizesAndMeta = (
+    u64,
+    u64,
+    u64,
+    u64,
+    u64,
+    u64,
+    u64,
+    (Option<String>, Option<u64>),
+);
+
 impl Queue {
     /// Counts per state (one round trip).
     pub async fn counts(&self) -> Result<Counts> {
         self.bounded(async {
             let k = &self.keys;
             let mut c = self.conn().await?;
-            let (wait, prio, delayed, active, completed, failed, cancelled, paused): (
-                u64,
-                u64,
-                u64,
-                u64,
-                u64,
-                u64,
-                u64,
-                Option<String>,
-            ) = redis::pipe()
+            let (wait, prio, delayed, active, completed, failed, cancelled, (paused, cap)): SizesAndMeta = redis::pipe()
                 .llen(k.wait())
                 .zcard(k.prioritized())
                 .zcard(k.delayed())
@@ -46,7 +50,10 @@ impl Queue {
                 .zcard(k.completed())
                 .zcard(k.failed())
                 .zcard(k.cancelled())
-                .hget(k.meta(), "paused")
+                .cmd("HMGET")
+                .arg(k.meta())
+                .arg("paused")
+                .arg("concurrency")
                 .query_async(&mut c)
                 .await?;
             Ok(Counts {
@@ -57,6 +64,7 @@ impl Queue {
                 failed,
                 cancelled,
                 paused: paused.as_deref() == Some("1"),
+                concurrency: cap.filter(|c| *c > 0),
             })
         })
         .await

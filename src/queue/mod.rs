@@ -275,6 +275,31 @@ impl Queue {
         .await
     }
 
+    /// Caps this queue's running jobs across every worker at `limit` (`None` or 0:
+    /// no cap). Enforced inside the claim script against the lease table, so it is
+    /// exact however many workers race, and room frees as jobs finish, stall, are
+    /// cancelled or are handed back. Lowering it below the jobs running now stops new
+    /// claims until enough of them end; it never stops a running job.
+    pub async fn set_concurrency(&self, limit: Option<u32>) -> Result<()> {
+        self.bounded(async {
+            let mut c = self.conn().await?;
+            let mut p = redis::pipe();
+            p.atomic();
+            match limit.filter(|l| *l > 0) {
+                Some(l) => p.hset(self.keys.meta(), "concurrency", l).ignore(),
+                None => p.hdel(self.keys.meta(), "concurrency").ignore(),
+            };
+            // Room may have grown: wake one idle worker to look.
+            p.lpush(self.keys.wake(), "1")
+                .ignore()
+                .ltrim(self.keys.wake(), 0, 0)
+                .ignore();
+            let _: () = p.query_async(&mut c).await?;
+            Ok(())
+        })
+        .await
+    }
+
     /// Lets workers claim again.
     pub async fn resume(&self) -> Result<()> {
         self.bounded(async {

@@ -24,6 +24,7 @@ mod deploy_files;
 mod encryption;
 mod exec_contract;
 mod exec_worker;
+mod flow_control;
 mod http_api;
 mod http_hardening;
 mod lifecycle;

@@ -82,6 +82,10 @@ pub async fn stats(url: &SharedConn, one: Option<String>, as_json: bool) -> Resu
     );
     for (n, c) in rows {
         let name = if c.paused { format!("{n} (paused)") } else { n };
+        let name = match c.concurrency {
+            Some(cap) => format!("{name} (at most {cap} running)"),
+            None => name,
+        };
         println!(
             "{:<24} {:>9} {:>9} {:>9} {:>10} {:>9} {:>10}",
             name, c.waiting, c.delayed, c.active, c.completed, c.failed, c.cancelled
@@ -285,6 +289,19 @@ pub async fn pause(url: &SharedConn, q: &str, pause: bool, as_json: bool) -> Res
     }
     let text = format!("{} {q}", if pause { "paused" } else { "resumed" });
     say(as_json, json!({"queue": q, "paused": pause}), text);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn limit(url: &SharedConn, q: &str, concurrency: u32, as_json: bool) -> Result<ExitCode> {
+    queue(url, q)?
+        .set_concurrency(Some(concurrency).filter(|c| *c > 0))
+        .await?;
+    let text = match concurrency {
+        0 => format!("{q}: no concurrency cap"),
+        n => format!("{q}: at most {n} running at once, over all workers"),
+    };
+    let cap = (concurrency > 0).then_some(concurrency);
+    say(as_json, json!({"queue": q, "concurrency": cap}), text);
     Ok(ExitCode::SUCCESS)
 }
 

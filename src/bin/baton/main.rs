@@ -126,6 +126,17 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Cap a queue's running jobs across all workers (0 removes the cap).
+    Limit {
+        /// Queue.
+        queue: String,
+        /// At most this many of the queue's jobs run at once, over every worker.
+        #[arg(long)]
+        concurrency: u32,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
     /// Let workers claim jobs of a queue again.
     Resume {
         /// Queue.
@@ -245,6 +256,11 @@ async fn run(cli: Cli) -> baton::Result<ExitCode> {
         Cmd::Remove { queue, id, json } => admin::remove(url, &queue, &id, json).await,
         Cmd::Pause { queue, json } => admin::pause(url, &queue, true, json).await,
         Cmd::Resume { queue, json } => admin::pause(url, &queue, false, json).await,
+        Cmd::Limit {
+            queue,
+            concurrency,
+            json,
+        } => admin::limit(url, &queue, concurrency, json).await,
         Cmd::Clean {
             queue,
             state,

@@ -87,6 +87,28 @@ pub(super) async fn resume(
     Ok(Json(json!({ "queue": q, "paused": false })))
 }
 
+/// Body of `POST /v1/queues/{queue}/limits`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct LimitsRequest {
+    /// At most this many running at once over all workers; 0 or null: no cap.
+    concurrency: Option<u32>,
+}
+
+pub(super) async fn set_limits(
+    State(s): State<ApiState>,
+    QueueName(q): QueueName,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let req: LimitsRequest = json_body(body)?;
+    let cap = req.concurrency.filter(|c| *c > 0);
+    s.queue(&q)
+        .set_concurrency(cap)
+        .await
+        .map_err(|e| fail(&q, "limits", e))?;
+    Ok(Json(json!({ "queue": q, "concurrency": cap })))
+}
+
 pub(super) async fn add_job(
     State(s): State<ApiState>,
     QueueName(q): QueueName,

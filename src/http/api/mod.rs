@@ -37,7 +37,7 @@ use auth::require_token;
 pub(crate) use auth::Tokens;
 use handlers::{
     add_job, cancel_job, get_job, list_jobs, list_queues, openapi, pause, queue_counts, remove_job,
-    resume, retry_job,
+    resume, retry_job, set_limits,
 };
 
 pub(crate) use errors::{no_method, no_route};
@@ -137,6 +137,7 @@ pub(crate) fn table() -> Vec<Route> {
         r(M::GET, "/v1/queues/{queue}", true, queue_counts),
         r(M::POST, "/v1/queues/{queue}/pause", true, pause),
         r(M::POST, "/v1/queues/{queue}/resume", true, resume),
+        r(M::POST, "/v1/queues/{queue}/limits", true, set_limits),
         r(M::POST, "/v1/queues/{queue}/jobs", true, add_job),
         r(M::GET, "/v1/queues/{queue}/jobs", true, list_jobs),
         r(M::GET, "/v1/queues/{queue}/jobs/{id}", true, get_job),

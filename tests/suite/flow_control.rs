@@ -1,0 +1,113 @@
+//! Flow control (issue 11): a cap on a queue's running jobs across all workers.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::common::{baton_bin, start, wait_until, RedisServer};
+use baton::{handler_fn, JobContext, JobError, JobOptions, NewJob, Queue, Worker};
+
+/// Running now and the most seen at once, over every worker of the test.
+#[derive(Default)]
+struct Gauge {
+    now: AtomicUsize,
+    max: AtomicUsize,
+}
+
+fn worker(url: &str, gauge: Arc<Gauge>) -> baton::Worker {
+    Worker::builder(url, "capped")
+        .concurrency(5)
+        .lease(Duration::from_secs(5))
+        .shutdown_timeout(Duration::from_secs(2))
+        .build(handler_fn(move |_: u32, _: JobContext| {
+            let g = gauge.clone();
+            async move {
+                let n = g.now.fetch_add(1, Ordering::SeqCst) + 1;
+                g.max.fetch_max(n, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(60)).await;
+                g.now.fetch_sub(1, Ordering::SeqCst);
+                Ok::<_, JobError>(())
+            }
+        }))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_queue_wide_cap_holds_across_workers_and_frees_as_jobs_finish() {
+    let redis = RedisServer::start();
+    let q = Queue::connect(redis.url(), "capped").unwrap();
+    q.set_concurrency(Some(3)).await.unwrap();
+    assert_eq!(q.counts().await.unwrap().concurrency, Some(3));
+    let jobs: Vec<_> = (0..45u32).map(|i| NewJob::new("n", i)).collect();
+    q.add_bulk(&jobs).await.unwrap();
+    let gauge = Arc::new(Gauge::default());
+    // Three workers of 5 slots each: 15 could run at once without the cap.
+    let ws: Vec<_> = (0..3)
+        .map(|_| start(worker(&redis.url(), gauge.clone())))
+        .collect();
+    wait_until(Duration::from_secs(30), "all 45 jobs completed", || {
+        let q = q.clone();
+        async move { q.counts().await.map(|c| c.completed == 45).unwrap_or(false) }
+    })
+    .await;
+    for w in ws {
+        w.stop().await;
+    }
+    let max = gauge.max.load(Ordering::SeqCst);
+    assert!(max <= 3, "{max} jobs ran at once under a cap of 3");
+    assert_eq!(max, 3, "the cap's room was never used in full");
+
+    // Without the cap, the workers' own concurrency is the limit again.
+    q.set_concurrency(None).await.unwrap();
+    assert_eq!(q.counts().await.unwrap().concurrency, None);
+    let jobs: Vec<_> = (0..30u32)
+        .map(|i| NewJob::new("n", i).with_opts(JobOptions::default()))
+        .collect();
+    q.add_bulk(&jobs).await.unwrap();
+    let gauge = Arc::new(Gauge::default());
+    let ws: Vec<_> = (0..3)
+        .map(|_| start(worker(&redis.url(), gauge.clone())))
+        .collect();
+    wait_until(Duration::from_secs(30), "the next 30 completed", || {
+        let q = q.clone();
+        async move { q.counts().await.map(|c| c.completed == 75).unwrap_or(false) }
+    })
+    .await;
+    for w in ws {
+        w.stop().await;
+    }
+    assert!(
+        gauge.max.load(Ordering::SeqCst) > 3,
+        "uncapped, more than 3 ran at once"
+    );
+}
+
+#[tokio::test]
+async fn the_cli_and_stats_set_and_show_the_cap() {
+    let redis = RedisServer::start();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(baton_bin())
+            .args(["--redis-url", &redis.url()])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let set: serde_json::Value =
+        serde_json::from_str(&run(&["limit", "capped", "--concurrency", "2", "--json"])).unwrap();
+    assert_eq!(set["concurrency"], 2);
+    let stats: serde_json::Value =
+        serde_json::from_str(&run(&["stats", "capped", "--json"])).unwrap();
+    assert_eq!(stats["concurrency"], 2, "{stats}");
+    assert!(run(&["stats", "capped"]).contains("at most 2 running"));
+    let unset: serde_json::Value =
+        serde_json::from_str(&run(&["limit", "capped", "--concurrency", "0", "--json"])).unwrap();
+    assert!(unset["concurrency"].is_null());
+    let q = Queue::connect(redis.url(), "capped").unwrap();
+    assert_eq!(q.counts().await.unwrap().concurrency, None);
+}
