@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::common::{baton_bin, start, wait_until, RedisServer};
+use baton::conn::RedisConfig;
 use baton::{handler_fn, JobContext, JobError, JobOptions, NewJob, Queue, Worker};
 
 /// Running now and the most seen at once, over every worker of the test.
@@ -14,8 +15,8 @@ struct Gauge {
     max: AtomicUsize,
 }
 
-fn worker(url: &str, gauge: Arc<Gauge>) -> baton::Worker {
-    Worker::builder(url, "capped")
+fn worker(redis: impl Into<RedisConfig>, gauge: Arc<Gauge>) -> baton::Worker {
+    Worker::builder(redis, "capped")
         .concurrency(5)
         .lease(Duration::from_secs(5))
         .shutdown_timeout(Duration::from_secs(2))
@@ -43,7 +44,7 @@ async fn a_queue_wide_cap_holds_across_workers_and_frees_as_jobs_finish() {
     let gauge = Arc::new(Gauge::default());
     // Three workers of 5 slots each: 15 could run at once without the cap.
     let ws: Vec<_> = (0..3)
-        .map(|_| start(worker(&redis.url(), gauge.clone())))
+        .map(|_| start(worker(redis.url(), gauge.clone())))
         .collect();
     wait_until(Duration::from_secs(30), "all 45 jobs completed", || {
         let q = q.clone();
@@ -66,7 +67,7 @@ async fn a_queue_wide_cap_holds_across_workers_and_frees_as_jobs_finish() {
     q.add_bulk(&jobs).await.unwrap();
     let gauge = Arc::new(Gauge::default());
     let ws: Vec<_> = (0..3)
-        .map(|_| start(worker(&redis.url(), gauge.clone())))
+        .map(|_| start(worker(redis.url(), gauge.clone())))
         .collect();
     wait_until(Duration::from_secs(30), "the next 30 completed", || {
         let q = q.clone();
@@ -110,4 +111,29 @@ async fn the_cli_and_stats_set_and_show_the_cap() {
     assert!(unset["concurrency"].is_null());
     let q = Queue::connect(redis.url(), "capped").unwrap();
     assert_eq!(q.counts().await.unwrap().concurrency, None);
+}
+
+#[tokio::test]
+async fn the_cap_holds_on_a_cluster() {
+    let cluster = crate::topology::RedisCluster::start(3, 0);
+    let cfg = RedisConfig::cluster(cluster.seed_urls());
+    let q = Queue::connect(cfg.clone(), "capped").unwrap();
+    q.set_concurrency(Some(2)).await.unwrap();
+    let jobs: Vec<_> = (0..20u32).map(|i| NewJob::new("n", i)).collect();
+    q.add_bulk(&jobs).await.unwrap();
+    let gauge = Arc::new(Gauge::default());
+    let ws: Vec<_> = (0..2)
+        .map(|_| start(worker(cfg.clone(), gauge.clone())))
+        .collect();
+    wait_until(Duration::from_secs(30), "all 20 jobs completed", || {
+        let q = q.clone();
+        async move { q.counts().await.map(|c| c.completed == 20).unwrap_or(false) }
+    })
+    .await;
+    for w in ws {
+        w.stop().await;
+    }
+    let max = gauge.max.load(Ordering::SeqCst);
+    assert!(max <= 2, "{max} jobs ran at once under a cap of 2");
+    assert_eq!(max, 2, "the cap's room was never used in full");
 }
