@@ -61,8 +61,8 @@ def one_round():
     claimed = []
     t0 = stats()
     while True:
-        out = r.evalsha(claim, 7, K('wait'), K('prioritized'), K('delayed'), K('active'), K('meta'),
-                        K('wake'), K('failed'), p, a.batch, 'w1', 30000)
+        out = r.evalsha(claim, 8, K('wait'), K('prioritized'), K('delayed'), K('active'), K('meta'),
+                        K('wake'), K('failed'), K('limiter'), p, a.batch, 'w1', 30000)
         n = (len(out) - 2) // 8
         if n == 0:
             break

@@ -3,9 +3,12 @@
 -- Flags: none, so Redis refuses the whole script (OOM) when over maxmemory: a worker
 -- must not lease jobs whose leases and outcomes it could not write.
 -- KEYS: [1] wait  [2] prioritized  [3] delayed  [4] active  [5] meta  [6] wake
---       [7] failed
+--       [7] failed  [8] limiter
 -- ARGV: [1] key prefix  [2] max jobs  [3] worker id  [4] lease ms
--- Reads meta 'paused' (lease nothing) and 'concurrency' (lease at most that many in all).
+-- Reads meta 'paused' (lease nothing), 'concurrency' (lease at most that many in all)
+-- and 'rate' = "N:MS" (start at most N jobs per window of MS ms: a fixed window, counted
+-- in the limiter key, which expires with it; a claim held back by it returns the
+-- window's end as its next due time, so idle workers sleep until then).
 -- Returns: { next_delayed_due_ms (-1 if none), now_ms,
 --            then per claimed job 8 values: id, token, attempt, name, data, opts, ready_ms, stalled }
 -- The token is the job's fencing token: every later write about this attempt must
@@ -38,12 +41,23 @@ local out = { -1, now }
 -- A queue-wide cap on active jobs (meta 'concurrency', set by Queue::set_concurrency):
 -- lease no more than the room left under it, counted in the lease table, so it holds
 -- exactly across every worker (a claim is atomic) and frees itself as leases go.
-local meta = redis.call('HMGET', KEYS[5], 'paused', 'concurrency')
+local meta = redis.call('HMGET', KEYS[5], 'paused', 'concurrency', 'rate')
 local cap = tonumber(meta[2])
 if cap and cap > 0 then
   local room = cap - redis.call('ZCARD', KEYS[4])
   if room < max then max = room end
 end
+local rate_n, rate_ms = string.match(meta[3] or '', '^(%d+):(%d+)$')
+rate_n, rate_ms = tonumber(rate_n), tonumber(rate_ms)
+local started = 0
+if rate_n and rate_ms and rate_ms > 0 then
+  started = tonumber(redis.call('GET', KEYS[8])) or 0
+  local room = rate_n - started
+  if room < max then max = room end
+else
+  rate_n = nil
+end
+local held_until, leased = nil, 0
 if meta[1] ~= '1' and max > 0 then
   local ids = redis.call('RPOP', KEYS[1], max)
   if not ids then ids = {} end
@@ -74,13 +88,28 @@ if meta[1] ~= '1' and max > 0 then
   end
   -- One ZADD for the whole batch: the lease table.
   if #leases > 0 then redis.call('ZADD', KEYS[4], unpack(leases)) end
+  leased = #leases / 2
+  if rate_n and #leases > 0 then
+    if started == 0 then
+      redis.call('SET', KEYS[8], #leases / 2, 'PX', rate_ms)
+    else
+      redis.call('INCRBY', KEYS[8], #leases / 2)
+    end
+  end
   if #ids == max and (redis.call('LLEN', KEYS[1]) > 0 or redis.call('ZCARD', KEYS[2]) > 0) then
     wake(KEYS[6])
   end
+end
+-- Held back by the rate limit with jobs waiting: idle workers sleep until the window ends.
+if rate_n and started + leased >= rate_n and meta[1] ~= '1'
+  and (redis.call('LLEN', KEYS[1]) > 0 or redis.call('ZCARD', KEYS[2]) > 0) then
+  local ttl = redis.call('PTTL', KEYS[8])
+  if ttl > 0 then held_until = now + ttl end
 end
 retain_finished(prefix, now)
 -- Nothing leased: the worker blocks on the wake key next.
 if #out == 2 then clear_junk_wake(KEYS[6]) end
 local next_due = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
 if #next_due > 0 then out[1] = tonumber(next_due[2]) end
+if held_until and (out[1] < 0 or held_until < out[1]) then out[1] = held_until end
 return out

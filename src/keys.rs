@@ -63,9 +63,14 @@ impl Keys {
     pub fn cancelled(&self) -> String {
         self.key("cancelled")
     }
-    /// HASH of queue-wide settings (`paused`, the priority sequence).
+    /// HASH of queue-wide settings (`paused`, `concurrency`, `rate`, the priority sequence).
     pub fn meta(&self) -> String {
         self.key("meta")
+    }
+    /// STRING: jobs started in the current rate-limit window (meta `rate`), expiring
+    /// with the window.
+    pub fn limiter(&self) -> String {
+        self.key("limiter")
     }
     /// LIST holding at most one wake-up token that idle workers block on.
     pub fn wake(&self) -> String {

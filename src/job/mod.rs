@@ -254,6 +254,36 @@ pub struct Counts {
     /// The cap on running jobs across all workers ([`Queue::set_concurrency`](crate::Queue::set_concurrency)), if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub concurrency: Option<u64>,
+    /// The queue's rate limit ([`Queue::set_rate_limit`](crate::Queue::set_rate_limit)), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate: Option<Rate>,
+}
+
+/// At most `max` jobs of a queue started per `per_ms` milliseconds, over all workers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Rate {
+    /// Jobs started per window.
+    pub max: u32,
+    /// The window, in milliseconds.
+    pub per_ms: u64,
+}
+
+impl Rate {
+    /// As meta stores it and claim.lua reads it: `N:MS`.
+    pub(crate) fn parse_stored(s: &str) -> Option<Rate> {
+        let (n, ms) = s.split_once(':')?;
+        Some(Rate {
+            max: n.parse().ok()?,
+            per_ms: ms.parse().ok()?,
+        })
+    }
+}
+
+impl std::fmt::Display for Rate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let per = humantime::format_duration(std::time::Duration::from_millis(self.per_ms));
+        write!(f, "{}/{per}", self.max)
+    }
 }
 
 impl Counts {

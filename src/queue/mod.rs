@@ -300,6 +300,45 @@ impl Queue {
         .await
     }
 
+    /// Starts at most `max` of this queue's jobs per `per` over all workers (`None`: no
+    /// limit). A fixed window, counted inside the claim script, so exact however many
+    /// workers race; a worker held back sleeps until the window ends. Retried and
+    /// recovered jobs count again when they start again.
+    pub async fn set_rate_limit(&self, limit: Option<(u32, std::time::Duration)>) -> Result<()> {
+        if let Some((max, per)) = limit {
+            if max == 0 || per.as_millis() == 0 {
+                return Err(Error::Invalid(format!(
+                    "a rate limit needs at least 1 job per at least 1ms, got {max} per {per:?}"
+                )));
+            }
+        }
+        self.bounded(async {
+            let mut c = self.conn().await?;
+            let mut p = redis::pipe();
+            p.atomic();
+            match limit {
+                Some((max, per)) => p
+                    .hset(
+                        self.keys.meta(),
+                        "rate",
+                        format!("{max}:{}", per.as_millis()),
+                    )
+                    .ignore(),
+                None => p.hdel(self.keys.meta(), "rate").ignore(),
+            };
+            // A new limit starts a new window.
+            p.del(self.keys.limiter())
+                .ignore()
+                .lpush(self.keys.wake(), "1")
+                .ignore()
+                .ltrim(self.keys.wake(), 0, 0)
+                .ignore();
+            let _: () = p.query_async(&mut c).await?;
+            Ok(())
+        })
+        .await
+    }
+
     /// Lets workers claim again.
     pub async fn resume(&self) -> Result<()> {
         self.bounded(async {

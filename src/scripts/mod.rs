@@ -129,7 +129,8 @@ pub(crate) async fn claim<C: ConnectionLike + Send>(
         .key(k.active())
         .key(k.meta())
         .key(k.wake())
-        .key(k.failed());
+        .key(k.failed())
+        .key(k.limiter());
     inv.arg(k.prefix())
         .arg(max)
         .arg(worker)

@@ -176,6 +176,27 @@ pub fn retention(what: &str, text: &str) -> Result<Retention> {
     Ok(r)
 }
 
+/// A rate limit as the CLI and the HTTP API write it: `N/DURATION` (`100/1s`,
+/// `5/250ms`), or `none` for no limit (`Ok(None)`).
+pub fn rate(text: &str) -> Result<Option<(u32, Duration)>> {
+    let t = text.trim();
+    if t.eq_ignore_ascii_case("none") {
+        return Ok(None);
+    }
+    let bad = || {
+        Error::Invalid(format!(
+            "rate {text:?}: write N/DURATION, e.g. 100/1s or 5/250ms (or none)"
+        ))
+    };
+    let (n, per) = t.split_once('/').ok_or_else(bad)?;
+    let n: u32 = n.trim().parse().map_err(|_| bad())?;
+    let per = duration("rate window", per.trim())?;
+    if n == 0 || per.as_millis() == 0 {
+        return Err(bad());
+    }
+    Ok(Some((n, per)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,4 +1,5 @@
-//! Flow control (issue 11): a cap on a queue's running jobs across all workers.
+//! Flow control (issue 11): a cap on a queue's running jobs and a rate limit on its
+//! starts, both across all workers.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -109,6 +110,29 @@ async fn the_cli_and_stats_set_and_show_the_cap() {
     let unset: serde_json::Value =
         serde_json::from_str(&run(&["limit", "capped", "--concurrency", "0", "--json"])).unwrap();
     assert!(unset["concurrency"].is_null());
+    let rated: serde_json::Value =
+        serde_json::from_str(&run(&["limit", "capped", "--rate", "100/1s", "--json"])).unwrap();
+    assert_eq!(
+        rated["rate"],
+        serde_json::json!({"max": 100, "per_ms": 1000})
+    );
+    assert!(run(&["stats", "capped"]).contains("at most 100/1s started"));
+    let out = std::process::Command::new(baton_bin())
+        .args([
+            "--redis-url",
+            &redis.url(),
+            "limit",
+            "capped",
+            "--rate",
+            "fast",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("N/DURATION"));
+    let unrated: serde_json::Value =
+        serde_json::from_str(&run(&["limit", "capped", "--rate", "none", "--json"])).unwrap();
+    assert!(unrated["rate"].is_null());
     let q = Queue::connect(redis.url(), "capped").unwrap();
     assert_eq!(q.counts().await.unwrap().concurrency, None);
 }
@@ -136,4 +160,97 @@ async fn the_cap_holds_on_a_cluster() {
     let max = gauge.max.load(Ordering::SeqCst);
     assert!(max <= 2, "{max} jobs ran at once under a cap of 2");
     assert_eq!(max, 2, "the cap's room was never used in full");
+}
+
+#[tokio::test]
+async fn a_rate_limit_spreads_starts_over_windows_across_workers() {
+    let redis = RedisServer::start();
+    let q = Queue::connect(redis.url(), "capped").unwrap();
+    q.set_rate_limit(Some((5, Duration::from_secs(1))))
+        .await
+        .unwrap();
+    let rate = q.counts().await.unwrap().rate.expect("rate shown");
+    assert_eq!((rate.max, rate.per_ms), (5, 1000));
+    let jobs: Vec<_> = (0..20u32).map(|i| NewJob::new("n", i)).collect();
+    q.add_bulk(&jobs).await.unwrap();
+    let starts = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mk = |starts: Arc<std::sync::Mutex<Vec<std::time::Instant>>>| {
+        Worker::builder(redis.url(), "capped")
+            .concurrency(10)
+            .build(handler_fn(move |_: u32, _: JobContext| {
+                let starts = starts.clone();
+                async move {
+                    starts.lock().unwrap().push(std::time::Instant::now());
+                    Ok::<_, JobError>(())
+                }
+            }))
+            .unwrap()
+    };
+    // Two workers of 10 slots: without the limit all 20 start at once.
+    let ws = [start(mk(starts.clone())), start(mk(starts.clone()))];
+    wait_until(Duration::from_secs(30), "all 20 jobs completed", || {
+        let q = q.clone();
+        async move { q.counts().await.map(|c| c.completed == 20).unwrap_or(false) }
+    })
+    .await;
+    for w in ws {
+        w.stop().await;
+    }
+    let mut t = starts.lock().unwrap().clone();
+    t.sort();
+    // Five per window of one second: 20 jobs take four windows, so the last start
+    // comes at least three seconds after the first, and the first window holds five.
+    let span = t[19] - t[0];
+    assert!(
+        span >= Duration::from_millis(2900),
+        "20 starts within {span:?}"
+    );
+    let first_window = t
+        .iter()
+        .filter(|s| **s - t[0] < Duration::from_millis(900))
+        .count();
+    assert!(
+        first_window <= 5,
+        "{first_window} starts in the first window"
+    );
+
+    // Removed: the next jobs start without waiting.
+    q.set_rate_limit(None).await.unwrap();
+    assert!(q.counts().await.unwrap().rate.is_none());
+}
+
+#[tokio::test]
+async fn the_http_api_sets_and_removes_limits_field_by_field() {
+    use reqwest::{Method, StatusCode};
+    use serde_json::json;
+    let redis = RedisServer::start();
+    let api = crate::http_api::support::Api::start(&redis.url(), None).await;
+    let path = "/v1/queues/capped/limits";
+    let (st, body) = api
+        .call(
+            Method::POST,
+            path,
+            Some(json!({"concurrency": 4, "rate": "10/500ms"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    assert_eq!(body["concurrency"], 4);
+    assert_eq!(body["rate"], json!({"max": 10, "per_ms": 500}));
+    // A field left out stays; null removes.
+    let (_, body) = api
+        .call(Method::POST, path, Some(json!({"rate": null})))
+        .await;
+    assert_eq!(body["concurrency"], 4);
+    assert!(body["rate"].is_null(), "{body}");
+    let (st, body) = api
+        .call(Method::POST, path, Some(json!({"rate": "ten a second"})))
+        .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("N/DURATION"),
+        "{body}"
+    );
+    let (_, counts) = api.call(Method::GET, "/v1/queues/capped", None).await;
+    assert_eq!(counts["concurrency"], 4, "{counts}");
+    api.stop().await;
 }

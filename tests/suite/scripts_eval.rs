@@ -163,6 +163,7 @@ impl T {
             "meta",
             "wake",
             "failed",
+            "limiter",
         ] {
             inv.key(self.k(k));
         }

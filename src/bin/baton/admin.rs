@@ -86,6 +86,10 @@ pub async fn stats(url: &SharedConn, one: Option<String>, as_json: bool) -> Resu
             Some(cap) => format!("{name} (at most {cap} running)"),
             None => name,
         };
+        let name = match c.rate {
+            Some(r) => format!("{name} (at most {r} started)"),
+            None => name,
+        };
         println!(
             "{:<24} {:>9} {:>9} {:>9} {:>10} {:>9} {:>10}",
             name, c.waiting, c.delayed, c.active, c.completed, c.failed, c.cancelled
@@ -292,16 +296,35 @@ pub async fn pause(url: &SharedConn, q: &str, pause: bool, as_json: bool) -> Res
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn limit(url: &SharedConn, q: &str, concurrency: u32, as_json: bool) -> Result<ExitCode> {
-    queue(url, q)?
-        .set_concurrency(Some(concurrency).filter(|c| *c > 0))
-        .await?;
-    let text = match concurrency {
-        0 => format!("{q}: no concurrency cap"),
-        n => format!("{q}: at most {n} running at once, over all workers"),
-    };
-    let cap = (concurrency > 0).then_some(concurrency);
-    say(as_json, json!({"queue": q, "concurrency": cap}), text);
+pub async fn limit(
+    url: &SharedConn,
+    q: &str,
+    concurrency: Option<u32>,
+    rate: Option<&str>,
+    as_json: bool,
+) -> Result<ExitCode> {
+    let rate = rate.map(baton::validate::rate).transpose()?;
+    let queue = queue(url, q)?;
+    if let Some(c) = concurrency {
+        queue.set_concurrency(Some(c).filter(|c| *c > 0)).await?;
+    }
+    if let Some(r) = rate {
+        queue.set_rate_limit(r).await?;
+    }
+    let counts = queue.counts().await?;
+    let cap = counts
+        .concurrency
+        .map_or("no concurrency cap".to_string(), |c| {
+            format!("at most {c} running at once")
+        });
+    let per = counts.rate.map_or("no rate limit".to_string(), |r| {
+        format!("at most {r} started")
+    });
+    say(
+        as_json,
+        json!({"queue": q, "concurrency": counts.concurrency, "rate": counts.rate}),
+        format!("{q}: {cap}, {per}, over all workers"),
+    );
     Ok(ExitCode::SUCCESS)
 }
 

@@ -126,13 +126,17 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// Cap a queue's running jobs across all workers (0 removes the cap).
+    /// Flow control over all workers: a cap on running jobs, a rate of starts.
+    #[command(group(clap::ArgGroup::new("limits").required(true).multiple(true).args(["concurrency", "rate"])))]
     Limit {
         /// Queue.
         queue: String,
-        /// At most this many of the queue's jobs run at once, over every worker.
+        /// At most this many of the queue's jobs run at once, over every worker (0: no cap).
         #[arg(long)]
-        concurrency: u32,
+        concurrency: Option<u32>,
+        /// At most N jobs started per duration, over every worker: `100/1s`, or `none`.
+        #[arg(long)]
+        rate: Option<String>,
         /// Print one JSON object.
         #[arg(long)]
         json: bool,
@@ -259,8 +263,9 @@ async fn run(cli: Cli) -> baton::Result<ExitCode> {
         Cmd::Limit {
             queue,
             concurrency,
+            rate,
             json,
-        } => admin::limit(url, &queue, concurrency, json).await,
+        } => admin::limit(url, &queue, concurrency, rate.as_deref(), json).await,
         Cmd::Clean {
             queue,
             state,

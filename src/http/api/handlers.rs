@@ -87,12 +87,26 @@ pub(super) async fn resume(
     Ok(Json(json!({ "queue": q, "paused": false })))
 }
 
-/// Body of `POST /v1/queues/{queue}/limits`.
+/// Body of `POST /v1/queues/{queue}/limits`: a field left out is left as it is; `null`
+/// (or a concurrency of 0, a rate of `"none"`) removes that limit.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct LimitsRequest {
-    /// At most this many running at once over all workers; 0 or null: no cap.
-    concurrency: Option<u32>,
+    /// At most this many running at once over all workers.
+    #[serde(default, deserialize_with = "present")]
+    concurrency: Option<Option<u32>>,
+    /// At most N started per duration over all workers: `"100/1s"`.
+    #[serde(default, deserialize_with = "present")]
+    rate: Option<Option<String>>,
+}
+
+/// A field that is present (even as `null`) is `Some`, so "absent" and "remove" differ.
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
 }
 
 pub(super) async fn set_limits(
@@ -101,12 +115,32 @@ pub(super) async fn set_limits(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let req: LimitsRequest = json_body(body)?;
-    let cap = req.concurrency.filter(|c| *c > 0);
-    s.queue(&q)
-        .set_concurrency(cap)
-        .await
-        .map_err(|e| fail(&q, "limits", e))?;
-    Ok(Json(json!({ "queue": q, "concurrency": cap })))
+    let rate = match &req.rate {
+        Some(Some(text)) => {
+            Some(crate::validate::rate(text).map_err(|e| ApiError::bad(e.to_string()))?)
+        }
+        Some(None) => Some(None),
+        None => None,
+    };
+    let queue = s.queue(&q);
+    if let Some(c) = req.concurrency {
+        queue
+            .set_concurrency(c.filter(|c| *c > 0))
+            .await
+            .map_err(|e| fail(&q, "limits", e))?;
+    }
+    if let Some(r) = rate {
+        queue
+            .set_rate_limit(r)
+            .await
+            .map_err(|e| fail(&q, "limits", e))?;
+    }
+    let counts = queue.counts().await.map_err(|e| fail(&q, "counts", e))?;
+    Ok(Json(json!({
+        "queue": q,
+        "concurrency": counts.concurrency,
+        "rate": counts.rate,
+    })))
 }
 
 pub(super) async fn add_job(
