@@ -19,6 +19,7 @@ mod client;
 mod config;
 mod connector;
 mod link;
+mod scan;
 mod sentinel;
 
 use std::sync::Arc;
@@ -26,6 +27,9 @@ use std::time::Duration;
 
 pub use config::{redact_url, RedisConfig, Topology};
 pub use connector::Connector;
+// Not part of the stable API: public for the `baton` binary.
+#[doc(hidden)]
+pub use scan::MasterScan;
 // Not part of the stable API: public for the `baton` binary and the tests.
 #[doc(hidden)]
 pub use link::RedisConn;

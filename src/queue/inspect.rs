@@ -249,34 +249,17 @@ impl Queue {
     /// a cluster. Names that [`crate::validate::queue_name`] refuses are left out.
     pub async fn discover(conn: &crate::conn::SharedConn) -> Result<Vec<String>> {
         let mut names = Vec::new();
-        for node in conn.connector().nodes().await? {
-            if !node.primary {
-                continue;
-            }
-            let mut c = node.connect().await?;
-            let mut cursor: u64 = 0;
-            loop {
-                let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                    .arg(cursor)
-                    .arg("MATCH")
-                    .arg(Keys::META_PATTERN)
-                    .arg("COUNT")
-                    .arg(1000)
-                    .query_async(&mut c)
-                    .await?;
-                names.extend(
-                    keys.iter()
-                        .filter_map(|k| Keys::queue_from_meta_key(k))
-                        // A name no entry point accepts (a key made by hand, or by a
-                        // version without the check) is not a queue baton can serve.
-                        .filter(|q| crate::validate::queue_name(q).is_ok())
-                        .map(String::from),
-                );
-                if next == 0 {
-                    break;
-                }
-                cursor = next;
-            }
+        let mut scan =
+            crate::conn::MasterScan::new(conn.connector(), Keys::META_PATTERN, 1000).await?;
+        while let Some(keys) = scan.next_page().await? {
+            names.extend(
+                keys.iter()
+                    .filter_map(|k| Keys::queue_from_meta_key(k))
+                    // A name no entry point accepts (a key made by hand, or by a
+                    // version without the check) is not a queue baton can serve.
+                    .filter(|q| crate::validate::queue_name(q).is_ok())
+                    .map(String::from),
+            );
         }
         names.sort();
         names.dedup();

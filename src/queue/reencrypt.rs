@@ -53,33 +53,15 @@ impl Queue {
         let prefix = format!("{}job:", self.keys.prefix());
         let pattern = format!("{}*", glob_escape(&prefix));
         let mut report = Reencrypted::default();
-        for node in self.conn.connector().nodes().await? {
-            if !node.primary {
-                continue;
-            }
-            let mut c = node.connect().await?;
-            let mut cursor: u64 = 0;
-            loop {
-                let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                    .arg(cursor)
-                    .arg("MATCH")
-                    .arg(&pattern)
-                    .arg("COUNT")
-                    .arg(batch)
-                    .query_async(&mut c)
-                    .await?;
-                let ids: Vec<String> = keys
-                    .iter()
-                    .filter_map(|k| k.strip_prefix(&prefix))
-                    .map(String::from)
-                    .collect();
-                for chunk in ids.chunks(batch) {
-                    self.reencrypt_batch(&keyring, chunk, &mut report).await?;
-                }
-                if next == 0 {
-                    break;
-                }
-                cursor = next;
+        let mut scan = crate::conn::MasterScan::new(self.conn.connector(), &pattern, batch).await?;
+        while let Some(keys) = scan.next_page().await? {
+            let ids: Vec<String> = keys
+                .iter()
+                .filter_map(|k| k.strip_prefix(&prefix))
+                .map(String::from)
+                .collect();
+            for chunk in ids.chunks(batch) {
+                self.reencrypt_batch(&keyring, chunk, &mut report).await?;
             }
         }
         Ok(report)

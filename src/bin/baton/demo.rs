@@ -313,31 +313,16 @@ async fn exercise(
 /// Deletes every key of `queue` (they share its hash tag, so one node holds them all);
 /// returns how many.
 async fn delete_queue(url: &baton::conn::RedisConfig, queue: &str) -> Result<u64> {
-    let pattern = format!("baton:{{{queue}}}:*");
+    let connector = baton::conn::Connector::new(url.clone())?;
+    // Routed by key: every key of the queue is in one slot, so one UNLINK takes a page.
+    let mut c = connector.connect(Duration::from_secs(10)).await?;
+    let mut scan =
+        baton::conn::MasterScan::new(&connector, &format!("baton:{{{queue}}}:*"), 1000).await?;
     let mut deleted = 0;
-    for node in baton::conn::Connector::new(url.clone())?.nodes().await? {
-        if !node.primary {
-            continue;
-        }
-        let mut c = node.connect().await?;
-        let mut cursor: u64 = 0;
-        loop {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut c)
-                .await?;
-            for k in keys {
-                let n: u64 = redis::cmd("UNLINK").arg(&k).query_async(&mut c).await?;
-                deleted += n;
-            }
-            if next == 0 {
-                break;
-            }
-            cursor = next;
+    while let Some(keys) = scan.next_page().await? {
+        if !keys.is_empty() {
+            let n: u64 = redis::cmd("UNLINK").arg(&keys).query_async(&mut c).await?;
+            deleted += n;
         }
     }
     Ok(deleted)
