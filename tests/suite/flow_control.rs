@@ -16,6 +16,26 @@ struct Gauge {
     max: AtomicUsize,
 }
 
+/// Waits until the queue has `n` completed jobs (30 s at most), then stops the workers.
+async fn until_completed(
+    q: &Queue,
+    n: u64,
+    workers: impl IntoIterator<Item = crate::common::Running>,
+) {
+    wait_until(
+        Duration::from_secs(30),
+        &format!("{n} jobs completed"),
+        || {
+            let q = q.clone();
+            async move { q.counts().await.map(|c| c.completed == n).unwrap_or(false) }
+        },
+    )
+    .await;
+    for w in workers {
+        w.stop().await;
+    }
+}
+
 fn worker(redis: impl Into<RedisConfig>, gauge: Arc<Gauge>) -> baton::Worker {
     Worker::builder(redis, "capped")
         .concurrency(5)
@@ -47,14 +67,7 @@ async fn a_queue_wide_cap_holds_across_workers_and_frees_as_jobs_finish() {
     let ws: Vec<_> = (0..3)
         .map(|_| start(worker(redis.url(), gauge.clone())))
         .collect();
-    wait_until(Duration::from_secs(30), "all 45 jobs completed", || {
-        let q = q.clone();
-        async move { q.counts().await.map(|c| c.completed == 45).unwrap_or(false) }
-    })
-    .await;
-    for w in ws {
-        w.stop().await;
-    }
+    until_completed(&q, 45, ws).await;
     let max = gauge.max.load(Ordering::SeqCst);
     assert!(max <= 3, "{max} jobs ran at once under a cap of 3");
     assert_eq!(max, 3, "the cap's room was never used in full");
@@ -70,14 +83,7 @@ async fn a_queue_wide_cap_holds_across_workers_and_frees_as_jobs_finish() {
     let ws: Vec<_> = (0..3)
         .map(|_| start(worker(redis.url(), gauge.clone())))
         .collect();
-    wait_until(Duration::from_secs(30), "the next 30 completed", || {
-        let q = q.clone();
-        async move { q.counts().await.map(|c| c.completed == 75).unwrap_or(false) }
-    })
-    .await;
-    for w in ws {
-        w.stop().await;
-    }
+    until_completed(&q, 75, ws).await;
     assert!(
         gauge.max.load(Ordering::SeqCst) > 3,
         "uncapped, more than 3 ran at once"
@@ -149,14 +155,7 @@ async fn the_cap_holds_on_a_cluster() {
     let ws: Vec<_> = (0..2)
         .map(|_| start(worker(cfg.clone(), gauge.clone())))
         .collect();
-    wait_until(Duration::from_secs(30), "all 20 jobs completed", || {
-        let q = q.clone();
-        async move { q.counts().await.map(|c| c.completed == 20).unwrap_or(false) }
-    })
-    .await;
-    for w in ws {
-        w.stop().await;
-    }
+    until_completed(&q, 20, ws).await;
     let max = gauge.max.load(Ordering::SeqCst);
     assert!(max <= 2, "{max} jobs ran at once under a cap of 2");
     assert_eq!(max, 2, "the cap's room was never used in full");
@@ -188,14 +187,7 @@ async fn a_rate_limit_spreads_starts_over_windows_across_workers() {
     };
     // Two workers of 10 slots: without the limit all 20 start at once.
     let ws = [start(mk(starts.clone())), start(mk(starts.clone()))];
-    wait_until(Duration::from_secs(30), "all 20 jobs completed", || {
-        let q = q.clone();
-        async move { q.counts().await.map(|c| c.completed == 20).unwrap_or(false) }
-    })
-    .await;
-    for w in ws {
-        w.stop().await;
-    }
+    until_completed(&q, 20, ws).await;
     let mut t = starts.lock().unwrap().clone();
     t.sort();
     // Five per window of one second: 20 jobs take four windows, so the last start
