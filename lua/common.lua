@@ -156,14 +156,20 @@ end
 -- the end of the script (retain_finished): a batch trims each set once.
 local retained = {}
 
+-- Jobs whose retention keeps none of their kind: their keys, deleted by
+-- retain_finished with one DEL for the whole batch.
+local doomed = {}
+
 -- Finishes a job: moves it to a finished set and records why, then notes the set's
 -- retention for retain_finished. `keep` is the job's own (count, age) for that set
--- (keep_of). A job whose retention keeps none of its kind is deleted instead and trims
--- nothing: the other finished jobs are not its business. Returns true if kept.
+-- (keep_of). A job whose retention keeps none of its kind is deleted instead (by
+-- retain_finished, at the end of the script) and trims nothing: the other finished
+-- jobs are not its business. Returns true if kept.
 -- Every script that finishes a job calls this and retain_finished, nothing else.
 local function finish_job(prefix, set, jk, id, state, field, value, now, count, age)
   if count == 0 then
-    delete_job(prefix, id)
+    local n = #doomed
+    doomed[n + 1], doomed[n + 2], doomed[n + 3] = jk, prefix .. 'steps:' .. id, prefix .. 'logs:' .. id
     return false
   end
   redis.call('HSET', jk, 'state', state, field, value, 'finished', now)
@@ -172,9 +178,13 @@ local function finish_job(prefix, set, jk, id, state, field, value, now, count, 
   return true
 end
 
--- Applies the retention noted by finish_job; call once, at the end of the script.
+-- Applies the retention noted by finish_job and deletes the jobs it doomed; call once,
+-- at the end of the script.
 local function retain_finished(prefix, now)
   for _, p in pairs(retained) do trim(p[1], prefix, p[2], p[3], now) end
+  for i = 1, #doomed, 3000 do
+    redis.call('DEL', unpack(doomed, i, math.min(i + 2999, #doomed)))
+  end
 end
 
 -- Fails a job whose record is corrupt (check_job's reason), under its failed retention.

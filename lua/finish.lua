@@ -11,7 +11,10 @@
 --             'h' hand back: first in line again, the attempt not consumed (shutdown)
 -- Returns: one integer per outcome: 1 written as asked; 2 the job ended cancelled
 --          instead, because a cancel was requested; 0 lock lost (the lease is gone or
---          another worker holds the job): nothing was written.
+--          another worker holds the job; or the same lease twice in one call): nothing
+--          was written.
+-- Cost: one HMGET and the write per job; the lease release (ZREM) and the deletion of
+-- jobs kept by none of their retention (DEL) are one command each for the batch.
 -- A retry now or a hand back needs the job's priority (and a hand back its attempt):
 -- when those fields are corrupt the job is put in delayed, due now, and is written as
 -- asked (1); the next claim fails it with the reason.
@@ -21,16 +24,20 @@ local now = now_ms()
 local out = {}
 local woke = false
 local released = {}
-local fields = { 'token', 'cancel', 'pri', 'keep', 'attempt' }
+local seen = {}
+-- 'state' is 'active' exactly while the job is in the lease table (claim sets both;
+-- every script that ends a lease changes both), so it stands in for a ZSCORE per job.
+local fields = { 'token', 'cancel', 'pri', 'keep', 'attempt', 'state' }
 
 for i = 0, n - 1 do
   local b = 3 + i * 5
   local id, token, kind, value = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
   local jk = prefix .. 'job:' .. id
   local raw = redis.call('HMGET', jk, unpack(fields))
-  if raw[1] ~= token or not redis.call('ZSCORE', KEYS[1], id) then
+  if raw[1] ~= token or raw[6] ~= 'active' or seen[id] then
     out[#out + 1] = 0
   else
+    seen[id] = true
     released[#released + 1] = id
     local kc, kca, kf, kfa = keep_of(raw[4])
     local result = 1

@@ -13,16 +13,22 @@
 local prefix = ARGV[1]
 local now = now_ms()
 local deadline = now + tonumber(ARGV[3])
-local lost, cancels = {}, {}
+local lost, cancels, renewed = {}, {}, {}
 for i = 6, #ARGV, 2 do
   local id, token = ARGV[i], ARGV[i + 1]
-  local f = redis.call('HMGET', prefix .. 'job:' .. id, 'token', 'cancel')
-  if f[1] == token and redis.call('ZSCORE', KEYS[1], id) then
-    redis.call('ZADD', KEYS[1], 'XX', deadline, id)
+  -- 'state' is 'active' exactly while the job is in the lease table (see finish.lua).
+  local f = redis.call('HMGET', prefix .. 'job:' .. id, 'token', 'cancel', 'state')
+  if f[1] == token and f[3] == 'active' then
+    renewed[#renewed + 1], renewed[#renewed + 2] = deadline, id
     if f[2] == '1' then cancels[#cancels + 1] = id end
   else
     lost[#lost + 1] = id
   end
+end
+-- One ZADD per 1000 renewed leases (XX: a lease that ended meanwhile is not made anew;
+-- chunks keep unpack below Lua's stack limit).
+for i = 1, #renewed, 2000 do
+  redis.call('ZADD', KEYS[1], 'XX', unpack(renewed, i, math.min(i + 1999, #renewed)))
 end
 redis.call('ZADD', KEYS[2], now + tonumber(ARGV[4]), ARGV[2])
 redis.call('HSET', KEYS[3], ARGV[2], ARGV[5])

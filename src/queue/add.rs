@@ -224,5 +224,6 @@ fn encode<T: Serialize>(
         priority: o.priority,
         keep_completed: o.keep_completed.script_args(),
         keep_failed: o.keep_failed.script_args(),
+        fresh: o.job_id.is_none(),
     })
 }

@@ -62,6 +62,9 @@ pub(crate) struct NewJobArgs {
     pub priority: u32,
     pub keep_completed: (i64, u64),
     pub keep_failed: (i64, u64),
+    /// The id was just made here (a random UUID) and this is its first send: `add.lua`
+    /// skips looking it up. False for a caller's id, which may exist.
+    pub fresh: bool,
 }
 
 /// `add.lua`: per job, true if added, false if the id existed.
@@ -86,6 +89,7 @@ pub(crate) async fn add<C: ConnectionLike + Send>(
             .arg(j.priority);
         let (kc, kf) = (j.keep_completed, j.keep_failed);
         inv.arg(format!("{}:{}:{}:{}", kc.0, kc.1, kf.0, kf.1));
+        inv.arg(if j.fresh { "1" } else { "0" });
     }
     let out: Vec<i64> = inv.invoke_async(c).await?;
     Ok(out.into_iter().map(|v| v == 1).collect())

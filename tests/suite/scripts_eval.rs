@@ -137,7 +137,8 @@ impl T {
                 .arg("opts")
                 .arg(*delay)
                 .arg(*pri)
-                .arg(*keep);
+                .arg(*keep)
+                .arg("0");
         }
         inv.invoke(&mut self.c)
     }
@@ -408,6 +409,64 @@ fn redis() -> RedisServer {
 }
 
 // ---------------------------------------------------------------- defect 2: claim
+
+/// One lease named twice in one finish call (an ack batch that repeats an outcome) is
+/// written once: the second is refused as lock lost, so a retry does not put the job
+/// in line twice, and the release leaves nothing behind.
+#[test]
+fn finish_writes_one_lease_once_per_batch() {
+    let redis = RedisServer::start();
+    let mut t = T::on(&redis, "twice");
+    t.add(&["a", "b"]);
+    let leased = t.claim(2).unwrap();
+    let tok = |id: &str| leased.iter().find(|l| l.0 == id).unwrap().1;
+    let (ta, tb) = (tok("a"), tok("b"));
+    let out = t
+        .finish(&[
+            ("a", ta, "r", "again", 0),
+            ("a", ta, "r", "again", 0),
+            ("b", tb, "c", "res", 0),
+            ("b", tb, "c", "res", 0),
+        ])
+        .unwrap();
+    assert_eq!(out, vec![1, 0, 1, 0]);
+    assert_eq!(t.line("wait"), vec!["a".to_string()], "a is in line once");
+    assert_eq!(t.zset("completed"), vec!["b".to_string()]);
+    assert!(t.zset("active").is_empty());
+}
+
+/// Jobs kept by none of their retention are deleted with the batch, steps and logs
+/// too, and a kept one in the same batch stays.
+#[test]
+fn finish_deletes_the_unkept_jobs_of_a_batch_with_their_steps_and_logs() {
+    let redis = RedisServer::start();
+    let mut t = T::on(&redis, "doomed");
+    t.add_keep("gone1", "0:0:10000:0");
+    t.add_keep("gone2", "0:0:10000:0");
+    t.add_keep("kept", KEEP);
+    let leased = t.claim(3).unwrap();
+    for (id, _, _) in &leased {
+        let steps = t.k(&format!("steps:{id}"));
+        let logs = t.k(&format!("logs:{id}"));
+        let _: () = t.cmd(&["HSET", &steps, "s", "v"]);
+        let _: () = t.cmd(&["RPUSH", &logs, "line"]);
+    }
+    let outcomes: Vec<_> = leased
+        .iter()
+        .map(|(id, tok, _)| (id.as_str(), *tok, "c", "res", 0))
+        .collect();
+    assert_eq!(t.finish(&outcomes).unwrap(), vec![1, 1, 1]);
+    for id in ["gone1", "gone2"] {
+        assert!(!t.exists(id), "{id}");
+        for k in [format!("steps:{id}"), format!("logs:{id}")] {
+            let k = t.k(&k);
+            assert_eq!(t.cmd::<i64>(&["EXISTS", &k]), 0, "{k}");
+        }
+    }
+    assert!(t.exists("kept"));
+    assert_eq!(t.hget("kept", "state").as_deref(), Some("completed"));
+    assert_eq!(t.zset("completed"), vec!["kept".to_string()]);
+}
 
 #[test]
 fn claim_fails_a_corrupt_job_alone_and_leases_the_rest_of_the_batch() {
