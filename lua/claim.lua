@@ -66,6 +66,8 @@ if meta[1] ~= '1' and max > 0 then
     for i = 1, #z, 2 do ids[#ids + 1] = z[i] end
   end
   local deadline = now + tonumber(ARGV[4])
+  -- Redis turns a Lua number argument into text (sprintf) at every call: once here.
+  local now_s = tostring(now)
   local leases = {}
   local fields = { 'name', 'data', 'opts', 'ready', 'ts', 'stalled', 'token', 'attempt' }
   for _, id in ipairs(ids) do
@@ -77,7 +79,7 @@ if meta[1] ~= '1' and max > 0 then
       fail_corrupt(prefix, KEYS[7], jk, id, corrupt, now)
     elseif f then
       local token, attempt = f[7] + 1, f[8] + 1
-      redis.call('HSET', jk, 'state', 'active', 'worker', ARGV[3], 'started', now,
+      redis.call('HSET', jk, 'state', 'active', 'worker', ARGV[3], 'started', now_s,
         'token', token, 'attempt', attempt)
       leases[#leases + 1] = deadline
       leases[#leases + 1] = id

@@ -84,10 +84,17 @@ local function delete_job(prefix, id)
   redis.call('DEL', prefix .. 'job:' .. id, prefix .. 'steps:' .. id, prefix .. 'logs:' .. id)
 end
 
--- Removes and deletes members of a finished set, at most 1000 a call.
+-- Removes and deletes members of a finished set, at most 1000 a call: one DEL and one
+-- ZREM for them all (each write command inside a script is propagated to the AOF on its
+-- own, which costs Redis more than the write itself).
 local function drop_members(set, prefix, ids)
   if #ids == 0 then return 0 end
-  for _, id in ipairs(ids) do delete_job(prefix, id) end
+  local keys = {}
+  for i, id in ipairs(ids) do
+    local n = i * 3
+    keys[n - 2], keys[n - 1], keys[n] = prefix .. 'job:' .. id, prefix .. 'steps:' .. id, prefix .. 'logs:' .. id
+  end
+  redis.call('DEL', unpack(keys))
   redis.call('ZREM', set, unpack(ids))
   return #ids
 end
@@ -160,6 +167,13 @@ local retained = {}
 -- retain_finished with one DEL for the whole batch.
 local doomed = {}
 
+-- Finished set -> { score, id, ... } of the jobs finish_job kept, added by
+-- retain_finished with one ZADD per set.
+local entering = {}
+
+-- `now` as text, made once: Redis formats a Lua number argument anew at every call.
+local finished_text = nil
+
 -- Finishes a job: moves it to a finished set and records why, then notes the set's
 -- retention for retain_finished. `keep` is the job's own (count, age) for that set
 -- (keep_of). A job whose retention keeps none of its kind is deleted instead (by
@@ -172,15 +186,26 @@ local function finish_job(prefix, set, jk, id, state, field, value, now, count, 
     doomed[n + 1], doomed[n + 2], doomed[n + 3] = jk, prefix .. 'steps:' .. id, prefix .. 'logs:' .. id
     return false
   end
-  redis.call('HSET', jk, 'state', state, field, value, 'finished', now)
-  redis.call('ZADD', set, now, id)
+  finished_text = finished_text or tostring(now)
+  redis.call('HSET', jk, 'state', state, field, value, 'finished', finished_text)
+  local members = entering[set]
+  if not members then
+    members = {}
+    entering[set] = members
+  end
+  members[#members + 1], members[#members + 2] = now, id
   retained[set .. '|' .. count .. '|' .. age] = { set, count, age }
   return true
 end
 
--- Applies the retention noted by finish_job and deletes the jobs it doomed; call once,
--- at the end of the script.
+-- Adds the jobs finish_job kept to their finished sets, applies the retention it noted
+-- and deletes the jobs it doomed; call once, at the end of the script.
 local function retain_finished(prefix, now)
+  for set, members in pairs(entering) do
+    for i = 1, #members, 2000 do
+      redis.call('ZADD', set, unpack(members, i, math.min(i + 1999, #members)))
+    end
+  end
   for _, p in pairs(retained) do trim(p[1], prefix, p[2], p[3], now) end
   for i = 1, #doomed, 3000 do
     redis.call('DEL', unpack(doomed, i, math.min(i + 2999, #doomed)))
