@@ -20,9 +20,13 @@ import argparse, os, statistics
 import redis
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-# The options `baton add` writes by default (attempts 3, exponential backoff), MessagePack.
-OPTS = bytes.fromhex('83a8617474656d70747303a76261636b6f666684a474797065ab6578706f6e656e7469616ca4'
-                     '62617365cd03e8a36d6178ce000927c0a66a6974746572c3a774696d656f7574c0')
+# The options `baton add` writes by default (attempts 3, exponential backoff 1s..10m
+# with jitter, no timeout): the compact MessagePack array of RunOptions::encode. Before
+# 2026-11-30 they were a 71-byte map with field names (OPTS_NAMED), which made every job
+# hash a hash table (a value over hash-max-listpack-value, 64 bytes).
+OPTS = bytes.fromhex('96030101cd03e8ce000927c0c3c0')
+OPTS_NAMED = bytes.fromhex('83a8617474656d70747303a76261636b6f666684a474797065ab6578706f6e656e746961'
+                           '6ca462617365cd03e8a36d6178ce000927c0a66a6974746572c3a774696d656f7574c0')
 Q = 'prof'
 P = 'baton:{%s}:' % Q
 
@@ -45,6 +49,7 @@ class Profile:
         self.keep, self.strict = keep_arg(keep), strict
         self.quiet = False  # no INFO commandstats calls (for INFO cpu alone)
         self.fresh = 'groups of 8' in open(os.path.join(lua, 'add.lua')).read()
+        self.opts = OPTS if os.environ.get('OPTS') != 'named' else OPTS_NAMED
 
     def load(self, name):
         common = open(os.path.join(self.lua, 'common.lua')).read()
@@ -74,7 +79,7 @@ class Profile:
         for b in range(0, self.jobs, 100):
             args = [P, 100]
             for i in range(b, b + 100):
-                args += [f'j{i}', 'n', b'\x81\xa1i' + i.to_bytes(4, 'big'), OPTS, 0, 0, self.keep]
+                args += [f'j{i}', 'n', b'\x81\xa1i' + i.to_bytes(4, 'big'), self.opts, 0, 0, self.keep]
                 if self.fresh:
                     args.append('1')
             x = self.stats()

@@ -155,13 +155,63 @@ impl JobOptions {
     }
 }
 
-/// The part of the options a worker needs, stored with the job as MessagePack.
+/// The part of the options a worker needs, stored with the job (field `opts`).
+///
+/// Written compact ([`RunOptions::encode`]: a MessagePack array of about 15 bytes), not
+/// as a map with field names (71 bytes): Redis keeps a hash whose values are all at most
+/// `hash-max-listpack-value` (64 by default) bytes as one small listpack, and a single
+/// longer value turns the whole job hash into a hash table, which costs several times
+/// the memory and the CPU of every read and write of the job.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct RunOptions {
     pub attempts: u32,
     pub backoff: Backoff,
     #[serde(with = "serde_ms::opt_ms", default)]
     pub timeout: Option<Duration>,
+}
+
+/// [`RunOptions`] as stored: attempts, backoff kind (0 fixed, 1 exponential), the fixed
+/// delay or the base (ms), the cap (ms), jitter, the timeout (ms).
+type RunOptionsWire = (u32, u8, u64, u64, bool, Option<u64>);
+
+impl RunOptions {
+    /// The stored form: a MessagePack array (see the type's doc).
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let ms = |d: Duration| d.as_millis().min(u64::MAX as u128) as u64;
+        let (kind, a, b, jitter) = match self.backoff {
+            Backoff::Fixed { delay } => (0, ms(delay), 0, false),
+            Backoff::Exponential { base, max, jitter } => (1, ms(base), ms(max), jitter),
+        };
+        let wire: RunOptionsWire = (self.attempts, kind, a, b, jitter, self.timeout.map(ms));
+        rmp_serde::to_vec(&wire).expect("a tuple of numbers always encodes")
+    }
+
+    /// Reads the stored form, or the map with field names that jobs added before
+    /// 2026-11-30 carry.
+    pub(crate) fn decode(bytes: &[u8]) -> std::result::Result<RunOptions, String> {
+        let is_array = matches!(bytes.first(), Some(0x90..=0x9f | 0xdc | 0xdd));
+        if !is_array {
+            return rmp_serde::from_slice(bytes).map_err(|e| e.to_string());
+        }
+        let (attempts, kind, a, b, jitter, timeout): RunOptionsWire =
+            rmp_serde::from_slice(bytes).map_err(|e| e.to_string())?;
+        let backoff = match kind {
+            0 => Backoff::Fixed {
+                delay: Duration::from_millis(a),
+            },
+            1 => Backoff::Exponential {
+                base: Duration::from_millis(a),
+                max: Duration::from_millis(b),
+                jitter,
+            },
+            k => return Err(format!("unknown backoff kind {k}")),
+        };
+        Ok(RunOptions {
+            attempts,
+            backoff,
+            timeout: timeout.map(Duration::from_millis),
+        })
+    }
 }
 
 /// A job as read back from Redis.
@@ -322,6 +372,42 @@ mod tests {
         };
         let bytes = rmp_serde::to_vec_named(&o).unwrap();
         assert_eq!(rmp_serde::from_slice::<RunOptions>(&bytes).unwrap(), o);
+        // The map with field names (jobs added before the compact form) still reads.
+        assert_eq!(RunOptions::decode(&bytes).unwrap(), o);
+    }
+
+    #[test]
+    fn run_options_are_stored_compact_and_read_back() {
+        for o in [
+            RunOptions {
+                attempts: 3,
+                backoff: Backoff::default(),
+                timeout: None,
+            },
+            RunOptions {
+                attempts: 1_000_000,
+                backoff: Backoff::Exponential {
+                    base: Duration::from_millis(1),
+                    max: Duration::from_secs(10 * 366 * 24 * 3600),
+                    jitter: false,
+                },
+                timeout: Some(Duration::from_secs(10 * 366 * 24 * 3600)),
+            },
+            RunOptions {
+                attempts: 5,
+                backoff: Backoff::Fixed {
+                    delay: Duration::from_millis(250),
+                },
+                timeout: Some(Duration::from_secs(2)),
+            },
+        ] {
+            let bytes = o.encode();
+            // Well under hash-max-listpack-value (64), so the job hash stays a listpack.
+            assert!(bytes.len() <= 32, "{} bytes: {o:?}", bytes.len());
+            assert_eq!(RunOptions::decode(&bytes).unwrap(), o);
+        }
+        assert!(RunOptions::decode(&[0x96, 1, 9, 0, 0, 0xc2, 0xc0]).is_err());
+        assert!(RunOptions::decode(b"junk").is_err());
     }
 
     #[test]

@@ -214,7 +214,7 @@ fn encode<T: Serialize>(
         backoff: o.backoff,
         timeout: o.timeout,
     };
-    let opts = rmp_serde::to_vec_named(&run).map_err(|e| Error::Encode(e.to_string()))?;
+    let opts = run.encode();
     Ok(NewJobArgs {
         id,
         name: name.to_string(),

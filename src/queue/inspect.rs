@@ -170,8 +170,7 @@ impl Queue {
             }
             let s = |f: &str| h.get(f).map(|v| String::from_utf8_lossy(v).into_owned());
             let n = |f: &str| s(f).and_then(|v| v.parse::<u64>().ok());
-            let opts: Option<RunOptions> =
-                h.get("opts").and_then(|b| rmp_serde::from_slice(b).ok());
+            let opts: Option<RunOptions> = h.get("opts").and_then(|b| RunOptions::decode(b).ok());
             let state = s("state")
                 .and_then(|st| JobState::parse(&st))
                 .unwrap_or(JobState::Waiting);

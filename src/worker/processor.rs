@@ -127,7 +127,7 @@ impl Processor {
         let queue = p.keys.queue();
         let wait = claim_now_ms.saturating_sub(job.ready_ms) as f64 / 1000.0;
         p.metrics.wait.record(wait);
-        let opts: RunOptions = match rmp_serde::from_slice(&job.opts) {
+        let opts: RunOptions = match RunOptions::decode(&job.opts) {
             Ok(o) => o,
             Err(e) => {
                 drop(permit);
