@@ -179,11 +179,12 @@ impl Processor {
         );
         let started = Instant::now();
         // The handler is polled right here, in the job's task and span (so its log lines
-        // carry queue and job id); aborting it means no longer polling it and dropping it.
-        // Panics are caught at each poll.
-        let mut task = tokio::spawn(tracing::Instrument::in_current_span(
-            std::panic::AssertUnwindSafe(p.handler.handle(ctx)).catch_unwind(),
-        ));
+        // carry queue and job id), not in a task of its own: one task per job, not two
+        // (a spawn and its cross-thread wake-ups were a visible share of a busy worker's
+        // CPU). Aborting it means no longer polling it and dropping it. Panics are caught
+        // at each poll.
+        let mut handler =
+            std::pin::pin!(std::panic::AssertUnwindSafe(p.handler.handle(ctx)).catch_unwind());
         let deadline = async {
             match timeout {
                 Some(t) => tokio::time::sleep(t).await,
@@ -191,21 +192,22 @@ impl Processor {
             }
         };
         let finished = tokio::select! {
-            r = &mut task => Some(r),
+            r = &mut handler => Some(r),
             _ = deadline => { held.stop(StopReason::Timeout); None }
             _ = held.cancel.cancelled() => None,
         };
         let result = match finished {
             Some(r) => Some(r),
-            None => match tokio::time::timeout(p.abort_grace, &mut task).await {
+            None => match tokio::time::timeout(p.abort_grace, &mut handler).await {
                 Ok(r) => Some(r),
                 Err(_) => {
                     tracing::warn!(queue = %queue, job_id = %job.id, "handler did not stop within the abort grace; aborting it");
-                    task.abort();
                     None
                 }
             },
         };
+        // Dropped here when aborted (or already done).
+        drop(handler);
         let elapsed = started.elapsed();
         p.metrics.duration.record(elapsed.as_secs_f64());
         held.running.store(false, Ordering::Relaxed);
@@ -214,16 +216,13 @@ impl Processor {
 
         // Flatten: Ok(Ok(bytes)) success; Ok(Err(e)) handler error; Err(panic); None aborted.
         let result: Result<Vec<u8>, JobError> = match result {
-            Some(Ok(Ok(Ok(bytes)))) if bytes.len() > MAX_RESULT_BYTES => {
-                Err(JobError::fatal(format!(
-                    "result too large to store: {} bytes (the limit is {MAX_RESULT_BYTES})",
-                    bytes.len()
-                )))
-            }
-            Some(Ok(Ok(Ok(bytes)))) => Ok(bytes),
-            Some(Ok(Ok(Err(e)))) => Err(e),
-            Some(Err(_)) => Err(JobError::retry("handler task failed")),
-            Some(Ok(Err(panic))) => Err(JobError::retry(format!(
+            Some(Ok(Ok(bytes))) if bytes.len() > MAX_RESULT_BYTES => Err(JobError::fatal(format!(
+                "result too large to store: {} bytes (the limit is {MAX_RESULT_BYTES})",
+                bytes.len()
+            ))),
+            Some(Ok(Ok(bytes))) => Ok(bytes),
+            Some(Ok(Err(e))) => Err(e),
+            Some(Err(panic)) => Err(JobError::retry(format!(
                 "handler panicked: {}",
                 panic_message(&panic)
             ))),
