@@ -183,31 +183,32 @@ impl Processor {
         // (a spawn and its cross-thread wake-ups were a visible share of a busy worker's
         // CPU). Aborting it means no longer polling it and dropping it. Panics are caught
         // at each poll.
-        let mut handler =
-            std::pin::pin!(std::panic::AssertUnwindSafe(p.handler.handle(ctx)).catch_unwind());
-        let deadline = async {
-            match timeout {
-                Some(t) => tokio::time::sleep(t).await,
-                None => std::future::pending().await,
+        // In a block of its own, so an aborted handler is dropped here, at once.
+        let result = {
+            let mut handler =
+                std::pin::pin!(std::panic::AssertUnwindSafe(p.handler.handle(ctx)).catch_unwind());
+            let deadline = async {
+                match timeout {
+                    Some(t) => tokio::time::sleep(t).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let finished = tokio::select! {
+                r = &mut handler => Some(r),
+                _ = deadline => { held.stop(StopReason::Timeout); None }
+                _ = held.cancel.cancelled() => None,
+            };
+            match finished {
+                Some(r) => Some(r),
+                None => match tokio::time::timeout(p.abort_grace, &mut handler).await {
+                    Ok(r) => Some(r),
+                    Err(_) => {
+                        tracing::warn!(queue = %queue, job_id = %job.id, "handler did not stop within the abort grace; aborting it");
+                        None
+                    }
+                },
             }
         };
-        let finished = tokio::select! {
-            r = &mut handler => Some(r),
-            _ = deadline => { held.stop(StopReason::Timeout); None }
-            _ = held.cancel.cancelled() => None,
-        };
-        let result = match finished {
-            Some(r) => Some(r),
-            None => match tokio::time::timeout(p.abort_grace, &mut handler).await {
-                Ok(r) => Some(r),
-                Err(_) => {
-                    tracing::warn!(queue = %queue, job_id = %job.id, "handler did not stop within the abort grace; aborting it");
-                    None
-                }
-            },
-        };
-        // Dropped here when aborted (or already done).
-        drop(handler);
         let elapsed = started.elapsed();
         p.metrics.duration.record(elapsed.as_secs_f64());
         held.running.store(false, Ordering::Relaxed);
