@@ -2,8 +2,8 @@
 //! background loop's params are made from it when the worker starts.
 //!
 //! No loop sees [`Parts`]: each gets its own small params struct (`HeartbeatParams`,
-//! `SweeperParams`, `AckerParams`, `CancellerParams`, `LaneParams`, `ClaimerParams`,
-//! `ProcessorParams`), holding only what it uses, so a reader sees a loop's inputs in
+//! `SweeperParams`, `SchedulerParams`, `AckerParams`, `CancellerParams`, `LaneParams`,
+//! `ClaimerParams`, `ProcessorParams`), holding only what it uses, so a reader sees a loop's inputs in
 //! its own module and a test can build one loop alone.
 
 use std::sync::Arc;
@@ -18,6 +18,7 @@ use super::heartbeat::{About, Heartbeat, HeartbeatParams};
 use super::inflight::InFlight;
 use super::lane::{Lane, LaneParams};
 use super::processor::{Processor, ProcessorParams};
+use super::scheduler::{SchedulerLoop, SchedulerParams};
 use super::shutdown::DrainParams;
 use super::supervisor::InjectedFault;
 use super::sweeper::{Sweeper, SweeperParams};
@@ -50,6 +51,8 @@ pub(crate) struct LaneLoops {
     pub canceller: Canceller,
     pub heartbeat: Heartbeat,
     pub sweeper: Sweeper,
+    /// Fires the queue's job schedulers.
+    pub scheduler: SchedulerLoop,
     pub acker: Acker,
     /// This queue's part of the claim loop.
     pub lane: Lane,
@@ -103,6 +106,12 @@ impl Parts {
                 interval: self.opts.stalled_interval,
                 max_stalled: self.opts.max_stalled,
                 metrics: metrics.clone(),
+            }),
+            scheduler: SchedulerLoop::new(SchedulerParams {
+                conn: self.conn.clone(),
+                keys: keys.clone(),
+                lookahead: crate::schedule::LOOKAHEAD,
+                poll: crate::schedule::POLL,
             }),
             acker: Acker::new(
                 AckerParams {
