@@ -8,10 +8,10 @@
 --       all: every scheduler, ended ones (no next tick) included
 -- Returns: { now_ms, the first next tick beyond the look-ahead (due mode; else -1),
 --            then per scheduler 3 values: id, next tick ms (-1: none), stored value
---            (nil: none) }
+--            (nil: none) }; in due mode with no scheduler at all, { 0, -1 } (no clock
+--            read: nothing needs it).
 -- Stored values are MessagePack that only Rust reads (src/schedule/).
-local now = now_ms()
-local out = { now, -1 }
+local out = { -1, -1 }
 local function push(id, score)
   out[#out + 1] = id
   out[#out + 1] = score and tonumber(score) or -1
@@ -19,14 +19,26 @@ local function push(id, score)
 end
 local mode = ARGV[1]
 if mode == 'due' then
+  -- One ZRANGE by rank: the due ones and the first beyond. Nothing set at all (the
+  -- common case of a worker's idle poll) costs this one command.
+  local max = tonumber(ARGV[3])
+  local first = redis.call('ZRANGE', KEYS[2], 0, max, 'WITHSCORES')
+  if #first == 0 then return { 0, -1 } end
+  local now = now_ms()
+  out[1] = now
   local horizon = now + tonumber(ARGV[2])
-  local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', horizon, 'WITHSCORES', 'LIMIT', 0,
-    tonumber(ARGV[3]))
-  for i = 1, #due, 2 do push(due[i], due[i + 1]) end
-  local beyond = redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. horizon, '+inf', 'WITHSCORES',
-    'LIMIT', 0, 1)
-  if #beyond > 0 then out[2] = tonumber(beyond[2]) end
-elseif mode == 'one' then
+  for i = 1, #first, 2 do
+    local score = tonumber(first[i + 1])
+    if score > horizon then
+      out[2] = score
+      break
+    end
+    if i <= 2 * max then push(first[i], score) end
+  end
+  return out
+end
+out[1] = now_ms()
+if mode == 'one' then
   if redis.call('HEXISTS', KEYS[1], ARGV[2]) == 1 then
     push(ARGV[2], redis.call('ZSCORE', KEYS[2], ARGV[2]))
   end

@@ -42,6 +42,7 @@ impl Queue {
         let plan = base.plan()?;
         self.bounded(async {
             let mut c = self.conn().await?;
+            let sharded = c.is_cluster();
             for _ in 0..MAX_ROUNDS {
                 let r = scripts::schedule_read(&mut c, &self.keys, Read::One(id)).await?;
                 let now = r.now_ms;
@@ -81,6 +82,7 @@ impl Queue {
                     pending.as_ref(),
                     (&back_bytes, back_next),
                     (&kept_bytes, kept_next),
+                    sharded,
                 )
                 .await?;
                 let (stored, bytes, next) = match code {

@@ -39,12 +39,19 @@ pub(crate) use stored::Stored;
 /// How far ahead of its tick a job is added: the worker's scheduler loop fires a tick
 /// once it is due within this, so the job is waiting in the delayed set when its time
 /// comes (and starts within milliseconds, like any delayed job).
-pub const LOOKAHEAD: Duration = Duration::from_secs(3);
+pub const LOOKAHEAD: Duration = Duration::from_secs(2);
 
-/// The longest a worker's scheduler loop sleeps before reading the schedulers again
-/// (to see new and changed ones); shorter than [`LOOKAHEAD`], so a tick is never seen
-/// late by a live worker. Costs one read-only script call per queue per poll.
-pub const POLL: Duration = Duration::from_secs(2);
+/// The longest a worker's scheduler loop sleeps before reading the schedulers again.
+/// Between reads it sleeps until the next tick less [`LOOKAHEAD`]; an upsert wakes
+/// every worker's loop at once (a message on the queue's cancel channel), so this only
+/// bounds how late a loop that missed that message sees a change. An idle poll of a
+/// queue without schedulers costs Redis two commands (one read-only script, one ZRANGE).
+pub const POLL: Duration = Duration::from_secs(5);
+
+/// The message an upsert publishes on the queue's cancel channel to wake the workers'
+/// scheduler loops: it holds a NUL, which no job id can (see [`crate::validate::job_id`]),
+/// so a cancel listener never takes it for a job.
+pub(crate) const CHANGED: &str = "\0schedulers";
 
 /// When a scheduler ticks.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -155,7 +155,8 @@ pub(crate) struct Pending {
 }
 
 /// `schedule_upsert.lua`: 0 changed meanwhile, 1 written, 2 written and the pending
-/// job taken back. `seen` empty: no scheduler was there.
+/// job taken back. `seen` empty: no scheduler was there. `sharded`: announce the change
+/// with SPUBLISH (a cluster) instead of PUBLISH.
 pub(crate) async fn schedule_upsert<C: ConnectionLike + Send>(
     c: &mut C,
     k: &Keys,
@@ -164,6 +165,7 @@ pub(crate) async fn schedule_upsert<C: ConnectionLike + Send>(
     pending: Option<&Pending>,
     taken_back: (&[u8], Option<u64>),
     kept: (&[u8], Option<u64>),
+    sharded: bool,
 ) -> Result<i64> {
     let mut inv = SCHEDULE_UPSERT.prepare_invoke();
     inv.key(k.schedulers())
@@ -178,7 +180,10 @@ pub(crate) async fn schedule_upsert<C: ConnectionLike + Send>(
         .arg(taken_back.0)
         .arg(ms_or_none(taken_back.1))
         .arg(kept.0)
-        .arg(ms_or_none(kept.1));
+        .arg(ms_or_none(kept.1))
+        .arg(k.cancel_channel())
+        .arg(if sharded { "SPUBLISH" } else { "PUBLISH" })
+        .arg(crate::schedule::CHANGED);
     Ok(inv.invoke_async(c).await?)
 }
 

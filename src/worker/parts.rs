@@ -68,6 +68,8 @@ impl Parts {
         let inflight = InFlight::default();
         let tracker = TaskTracker::new();
         let (outcomes, outcomes_rx) = mpsc::unbounded_channel();
+        // The cancel listener hears scheduler changes; the scheduler loop waits on them.
+        let schedulers_changed = Arc::new(tokio::sync::Notify::new());
         let processor = Processor::new(ProcessorParams {
             keys: keys.clone(),
             conn: self.conn.clone(),
@@ -86,6 +88,7 @@ impl Parts {
                 connector: self.conn.connector().clone(),
                 keys: keys.clone(),
                 inflight: inflight.clone(),
+                schedulers_changed: schedulers_changed.clone(),
             }),
             heartbeat: Heartbeat::new(HeartbeatParams {
                 conn: self.conn.clone(),
@@ -112,6 +115,7 @@ impl Parts {
                 keys: keys.clone(),
                 lookahead: crate::schedule::LOOKAHEAD,
                 poll: crate::schedule::POLL,
+                changed: schedulers_changed,
             }),
             acker: Acker::new(
                 AckerParams {

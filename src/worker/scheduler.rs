@@ -6,8 +6,8 @@
 //! One pass ([`SchedulerLoop::tick`]) reads the schedulers due within
 //! [`LOOKAHEAD`](crate::schedule::LOOKAHEAD) with Redis's clock (one read-only script),
 //! fires each, and says when to look next: at the earliest coming tick less the
-//! look-ahead, never later than [`POLL`](crate::schedule::POLL) (to see new and changed
-//! schedulers). A scheduler whose last tick's job still waits for its time is not fired
+//! look-ahead, never later than [`POLL`](crate::schedule::POLL); an upsert wakes it at
+//! once (through the cancel listener, see `canceller`). A scheduler whose last tick's job still waits for its time is not fired
 //! again until that tick has come: one waiting job per scheduler, which an upsert or a
 //! remove can take back.
 
@@ -39,6 +39,9 @@ pub(crate) struct SchedulerParams {
     pub lookahead: Duration,
     /// Longest sleep between passes.
     pub poll: Duration,
+    /// Told (by the cancel listener) when a scheduler of the queue was set: look again
+    /// at once.
+    pub changed: std::sync::Arc<tokio::sync::Notify>,
 }
 
 /// What one pass did.
@@ -86,6 +89,7 @@ impl SchedulerLoop {
             };
             tokio::select! {
                 _ = tokio::time::sleep(sleep) => {}
+                _ = self.p.changed.notified() => {}
                 _ = stop.cancelled() => return,
             }
         }
