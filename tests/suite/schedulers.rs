@@ -144,6 +144,19 @@ async fn many_workers_one_job_per_tick(conn: Vec<String>, cfg: RedisConfig, n: u
     assert!(ticks.len() >= n, "{} ticks", ticks.len());
     let counts = q.counts().await.unwrap();
     assert_eq!(counts.completed as usize, entries.len(), "{counts:?}");
+    // Measured, not asserted: how long after its tick each job started (exec start-up
+    // included).
+    let mut late: Vec<u64> = entries
+        .iter()
+        .map(|(id, started)| started - tick_of(id, "every-second").unwrap())
+        .collect();
+    late.sort();
+    eprintln!(
+        "{} ticks; start after tick: median {} ms, max {} ms",
+        late.len(),
+        late[late.len() / 2],
+        late[late.len() - 1]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -402,6 +415,39 @@ async fn limit_end_and_remove_stop_a_scheduler() {
     assert_eq!(all["limited"].runs, 3);
     assert_eq!(all["ending"].next_run_ms, None);
     assert!(!all.contains_key("removed"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_of_several_queues_fires_the_schedulers_of_each() {
+    let redis = RedisServer::start();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let recorded = seen.clone();
+    let w = Worker::builder(redis.url(), "qa")
+        .queues(["qa", "qb"])
+        .shutdown_timeout(Duration::from_secs(2))
+        .build(handler_fn(move |data: Value, ctx: JobContext| {
+            let seen = recorded.clone();
+            async move {
+                seen.lock().unwrap().push((ctx.id().to_string(), data));
+                Ok::<_, JobError>(())
+            }
+        }))
+        .unwrap();
+    let w = start(w);
+    for (queue, id) in [("qa", "sa"), ("qb", "sb")] {
+        Queue::connect(redis.url(), queue)
+            .unwrap()
+            .upsert_scheduler(id, &every(1, json!(queue)))
+            .await
+            .unwrap();
+    }
+    wait_until(Duration::from_secs(20), "2 runs on each queue", || async {
+        ids_of(&seen, "sa").len() >= 2 && ids_of(&seen, "sb").len() >= 2
+    })
+    .await;
+    w.stop().await;
+    assert!(ids_of(&seen, "sa").iter().all(|(_, d)| d == "qa"));
+    assert!(ids_of(&seen, "sb").iter().all(|(_, d)| d == "qb"));
 }
 
 #[tokio::test]
