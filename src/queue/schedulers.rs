@@ -7,8 +7,10 @@ use serde::Serialize;
 use super::Queue;
 use crate::error::{Error, Result};
 use crate::job::{msgpack_to_json, RunOptions};
-use crate::schedule::{self, epoch_ms, Fired, Plan, Repeat, Scheduler, SchedulerInfo, Stored};
-use crate::scripts::{self, Pending, Read, ReadEntry};
+use crate::schedule::{
+    self, epoch_ms, Fired, Plan, Repeat, Scheduler, SchedulerInfo, Stored, Tick,
+};
+use crate::scripts::{self, Pending, Read, ReadEntry, Upsert};
 
 /// Compare-and-set rounds an upsert or remove tries before it gives up: each round
 /// lost means a worker fired a tick between the read and the write, so more than a few
@@ -74,17 +76,15 @@ impl Queue {
                 }
                 let (kept_next, back_next) = (kept.first_run(&plan, now), back.first_run(&plan, now));
                 let (kept_bytes, back_bytes) = (kept.encode()?, back.encode()?);
-                let code = scripts::schedule_upsert(
-                    &mut c,
-                    &self.keys,
+                let u = Upsert {
                     id,
-                    &seen,
-                    pending.as_ref(),
-                    (&back_bytes, back_next),
-                    (&kept_bytes, kept_next),
+                    seen: &seen,
+                    pending: pending.as_ref(),
+                    taken_back: (&back_bytes, back_next),
+                    kept: (&kept_bytes, kept_next),
                     sharded,
-                )
-                .await?;
+                };
+                let code = scripts::schedule_upsert(&mut c, &self.keys, &u).await?;
                 let (stored, bytes, next) = match code {
                     0 => continue,
                     2 => (back, back_bytes, back_next),
@@ -96,9 +96,15 @@ impl Queue {
                 let ahead = schedule::LOOKAHEAD.as_millis() as u64;
                 let idle = stored.last_tick.is_none_or(|l| l <= now);
                 if let Some(tick) = next.filter(|t| *t <= now + ahead && idle) {
-                    let (fired, _) =
-                        schedule::fire(&mut c, &self.keys, id, &bytes, &stored, &plan, tick, now)
-                            .await?;
+                    let t = Tick {
+                        id,
+                        seen: &bytes,
+                        stored: &stored,
+                        plan: &plan,
+                        tick,
+                        now,
+                    };
+                    let (fired, _) = schedule::fire(&mut c, &self.keys, t).await?;
                     if fired == Fired::Stale {
                         tracing::debug!(queue = self.name(), scheduler = id, "first tick fired by a worker meanwhile");
                     }

@@ -22,19 +22,32 @@ pub(crate) enum Fired {
     Stale,
 }
 
-/// Fires scheduler `id`'s `tick` at `now` (Redis clock), given its stored value as read
-/// (`seen`, decoded as `stored`). Returns what happened and the next tick it stored.
-#[allow(clippy::too_many_arguments)]
+/// One tick to fire: scheduler `id`'s `tick` at `now` (Redis clock), given its stored
+/// value as read (`seen`, decoded as `stored`, its rule parsed as `plan`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Tick<'a> {
+    pub id: &'a str,
+    pub seen: &'a [u8],
+    pub stored: &'a Stored,
+    pub plan: &'a Plan,
+    pub tick: u64,
+    pub now: u64,
+}
+
+/// Fires one tick. Returns what happened and the next tick it stored.
 pub(crate) async fn fire<C: ConnectionLike + Send>(
     c: &mut C,
     keys: &Keys,
-    id: &str,
-    seen: &[u8],
-    stored: &Stored,
-    plan: &Plan,
-    tick: u64,
-    now: u64,
+    t: Tick<'_>,
 ) -> Result<(Fired, Option<u64>)> {
+    let Tick {
+        id,
+        seen,
+        stored,
+        plan,
+        tick,
+        now,
+    } = t;
     let (after, next) = stored.fired(plan, tick, now);
     let after = after.encode()?;
     let job = TickJob {

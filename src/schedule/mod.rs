@@ -31,7 +31,7 @@ use serde::Serialize;
 
 use crate::job::JobOptions;
 
-pub(crate) use fire::{fire, Fired};
+pub(crate) use fire::{fire, Fired, Tick};
 pub(crate) use plan::Plan;
 pub use plan::MIN_EVERY;
 pub(crate) use stored::Stored;

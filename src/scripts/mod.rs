@@ -281,7 +281,7 @@ pub(crate) use admin::{cancel, clean, record, reencrypt, remove, retry, Record, 
 pub(crate) use lease::{reconcile, renew, sweep, Swept};
 pub(crate) use schedule::{
     schedule_fire, schedule_read, schedule_remove, schedule_upsert, Move, Pending, Read, ReadEntry,
-    TickJob,
+    TickJob, Upsert,
 };
 
 #[cfg(test)]

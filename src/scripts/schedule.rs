@@ -154,19 +154,31 @@ pub(crate) struct Pending {
     pub tick: u64,
 }
 
+/// What `schedule_upsert.lua` takes: the scheduler as read and its two possible new
+/// states (stored value, next tick), one for each fate of its pending job.
+#[derive(Debug, Clone)]
+pub(crate) struct Upsert<'a> {
+    pub id: &'a str,
+    /// The stored value as read (empty: there was none).
+    pub seen: &'a [u8],
+    pub pending: Option<&'a Pending>,
+    /// If the pending job is taken back.
+    pub taken_back: (&'a [u8], Option<u64>),
+    /// If it stays (or there is none).
+    pub kept: (&'a [u8], Option<u64>),
+    /// Announce the change with SPUBLISH (a cluster) instead of PUBLISH.
+    pub sharded: bool,
+}
+
 /// `schedule_upsert.lua`: 0 changed meanwhile, 1 written, 2 written and the pending
-/// job taken back. `seen` empty: no scheduler was there. `sharded`: announce the change
-/// with SPUBLISH (a cluster) instead of PUBLISH.
+/// job taken back.
 pub(crate) async fn schedule_upsert<C: ConnectionLike + Send>(
     c: &mut C,
     k: &Keys,
-    id: &str,
-    seen: &[u8],
-    pending: Option<&Pending>,
-    taken_back: (&[u8], Option<u64>),
-    kept: (&[u8], Option<u64>),
-    sharded: bool,
+    u: &Upsert<'_>,
 ) -> Result<i64> {
+    let (id, seen, pending, taken_back, kept, sharded) =
+        (u.id, u.seen, u.pending, u.taken_back, u.kept, u.sharded);
     let mut inv = SCHEDULE_UPSERT.prepare_invoke();
     inv.key(k.schedulers())
         .key(k.sched())

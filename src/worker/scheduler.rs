@@ -22,7 +22,7 @@ use crate::conn::SharedConn;
 use crate::error::Result;
 use crate::keys::Keys;
 use crate::metrics as m;
-use crate::schedule::{self, Fired, Stored};
+use crate::schedule::{self, Fired, Stored, Tick};
 use crate::scripts::{self, Read};
 
 /// Most schedulers one pass fires; a pass that found this many looks again at once.
@@ -124,11 +124,17 @@ impl SchedulerLoop {
                 wake = wake.min(last);
                 continue;
             }
+            let t = Tick {
+                id: &e.id,
+                seen,
+                stored: &stored,
+                plan: &plan,
+                tick,
+                now,
+            };
             let fired = p
                 .conn
-                .run(async |c| {
-                    schedule::fire(c, &p.keys, &e.id, seen, &stored, &plan, tick, now).await
-                })
+                .run(async |c| schedule::fire(c, &p.keys, t).await)
                 .await?;
             match fired {
                 (Fired::Stale, _) => {

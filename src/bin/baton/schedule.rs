@@ -20,7 +20,7 @@ use crate::admin::{queue, say};
 pub enum ScheduleCmd {
     /// Create or replace a job scheduler: one job per tick, whatever the number of
     /// workers.
-    Set(SetArgs),
+    Set(Box<SetArgs>),
     /// The schedulers of a queue, each with its next run.
     List {
         /// Queue.
@@ -76,7 +76,7 @@ pub struct SetArgs {
 
 pub async fn run(url: &SharedConn, cmd: ScheduleCmd) -> Result<ExitCode> {
     match cmd {
-        ScheduleCmd::Set(a) => set(url, a).await,
+        ScheduleCmd::Set(a) => set(url, *a).await,
         ScheduleCmd::List { queue: q, json } => list(url, &q, json).await,
         ScheduleCmd::Remove { queue: q, id, json } => {
             let removed = queue(url, &q)?.remove_scheduler(&id).await?;
