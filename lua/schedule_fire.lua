@@ -10,7 +10,7 @@
 -- A compare-and-set: unless the stored value is still ARGV[3] and the next tick still
 -- ARGV[4], nothing is written (another worker fired this tick, or the scheduler was
 -- upserted or removed meanwhile). The job is written with the fields add.lua writes
--- (keep the two in step; tests/suite/schedulers.rs compares them): delayed until the
+-- (keep the two in step; tests/suite/schedulers/surfaces.rs compares them): delayed until the
 -- tick when that is still ahead (so the delayed machinery starts it on time), else
 -- ready now. A job with that id already there changes nothing.
 -- Returns: 1 job added, 2 the job existed (the scheduler still moved on), 0 stale.
