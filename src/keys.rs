@@ -88,6 +88,14 @@ impl Keys {
     pub fn cancel_channel(&self) -> String {
         self.key("cancel")
     }
+    /// HASH scheduler id → stored scheduler (MessagePack, see `src/schedule/`).
+    pub fn schedulers(&self) -> String {
+        self.key("schedulers")
+    }
+    /// ZSET scheduler id → its next tick (ms); ended schedulers are not in it.
+    pub fn sched(&self) -> String {
+        self.key("sched")
+    }
     /// HASH of one job.
     pub fn job(&self, id: &str) -> String {
         self.key(&format!("job:{id}"))

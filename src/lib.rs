@@ -13,6 +13,8 @@
 //! # Layout
 //! - [`queue`]: the producer and admin API ([`Queue`]).
 //! - [`job`]: job options, states, what is read back.
+//! - [`schedule`]: job schedulers (cron or interval), set with
+//!   [`Queue::upsert_scheduler`] and fired by every worker.
 //! - [`worker`]: the worker ([`Worker`], [`WorkerBuilder`]) and what a handler sees
 //!   ([`JobContext`], [`JobError`]).
 //! - [`conn`]: where Redis is ([`conn::RedisConfig`]: one server, Sentinel, Cluster, TLS).
@@ -54,6 +56,7 @@ pub mod job;
 pub mod keys;
 pub mod metrics;
 pub mod queue;
+pub mod schedule;
 pub(crate) mod scripts;
 // Not part of the stable API: the binary's logging set-up, public for it and the tests.
 #[cfg(feature = "cli")]
@@ -65,6 +68,7 @@ pub mod worker;
 pub use error::{Error, Result};
 pub use job::{Backoff, Counts, JobInfo, JobOptions, JobState, Rate, Retention};
 pub use queue::{Added, Cancelled, NewJob, Queue};
+pub use schedule::{Repeat, Scheduler, SchedulerInfo};
 pub use worker::{
     handler_fn, Handler, JobContext, JobError, ShutdownHandle, Worker, WorkerBuilder, WorkerOptions,
 };

@@ -83,7 +83,8 @@ pub fn register_queue(queue: &str) {
 
 /// The `op` labels of [`REDIS_ERRORS`] for one queue, registered at zero by
 /// [`register_queue`]: the worker's claimer (`wait` for the blocking wait, `claim`,
-/// `reconcile`), heartbeat (`renew`), acker (`finish`) and sweeper (`sweep`), and the
+/// `reconcile`), heartbeat (`renew`), acker (`finish`), sweeper (`sweep`) and
+/// scheduler loop (`schedule`), and the
 /// gauge refresher's per-queue read (`counts`). A healthy worker then shows 0 errors
 /// instead of no series (a dashboard panel reading "No data" looks broken, and
 /// `rate()` would miss the first error). A new `op` label belongs here too.
@@ -94,6 +95,7 @@ pub const QUEUE_REDIS_OPS: &[&str] = &[
     "renew",
     "finish",
     "sweep",
+    "schedule",
     "counts",
 ];
 
@@ -102,7 +104,14 @@ pub const QUEUE_REDIS_OPS: &[&str] = &[
 pub const PROCESS_REDIS_OPS: &[&str] = &["discover", "readyz"];
 
 /// The background loops of a worker, as `task` labels of [`WORKER_TASK_FAILURES`].
-pub const WORKER_TASKS: &[&str] = &["claimer", "acker", "heartbeat", "sweeper", "canceller"];
+pub const WORKER_TASKS: &[&str] = &[
+    "claimer",
+    "acker",
+    "heartbeat",
+    "sweeper",
+    "scheduler",
+    "canceller",
+];
 
 /// Histogram buckets in seconds, from 1 ms to 1 h.
 #[cfg(feature = "prometheus")]

@@ -177,7 +177,7 @@ fn encode_payload<T: Serialize>(data: &T, id: &str, limit: usize) -> Result<Vec<
 
 /// One job as `add.lua` takes it; the payload encrypted when a keyring is given (the
 /// limit applies to the plaintext, what the caller controls).
-fn encode<T: Serialize>(
+pub(super) fn encode<T: Serialize>(
     name: &str,
     data: &T,
     o: &JobOptions,

@@ -3,7 +3,8 @@
 //! Every call is bounded: with Redis gone a call fails within
 //! [`PRODUCER_TIMEOUT`](crate::conn::PRODUCER_TIMEOUT) with an error that says so, rather
 //! than hanging the caller's request. Reading a queue back (counts, jobs, listings,
-//! workers) lives in the `inspect` submodule, adding jobs in `add`.
+//! workers) lives in the `inspect` submodule, adding jobs in `add`, job schedulers in
+//! `schedulers`.
 //!
 //! Inputs are checked before anything is sent: the queue name, job ids and job names by
 //! the rules of [`crate::validate`] (the same as the CLI's and the HTTP API's), and each
@@ -19,6 +20,7 @@ mod add;
 mod durable;
 mod inspect;
 mod reencrypt;
+mod schedulers;
 
 pub use add::{Added, NewJob};
 pub use reencrypt::{Reencrypted, MAX_REENCRYPT_BATCH};

@@ -1,6 +1,7 @@
 //! The Lua scripts, one function each; the one place that knows each script's KEYS and
 //! ARGV order (the script's own header says the same). The job path (add, claim,
-//! finish) is here; leases (renew, sweep) in `lease`, the admin scripts in `admin`.
+//! finish) is here; leases (renew, sweep) in `lease`, the admin scripts in `admin`,
+//! the job schedulers' in `schedule`.
 //!
 //! Every script is `lua/common.lua` followed by its own file. [`redis::Script`] calls
 //! EVALSHA and falls back to EVAL on NOSCRIPT, so a Redis restart (which empties the
@@ -50,6 +51,10 @@ script!(RECORD, "record.lua");
 script!(CLEAN, "clean.lua");
 script!(RECONCILE, "reconcile.lua");
 script!(REENCRYPT, "reencrypt.lua");
+script!(SCHEDULE_READ, "schedule_read.lua");
+script!(SCHEDULE_FIRE, "schedule_fire.lua");
+script!(SCHEDULE_UPSERT, "schedule_upsert.lua");
+script!(SCHEDULE_REMOVE, "schedule_remove.lua");
 
 /// A job as `add.lua` takes it.
 #[derive(Debug, Clone)]
@@ -274,9 +279,14 @@ pub(crate) async fn finish<C: ConnectionLike + Send>(
 
 mod admin;
 mod lease;
+mod schedule;
 
 pub(crate) use admin::{cancel, clean, record, reencrypt, remove, retry, Record, Rewrite};
 pub(crate) use lease::{reconcile, renew, sweep, Swept};
+pub(crate) use schedule::{
+    schedule_fire, schedule_read, schedule_remove, schedule_upsert, Move, Pending, Read, ReadEntry,
+    TickJob, Upsert,
+};
 
 #[cfg(test)]
 mod tests {
@@ -289,8 +299,22 @@ mod tests {
     #[test]
     fn every_script_starts_with_its_flags_then_common() {
         for s in [
-            &ADD, &CLAIM, &FINISH, &RENEW, &SWEEP, &CANCEL, &RETRY, &REMOVE, &RECORD, &CLEAN,
-            &RECONCILE, &REENCRYPT,
+            &ADD,
+            &CLAIM,
+            &FINISH,
+            &RENEW,
+            &SWEEP,
+            &CANCEL,
+            &RETRY,
+            &REMOVE,
+            &RECORD,
+            &CLEAN,
+            &RECONCILE,
+            &REENCRYPT,
+            &SCHEDULE_READ,
+            &SCHEDULE_FIRE,
+            &SCHEDULE_UPSERT,
+            &SCHEDULE_REMOVE,
         ] {
             LazyLock::force(s);
         }

@@ -12,12 +12,14 @@
 //! worker could never run such a job.
 //!
 //! The options of a new job as text ([`JobRequest`], [`duration`], [`backoff`],
-//! [`retention`]) live here too, for the same reason: the CLI and the HTTP API read
+//! [`retention`]) and of a job scheduler ([`SchedulerRequest`]) live here too, for the same reason: the CLI and the HTTP API read
 //! them with one parser, so they take the same names and units.
 
 mod request;
+mod schedule;
 
 pub use request::JobRequest;
+pub use schedule::SchedulerRequest;
 
 use std::time::Duration;
 

@@ -1,6 +1,10 @@
 //! Listens on the queue's cancel channel and stops the handler of a cancelled job the
 //! moment the message arrives. Needs a pub/sub connection of its own; reconnects with
 //! backoff. A message missed while disconnected is caught by the next heartbeat.
+//!
+//! The same channel carries one other message: an upsert of a job scheduler
+//! ([`crate::schedule`]) announces itself with a text that no job id can be, and the
+//! listener passes it on to the queue's scheduler loop, which looks again at once.
 
 use std::sync::Arc;
 
@@ -18,6 +22,8 @@ pub(crate) struct CancellerParams {
     pub keys: Keys,
     /// Where a cancelled job's handler is found.
     pub inflight: InFlight,
+    /// Told when a job scheduler of the queue was set (the scheduler loop waits on it).
+    pub schedulers_changed: Arc<tokio::sync::Notify>,
 }
 
 /// The cancel listener.
@@ -30,9 +36,14 @@ impl Canceller {
         Canceller { p }
     }
 
-    /// One cancel message: stops the handler of `job_id` if this worker runs it.
-    /// Returns whether a handler was told to stop.
+    /// One message: a scheduler change wakes the scheduler loop; a cancel stops the
+    /// handler of `job_id` if this worker runs it. Returns whether a handler was told to
+    /// stop.
     pub fn tick(&self, job_id: &str) -> bool {
+        if job_id == crate::schedule::CHANGED {
+            self.p.schedulers_changed.notify_one();
+            return false;
+        }
         let Some(h) = self.p.inflight.get(job_id) else {
             return false;
         };
@@ -119,6 +130,7 @@ mod tests {
             connector: Connector::new("redis://127.0.0.1:1").expect("a URL"),
             keys: Keys::new("q"),
             inflight,
+            schedulers_changed: Default::default(),
         });
         assert!(canceller.tick("a"));
         assert!(!canceller.tick("a"), "a handler is told to stop once");
@@ -126,5 +138,24 @@ mod tests {
         assert_eq!(cancelled.reason(), Some(StopReason::Cancelled));
         assert!(cancelled.cancel.is_cancelled());
         assert_eq!(other.reason(), None);
+    }
+
+    #[tokio::test]
+    async fn a_scheduler_change_wakes_the_scheduler_loop_and_stops_nothing() {
+        let inflight = InFlight::default();
+        let until = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+        let (held, _) = inflight.insert(crate::schedule::CHANGED, 1, until);
+        let changed = Arc::new(tokio::sync::Notify::new());
+        let canceller = Canceller::new(CancellerParams {
+            connector: Connector::new("redis://127.0.0.1:1").expect("a URL"),
+            keys: Keys::new("q"),
+            inflight,
+            schedulers_changed: changed.clone(),
+        });
+        assert!(!canceller.tick(crate::schedule::CHANGED));
+        assert_eq!(held.reason(), None);
+        tokio::time::timeout(std::time::Duration::from_secs(1), changed.notified())
+            .await
+            .expect("the scheduler loop was told");
     }
 }

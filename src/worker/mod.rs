@@ -4,7 +4,7 @@
 //! Inside (private), one background task per concern, each in its own module with a
 //! `tick()`: `claimer` (claim + idle block), `acker` (outcome batches), `heartbeat`
 //! (lease renewal, lost-lease and cancel detection), `sweeper` (expired leases),
-//! `canceller` (cancel messages); `processor` runs one job; `shutdown` holds the
+//! `scheduler` (job schedulers' ticks), `canceller` (cancel messages); `processor` runs one job; `shutdown` holds the
 //! shutdown sequence. Each takes its own small params struct, made in `parts` when the
 //! worker starts, rather than one struct they all reach into.
 
@@ -21,6 +21,7 @@ pub(crate) mod lane;
 mod options;
 mod parts;
 pub(crate) mod processor;
+pub(crate) mod scheduler;
 pub(crate) mod shutdown;
 pub(crate) mod supervisor;
 pub(crate) mod sweeper;

@@ -2,8 +2,8 @@
 //! background loop's params are made from it when the worker starts.
 //!
 //! No loop sees [`Parts`]: each gets its own small params struct (`HeartbeatParams`,
-//! `SweeperParams`, `AckerParams`, `CancellerParams`, `LaneParams`, `ClaimerParams`,
-//! `ProcessorParams`), holding only what it uses, so a reader sees a loop's inputs in
+//! `SweeperParams`, `SchedulerParams`, `AckerParams`, `CancellerParams`, `LaneParams`,
+//! `ClaimerParams`, `ProcessorParams`), holding only what it uses, so a reader sees a loop's inputs in
 //! its own module and a test can build one loop alone.
 
 use std::sync::Arc;
@@ -18,6 +18,7 @@ use super::heartbeat::{About, Heartbeat, HeartbeatParams};
 use super::inflight::InFlight;
 use super::lane::{Lane, LaneParams};
 use super::processor::{Processor, ProcessorParams};
+use super::scheduler::{SchedulerLoop, SchedulerParams};
 use super::shutdown::DrainParams;
 use super::supervisor::InjectedFault;
 use super::sweeper::{Sweeper, SweeperParams};
@@ -50,6 +51,8 @@ pub(crate) struct LaneLoops {
     pub canceller: Canceller,
     pub heartbeat: Heartbeat,
     pub sweeper: Sweeper,
+    /// Fires the queue's job schedulers.
+    pub scheduler: SchedulerLoop,
     pub acker: Acker,
     /// This queue's part of the claim loop.
     pub lane: Lane,
@@ -65,6 +68,8 @@ impl Parts {
         let inflight = InFlight::default();
         let tracker = TaskTracker::new();
         let (outcomes, outcomes_rx) = mpsc::unbounded_channel();
+        // The cancel listener hears scheduler changes; the scheduler loop waits on them.
+        let schedulers_changed = Arc::new(tokio::sync::Notify::new());
         let processor = Processor::new(ProcessorParams {
             keys: keys.clone(),
             conn: self.conn.clone(),
@@ -83,6 +88,7 @@ impl Parts {
                 connector: self.conn.connector().clone(),
                 keys: keys.clone(),
                 inflight: inflight.clone(),
+                schedulers_changed: schedulers_changed.clone(),
             }),
             heartbeat: Heartbeat::new(HeartbeatParams {
                 conn: self.conn.clone(),
@@ -103,6 +109,13 @@ impl Parts {
                 interval: self.opts.stalled_interval,
                 max_stalled: self.opts.max_stalled,
                 metrics: metrics.clone(),
+            }),
+            scheduler: SchedulerLoop::new(SchedulerParams {
+                conn: self.conn.clone(),
+                keys: keys.clone(),
+                lookahead: crate::schedule::LOOKAHEAD,
+                poll: crate::schedule::POLL,
+                changed: schedulers_changed,
             }),
             acker: Acker::new(
                 AckerParams {

@@ -9,7 +9,8 @@
 //!    first in line, with no stall counted and no attempt consumed, so another worker
 //!    starts them at once;
 //! 5. write every outcome (bounded by one lease: past that, the sweeper recovers the job);
-//! 6. stop the heartbeat, sweeper and cancel listener; deregister the worker.
+//! 6. stop the heartbeat, sweeper, scheduler loop and cancel listener; deregister the
+//!    worker.
 
 use std::time::Duration;
 
@@ -45,7 +46,8 @@ pub(crate) struct DrainParams {
 /// Waits for Redis, checks it, builds and runs every loop, and on the graceful signal
 /// shuts down.
 ///
-/// Every queue (lane) has its own cancel listener, heartbeat, sweeper and acker; one
+/// Every queue (lane) has its own cancel listener, heartbeat, sweeper, scheduler loop
+/// and acker; one
 /// claim loop serves them all from one concurrency budget.
 pub(crate) async fn start_and_run(parts: Parts, signals: ShutdownHandle) -> Result<()> {
     let fit = wait_for_fit_redis(
@@ -100,6 +102,12 @@ pub(crate) async fn start_and_run(parts: Parts, signals: ShutdownHandle) -> Resu
             "sweeper",
             background.clone(),
             l.sweeper.run(background.clone()),
+        ));
+        tasks.push(sup.spawn(
+            &lq,
+            "scheduler",
+            background.clone(),
+            l.scheduler.run(background.clone()),
         ));
         ackers.push(sup.spawn(
             &lq,

@@ -1,5 +1,5 @@
-//! Watches a worker's background loops (claimer, acker, heartbeat, sweeper, cancel
-//! listener). A loop that ends before it was told to stop (it panicked, or returned)
+//! Watches a worker's background loops (claimer, acker, heartbeat, sweeper, scheduler,
+//! cancel listener). A loop that ends before it was told to stop (it panicked, or returned)
 //! would leave the worker claiming jobs it cannot renew or ack; instead the failure is
 //! logged, counted in `baton_worker_task_failures_total{queue,task}`, and the worker
 //! shuts down (its jobs handed back) and reports the error, so its pod restarts.
@@ -15,7 +15,7 @@ use crate::metrics as m;
 /// A fault to inject (tests only): the named loop panics after the delay.
 #[derive(Debug, Clone)]
 pub struct InjectedFault {
-    /// `claimer`, `acker`, `heartbeat`, `sweeper` or `canceller`.
+    /// `claimer`, `acker`, `heartbeat`, `sweeper`, `scheduler` or `canceller`.
     pub task: &'static str,
     /// How long after start.
     pub after: std::time::Duration,

@@ -36,6 +36,7 @@ mod recovery;
 mod redis_cluster;
 mod redis_outage;
 mod review_regressions;
+mod schedulers;
 mod scripts_eval;
 mod self_fencing;
 mod sentinel;

@@ -14,9 +14,9 @@ use serde_json::json;
 /// The options of a new job, as flags; each line of `add-bulk` may override them.
 #[derive(Debug, Args)]
 pub struct JobFlags {
-    /// Job name.
-    #[arg(long, default_value = "job")]
-    name: String,
+    /// Job name (default `job`; for `schedule set`, the scheduler id).
+    #[arg(long)]
+    pub(crate) name: Option<String>,
     /// Run no earlier than this from now (e.g. 5s, 10m).
     #[arg(long)]
     delay: Option<String>,
@@ -41,16 +41,22 @@ pub struct JobFlags {
     keep_failed: Option<String>,
     /// Largest payload accepted, in bytes encoded as MessagePack (default 4 MiB).
     #[arg(long, default_value_t = baton::queue::DEFAULT_MAX_PAYLOAD)]
-    max_payload: usize,
+    pub(crate) max_payload: usize,
     /// Print one JSON object.
     #[arg(long)]
-    json: bool,
+    pub(crate) json: bool,
 }
 
 impl JobFlags {
-    fn request(&self) -> JobRequest {
+    /// The job name given, else `job`.
+    fn name(&self) -> String {
+        self.name.clone().unwrap_or_else(|| "job".into())
+    }
+
+    /// The flags as a [`JobRequest`] (the name only if given).
+    pub(crate) fn request(&self) -> JobRequest {
         JobRequest {
-            name: Some(self.name.clone()),
+            name: self.name.clone(),
             delay: self.delay.clone(),
             priority: self.priority,
             attempts: self.attempts,
@@ -121,7 +127,7 @@ pub async fn add(url: &SharedConn, a: AddArgs) -> Result<ExitCode> {
         job_id: a.job_id.clone(),
         ..a.flags.request()
     };
-    let added = queue.add(&a.flags.name, &data, req.options()?).await?;
+    let added = queue.add(&a.flags.name(), &data, req.options()?).await?;
     if a.flags.json {
         println!("{}", json!({"id": added.id, "added": added.added}));
     } else {
@@ -153,7 +159,7 @@ pub async fn add_bulk(url: &SharedConn, a: AddBulkArgs) -> Result<ExitCode> {
         let req: JobRequest = serde_json::from_str(line).map_err(|e| at(e.to_string()))?;
         let req = req.or(&defaults);
         let opts = req.options().map_err(|e| at(e.to_string()))?;
-        let name = req.name.unwrap_or_else(|| a.flags.name.clone());
+        let name = req.name.unwrap_or_else(|| a.flags.name());
         jobs.push(NewJob::new(name, req.data).with_opts(opts));
     }
     let (mut ids, mut added) = (Vec::with_capacity(jobs.len()), 0);

@@ -230,7 +230,7 @@ pub async fn list(
 }
 
 /// Prints `value` as JSON, or `text` for people.
-fn say(as_json: bool, value: serde_json::Value, text: impl std::fmt::Display) {
+pub(crate) fn say(as_json: bool, value: serde_json::Value, text: impl std::fmt::Display) {
     if as_json {
         println!("{value}");
     } else {

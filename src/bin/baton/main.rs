@@ -9,6 +9,7 @@ mod demo;
 mod private_redis;
 mod redis_args;
 mod reencrypt;
+mod schedule;
 mod watch;
 mod worker_cmd;
 
@@ -145,6 +146,10 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Job schedulers: a job per cron tick or per interval, one per tick over all
+    /// workers.
+    #[command(subcommand)]
+    Schedule(schedule::ScheduleCmd),
     /// Let workers claim jobs of a queue again.
     Resume {
         /// Queue.
@@ -270,6 +275,7 @@ async fn run(cli: Cli) -> baton::Result<ExitCode> {
             rate,
             json,
         } => admin::limit(url, &queue, concurrency, rate.as_deref(), json).await,
+        Cmd::Schedule(s) => schedule::run(url, s).await,
         Cmd::Clean {
             queue,
             state,

@@ -25,6 +25,7 @@ mod auth;
 mod errors;
 mod extract;
 mod handlers;
+mod schedulers;
 mod validate;
 
 use axum::extract::FromRef;
@@ -39,6 +40,7 @@ use handlers::{
     add_job, cancel_job, get_job, list_jobs, list_queues, openapi, pause, queue_counts, remove_job,
     resume, retry_job, set_limits,
 };
+use schedulers::{delete_scheduler, get_scheduler, list_schedulers, put_scheduler};
 
 pub(crate) use errors::{no_method, no_route};
 pub use validate::validate_queue_name;
@@ -138,6 +140,30 @@ pub(crate) fn table() -> Vec<Route> {
         r(M::POST, "/v1/queues/{queue}/pause", true, pause),
         r(M::POST, "/v1/queues/{queue}/resume", true, resume),
         r(M::POST, "/v1/queues/{queue}/limits", true, set_limits),
+        r(
+            M::GET,
+            "/v1/queues/{queue}/schedulers",
+            true,
+            list_schedulers,
+        ),
+        r(
+            M::GET,
+            "/v1/queues/{queue}/schedulers/{id}",
+            true,
+            get_scheduler,
+        ),
+        r(
+            M::PUT,
+            "/v1/queues/{queue}/schedulers/{id}",
+            true,
+            put_scheduler,
+        ),
+        r(
+            M::DELETE,
+            "/v1/queues/{queue}/schedulers/{id}",
+            true,
+            delete_scheduler,
+        ),
         r(M::POST, "/v1/queues/{queue}/jobs", true, add_job),
         r(M::GET, "/v1/queues/{queue}/jobs", true, list_jobs),
         r(M::GET, "/v1/queues/{queue}/jobs/{id}", true, get_job),
