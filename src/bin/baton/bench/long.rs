@@ -84,8 +84,15 @@ pub async fn rss(ctx: &Ctx) -> Result<Value> {
 }
 
 /// `idle_queues`: `--idle-queues` empty queues, a worker each (all in one worker
-/// process), left alone; Redis CPU over `--idle-seconds` as a share of one core.
+/// process), left alone; Redis CPU over `--idle-seconds` as a share of one core. The
+/// same window with no worker at all first: what Redis costs idle by itself (its
+/// cron, the AOF's fsync every second).
 pub async fn idle_queues(ctx: &Ctx) -> Result<Value> {
+    let secs = Duration::from_secs(ctx.args.idle_seconds);
+    let r0 = RedisSample::take(&ctx.url).await?;
+    let t = Instant::now();
+    tokio::time::sleep(secs).await;
+    let alone = (RedisSample::take(&ctx.url).await?.cpu_s - r0.cpu_s) * 100.0 / t.elapsed().as_secs_f64();
     let queues: Vec<String> = (0..ctx.args.idle_queues)
         .map(|i| format!("{}-idle{i}", ctx.base))
         .collect();
@@ -100,7 +107,7 @@ pub async fn idle_queues(ctx: &Ctx) -> Result<Value> {
     let r0 = RedisSample::take(&ctx.url).await?;
     let cpu0 = procs.cpu_s()?;
     let t = Instant::now();
-    tokio::time::sleep(Duration::from_secs(ctx.args.idle_seconds)).await;
+    tokio::time::sleep(secs).await;
     let secs = t.elapsed().as_secs_f64();
     let r1 = RedisSample::take(&ctx.url).await?;
     let cpu = procs.cpu_s()? - cpu0;
@@ -111,6 +118,7 @@ pub async fn idle_queues(ctx: &Ctx) -> Result<Value> {
         "queues": queues.len(),
         "seconds": secs,
         "redis_cpu_pct_of_core": (r1.cpu_s - r0.cpu_s) * 100.0 / secs,
+        "redis_cpu_pct_of_core_no_workers": alone,
         "commands_per_s": (r1.commands - r0.commands) / secs,
         "calls_per_s": (calls(&r1) - calls(&r0)) / secs,
         "worker_cpu_pct_of_core": cpu * 100.0 / secs,
