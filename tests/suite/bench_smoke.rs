@@ -62,7 +62,10 @@ fn drained(p: &Value, jobs: f64, workers: f64) {
     for k in ["ready", "peak", "end"] {
         pos(p, &format!("worker_rss_mib.{k}"));
     }
-    assert!(num(p, "worker_rss_mib.peak") >= num(p, "worker_rss_mib.ready"), "{p}");
+    assert!(
+        num(p, "worker_rss_mib.peak") >= num(p, "worker_rss_mib.ready"),
+        "{p}"
+    );
 }
 
 #[test]
@@ -71,14 +74,33 @@ fn every_bench_phase_reports_every_figure() {
     let v = bench(
         &redis,
         &[
-            "--jobs", "300", "--concurrency", "8", "--bulk-size", "100", "--rate", "500",
-            "--latency-jobs", "100", "--rss-jobs", "2000", "--idle-queues", "5",
-            "--idle-seconds", "1", "--many-workers", "2",
+            "--jobs",
+            "300",
+            "--concurrency",
+            "8",
+            "--bulk-size",
+            "100",
+            "--rate",
+            "500",
+            "--latency-jobs",
+            "100",
+            "--rss-jobs",
+            "2000",
+            "--idle-queues",
+            "5",
+            "--idle-seconds",
+            "1",
+            "--many-workers",
+            "2",
         ],
     );
     assert_eq!(v["peer"], "baton");
     assert_eq!(v["retention"], "none");
-    assert_eq!(v["phases"].as_array().unwrap().len(), 8, "all phases by default: {v}");
+    assert_eq!(
+        v["phases"].as_array().unwrap().len(),
+        8,
+        "all phases by default: {v}"
+    );
 
     let b = &v["add_bulk"];
     assert_eq!(num(b, "jobs"), 300.0);
@@ -97,7 +119,11 @@ fn every_bench_phase_reports_every_figure() {
 
     let l = &v["latency"];
     assert_eq!(num(l, "jobs"), 100.0);
-    assert_eq!(num(l, "latency_ms.count"), 100.0, "every job's latency: {l}");
+    assert_eq!(
+        num(l, "latency_ms.count"),
+        100.0,
+        "every job's latency: {l}"
+    );
     assert_eq!(num(l, "offered_per_s"), 500.0);
     pos(l, "achieved_per_s");
     let (p50, p99, max) = (
@@ -109,7 +135,11 @@ fn every_bench_phase_reports_every_figure() {
 
     let m = &v["memory"];
     assert_eq!(num(m, "jobs"), 300.0);
-    assert_eq!(num(m, "waiting"), 300.0, "the memory phase's jobs stay waiting: {m}");
+    assert_eq!(
+        num(m, "waiting"),
+        300.0,
+        "the memory phase's jobs stay waiting: {m}"
+    );
     pos(m, "bytes_per_job");
 
     let r = &v["rss"];
@@ -143,8 +173,20 @@ fn bench_takes_payload_size_retention_and_worker_processes() {
     let v = bench(
         &redis,
         &[
-            "--jobs", "200", "--concurrency", "4", "--bulk-size", "50", "--payload-bytes",
-            "1024", "--retention", "default", "--workers", "2", "--phases", "memory,process",
+            "--jobs",
+            "200",
+            "--concurrency",
+            "4",
+            "--bulk-size",
+            "50",
+            "--payload-bytes",
+            "1024",
+            "--retention",
+            "default",
+            "--workers",
+            "2",
+            "--phases",
+            "memory,process",
         ],
     );
     assert_eq!(v["retention"], "default");
@@ -170,10 +212,19 @@ fn bench_takes_payload_size_retention_and_worker_processes() {
 fn bench_refuses_an_unknown_phase_by_name() {
     let redis = RedisServer::start();
     let out = Command::new(baton_bin())
-        .args(["--redis-url", &redis.url(), "bench", "--phases", "process,warp"])
+        .args([
+            "--redis-url",
+            &redis.url(),
+            "bench",
+            "--phases",
+            "process,warp",
+        ])
         .output()
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("\"warp\"") && err.contains("many_workers"), "{err}");
+    assert!(
+        err.contains("\"warp\"") && err.contains("many_workers"),
+        "{err}"
+    );
 }

@@ -66,7 +66,10 @@ impl Cfg {
         let port = match std::env::var("REDIS_PORT") {
             Ok(p) if !p.is_empty() => p.parse::<u16>()?,
             // Refuse to default to 6379: never touch the system Redis.
-            _ => return Err("REDIS_PORT is required (run via ../run.sh, which starts a private redis-server)".into()),
+            _ => return Err(
+                "REDIS_PORT is required (run via ../run.sh, which starts a private redis-server)"
+                    .into(),
+            ),
         };
         let retention = std::env::var("RETENTION").unwrap_or_else(|_| "none".into());
         if retention != "none" && retention != "default" {
@@ -92,7 +95,10 @@ fn conn_opts(cfg: &Cfg) -> RedisConnectionOptions {
 }
 
 fn now_us() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_micros() as u64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_micros() as u64
 }
 
 /// A payload of about `bytes` bytes of JSON, the same as baton bench's.
@@ -158,7 +164,10 @@ async fn worker_main(cfg: Cfg) -> Result<(), BoxErr> {
     worker.close(30_000).await?;
     let mut l = lat.lock().unwrap().clone();
     l.sort_unstable();
-    let pct = |p: f64| l.get(((l.len().max(1) - 1) as f64 * p) as usize).map_or(0.0, |v| *v as f64 / 1000.0);
+    let pct = |p: f64| {
+        l.get(((l.len().max(1) - 1) as f64 * p) as usize)
+            .map_or(0.0, |v| *v as f64 / 1000.0)
+    };
     let report = json!({
         "handled": handled.load(Ordering::Relaxed),
         "latency_ms": {"count": l.len(), "p50": pct(0.5), "p99": pct(0.99), "max": pct(1.0)},
@@ -177,7 +186,11 @@ struct WorkerProcs {
 impl WorkerProcs {
     async fn start(queue: &str, n: usize, record_latency: bool) -> Result<WorkerProcs, BoxErr> {
         let exe = std::env::current_exe()?;
-        let mut me = WorkerProcs { children: vec![], stdin: vec![], stdout: vec![] };
+        let mut me = WorkerProcs {
+            children: vec![],
+            stdin: vec![],
+            stdout: vec![],
+        };
         for _ in 0..n {
             let mut child = Command::new(&exe)
                 .arg("worker")
@@ -188,7 +201,8 @@ impl WorkerProcs {
                 .kill_on_drop(true)
                 .spawn()?;
             me.stdin.push(child.stdin.take().unwrap());
-            me.stdout.push(BufReader::new(child.stdout.take().unwrap()).lines());
+            me.stdout
+                .push(BufReader::new(child.stdout.take().unwrap()).lines());
             me.children.push(child);
         }
         for out in &mut me.stdout {
@@ -210,7 +224,12 @@ impl WorkerProcs {
         let mut total = 0.0;
         for pid in self.children.iter().filter_map(|c| c.id()) {
             let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-            let f: Vec<&str> = stat.rsplit_once(") ").map(|(_, r)| r).unwrap_or("").split_whitespace().collect();
+            let f: Vec<&str> = stat
+                .rsplit_once(") ")
+                .map(|(_, r)| r)
+                .unwrap_or("")
+                .split_whitespace()
+                .collect();
             total += (f[11].parse::<f64>()? + f[12].parse::<f64>()?) / 100.0;
         }
         Ok(total)
@@ -221,7 +240,14 @@ impl WorkerProcs {
             let s = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
             let kib = s
                 .lines()
-                .find_map(|l| l.strip_prefix("VmRSS:")?.trim().strip_suffix("kB")?.trim().parse().ok())
+                .find_map(|l| {
+                    l.strip_prefix("VmRSS:")?
+                        .trim()
+                        .strip_suffix("kB")?
+                        .trim()
+                        .parse()
+                        .ok()
+                })
                 .ok_or("no VmRSS")?;
             m = m.max(kib);
         }
@@ -255,10 +281,15 @@ struct Sample {
 }
 
 async fn sample(admin: &mut redis::aio::MultiplexedConnection) -> Result<Sample, BoxErr> {
-    let info: String = redis::cmd("INFO").arg("everything").query_async(admin).await?;
+    let info: String = redis::cmd("INFO")
+        .arg("everything")
+        .query_async(admin)
+        .await?;
     let mut s = Sample::default();
     for line in info.lines() {
-        let Some((k, v)) = line.split_once(':') else { continue };
+        let Some((k, v)) = line.split_once(':') else {
+            continue;
+        };
         let num = |v: &str| v.trim().parse::<f64>().unwrap_or(0.0);
         match k {
             "used_cpu_user" | "used_cpu_sys" => s.cpu += num(v),
@@ -266,7 +297,11 @@ async fn sample(admin: &mut redis::aio::MultiplexedConnection) -> Result<Sample,
             "total_commands_processed" => s.commands = num(v),
             _ => {
                 if let Some(c) = k.strip_prefix("cmdstat_") {
-                    let calls = v.split(',').find_map(|f| f.strip_prefix("calls=")).map(num).unwrap_or(0.0);
+                    let calls = v
+                        .split(',')
+                        .find_map(|f| f.strip_prefix("calls="))
+                        .map(num)
+                        .unwrap_or(0.0);
                     s.calls.insert(c.to_string(), calls);
                 }
             }
@@ -300,7 +335,9 @@ async fn add_bulk(cfg: &Cfg, queue: &Queue, n: usize) -> Result<(), BoxErr> {
     let mut start = 0;
     while start < n {
         let end = (start + cfg.batch).min(n);
-        let batch: Vec<BulkJob> = (start..end).map(|i| BulkJob::new("j", payload(i, cfg.payload_bytes))).collect();
+        let batch: Vec<BulkJob> = (start..end)
+            .map(|i| BulkJob::new("j", payload(i, cfg.payload_bytes)))
+            .collect();
         queue.add_bulk(batch).await?;
         start = end;
     }
@@ -340,7 +377,12 @@ async fn wait_drained(cfg: &Cfg, queue: &Queue) -> Result<(), BoxErr> {
     }
 }
 
-async fn process(cfg: &Cfg, queue: &Queue, name: &str, admin: &mut redis::aio::MultiplexedConnection) -> Result<Value, BoxErr> {
+async fn process(
+    cfg: &Cfg,
+    queue: &Queue,
+    name: &str,
+    admin: &mut redis::aio::MultiplexedConnection,
+) -> Result<Value, BoxErr> {
     let waiting = queue.get_waiting_count().await? as usize;
     if waiting < cfg.jobs {
         add_bulk(cfg, queue, cfg.jobs - waiting).await?;
@@ -368,7 +410,12 @@ async fn process(cfg: &Cfg, queue: &Queue, name: &str, admin: &mut redis::aio::M
     let cpu = w.cpu_s()? - cpu0;
     let r1 = sample(admin).await?;
     let end = w.max_rss_kib()?;
-    let handled: u64 = w.stop().await?.iter().map(|r| r["handled"].as_u64().unwrap_or(0)).sum();
+    let handled: u64 = w
+        .stop()
+        .await?
+        .iter()
+        .map(|r| r["handled"].as_u64().unwrap_or(0))
+        .sum();
     if queue.get_failed_count().await? > 0 {
         return Err("jobs failed".into());
     }
@@ -388,7 +435,12 @@ async fn process(cfg: &Cfg, queue: &Queue, name: &str, admin: &mut redis::aio::M
     Ok(v)
 }
 
-async fn latency(cfg: &Cfg, queue: &Queue, name: &str, admin: &mut redis::aio::MultiplexedConnection) -> Result<Value, BoxErr> {
+async fn latency(
+    cfg: &Cfg,
+    queue: &Queue,
+    name: &str,
+    admin: &mut redis::aio::MultiplexedConnection,
+) -> Result<Value, BoxErr> {
     let n = cfg.latency_jobs;
     let mut w = WorkerProcs::start(name, 1, true).await?;
     w.go().await?;
@@ -427,13 +479,23 @@ async fn run(cfg: Cfg) -> Result<Value, BoxErr> {
     let warmup = std::env::var("WARMUP").map(|v| v != "0").unwrap_or(true);
     let client = redis::Client::open(cfg.url.as_str())?;
     let mut admin = client.get_multiplexed_async_connection().await?;
-    let qopts = || QueueOptions { connection: conn_opts(&cfg), ..QueueOptions::default() };
+    let qopts = || QueueOptions {
+        connection: conn_opts(&cfg),
+        ..QueueOptions::default()
+    };
 
     if warmup {
         let wq = Queue::with_options("warmup", qopts()).await?;
         add_bulk(&cfg, &wq, 200).await?;
         add_single(&cfg, &wq, 200).await?;
-        let w = Arc::new(Worker::with_options("warmup", |_job: Job, _t| async move { Ok(Value::Null) }, worker_opts(&cfg)).await?);
+        let w = Arc::new(
+            Worker::with_options(
+                "warmup",
+                |_job: Job, _t| async move { Ok(Value::Null) },
+                worker_opts(&cfg),
+            )
+            .await?,
+        );
         let w2 = w.clone();
         tokio::spawn(async move { while w2.next_event().await.is_some() {} });
         w.run().await?;

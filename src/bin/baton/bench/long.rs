@@ -92,7 +92,8 @@ pub async fn idle_queues(ctx: &Ctx) -> Result<Value> {
     let r0 = RedisSample::take(&ctx.url).await?;
     let t = Instant::now();
     tokio::time::sleep(secs).await;
-    let alone = (RedisSample::take(&ctx.url).await?.cpu_s - r0.cpu_s) * 100.0 / t.elapsed().as_secs_f64();
+    let alone =
+        (RedisSample::take(&ctx.url).await?.cpu_s - r0.cpu_s) * 100.0 / t.elapsed().as_secs_f64();
     let queues: Vec<String> = (0..ctx.args.idle_queues)
         .map(|i| format!("{}-idle{i}", ctx.base))
         .collect();

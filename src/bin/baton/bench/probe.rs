@@ -87,12 +87,18 @@ impl RedisSample {
         let mut calls: Vec<(String, f64)> = self
             .calls
             .iter()
-            .map(|(k, v)| (k.clone(), (v - before.calls.get(k).copied().unwrap_or(0.0)) / n))
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    (v - before.calls.get(k).copied().unwrap_or(0.0)) / n,
+                )
+            })
             .filter(|(_, v)| *v > 0.0)
             .collect();
         calls.sort_by(|a, b| b.1.total_cmp(&a.1));
         calls.truncate(8);
-        let calls_total: f64 = self.calls.values().sum::<f64>() - before.calls.values().sum::<f64>();
+        let calls_total: f64 =
+            self.calls.values().sum::<f64>() - before.calls.values().sum::<f64>();
         json!({
             "redis_cpu_us_per_job": (self.cpu_s - before.cpu_s) * 1e6 / n,
             "commands_per_job": (self.commands - before.commands) / n,
@@ -130,6 +136,13 @@ pub fn process_rss_kib(pid: u32) -> Result<u64> {
         .map_err(|e| Error::Invalid(format!("/proc/{pid}/status: {e} (the bench needs Linux)")))?;
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:")?.trim().strip_suffix("kB")?.trim().parse().ok())
+        .find_map(|l| {
+            l.strip_prefix("VmRSS:")?
+                .trim()
+                .strip_suffix("kB")?
+                .trim()
+                .parse()
+                .ok()
+        })
         .ok_or_else(|| Error::Invalid(format!("no VmRSS in /proc/{pid}/status")))
 }

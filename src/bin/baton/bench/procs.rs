@@ -63,11 +63,9 @@ impl WorkerProcs {
         for out in &mut me.stdout {
             match out.next_line().await.map_err(io("read"))? {
                 Some(l) if l.trim() == "ready" => {}
-                other => {
-                    return Err(Error::Invalid(format!(
-                        "bench worker process did not get ready (said {other:?}); see its error above"
-                    )))
-                }
+                other => return Err(Error::Invalid(format!(
+                    "bench worker process did not get ready (said {other:?}); see its error above"
+                ))),
             }
         }
         Ok(me)
@@ -104,7 +102,11 @@ impl WorkerProcs {
         self.stdin.clear();
         let mut reports = Vec::new();
         for out in &mut self.stdout {
-            let line = out.next_line().await.map_err(io("read"))?.unwrap_or_default();
+            let line = out
+                .next_line()
+                .await
+                .map_err(io("read"))?
+                .unwrap_or_default();
             reports.push(serde_json::from_str(&line).map_err(|e| {
                 Error::Invalid(format!("bench worker process report {line:?}: {e}"))
             })?);

@@ -106,6 +106,8 @@ fn stdin(e: std::io::Error) -> baton::Error {
 
 async fn say(out: &mut tokio::io::Stdout, line: &str) -> Result<()> {
     let io = |e: std::io::Error| baton::Error::Invalid(format!("stdout: {e}"));
-    out.write_all(format!("{line}\n").as_bytes()).await.map_err(io)?;
+    out.write_all(format!("{line}\n").as_bytes())
+        .await
+        .map_err(io)?;
     out.flush().await.map_err(io)
 }
