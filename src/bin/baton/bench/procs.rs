@@ -63,9 +63,11 @@ impl WorkerProcs {
         for out in &mut me.stdout {
             match out.next_line().await.map_err(io("read"))? {
                 Some(l) if l.trim() == "ready" => {}
-                other => return Err(Error::Invalid(format!(
+                other => {
+                    return Err(Error::Invalid(format!(
                     "bench worker process did not get ready (said {other:?}); see its error above"
-                ))),
+                )))
+                }
             }
         }
         Ok(me)
