@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
-# Peer benchmark harness: BullMQ (Node) and bullmq-official (Rust), each against
-# its own private redis-server on a free loopback port in a temp dir.
+# Peer benchmark harness: BullMQ (Node), bullmq-official (Rust) and baton, each run
+# against its own private redis-server on a free loopback port in a temp dir.
 #
-# Usage: bench/peers/run.sh [all|node|rust]     (default: all)
+# Usage: bench/peers/run.sh [all|node|rust|baton|peers]   (default: all; peers = node+rust)
 # Env:   JOBS=20000 CONCURRENCY=50 RUNS=1 DEADLINE_S=600 WARMUP=1 SKIP_INSTALL=0
+#        PHASES, PAYLOAD_BYTES, RETENTION, WORKERS, BULK, RATE, LATENCY_JOBS (read by
+#        every bench; RSS_JOBS, IDLE_QUEUES, IDLE_SECONDS, MANY_WORKERS by baton's only)
+#        CONFIGS="RETENTION=none PHASES=process;RETENTION=default PHASES=process" runs
+#        every peer once per config (;-separated sets of VAR=value), run by run
+#        BATON=target/release/baton (the binary baton.sh runs)
 #        QUIET_MAX_S=180 (wait for no running compiler before each run; 0 = off)
 #        CONTENDED_RETRIES=2 FOREIGN_CPU_MAX_PCT=10 (re-run a measurement during which
 #        other processes used more than that share of the machine's CPU)
@@ -17,8 +22,8 @@ RUNS="${RUNS:-1}"
 REDIS_SERVER="${REDIS_SERVER:-$(command -v redis-server || echo /usr/bin/redis-server)}"
 export JOBS="${JOBS:-20000}" CONCURRENCY="${CONCURRENCY:-50}"
 
-case "$WHICH" in all | node | rust) ;; *)
-  echo "usage: $0 [all|node|rust]" >&2
+case "$WHICH" in all | node | rust | baton | peers) ;; *)
+  echo "usage: $0 [all|node|rust|baton|peers]" >&2
   exit 2
   ;;
 esac
@@ -156,9 +161,9 @@ children_ticks() { # sets CHILD_TICKS: utime+stime of this shell's waited-for ch
     { printf "%d\n", (sec($1) + sec($2)) * hz }')"
 }
 
-run_once() { # name, run-index, command...
-  local name="$1" i="$2"
-  shift 2
+run_once() { # name, run-index, config, command...
+  local name="$1" i="$2" config="$3"
+  shift 3
   local attempt max_attempts=$((${CONTENDED_RETRIES:-2} + 1)) max_foreign="${FOREIGN_CPU_MAX_PCT:-10}"
   local ncpu hz
   ncpu="$(nproc)"
@@ -166,13 +171,16 @@ run_once() { # name, run-index, command...
   for ((attempt = 1; attempt <= max_attempts; attempt++)); do
     wait_quiet
     start_redis || return 1
-    log "$name run $i/$RUNS (attempt $attempt): JOBS=$JOBS CONCURRENCY=$CONCURRENCY (loadavg: $(cut -d" " -f1-3 /proc/loadavg))"
+    local load
+    load="$(cut -d" " -f1-3 /proc/loadavg)"
+    log "$name run $i/$RUNS (attempt $attempt): JOBS=$JOBS CONCURRENCY=$CONCURRENCY $config (loadavg: $load)"
     local out="$REDIS_DIR/bench.json"
     local b0 c0 r0 t0 b1 c1 r1 t1
     children_ticks; c0=$CHILD_TICKS
     b0="$(busy_ticks)" r0="$(pid_ticks "$REDIS_PID")" t0="$(date +%s%N)"
     # Run in the background and `wait`, so INT/TERM traps fire immediately.
-    REDIS_HOST=127.0.0.1 REDIS_PORT="$REDIS_PORT" "$@" >"$out" &
+    # shellcheck disable=SC2086 # the config is a list of VAR=value words
+    REDIS_HOST=127.0.0.1 REDIS_PORT="$REDIS_PORT" env $config "$@" >"$out" &
     BENCH_PID=$!
     local rc=0
     wait "$BENCH_PID" || rc=$?
@@ -198,7 +206,12 @@ run_once() { # name, run-index, command...
       continue
     fi
     ((pct > max_foreign)) && log "WARNING: $name run $i was contended (${pct}% foreign CPU); keeping it (out of retries)"
-    cat "$out"
+    # The run's JSON with what the noise guard saw, for the table.
+    python3 -c 'import json, sys
+r = json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])
+r["guard"] = {"run": int(sys.argv[2]), "attempt": int(sys.argv[3]), "foreign_cpu_pct": int(sys.argv[4]),
+              "limit_pct": int(sys.argv[5]), "contended": int(sys.argv[4]) > int(sys.argv[5]), "loadavg_before": sys.argv[6]}
+print(json.dumps(r))' "$out" "$i" "$attempt" "$pct" "$max_foreign" "$load"
     stop_redis
     return 0
   done
@@ -210,20 +223,31 @@ run_once() { # name, run-index, command...
 # the exit status reports it.
 status=0
 peers=()
-if [[ "$WHICH" == all || "$WHICH" == node ]]; then
+if [[ "$WHICH" == all || "$WHICH" == peers || "$WHICH" == node ]]; then
   if install_node; then peers+=(node); else log "bullmq-node: install failed"; status=1; fi
 fi
-if [[ "$WHICH" == all || "$WHICH" == rust ]]; then
+if [[ "$WHICH" == all || "$WHICH" == peers || "$WHICH" == rust ]]; then
   if install_rust; then peers+=(rust); else log "bullmq-rs: install failed"; status=1; fi
 fi
+if [[ "$WHICH" == all || "$WHICH" == baton ]]; then
+  if [[ -x "${BATON:-$HERE/../../target/release/baton}" ]]; then peers+=(baton); else
+    log "baton: no binary at ${BATON:-$HERE/../../target/release/baton} (cargo build --release)"
+    status=1
+  fi
+fi
+IFS=';' read -r -a configs <<<"${CONFIGS:-}"
+((${#configs[@]})) || configs=("")
 declare -A failed=()
 for ((i = 1; i <= RUNS; i++)); do
-  for p in "${peers[@]}"; do
-    [[ -n "${failed[$p]:-}" ]] && continue
-    case "$p" in
-    node) run_once bullmq-node "$i" node "$HERE/bullmq/bench.mjs" || { failed[$p]=1; status=1; } ;;
-    rust) run_once bullmq-rs "$i" "$HERE/bullmq-rs/target/release/bench-bullmq-rs" || { failed[$p]=1; status=1; } ;;
-    esac
+  for c in "${configs[@]}"; do
+    for p in "${peers[@]}"; do
+      [[ -n "${failed[$p]:-}" ]] && continue
+      case "$p" in
+      node) run_once bullmq-node "$i" "$c" node "$HERE/bullmq/bench.mjs" || { failed[$p]=1; status=1; } ;;
+      rust) run_once bullmq-rs "$i" "$c" "$HERE/bullmq-rs/target/release/bench-bullmq-rs" || { failed[$p]=1; status=1; } ;;
+      baton) run_once baton "$i" "$c" "$HERE/baton.sh" || { failed[$p]=1; status=1; } ;;
+      esac
+    done
   done
 done
 exit "$status"

@@ -312,33 +312,3 @@ async fn the_k8s_worker_arguments_run_the_real_binary() {
     crate::common::signal(child.id(), libc::SIGTERM);
     assert!(child.wait().unwrap().success());
 }
-
-#[test]
-fn bench_reports_every_phase_as_one_json_object() {
-    let redis = RedisServer::start();
-    let v = json(baton(
-        &redis,
-        &["bench", "--jobs", "400", "--concurrency", "8", "--json"],
-    ));
-    for phase in [
-        "add_bulk",
-        "process",
-        "add_single",
-        "add_single_and_process",
-    ] {
-        assert!(
-            v[phase]["jobs_per_s"].as_f64().unwrap() > 0.0,
-            "{phase}: {v}"
-        );
-        assert!(
-            v[phase]["redis_cpu_us_per_job"].as_f64().unwrap() >= 0.0,
-            "{phase}: {v}"
-        );
-    }
-    assert!(
-        v["add_single_and_process"]["latency_ms"]["p99"]
-            .as_f64()
-            .unwrap()
-            >= 0.0
-    );
-}

@@ -12,6 +12,7 @@ mod failover;
 mod topology;
 
 mod basic;
+mod bench_smoke;
 mod busy_port;
 mod chaos;
 mod cli;

@@ -207,6 +207,9 @@ enum Cmd {
     Demo(demo::DemoArgs),
     /// Measure enqueue and processing throughput and Redis CPU per job.
     Bench(bench::BenchArgs),
+    /// The worker process `baton bench` starts (no-op handler; internal).
+    #[command(hide = true)]
+    BenchWorker(bench::worker::BenchWorkerArgs),
     /// Run workers and a producer under random faults on a private Redis, then check
     /// that no job was lost, stuck or wrongly failed (exit 1 if one was).
     Chaos(chaos::ChaosArgs),
@@ -223,7 +226,7 @@ fn main() -> ExitCode {
         // The chaos run breaks Redis on purpose: the client library's reconnect warnings
         // are expected there; its report says what went wrong.
         Cmd::Chaos(_) => "error",
-        Cmd::Demo(_) | Cmd::Bench(_) | Cmd::Watch { .. } => "warn",
+        Cmd::Demo(_) | Cmd::Bench(_) | Cmd::BenchWorker(_) | Cmd::Watch { .. } => "warn",
         _ => "info",
     };
     baton::telemetry::init_logging(cli.log_format == "json", level);
@@ -336,6 +339,7 @@ async fn run(cli: Cli) -> baton::Result<ExitCode> {
         }
         Cmd::Demo(d) => demo::run(given, d).await,
         Cmd::Bench(b) => bench::run(given, b).await,
+        Cmd::BenchWorker(w) => bench::worker::run(&cfg, w).await,
         Cmd::Chaos(c) => chaos::run(c).await,
     }
 }

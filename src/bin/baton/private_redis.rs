@@ -75,19 +75,3 @@ impl Drop for PrivateRedis {
         let _ = self.child.wait();
     }
 }
-
-/// used_cpu_user + used_cpu_sys in seconds, summed over every server of the deployment.
-pub async fn redis_cpu_seconds(cfg: &baton::conn::RedisConfig) -> Result<f64> {
-    let mut total = 0.0;
-    for node in baton::conn::Connector::new(cfg)?.nodes().await? {
-        let mut c = node.connect().await?;
-        let info: String = redis::cmd("INFO").arg("cpu").query_async(&mut c).await?;
-        let get = |k: &str| -> f64 {
-            info.lines()
-                .find_map(|l| l.strip_prefix(k)?.strip_prefix(':')?.trim().parse().ok())
-                .unwrap_or(0.0)
-        };
-        total += get("used_cpu_user") + get("used_cpu_sys");
-    }
-    Ok(total)
-}
