@@ -50,6 +50,7 @@ script!(RECORD, "record.lua");
 script!(CLEAN, "clean.lua");
 script!(RECONCILE, "reconcile.lua");
 script!(REENCRYPT, "reencrypt.lua");
+script!(PROMOTE, "promote.lua");
 
 /// A job as `add.lua` takes it.
 #[derive(Debug, Clone)]
@@ -271,7 +272,9 @@ pub(crate) async fn finish<C: ConnectionLike + Send>(
 mod admin;
 mod lease;
 
-pub(crate) use admin::{cancel, clean, record, reencrypt, remove, retry, Record, Rewrite};
+pub(crate) use admin::{
+    cancel, clean, promote, record, reencrypt, remove, retry, Record, Rewrite,
+};
 pub(crate) use lease::{reconcile, renew, sweep, Swept};
 
 #[cfg(test)]
@@ -286,7 +289,7 @@ mod tests {
     fn every_script_starts_with_its_flags_then_common() {
         for s in [
             &ADD, &CLAIM, &FINISH, &RENEW, &SWEEP, &CANCEL, &RETRY, &REMOVE, &RECORD, &CLEAN,
-            &RECONCILE, &REENCRYPT,
+            &RECONCILE, &REENCRYPT, &PROMOTE,
         ] {
             LazyLock::force(s);
         }
