@@ -120,7 +120,10 @@ impl std::fmt::Debug for ServeOptions {
             .field("limits", &self.limits)
             .field("encryption", &self.encryption)
             .field("read_only", &self.read_only)
-            .field("hide_payloads_from_readers", &self.hide_payloads_from_readers)
+            .field(
+                "hide_payloads_from_readers",
+                &self.hide_payloads_from_readers,
+            )
             .finish()
     }
 }

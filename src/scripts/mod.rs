@@ -272,9 +272,7 @@ pub(crate) async fn finish<C: ConnectionLike + Send>(
 mod admin;
 mod lease;
 
-pub(crate) use admin::{
-    cancel, clean, promote, record, reencrypt, remove, retry, Record, Rewrite,
-};
+pub(crate) use admin::{cancel, clean, promote, record, reencrypt, remove, retry, Record, Rewrite};
 pub(crate) use lease::{reconcile, renew, sweep, Swept};
 
 #[cfg(test)]

@@ -119,7 +119,12 @@ impl Tally {
     }
 
     fn say(&self, action: JobAction) -> String {
-        let mut s = format!("{} {} job{}", action.done(), count(self.done), plural(self.done));
+        let mut s = format!(
+            "{} {} job{}",
+            action.done(),
+            count(self.done),
+            plural(self.done)
+        );
         if self.requested > 0 {
             s += &format!(
                 "; cancel sent to {} running job{}",
@@ -177,7 +182,14 @@ impl Form {
 }
 
 /// The confirmation page: `question`, and the same form again with `confirmed=1`.
-fn confirm(v: &Viewer, post_to: &str, form: &Form, question: String, yes: &str, back: &str) -> Response {
+fn confirm(
+    v: &Viewer,
+    post_to: &str,
+    form: &Form,
+    question: String,
+    yes: &str,
+    back: &str,
+) -> Response {
     let body = html! {
         section.confirm {
             h1 { "Confirm" }
@@ -219,7 +231,14 @@ pub(super) async fn job_action(
     if !form.confirmed() {
         let question = format!("{} job {id} of queue {queue}?", action.verb());
         let yes = format!("Yes, {}", action.name());
-        return confirm(&v, &format!("{job_url}/actions"), &form, question, &yes, &job_url);
+        return confirm(
+            &v,
+            &format!("{job_url}/actions"),
+            &form,
+            question,
+            &yes,
+            &job_url,
+        );
     }
     let q = s.queue(&queue);
     match apply(&q, action, &id).await {
@@ -258,7 +277,10 @@ pub(super) async fn queue_action(
     match form.get("action") {
         Some("pause") => {
             return match q.pause().await {
-                Ok(()) => redirect_with_flash(&back, &format!("queue {queue} paused: workers claim nothing new")),
+                Ok(()) => redirect_with_flash(
+                    &back,
+                    &format!("queue {queue} paused: workers claim nothing new"),
+                ),
                 Err(e) => layout::fail(e),
             }
         }
@@ -285,7 +307,10 @@ pub(super) async fn queue_action(
                 return confirm(&v, &post_to, &form, question, "Yes, delete them", &back);
             }
             return match q.clean(state, age, MAX_PER_REQUEST).await {
-                Ok(n) => redirect_with_flash(&back, &format!("deleted {} {state} job{}", count(n), plural(n))),
+                Ok(n) => redirect_with_flash(
+                    &back,
+                    &format!("deleted {} {state} job{}", count(n), plural(n)),
+                ),
                 Err(e) => layout::fail(e),
             };
         }
@@ -355,7 +380,12 @@ async fn all_of_state(q: &Queue, action: JobAction, state: JobState, back: &str)
         }
         let ids = match q.list(state, offset, BATCH).await {
             Ok(ids) => ids,
-            Err(e) => return redirect_with_flash(back, &format!("error after {}: {e}", tally.say(action))),
+            Err(e) => {
+                return redirect_with_flash(
+                    back,
+                    &format!("error after {}: {e}", tally.say(action)),
+                )
+            }
         };
         if ids.is_empty() {
             break;
@@ -366,7 +396,10 @@ async fn all_of_state(q: &Queue, action: JobAction, state: JobState, back: &str)
                 offset += 1;
             }
             if let Err(e) = tally.add(r) {
-                return redirect_with_flash(back, &format!("error after {}: {e}", tally.say(action)));
+                return redirect_with_flash(
+                    back,
+                    &format!("error after {}: {e}", tally.say(action)),
+                );
             }
         }
     }

@@ -120,7 +120,9 @@ pub(super) async fn page(
         return layout::error_page(
             StatusCode::NOT_FOUND,
             "No such job",
-            &format!("There is no job {id:?} in queue {queue} (removed, or cleaned after it finished)."),
+            &format!(
+                "There is no job {id:?} in queue {queue} (removed, or cleaned after it finished)."
+            ),
         );
     };
     let b = body(&v, &job, token, layout::now_ms());

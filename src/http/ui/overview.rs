@@ -86,12 +86,7 @@ fn per_min(n: u64) -> String {
     }
 }
 
-fn body(
-    v: &Viewer,
-    rows: &[QueueRow],
-    workers: &BTreeMap<String, WorkerRow>,
-    now: u64,
-) -> Markup {
+fn body(v: &Viewer, rows: &[QueueRow], workers: &BTreeMap<String, WorkerRow>, now: u64) -> Markup {
     html! {
         h1 { "Queues" }
         @if rows.is_empty() {

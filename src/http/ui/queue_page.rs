@@ -115,7 +115,8 @@ fn body(
     let here = format!(
         "{}&offset={offset}&size={size}{}",
         tab_url(queue, state),
-        name.map(|n| format!("&name={}", enc(n))).unwrap_or_default()
+        name.map(|n| format!("&name={}", enc(n)))
+            .unwrap_or_default()
     );
     let acts = actions_for(state);
     html! {
@@ -275,12 +276,10 @@ pub(super) async fn page(
             Err(e) => Err(e),
         };
         return match found {
-            Ok(v) if v.first().is_some_and(|s| s.is_some()) => Redirect::to(&format!(
-                "/ui/queues/{}/jobs/{}",
-                enc(&queue),
-                enc(id)
-            ))
-            .into_response(),
+            Ok(v) if v.first().is_some_and(|s| s.is_some()) => {
+                Redirect::to(&format!("/ui/queues/{}/jobs/{}", enc(&queue), enc(id)))
+                    .into_response()
+            }
             Ok(_) => layout::redirect_with_flash(
                 &format!("/ui/queues/{}", enc(&queue)),
                 &format!("error: no job {id:?} in queue {queue}"),
@@ -319,7 +318,8 @@ pub(super) async fn page(
     let live = format!(
         "{}&offset={offset}&size={size}{}&part=live",
         tab_url(&queue, state),
-        name.map(|n| format!("&name={}", enc(n))).unwrap_or_default()
+        name.map(|n| format!("&name={}", enc(n)))
+            .unwrap_or_default()
     );
     Page::new(format!("{queue} · {state}"), &v, b)
         .live(live)

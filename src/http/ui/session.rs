@@ -177,9 +177,7 @@ fn is_https(headers: &HeaderMap) -> bool {
 /// Refuses a request sent from another site: `Sec-Fetch-Site: cross-site`, or an
 /// `Origin` whose host is not this request's `Host`.
 fn cross_site(headers: &HeaderMap) -> bool {
-    let site = headers
-        .get("sec-fetch-site")
-        .and_then(|v| v.to_str().ok());
+    let site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
     if matches!(site, Some("cross-site") | Some("same-site")) {
         return true;
     }
@@ -254,7 +252,11 @@ pub(super) async fn gate(State(s): State<UiState>, req: Request, next: Next) -> 
             );
         }
         if let (false, Some(why)) = (is_logout, read_only_why) {
-            return refuse(StatusCode::FORBIDDEN, "Read-only", &format!("Refused: {why}."));
+            return refuse(
+                StatusCode::FORBIDDEN,
+                "Read-only",
+                &format!("Refused: {why}."),
+            );
         }
         let (parts, body) = req.into_parts();
         let Ok(bytes) = axum::body::to_bytes(body, crate::http::MAX_BODY_BYTES).await else {
@@ -340,7 +342,11 @@ pub(super) async fn login(State(s): State<UiState>, headers: HeaderMap, body: By
         return Redirect::to("/").into_response();
     }
     if cross_site(&headers) {
-        return refuse(StatusCode::FORBIDDEN, "Refused", "This form was sent from another site.");
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "Refused",
+            "This form was sent from another site.",
+        );
     }
     let pairs = form_pairs(&body);
     let field = |name: &str| {
@@ -350,7 +356,10 @@ pub(super) async fn login(State(s): State<UiState>, headers: HeaderMap, body: By
             .map(|(_, v)| v.as_str())
     };
     let next = safe_next(field("next"));
-    let level = match s.tokens.access(field("token").unwrap_or("").trim().as_bytes()) {
+    let level = match s
+        .tokens
+        .access(field("token").unwrap_or("").trim().as_bytes())
+    {
         Access::Admin => Level::Admin,
         Access::Read => Level::Read,
         Access::Nothing => {
@@ -364,7 +373,11 @@ pub(super) async fn login(State(s): State<UiState>, headers: HeaderMap, body: By
     let mut resp = Redirect::to(&next).into_response();
     resp.headers_mut().append(
         header::SET_COOKIE,
-        set_cookie(&session.cookie_value(&s.key), SESSION_SECS, is_https(&headers)),
+        set_cookie(
+            &session.cookie_value(&s.key),
+            SESSION_SECS,
+            is_https(&headers),
+        ),
     );
     resp
 }
@@ -388,7 +401,10 @@ mod tests {
         let s = Session::new(Level::Read);
         let v = s.cookie_value(&key);
         let back = Session::parse(&v, &key).expect("verifies");
-        assert_eq!((back.sid.as_str(), back.level), (s.sid.as_str(), Level::Read));
+        assert_eq!(
+            (back.sid.as_str(), back.level),
+            (s.sid.as_str(), Level::Read)
+        );
         // Raising the level breaks the MAC.
         let forged = v.replacen(".r.", ".a.", 1);
         assert!(Session::parse(&forged, &key).is_none());
@@ -399,7 +415,10 @@ mod tests {
 
     #[test]
     fn next_stays_on_this_server() {
-        assert_eq!(safe_next(Some("/ui/queues/a?state=failed")), "/ui/queues/a?state=failed");
+        assert_eq!(
+            safe_next(Some("/ui/queues/a?state=failed")),
+            "/ui/queues/a?state=failed"
+        );
         assert_eq!(safe_next(Some("//evil.example")), "/");
         assert_eq!(safe_next(Some("/\\evil.example")), "/");
         assert_eq!(safe_next(Some("https://evil.example")), "/");
@@ -411,9 +430,15 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(header::HOST, HeaderValue::from_static("127.0.0.1:8080"));
         assert!(!cross_site(&h));
-        h.insert(header::ORIGIN, HeaderValue::from_static("http://127.0.0.1:8080"));
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("http://127.0.0.1:8080"),
+        );
         assert!(!cross_site(&h));
-        h.insert(header::ORIGIN, HeaderValue::from_static("http://evil.example"));
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("http://evil.example"),
+        );
         assert!(cross_site(&h));
         h.insert(header::ORIGIN, HeaderValue::from_static("null"));
         assert!(cross_site(&h));
