@@ -189,7 +189,7 @@ async fn cancel_a_running_exec_job_from_its_page() {
                 "2s",
                 "--",
                 "sleep",
-                "30",
+                "600",
             ])
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
@@ -260,8 +260,8 @@ async fn bulk_retry_ticked_then_every_failed_job() {
         .await
         .unwrap();
     assert_eq!(rows.len(), 30);
-    rows[0].click().await.unwrap();
-    rows[1].click().await.unwrap();
+    b.click("#jobs tbody tr:nth-child(1) input[name=ids]").await;
+    b.click("#jobs tbody tr:nth-child(2) input[name=ids]").await;
     b.click("#bulk-actions button[value=retry]").await;
     assert!(b
         .text("#question")
@@ -579,17 +579,22 @@ async fn a_big_queue_pages_quickly() {
     const N: usize = 200_000;
     let redis = RedisServer::start();
     let q = Queue::connect(redis.url(), "big").unwrap();
-    let batch: Vec<NewJob<Value>> = (0..5_000)
-        .map(|i| {
-            NewJob::new(
-                if i % 7 == 0 { "resize" } else { "thumbnail" },
-                json!({"image": i}),
-            )
-        })
-        .collect();
-    for _ in 0..N / batch.len() {
-        // Fresh ids per batch (NewJob without an id gets a UUID).
-        q.add_bulk(&batch).await.unwrap();
+    const BATCH: usize = 1_000;
+    for b in 0..N / BATCH {
+        // Ids of our own, so that a batch whose reply was lost on this busy machine can
+        // be sent again without adding twice.
+        let batch: Vec<NewJob<Value>> = (b * BATCH..(b + 1) * BATCH)
+            .map(|i| {
+                let name = if i % 7 == 0 { "resize" } else { "thumbnail" };
+                NewJob::new(name, json!({"image": i}))
+                    .with_opts(JobOptions::default().job_id(format!("img-{i}")))
+            })
+            .collect();
+        let mut tries = 0;
+        while let Err(e) = q.add_bulk(&batch).await {
+            tries += 1;
+            assert!(tries < 5, "add_bulk failed {tries} times: {}", e.to_string().chars().take(200).collect::<String>());
+        }
     }
     assert_eq!(q.counts().await.unwrap().waiting, N as u64);
     let s = Serve::start(&redis.url(), &[], &[]).await;

@@ -70,6 +70,7 @@ impl IntoResponse for Page {
                     meta charset="utf-8";
                     meta name="viewport" content="width=device-width, initial-scale=1";
                     title { (self.title) " · baton" }
+                    link rel="icon" type="image/svg+xml" href={ "/ui/assets/favicon.svg?v=" (ASSET_V) };
                     link rel="stylesheet" href={ "/ui/assets/app.css?v=" (ASSET_V) };
                     script src={ "/ui/assets/app.js?v=" (ASSET_V) } defer {}
                 }

@@ -174,21 +174,26 @@ fn is_https(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.eq_ignore_ascii_case("https"))
 }
 
-/// Refuses a request sent from another site: `Sec-Fetch-Site: cross-site`, or an
-/// `Origin` whose host is not this request's `Host`.
+/// Refuses a request sent from another site. Browsers say where a request comes from
+/// in `Sec-Fetch-Site` (trusted when present: `same-origin`, or `none` for one the user
+/// made); older ones only in `Origin`, whose host must then be this request's `Host`
+/// (`Origin: null`, which a page without referrers sends, is let through to the CSRF
+/// check, which still applies to every post).
 fn cross_site(headers: &HeaderMap) -> bool {
-    let site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
-    if matches!(site, Some("cross-site") | Some("same-site")) {
-        return true;
+    let text = |name| headers.get(name).and_then(|v: &HeaderValue| v.to_str().ok());
+    if let Some(site) = text("sec-fetch-site") {
+        return !matches!(site, "same-origin" | "none");
     }
-    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+    let Some(origin) = text(header::ORIGIN.as_str()) else {
         return false;
     };
-    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    if origin == "null" {
+        return false;
+    }
     let origin_host = origin
         .strip_prefix("http://")
         .or_else(|| origin.strip_prefix("https://"));
-    origin_host.is_none() || origin_host != host
+    origin_host.is_none() || origin_host != text(header::HOST.as_str())
 }
 
 fn refuse(status: StatusCode, title: &str, why: &str) -> Response {
@@ -362,11 +367,10 @@ pub(super) async fn login(State(s): State<UiState>, headers: HeaderMap, body: By
     {
         Access::Admin => Level::Admin,
         Access::Read => Level::Read,
+        // The form again with the problem (200, as form logins answer: a 401 would
+        // need a WWW-Authenticate scheme the browser does not speak).
         Access::Nothing => {
-            let mut resp =
-                Page::bare("Log in", login_page(&next, Some("Wrong token."))).into_response();
-            *resp.status_mut() = StatusCode::UNAUTHORIZED;
-            return resp;
+            return Page::bare("Log in", login_page(&next, Some("Wrong token."))).into_response()
         }
     };
     let session = Session::new(level);
@@ -440,7 +444,9 @@ mod tests {
             HeaderValue::from_static("http://evil.example"),
         );
         assert!(cross_site(&h));
-        h.insert(header::ORIGIN, HeaderValue::from_static("null"));
+        h.insert("sec-fetch-site", HeaderValue::from_static("same-origin"));
+        assert!(!cross_site(&h), "the browser's word is taken");
+        h.insert("sec-fetch-site", HeaderValue::from_static("cross-site"));
         assert!(cross_site(&h));
     }
 }

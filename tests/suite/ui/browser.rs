@@ -84,15 +84,22 @@ impl Browser {
             .unwrap_or_else(|e| panic!("open {url}: {e}"));
     }
 
-    /// The text of the first element matching `css`.
+    /// The text of the first element matching `css` (found again if the live refresh
+    /// replaced it meanwhile).
     pub async fn text(&self, css: &str) -> String {
-        self.client()
-            .find(Locator::Css(css))
-            .await
-            .unwrap_or_else(|e| panic!("no element {css}: {e}"))
-            .text()
-            .await
-            .unwrap()
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let e = self
+                .client()
+                .find(Locator::Css(css))
+                .await
+                .unwrap_or_else(|e| panic!("no element {css}: {e}"));
+            match e.text().await {
+                Ok(t) => return t,
+                Err(err) if err.to_string().contains("stale") && Instant::now() < deadline => {}
+                Err(err) => panic!("text of {css}: {err}"),
+            }
+        }
     }
 
     /// Whether any element matches `css`.
@@ -105,15 +112,23 @@ impl Browser {
             .is_empty()
     }
 
-    /// Clicks the first element matching `css`.
+    /// Clicks the first element matching `css`. The live refresh may replace the
+    /// element between finding and clicking it (a stale element): then it is found
+    /// again, within a deadline.
     pub async fn click(&self, css: &str) {
-        self.client()
-            .find(Locator::Css(css))
-            .await
-            .unwrap_or_else(|e| panic!("no element {css} to click: {e}"))
-            .click()
-            .await
-            .unwrap_or_else(|e| panic!("click {css}: {e}"));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let e = self
+                .client()
+                .find(Locator::Css(css))
+                .await
+                .unwrap_or_else(|e| panic!("no element {css} to click: {e}"));
+            match e.click().await {
+                Ok(()) => return,
+                Err(err) if err.to_string().contains("stale") && Instant::now() < deadline => {}
+                Err(err) => panic!("click {css}: {err}"),
+            }
+        }
     }
 
     /// Types `text` into the first element matching `css`.

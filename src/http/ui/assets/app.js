@@ -23,8 +23,12 @@
     return a && region.contains(a) && (a.tagName === "INPUT" || a.tagName === "SELECT");
   }
 
+  var inflight = false;
+
   function refresh(region) {
-    if (document.hidden || busy(region)) return;
+    // One request at a time: a slow server is not sent more.
+    if (inflight || document.hidden || busy(region)) return;
+    inflight = true;
     fetch(region.getAttribute("data-live"), {
       credentials: "same-origin",
       headers: { "X-Requested-With": "baton-live" },
@@ -42,6 +46,9 @@
       })
       .catch(function () {
         /* the server is away for a moment; the next tick tries again */
+      })
+      .then(function () {
+        inflight = false;
       });
   }
 
