@@ -25,6 +25,7 @@ mod actions;
 mod assets;
 mod job_page;
 mod layout;
+mod names;
 mod overview;
 mod queue_page;
 mod session;
@@ -58,6 +59,7 @@ pub(crate) struct UiState {
     /// text, steps or logs.
     hide_from_readers: bool,
     key: Arc<SessionKey>,
+    names: names::QueueNames,
 }
 
 impl UiState {
@@ -69,7 +71,10 @@ impl UiState {
         hide_from_readers: bool,
     ) -> UiState {
         let key = Arc::new(SessionKey::new(tokens.session_secret()));
+        let names = names::QueueNames::default();
+        names.warm(conn.clone());
         UiState {
+            names,
             conn,
             tokens,
             keyring,

@@ -60,8 +60,15 @@ async fn queue_row(s: &UiState, name: String, now: u64) -> Result<QueueRow> {
     })
 }
 
-async fn gather(s: &UiState, now: u64) -> Result<(Vec<QueueRow>, BTreeMap<String, WorkerRow>)> {
-    let names = crate::Queue::discover(&s.conn).await?;
+/// The queues' rows, the workers, and how old the list of queues is.
+type Gathered = (
+    Vec<QueueRow>,
+    BTreeMap<String, WorkerRow>,
+    std::time::Duration,
+);
+
+async fn gather(s: &UiState, now: u64) -> Result<Gathered> {
+    let (names, found_at) = s.names.get(&s.conn).await?;
     let rows =
         futures::future::try_join_all(names.iter().map(|n| queue_row(s, n.clone(), now))).await?;
     let handles: Vec<_> = names.iter().map(|n| s.queue(n)).collect();
@@ -74,7 +81,7 @@ async fn gather(s: &UiState, now: u64) -> Result<(Vec<QueueRow>, BTreeMap<String
             w.info = info;
         }
     }
-    Ok((rows, workers))
+    Ok((rows, workers, found_at.elapsed()))
 }
 
 fn per_min(n: u64) -> String {
@@ -86,7 +93,8 @@ fn per_min(n: u64) -> String {
     }
 }
 
-fn body(v: &Viewer, rows: &[QueueRow], workers: &BTreeMap<String, WorkerRow>, now: u64) -> Markup {
+fn body(v: &Viewer, g: &Gathered, now: u64) -> Markup {
+    let (rows, workers, names_age) = g;
     html! {
         h1 { "Queues" }
         @if rows.is_empty() {
@@ -168,7 +176,10 @@ fn body(v: &Viewer, rows: &[QueueRow], workers: &BTreeMap<String, WorkerRow>, no
                 }
             }
         }
-        p.muted.small { "Updated " (layout::time(now)) " · refreshes every 3 s" }
+        p.muted.small {
+            "Updated " (layout::time(now)) " · refreshes every 3 s · the list of queues comes from a keyspace scan, "
+            (span(names_age.as_millis() as u64)) " old (rescanned in the background after " (super::names::FRESH.as_secs()) " s)"
+        }
     }
 }
 
@@ -180,11 +191,11 @@ pub(super) async fn page(
     headers: HeaderMap,
 ) -> Response {
     let now = layout::now_ms();
-    let (rows, workers) = match gather(&s, now).await {
+    let gathered = match gather(&s, now).await {
         Ok(x) => x,
         Err(e) => return layout::fail(e),
     };
-    let b = body(&v, &rows, &workers, now);
+    let b = body(&v, &gathered, now);
     if q.part() {
         return layout::part(b);
     }

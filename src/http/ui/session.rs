@@ -180,7 +180,11 @@ fn is_https(headers: &HeaderMap) -> bool {
 /// (`Origin: null`, which a page without referrers sends, is let through to the CSRF
 /// check, which still applies to every post).
 fn cross_site(headers: &HeaderMap) -> bool {
-    let text = |name| headers.get(name).and_then(|v: &HeaderValue| v.to_str().ok());
+    let text = |name| {
+        headers
+            .get(name)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+    };
     if let Some(site) = text("sec-fetch-site") {
         return !matches!(site, "same-origin" | "none");
     }
