@@ -4,12 +4,10 @@
 //!
 //! Every action but pause/resume answers first with a confirmation page that repeats
 //! the form with `confirmed=1`. "Every job of a state" works in batches of [`BATCH`]
-//! ids (a range from the state's list, never a scan), for at most [`MAX_PER_REQUEST`]
+//! ids (a range from the state's list, never a scan), for at most [`super::bulk::MAX_PER_REQUEST`]
 //! jobs or [`TIME_BUDGET`] per request; the outcome says how many are left, and the
 //! same button goes on. The session gate has already checked the CSRF token, the
 //! origin and that this viewer may act.
-
-use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -18,6 +16,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use maud::html;
 
+use super::bulk::plural;
 use super::layout::{self, count, csrf_field, enc, form_pairs, redirect_with_flash, Page};
 use super::session::Viewer;
 use super::UiState;
@@ -25,18 +24,12 @@ use crate::error::Error;
 use crate::job::JobState;
 use crate::queue::{Cancelled, Queue};
 
-/// Ids per batch when acting on every job of a state.
-pub const BATCH: usize = 500;
-/// Most jobs one request acts on.
-pub const MAX_PER_REQUEST: usize = 50_000;
-/// Longest one request spends acting (the server's request timeout is 30 s).
-pub const TIME_BUDGET: Duration = Duration::from_secs(15);
 /// Most ticked ids one form may carry.
 const MAX_IDS: usize = 1000;
 
 /// A job action.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum JobAction {
+pub(super) enum JobAction {
     Retry,
     Cancel,
     Remove,
@@ -69,7 +62,7 @@ impl JobAction {
             JobAction::Promote => "Run now",
         }
     }
-    fn done(self) -> &'static str {
+    pub(super) fn done(self) -> &'static str {
         match self {
             JobAction::Retry => "queued again",
             JobAction::Cancel => "cancelled",
@@ -80,13 +73,13 @@ impl JobAction {
 }
 
 /// What one job action did.
-enum Did {
+pub(super) enum Did {
     Done,
     /// A cancel sent to a running job's worker.
     Requested,
 }
 
-async fn apply(q: &Queue, action: JobAction, id: &str) -> crate::Result<Did> {
+pub(super) async fn apply(q: &Queue, action: JobAction, id: &str) -> crate::Result<Did> {
     match action {
         JobAction::Retry => q.retry(id).await.map(|_| Did::Done),
         JobAction::Cancel => q.cancel(id).await.map(|c| match c {
@@ -95,58 +88,6 @@ async fn apply(q: &Queue, action: JobAction, id: &str) -> crate::Result<Did> {
         }),
         JobAction::Remove => q.remove(id).await.map(|_| Did::Done),
         JobAction::Promote => q.promote(id).await.map(|_| Did::Done),
-    }
-}
-
-/// Tallies of a bulk action.
-#[derive(Default)]
-struct Tally {
-    done: u64,
-    requested: u64,
-    skipped: u64,
-}
-
-impl Tally {
-    fn add(&mut self, r: crate::Result<Did>) -> crate::Result<bool> {
-        match r {
-            Ok(Did::Done) => self.done += 1,
-            Ok(Did::Requested) => self.requested += 1,
-            // Moved on or gone since the page was drawn: not an error of the batch.
-            Err(Error::NotFound { .. } | Error::InvalidState { .. }) => self.skipped += 1,
-            Err(e) => return Err(e),
-        }
-        Ok(true)
-    }
-
-    fn say(&self, action: JobAction) -> String {
-        let mut s = format!(
-            "{} {} job{}",
-            action.done(),
-            count(self.done),
-            plural(self.done)
-        );
-        if self.requested > 0 {
-            s += &format!(
-                "; cancel sent to {} running job{}",
-                count(self.requested),
-                plural(self.requested)
-            );
-        }
-        if self.skipped > 0 {
-            s += &format!(
-                "; skipped {} no longer in a state that allows it",
-                count(self.skipped)
-            );
-        }
-        s
-    }
-}
-
-fn plural(n: u64) -> &'static str {
-    if n == 1 {
-        ""
-    } else {
-        "s"
     }
 }
 
@@ -302,11 +243,11 @@ pub(super) async fn queue_action(
                 let question = format!(
                     "Delete every {state} job of queue {queue} that finished more than {} ago (up to {})?",
                     humantime::format_duration(age),
-                    count(MAX_PER_REQUEST as u64)
+                    count(super::bulk::MAX_PER_REQUEST as u64)
                 );
                 return confirm(&v, &post_to, &form, question, "Yes, delete them", &back);
             }
-            return match q.clean(state, age, MAX_PER_REQUEST).await {
+            return match q.clean(state, age, super::bulk::MAX_PER_REQUEST).await {
                 Ok(n) => redirect_with_flash(
                     &back,
                     &format!("deleted {} {state} job{}", count(n), plural(n)),
@@ -336,7 +277,7 @@ pub(super) async fn queue_action(
             let yes = format!("Yes, {} all", action.name());
             return confirm(&v, &post_to, &form, question, &yes, &back);
         }
-        return all_of_state(&q, action, state, &back).await;
+        return super::bulk::all_of_state(&q, action, state, &back).await;
     }
     let ids = form.all("ids");
     if ids.is_empty() {
@@ -355,61 +296,11 @@ pub(super) async fn queue_action(
         let yes = format!("Yes, {} them", action.name());
         return confirm(&v, &post_to, &form, question, &yes, &back);
     }
-    let mut tally = Tally::default();
+    let mut tally = super::bulk::Tally::default();
     for id in &ids {
         if let Err(e) = tally.add(apply(&q, action, id).await) {
             return redirect_with_flash(&back, &format!("error after {}: {e}", tally.say(action)));
         }
     }
     redirect_with_flash(&back, &tally.say(action))
-}
-
-/// Acts on every job of `state`, a batch at a time, within the request's budget.
-async fn all_of_state(q: &Queue, action: JobAction, state: JobState, back: &str) -> Response {
-    let started = Instant::now();
-    let mut tally = Tally::default();
-    // Jobs the action leaves in the state (a cancel sent to a running job, one that
-    // could not be acted on) are stepped over, so the next batch starts after them.
-    let mut offset = 0usize;
-    let mut stopped = false;
-    loop {
-        let acted = (tally.done + tally.requested + tally.skipped) as usize;
-        if acted >= MAX_PER_REQUEST || started.elapsed() >= TIME_BUDGET {
-            stopped = true;
-            break;
-        }
-        let ids = match q.list(state, offset, BATCH).await {
-            Ok(ids) => ids,
-            Err(e) => {
-                return redirect_with_flash(
-                    back,
-                    &format!("error after {}: {e}", tally.say(action)),
-                )
-            }
-        };
-        if ids.is_empty() {
-            break;
-        }
-        for id in &ids {
-            let r = apply(q, action, id).await;
-            if !matches!(r, Ok(Did::Done)) {
-                offset += 1;
-            }
-            if let Err(e) = tally.add(r) {
-                return redirect_with_flash(
-                    back,
-                    &format!("error after {}: {e}", tally.say(action)),
-                );
-            }
-        }
-    }
-    let mut msg = tally.say(action);
-    if stopped {
-        let left = q.counts().await.map(|c| c.get(state)).unwrap_or(0);
-        msg += &format!(
-            "; stopped at this request's limit with {} {state} left: press the button again to go on",
-            count(left)
-        );
-    }
-    redirect_with_flash(back, &msg)
 }

@@ -23,8 +23,10 @@
 
 mod actions;
 mod assets;
+mod bulk;
 mod job_page;
 mod layout;
+mod login;
 mod names;
 mod overview;
 mod queue_page;
@@ -104,13 +106,13 @@ pub(crate) fn router(state: UiState) -> Router {
             "/ui/queues/{queue}/jobs/{id}/actions",
             post(actions::job_action),
         )
-        .route("/ui/logout", post(session::logout))
+        .route("/ui/logout", post(login::logout))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             session::gate,
         ));
     Router::new()
-        .route("/ui/login", get(session::login_form).post(session::login))
+        .route("/ui/login", get(login::login_form).post(login::login))
         .route("/ui/assets/{file}", get(assets::serve))
         .merge(gated)
         .layer(axum::middleware::from_fn(security_headers))

@@ -233,7 +233,7 @@ fn body(
                     @for (action, label, _) in acts {
                         button type="submit" name="action" value=(action) { (label) " all " (count(total)) }
                     }
-                    span.muted { "in batches of " (super::actions::BATCH) ", up to " (count(super::actions::MAX_PER_REQUEST as u64)) " per request" }
+                    span.muted { "in batches of " (super::bulk::BATCH) ", up to " (count(super::bulk::MAX_PER_REQUEST as u64)) " per request" }
                 }
             }
             @if state.is_finished() {

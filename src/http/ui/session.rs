@@ -1,6 +1,6 @@
 //! Who is looking, and what they may do: the session cookie, the login form, CSRF.
 //!
-//! - With tokens set (`BATON_API_TOKEN`, `BATON_API_READ_TOKEN`), a page without a valid
+//! - With tokens set (log-in and log-out: `login`) (`BATON_API_TOKEN`, `BATON_API_READ_TOKEN`), a page without a valid
 //!   session redirects to the login form; the token given there (checked as the API
 //!   checks a bearer token) becomes a session cookie `baton_session`: HttpOnly,
 //!   SameSite=Strict, 12 hours. The cookie holds no token: a random session id, the
@@ -14,25 +14,22 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use axum::body::{Body, Bytes};
-use axum::extract::{Query, Request, State};
+use axum::body::Body;
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
-use maud::html;
 use ring::hmac;
-use serde::Deserialize;
 
-use super::layout::{self, form_pairs, Page};
+use super::layout::{self, form_pairs};
 use super::UiState;
-use crate::http::api::Access;
 
 /// The session cookie's name.
-const COOKIE: &str = "baton_session";
+pub(super) const COOKIE: &str = "baton_session";
 /// How long a session lasts, in seconds.
-const SESSION_SECS: u64 = 12 * 3600;
+pub(super) const SESSION_SECS: u64 = 12 * 3600;
 
 /// The key that signs sessions and CSRF tokens.
 pub(crate) struct SessionKey(hmac::Key);
@@ -76,7 +73,7 @@ fn now_secs() -> u64 {
 
 /// What a session may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Level {
+pub(super) enum Level {
     Admin,
     Read,
 }
@@ -91,13 +88,13 @@ impl Level {
 }
 
 /// A verified session.
-struct Session {
+pub(super) struct Session {
     sid: String,
     level: Level,
 }
 
 impl Session {
-    fn cookie_value(&self, key: &SessionKey) -> String {
+    pub(super) fn cookie_value(&self, key: &SessionKey) -> String {
         let body = format!("{}.{}.{}", self.sid, self.level.tag(), now_secs());
         format!("{body}.{}", key.sign(&format!("session|{body}")))
     }
@@ -124,7 +121,7 @@ impl Session {
         })
     }
 
-    fn new(level: Level) -> Session {
+    pub(super) fn new(level: Level) -> Session {
         Session {
             sid: B64.encode(random_bytes::<16>()),
             level,
@@ -158,7 +155,7 @@ fn read_cookie(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(|(_, v)| v.to_string())
 }
 
-fn set_cookie(value: &str, max_age: u64, secure: bool) -> HeaderValue {
+pub(super) fn set_cookie(value: &str, max_age: u64, secure: bool) -> HeaderValue {
     let secure = if secure { "; Secure" } else { "" };
     HeaderValue::from_str(&format!(
         "{COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}"
@@ -167,7 +164,7 @@ fn set_cookie(value: &str, max_age: u64, secure: bool) -> HeaderValue {
 }
 
 /// Behind a TLS-terminating proxy the cookie is marked Secure.
-fn is_https(headers: &HeaderMap) -> bool {
+pub(super) fn is_https(headers: &HeaderMap) -> bool {
     headers
         .get("x-forwarded-proto")
         .and_then(|v| v.to_str().ok())
@@ -179,7 +176,7 @@ fn is_https(headers: &HeaderMap) -> bool {
 /// made); older ones only in `Origin`, whose host must then be this request's `Host`
 /// (`Origin: null`, which a page without referrers sends, is let through to the CSRF
 /// check, which still applies to every post).
-fn cross_site(headers: &HeaderMap) -> bool {
+pub(super) fn cross_site(headers: &HeaderMap) -> bool {
     let text = |name| {
         headers
             .get(name)
@@ -200,7 +197,7 @@ fn cross_site(headers: &HeaderMap) -> bool {
     origin_host.is_none() || origin_host != text(header::HOST.as_str())
 }
 
-fn refuse(status: StatusCode, title: &str, why: &str) -> Response {
+pub(super) fn refuse(status: StatusCode, title: &str, why: &str) -> Response {
     layout::error_page(status, title, why)
 }
 
@@ -304,101 +301,6 @@ pub(super) async fn gate(State(s): State<UiState>, req: Request, next: Next) -> 
     resp
 }
 
-/// The query of the login form.
-#[derive(Debug, Deserialize)]
-pub(super) struct LoginQuery {
-    next: Option<String>,
-}
-
-/// Only a path on this server: no scheme, no other host (`//evil`, `/\evil`).
-fn safe_next(next: Option<&str>) -> String {
-    match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.starts_with("/\\") => {
-            n.to_string()
-        }
-        _ => "/".into(),
-    }
-}
-
-fn login_page(next: &str, problem: Option<&str>) -> maud::Markup {
-    html! {
-        section.login {
-            h1 { "Log in to baton" }
-            p { "Give the API token (BATON_API_TOKEN) or a read-only token (BATON_API_READ_TOKEN)." }
-            @if let Some(p) = problem { p.flash.error role="alert" { (p) } }
-            form method="post" action="/ui/login" {
-                input type="hidden" name="next" value=(next);
-                label for="token" { "Token" }
-                input #token type="password" name="token" autocomplete="current-password" required autofocus;
-                button type="submit" { "Log in" }
-            }
-        }
-    }
-}
-
-/// `GET /ui/login`.
-pub(super) async fn login_form(State(s): State<UiState>, q: Query<LoginQuery>) -> Response {
-    if !s.tokens.any() {
-        return Redirect::to("/").into_response();
-    }
-    let next = safe_next(q.next.as_deref());
-    Page::bare("Log in", login_page(&next, None)).into_response()
-}
-
-/// `POST /ui/login`: checks the token, sets the session cookie.
-pub(super) async fn login(State(s): State<UiState>, headers: HeaderMap, body: Bytes) -> Response {
-    if !s.tokens.any() {
-        return Redirect::to("/").into_response();
-    }
-    if cross_site(&headers) {
-        return refuse(
-            StatusCode::FORBIDDEN,
-            "Refused",
-            "This form was sent from another site.",
-        );
-    }
-    let pairs = form_pairs(&body);
-    let field = |name: &str| {
-        pairs
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    };
-    let next = safe_next(field("next"));
-    let level = match s
-        .tokens
-        .access(field("token").unwrap_or("").trim().as_bytes())
-    {
-        Access::Admin => Level::Admin,
-        Access::Read => Level::Read,
-        // The form again with the problem (200, as form logins answer: a 401 would
-        // need a WWW-Authenticate scheme the browser does not speak).
-        Access::Nothing => {
-            return Page::bare("Log in", login_page(&next, Some("Wrong token."))).into_response()
-        }
-    };
-    let session = Session::new(level);
-    let mut resp = Redirect::to(&next).into_response();
-    resp.headers_mut().append(
-        header::SET_COOKIE,
-        set_cookie(
-            &session.cookie_value(&s.key),
-            SESSION_SECS,
-            is_https(&headers),
-        ),
-    );
-    resp
-}
-
-/// `POST /ui/logout`: clears the cookie.
-pub(super) async fn logout(State(s): State<UiState>) -> Response {
-    let target = if s.tokens.any() { "/ui/login" } else { "/" };
-    let mut resp = Redirect::to(target).into_response();
-    resp.headers_mut()
-        .append(header::SET_COOKIE, set_cookie("", 0, false));
-    resp
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -419,18 +321,6 @@ mod tests {
         // Another key (other tokens) does not accept it.
         assert!(Session::parse(&v, &SessionKey::new(Some(b"other".to_vec()))).is_none());
         assert!(Session::parse("garbage", &key).is_none());
-    }
-
-    #[test]
-    fn next_stays_on_this_server() {
-        assert_eq!(
-            safe_next(Some("/ui/queues/a?state=failed")),
-            "/ui/queues/a?state=failed"
-        );
-        assert_eq!(safe_next(Some("//evil.example")), "/");
-        assert_eq!(safe_next(Some("/\\evil.example")), "/");
-        assert_eq!(safe_next(Some("https://evil.example")), "/");
-        assert_eq!(safe_next(None), "/");
     }
 
     #[test]
