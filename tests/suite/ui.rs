@@ -12,10 +12,9 @@ mod server;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use baton::{handler_fn, JobContext, JobError, JobOptions, JobState, NewJob, Queue, Worker};
-use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use browser::Browser;

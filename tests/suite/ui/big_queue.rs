@@ -1,17 +1,13 @@
 //! A big queue's pages, timed in the browser (recorded, asserted only generously).
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use baton::{JobOptions, JobState, NewJob, Queue};
-use reqwest::StatusCode;
+use baton::{JobOptions, NewJob, Queue};
 use serde_json::{json, Value};
 
 use super::browser::Browser;
 use super::server::Serve;
-use super::{flaky_worker, log_in, once, state_of, ADMIN, LIMIT, READER};
-use crate::common::{start, wait_until, RedisServer};
+use crate::common::RedisServer;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_big_queue_pages_quickly() {

@@ -1,12 +1,12 @@
 //! Read-only mode, read-only tokens, CSRF, the login cookie and the security headers.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use baton::{JobOptions, JobState, NewJob, Queue};
+use baton::{JobOptions, JobState, Queue};
 use reqwest::StatusCode;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use super::browser::Browser;
 use super::server::Serve;
