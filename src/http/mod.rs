@@ -21,6 +21,7 @@ mod api;
 mod gauges;
 mod ops;
 mod server;
+mod ui;
 
 use std::net::SocketAddr;
 
@@ -103,6 +104,12 @@ pub struct ServeOptions {
     /// Encrypts the payloads the API adds and decrypts the jobs it shows (see
     /// [`crate::crypto`]); without it, encrypted values show as `"encrypted (key K)"`.
     pub encryption: Option<std::sync::Arc<crate::crypto::Keyring>>,
+    /// Nobody may change anything: the API answers 403 to every route but a read, the
+    /// dashboard hides its actions and refuses their forms (`baton serve --read-only`).
+    pub read_only: bool,
+    /// The dashboard shows read-only viewers no payload, result, error text, steps or
+    /// logs (`baton serve --hide-payloads-from-readers`).
+    pub hide_payloads_from_readers: bool,
 }
 
 impl std::fmt::Debug for ServeOptions {
@@ -112,6 +119,11 @@ impl std::fmt::Debug for ServeOptions {
             .field("read_tokens", &self.read_tokens.len())
             .field("limits", &self.limits)
             .field("encryption", &self.encryption)
+            .field("read_only", &self.read_only)
+            .field(
+                "hide_payloads_from_readers",
+                &self.hide_payloads_from_readers,
+            )
             .finish()
     }
 }
@@ -138,11 +150,21 @@ pub async fn serve_with(
     let ops_state = ops::OpsState::new(conn.clone());
     let _refresher = gauges::start(conn.clone());
     let auth = tokens.describe();
+    let dashboard = ui::router(ui::UiState::new(
+        conn.clone(),
+        tokens.clone(),
+        opts.encryption.clone(),
+        opts.read_only,
+        opts.hide_payloads_from_readers,
+    ));
     let app = api::router(
-        api::ApiState::new(conn, tokens).with_encryption(opts.encryption),
+        api::ApiState::new(conn, tokens)
+            .with_encryption(opts.encryption)
+            .read_only(opts.read_only),
         ops_state,
-    );
-    tracing::info!(listen = %cfg.listen, auth, "baton API listening");
+    )
+    .merge(dashboard);
+    tracing::info!(listen = %cfg.listen, auth, read_only = opts.read_only, "baton API and dashboard listening");
     server::run(listener, app, &opts.limits, stop).await
 }
 

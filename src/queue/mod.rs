@@ -19,10 +19,12 @@
 mod add;
 mod durable;
 mod inspect;
+mod overview;
 mod reencrypt;
 mod schedulers;
 
 pub use add::{Added, NewJob};
+pub use overview::{Finished, JobSummary};
 pub use reencrypt::{Reencrypted, MAX_REENCRYPT_BATCH};
 
 use std::sync::Arc;

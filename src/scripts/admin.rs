@@ -1,11 +1,11 @@
-//! The admin scripts: cancel, retry, remove, clean, reencrypt, and a running attempt's fenced
-//! writes about itself (steps, progress, log lines).
+//! The admin scripts: cancel, retry, promote, remove, clean, reencrypt, and a running
+//! attempt's fenced writes about itself (steps, progress, log lines).
 
 use std::time::Duration;
 
 use redis::aio::ConnectionLike;
 
-use super::{CANCEL, CLEAN, RECORD, REENCRYPT, REMOVE, RETRY};
+use super::{CANCEL, CLEAN, PROMOTE, RECORD, REENCRYPT, REMOVE, RETRY};
 use crate::error::Result;
 use crate::keys::Keys;
 
@@ -45,6 +45,22 @@ pub(crate) async fn retry<C: ConnectionLike + Send>(
         .key(k.prioritized())
         .key(k.failed())
         .key(k.cancelled())
+        .key(k.meta())
+        .key(k.wake());
+    inv.arg(k.prefix()).arg(id);
+    Ok(inv.invoke_async(c).await?)
+}
+
+/// `promote.lua`: (code, state before).
+pub(crate) async fn promote<C: ConnectionLike + Send>(
+    c: &mut C,
+    k: &Keys,
+    id: &str,
+) -> Result<(i64, String)> {
+    let mut inv = PROMOTE.prepare_invoke();
+    inv.key(k.wait())
+        .key(k.prioritized())
+        .key(k.delayed())
         .key(k.meta())
         .key(k.wake());
     inv.arg(k.prefix()).arg(id);

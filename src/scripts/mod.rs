@@ -55,6 +55,7 @@ script!(SCHEDULE_READ, "schedule_read.lua");
 script!(SCHEDULE_FIRE, "schedule_fire.lua");
 script!(SCHEDULE_UPSERT, "schedule_upsert.lua");
 script!(SCHEDULE_REMOVE, "schedule_remove.lua");
+script!(PROMOTE, "promote.lua");
 
 /// A job as `add.lua` takes it.
 #[derive(Debug, Clone)]
@@ -281,7 +282,7 @@ mod admin;
 mod lease;
 mod schedule;
 
-pub(crate) use admin::{cancel, clean, record, reencrypt, remove, retry, Record, Rewrite};
+pub(crate) use admin::{cancel, clean, promote, record, reencrypt, remove, retry, Record, Rewrite};
 pub(crate) use lease::{reconcile, renew, sweep, Swept};
 pub(crate) use schedule::{
     schedule_fire, schedule_read, schedule_remove, schedule_upsert, Move, Pending, Read, ReadEntry,
@@ -315,6 +316,7 @@ mod tests {
             &SCHEDULE_FIRE,
             &SCHEDULE_UPSERT,
             &SCHEDULE_REMOVE,
+            &PROMOTE,
         ] {
             LazyLock::force(s);
         }

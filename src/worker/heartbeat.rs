@@ -55,6 +55,11 @@ impl About {
             "concurrency": self.concurrency,
             "in_flight": held,
             "started_ms": self.started_ms,
+            // When this description was written: the dashboard's "last heartbeat".
+            "beat_ms": std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis())
+                .unwrap_or(0),
         })
         .to_string()
     }

@@ -44,6 +44,7 @@ fn package_of(program: &str) -> &str {
         "redis-cli" => "redis-tools",
         "promtool" => "prometheus",
         "unshare" => "util-linux",
+        "chromedriver" => "chromium-driver",
         other => other,
     }
 }

@@ -45,3 +45,4 @@ mod signals;
 mod supervision;
 mod tls;
 mod topology_smoke;
+mod ui;

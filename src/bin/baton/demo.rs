@@ -113,8 +113,16 @@ pub async fn run(given: Option<baton::conn::RedisConfig>, a: DemoArgs) -> Result
     {
         let (url, stop) = (url.clone(), stop_ops.clone());
         tokio::spawn(async move {
-            if let Err(e) = baton::http::serve_ops(metrics_addr, url, stop).await {
-                tracing::warn!(error = %e, "metrics server failed");
+            // The whole `baton serve` app on loopback, without a token: the dashboard
+            // at `/`, the API and /metrics.
+            let cfg = baton::http::ServeConfig {
+                redis: url,
+                listen: metrics_addr,
+                token: None,
+            };
+            let opts = baton::http::ServeOptions::default();
+            if let Err(e) = baton::http::serve_with(cfg, opts, stop).await {
+                tracing::warn!(error = %e, "metrics and dashboard server failed");
             }
         });
     }
@@ -284,18 +292,19 @@ async fn exercise(
         c.completed, c.failed, c.cancelled, c.waiting, c.active
     );
     if is_private && a.linger.is_zero() {
-        println!("metrics were served at http://{metrics_addr}/metrics; run `baton demo --linger 60s` to browse them");
+        println!("the dashboard and metrics were served at http://{metrics_addr}/; run `baton demo --linger 60s` to browse them");
     } else if a.linger.is_zero() && !a.keep {
         println!(
             "the queue is deleted next; run with --keep (or --linger 60s) to inspect its jobs"
         );
     } else {
         println!("inspect one:  baton --redis-url {url} job {queue} <ID>");
+        println!("dashboard:    http://{metrics_addr}/");
         println!("metrics:      http://{metrics_addr}/metrics");
     }
     if !a.linger.is_zero() {
         println!(
-            "\nworker and metrics stay up for {:?} (Ctrl-C to stop)",
+            "\nworker, dashboard and metrics stay up for {:?} (Ctrl-C to stop)",
             a.linger
         );
         tokio::select! {

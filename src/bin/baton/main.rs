@@ -197,11 +197,19 @@ enum Cmd {
     Reencrypt(reencrypt::ReencryptArgs),
     /// Run a worker that runs a command per job.
     Worker(worker_cmd::WorkerArgs),
-    /// Run the HTTP API.
+    /// Run the HTTP API and the web dashboard (at `/`).
     Serve {
         /// Listen address.
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
+        /// Change nothing: the API refuses every write (403), the dashboard hides its
+        /// actions and refuses their forms.
+        #[arg(long)]
+        read_only: bool,
+        /// The dashboard shows read-only viewers (a read-only token, --read-only) no
+        /// payload, result, error text, steps or logs.
+        #[arg(long)]
+        hide_payloads_from_readers: bool,
     },
     /// The whole thing end to end on a private Redis it starts itself.
     Demo(demo::DemoArgs),
@@ -294,7 +302,11 @@ async fn run(cli: Cli) -> baton::Result<ExitCode> {
         } => watch::run(url, queue, interval, iterations).await,
         Cmd::Worker(w) => worker_cmd::run(&cfg, w).await,
         Cmd::Reencrypt(r) => reencrypt::run(url, r).await,
-        Cmd::Serve { listen } => {
+        Cmd::Serve {
+            listen,
+            read_only,
+            hide_payloads_from_readers,
+        } => {
             let token = std::env::var("BATON_API_TOKEN")
                 .ok()
                 .filter(|t| !t.is_empty());
@@ -330,6 +342,8 @@ async fn run(cli: Cli) -> baton::Result<ExitCode> {
                 baton::http::ServeOptions {
                     read_tokens,
                     encryption: crypto_args::keyring(),
+                    read_only,
+                    hide_payloads_from_readers,
                     ..Default::default()
                 },
                 stop,

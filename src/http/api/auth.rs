@@ -25,7 +25,7 @@ pub(crate) struct Tokens {
 
 /// What a presented token may do.
 #[derive(Debug, PartialEq, Eq)]
-enum Access {
+pub(crate) enum Access {
     Admin,
     Read,
     Nothing,
@@ -61,7 +61,24 @@ impl Tokens {
         }
     }
 
-    fn access(&self, given: &[u8]) -> Access {
+    /// The dashboard's session key material when any token is set: derived from every
+    /// token (the admin one included), so replicas with the same tokens accept each
+    /// other's sessions, changing a token ends every session, and a read-only token's
+    /// holder cannot compute it.
+    pub fn session_secret(&self) -> Option<Vec<u8>> {
+        if !self.any() {
+            return None;
+        }
+        let mut material = b"baton dashboard session v1".to_vec();
+        for t in self.admin.iter().chain(self.read.iter()) {
+            material.push(0);
+            material.extend_from_slice(t.as_bytes());
+        }
+        Some(material)
+    }
+
+    /// What the presented token `given` may do.
+    pub(crate) fn access(&self, given: &[u8]) -> Access {
         let admin = match &self.admin {
             Some(t) => given.ct_eq(t.as_bytes()),
             None => Choice::from(0),
@@ -120,6 +137,19 @@ pub(super) async fn require_token(State(s): State<ApiState>, req: Request, next:
             ApiError::new(StatusCode::UNAUTHORIZED, "wrong bearer token").into_response()
         }
     }
+}
+
+/// The middleware on every `/v1` route under `baton serve --read-only`: 403 to
+/// anything but a read, whatever the token.
+pub(super) async fn refuse_writes(req: Request, next: Next) -> Response {
+    if reads(req.method()) {
+        return next.run(req).await;
+    }
+    let why = format!(
+        "this server is read-only (baton serve --read-only): {} is refused",
+        req.method()
+    );
+    ApiError::new(StatusCode::FORBIDDEN, why).into_response()
 }
 
 #[cfg(test)]

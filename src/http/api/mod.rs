@@ -35,7 +35,7 @@ use axum::Router;
 use super::ops::{self, OpsState};
 use crate::queue::Queue;
 use auth::require_token;
-pub(crate) use auth::Tokens;
+pub(crate) use auth::{Access, Tokens};
 use handlers::{
     add_job, cancel_job, get_job, list_jobs, list_queues, openapi, pause, queue_counts, remove_job,
     resume, retry_job, set_limits,
@@ -58,6 +58,8 @@ pub(crate) struct ApiState {
     tokens: Tokens,
     /// Given to every queue handle (see [`Queue::with_encryption`]).
     keyring: Option<std::sync::Arc<crate::crypto::Keyring>>,
+    /// `--read-only`: every route that changes something answers 403.
+    read_only: bool,
 }
 
 impl ApiState {
@@ -66,7 +68,14 @@ impl ApiState {
             conn,
             tokens,
             keyring: None,
+            read_only: false,
         }
+    }
+
+    /// Refuses every route that changes something (`baton serve --read-only`).
+    pub fn read_only(mut self, yes: bool) -> ApiState {
+        self.read_only = yes;
+        self
     }
 
     /// Encrypts what the API adds and decrypts what it shows.
@@ -193,6 +202,9 @@ pub(crate) fn router(api: ApiState, ops: OpsState) -> Router {
         } else {
             open = open.route(route.path, route.handler);
         }
+    }
+    if state.api.read_only {
+        guarded = guarded.route_layer(axum::middleware::from_fn(auth::refuse_writes));
     }
     if state.api.tokens.any() {
         guarded = guarded.route_layer(axum::middleware::from_fn_with_state(

@@ -1,0 +1,20 @@
+#!lua
+-- promote.lua: run a delayed job now: make it ready at once, ahead of what is left of
+-- its delay or retry backoff (the dashboard's "run now", Queue::promote).
+-- Flags: none (refused whole when over maxmemory).
+-- KEYS: [1] wait  [2] prioritized  [3] delayed  [4] meta  [5] wake
+-- ARGV: [1] key prefix  [2] id
+-- Returns: { code, state }: 1 made ready; -1 no such job; -2 not delayed.
+-- Errors (nothing written): "corrupt job record: field pri is '…'".
+local prefix, id = ARGV[1], ARGV[2]
+local jk = prefix .. 'job:' .. id
+local f, corrupt = read_job(jk, { 'state', 'pri' })
+if not f or not f[1] then return { -1, '' } end
+local state = f[1]
+if state ~= 'delayed' or not redis.call('ZSCORE', KEYS[3], id) then return { -2, state } end
+if corrupt then return redis.error_reply('ERR ' .. corrupt) end
+redis.call('ZREM', KEYS[3], id)
+redis.call('HSET', jk, 'state', 'waiting', 'ready', now_ms())
+push_ready(KEYS[1], KEYS[2], KEYS[4], id, f[2], false)
+wake(KEYS[5])
+return { 1, state }

@@ -1,0 +1,137 @@
+//! `GET /ui/queues/{queue}/jobs/{id}`: everything about one job, with its actions.
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Extension;
+use maud::{html, Markup};
+
+use super::layout::{self, csrf_field, enc, pretty, when, Page};
+use super::overview::PartQuery;
+use super::queue_page::actions_for;
+use super::session::Viewer;
+use super::UiState;
+use crate::job::JobInfo;
+
+/// The job's fencing token (the `token` field claims raise), bounded like every call.
+async fn fencing_token(s: &UiState, queue: &str, id: &str) -> crate::Result<Option<u64>> {
+    let key = s.queue(queue).keys().job(id);
+    let read = s.conn.run(async |c| {
+        let t: Option<u64> = redis::cmd("HGET")
+            .arg(&key)
+            .arg("token")
+            .query_async(c)
+            .await?;
+        Ok(t)
+    });
+    match tokio::time::timeout(crate::conn::PRODUCER_TIMEOUT, read).await {
+        Ok(r) => r,
+        Err(_) => Err(crate::Error::Unavailable {
+            timeout: crate::conn::PRODUCER_TIMEOUT,
+            detail: "no reply from redis in time".into(),
+        }),
+    }
+}
+
+const HIDDEN: &str = "hidden from read-only viewers (--hide-payloads-from-readers)";
+
+fn body(v: &Viewer, j: &JobInfo, token: Option<u64>, now: u64) -> Markup {
+    let q = &j.queue;
+    let action_url = format!("/ui/queues/{}/jobs/{}/actions", enc(q), enc(&j.id));
+    let state = j.state.as_str();
+    html! {
+        h1 {
+            "Job " span.mono #job-id { (j.id) } " "
+            span.badge.{ "state-" (state) } #job-state data-state=(state) { (state) }
+            @if j.cancel_requested && !j.state.is_finished() { " " span.badge { "cancel requested" } }
+        }
+        @if v.can_act {
+            form.bar #job-actions method="post" action=(action_url) {
+                (csrf_field(v))
+                @for (action, label, danger) in actions_for(j.state) {
+                    button.danger[*danger] type="submit" name="action" value=(action) { (label) }
+                }
+            }
+        }
+        dl.facts {
+            dt { "Queue" } dd { a href={ "/ui/queues/" (enc(q)) "?state=" (state) } { (q) } }
+            dt { "Name" } dd #job-name { (j.name) }
+            dt { "Attempt" } dd #job-attempt { (j.attempt) " of " (j.attempts) }
+            @if j.stalled > 0 { dt { "Stalled" } dd { (j.stalled) " times (lease expired, recovered)" } }
+            dt { "Priority" } dd { @if j.priority == 0 { "none" } @else { (j.priority) } }
+            dt { "Worker" } dd.mono { (j.worker.as_deref().unwrap_or("—")) }
+            dt { "Fencing token" } dd.mono { @match token { Some(t) => (t), None => "—" } }
+            dt { "Created" } dd { (when(j.created_ms, now)) }
+            @if let Some(d) = j.due_ms { dt { "Delayed until" } dd { (when(d, now)) } }
+            @if let Some(t) = j.started_ms { dt { "Started" } dd { (when(t, now)) } }
+            @if let Some(t) = j.finished_ms { dt { "Finished" } dd { (when(t, now)) } }
+            @if let Some(p) = &j.progress { dt { "Progress" } dd.mono #job-progress { (p.to_string()) } }
+        }
+        @if let Some(e) = &j.error {
+            h2 { "Error" @if let Some(a) = j.error_attempt { " (attempt " (a) ")" } }
+            @if v.hide_payloads { p.muted { (HIDDEN) } } @else { pre.error #job-error { (e) } }
+            p.muted { "Only the last error is kept; each attempt's log lines are below." }
+        }
+        h2 { "Payload" }
+        @if v.hide_payloads { p.muted { (HIDDEN) } } @else { pre #job-data { (pretty(&j.data)) } }
+        @if let Some(r) = &j.result {
+            h2 { "Result" }
+            @if v.hide_payloads { p.muted { (HIDDEN) } } @else { pre #job-result { (pretty(r)) } }
+        }
+        @if !j.steps.is_empty() {
+            h2 { "Recorded steps" }
+            @if v.hide_payloads { p.muted { (HIDDEN) } } @else {
+                table #job-steps {
+                    thead { tr { th { "Step" } th { "Result" } } }
+                    tbody { @for (name, val) in &j.steps { tr { td.mono { (name) } td.mono { (val.to_string()) } } } }
+                }
+            }
+        }
+        h2 { "Logs" }
+        @if j.logs.is_empty() {
+            p.muted { "No log lines." }
+        } @else if v.hide_payloads {
+            p.muted { (HIDDEN) }
+        } @else {
+            ol.logs #job-logs {
+                @for (line, attempt) in j.logs.iter().zip(&j.log_attempts) {
+                    li { @if let Some(a) = attempt { span.muted { "[" (a) "] " } } (line) }
+                }
+            }
+        }
+        p.muted.small { "Updated " (layout::time(now)) " · refreshes every 3 s" }
+    }
+}
+
+/// `GET /ui/queues/{queue}/jobs/{id}`.
+pub(super) async fn page(
+    State(s): State<UiState>,
+    Extension(v): Extension<Viewer>,
+    Path((queue, id)): Path<(String, String)>,
+    Query(q): Query<PartQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let handle = s.queue(&queue);
+    let (job, token) = match futures::try_join!(handle.job(&id), fencing_token(&s, &queue, &id)) {
+        Ok(x) => x,
+        Err(e) => return layout::fail(e),
+    };
+    let Some(job) = job else {
+        return layout::error_page(
+            StatusCode::NOT_FOUND,
+            "No such job",
+            &format!(
+                "There is no job {id:?} in queue {queue} (removed, or cleaned after it finished)."
+            ),
+        );
+    };
+    let b = body(&v, &job, token, layout::now_ms());
+    if q.part() {
+        return layout::part(b);
+    }
+    let live = format!("/ui/queues/{}/jobs/{}?part=live", enc(&queue), enc(&id));
+    Page::new(format!("Job {id}"), &v, b)
+        .live(live)
+        .flash_from(&headers)
+        .into_response()
+}

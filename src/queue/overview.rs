@@ -1,0 +1,158 @@
+//! What a dashboard reads at a glance, each with a bounded number of Redis commands
+//! whatever the queue's size: finished jobs per time window (ZCOUNT on the finished
+//! sets by their finish-time scores), the oldest waiting job, one-line summaries of a
+//! page of jobs; and [`Queue::promote`], running a delayed job now.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::Queue;
+use crate::error::{Error, Result};
+use crate::job::JobState;
+use crate::scripts;
+
+/// Jobs that finished within a window (see [`Queue::finished_since`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Finished {
+    /// Completed within the window.
+    pub completed: u64,
+    /// Failed within the window.
+    pub failed: u64,
+}
+
+/// One line about a job, for listings (see [`Queue::summaries`]).
+#[derive(Debug, Clone, Serialize)]
+pub struct JobSummary {
+    /// Job id.
+    pub id: String,
+    /// Job name.
+    pub name: String,
+    /// State.
+    pub state: JobState,
+    /// The attempt now running or last run (0 = never started).
+    pub attempt: u32,
+    /// Enqueue time, ms since the epoch (Redis clock).
+    pub created_ms: u64,
+    /// Start of the current or last attempt.
+    pub started_ms: Option<u64>,
+    /// Finish time.
+    pub finished_ms: Option<u64>,
+    /// The first line of the last error (decrypted when the handle holds the key, else
+    /// `"encrypted (key K)"`), at most 200 characters.
+    pub error: Option<String>,
+}
+
+/// Longest error summary, in characters.
+const ERROR_SUMMARY: usize = 200;
+
+impl Queue {
+    /// Completed and failed jobs whose finish time is at or after `since_ms` (ms since
+    /// the epoch, Redis clock): two ZCOUNTs over the finished sets' scores. Counts only
+    /// what retention has kept (`keep_completed` / `keep_failed`), so a queue that keeps
+    /// few finished jobs shows fewer here than really finished.
+    pub async fn finished_since(&self, since_ms: u64) -> Result<Finished> {
+        self.bounded(async {
+            let k = &self.keys;
+            let mut c = self.conn().await?;
+            let (completed, failed): (u64, u64) = redis::pipe()
+                .zcount(k.completed(), since_ms, "+inf")
+                .zcount(k.failed(), since_ms, "+inf")
+                .query_async(&mut c)
+                .await?;
+            Ok(Finished { completed, failed })
+        })
+        .await
+    }
+
+    /// When the job that has waited longest became ready (ms since the epoch, Redis
+    /// clock), or None when nothing waits: the next job of the wait list and the first
+    /// of the priority set, whichever is older. Two round trips, whatever the length.
+    pub async fn oldest_waiting_ms(&self) -> Result<Option<u64>> {
+        self.bounded(async {
+            let k = &self.keys;
+            let mut c = self.conn().await?;
+            let (next, first): (Option<String>, Vec<String>) = redis::pipe()
+                .lindex(k.wait(), -1)
+                .zrange(k.prioritized(), 0, 0)
+                .query_async(&mut c)
+                .await?;
+            let ids: Vec<String> = next.into_iter().chain(first).collect();
+            if ids.is_empty() {
+                return Ok(None);
+            }
+            let mut p = redis::pipe();
+            for id in &ids {
+                p.cmd("HMGET").arg(k.job(id)).arg("ready").arg("ts");
+            }
+            let times: Vec<(Option<u64>, Option<u64>)> = p.query_async(&mut c).await?;
+            Ok(times.into_iter().filter_map(|(r, t)| r.or(t)).min())
+        })
+        .await
+    }
+
+    /// A one-line summary of each of `ids` (None for an id whose job is gone), in one
+    /// round trip: for a page of a listing ([`Queue::list`]).
+    pub async fn summaries(&self, ids: &[String]) -> Result<Vec<Option<JobSummary>>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.bounded(async {
+            const FIELDS: [&str; 7] = [
+                "name", "state", "attempt", "ts", "started", "finished", "error",
+            ];
+            let mut c = self.conn().await?;
+            let mut p = redis::pipe();
+            for id in ids {
+                p.cmd("HMGET").arg(self.keys.job(id)).arg(&FIELDS[..]);
+            }
+            let rows: Vec<Vec<Option<Vec<u8>>>> = p.query_async(&mut c).await?;
+            Ok(ids
+                .iter()
+                .zip(rows)
+                .map(|(id, f)| {
+                    let f: BTreeMap<&str, Vec<u8>> = FIELDS
+                        .iter()
+                        .zip(f)
+                        .filter_map(|(name, v)| Some((*name, v?)))
+                        .collect();
+                    f.get("state")?;
+                    let text = |v: &Vec<u8>| String::from_utf8_lossy(v).into_owned();
+                    let num = |name: &str| f.get(name).and_then(|v| text(v).parse::<u64>().ok());
+                    let error = f.get("error").map(|e| {
+                        let full: String =
+                            self.reveal(e, |t| String::from_utf8_lossy(t).into_owned());
+                        let line = full.lines().next().unwrap_or("");
+                        line.chars().take(ERROR_SUMMARY).collect()
+                    });
+                    Some(JobSummary {
+                        id: id.clone(),
+                        name: f.get("name").map(text).unwrap_or_default(),
+                        state: f
+                            .get("state")
+                            .and_then(|s| JobState::parse(&text(s)))
+                            .unwrap_or(JobState::Waiting),
+                        attempt: num("attempt").unwrap_or(0) as u32,
+                        created_ms: num("ts").unwrap_or(0),
+                        started_ms: num("started"),
+                        finished_ms: num("finished"),
+                        error,
+                    })
+                })
+                .collect())
+        })
+        .await
+    }
+
+    /// Runs a delayed job now: it becomes ready at once, ahead of what is left of its
+    /// delay or retry backoff, and an idle worker is woken. Not delayed:
+    /// [`Error::InvalidState`]; unknown: [`Error::NotFound`].
+    pub async fn promote(&self, id: &str) -> Result<()> {
+        crate::validate::job_id(id)?;
+        self.bounded(async {
+            let (code, state) = scripts::promote(&mut self.conn().await?, &self.keys, id).await?;
+            Error::from_code(code, state, self.name(), id, "run now").map(|_| ())
+        })
+        .await
+    }
+}
