@@ -19,10 +19,6 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-/// See Cargo.toml: glibc malloc was a sixth of a busy worker's CPU.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// A durable job queue on Redis.
 #[derive(Debug, Parser)]
 #[command(name = "baton", version, about)]
