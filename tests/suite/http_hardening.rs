@@ -140,11 +140,14 @@ async fn idle_half_requests_cannot_hold_serve_hostage() {
         idle.push((s, Instant::now()));
     }
     let open_took = opened.elapsed().as_secs_f64();
-    // The server has taken them all (each is one descriptor there).
+    // The server has taken them all (each is one descriptor there). A few descriptors
+    // of its own may come and go meanwhile (the dashboard's background queue scan opens
+    // and drops a Redis connection), so a handful of slack: shedding would show as
+    // hundreds missing, and the close times below tell a timeout from a refusal.
     crate::common::wait_until(
         Duration::from_secs(10),
         "the server holds the idle connections",
-        || async { open_fds(pid) >= fds_before + IDLE },
+        || async { open_fds(pid) + 8 >= fds_before + IDLE },
     )
     .await;
     let held = open_fds(pid) - fds_before;
