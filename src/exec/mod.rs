@@ -10,7 +10,10 @@
 //! - **environment**: the worker's, plus `BATON_JOB_ID`, `BATON_JOB_NAME`, `BATON_QUEUE`,
 //!   `BATON_ATTEMPT` (from 1), `BATON_ATTEMPTS` (attempts allowed in all) and
 //!   `BATON_TOKEN` (this attempt's fencing token: it grows with every claim, so a command
-//!   that writes elsewhere can refuse a write older than one it has already seen);
+//!   that writes elsewhere can refuse a write older than one it has already seen), and
+//!   `TRACEPARENT` (W3C) when the job carries a trace: the job span's context, or the
+//!   producer's when no OpenTelemetry layer is installed, so a traced command joins
+//!   the trace;
 //! - **stdout**: the result. The last non-blank line is kept (only that one: stdout is
 //!   otherwise drained and dropped, so memory stays bounded); if it parses as JSON, that
 //!   value is the job's result, otherwise the line itself, as a JSON string, is. No
@@ -197,11 +200,16 @@ async fn run(cfg: Arc<ExecConfig>, ctx: JobContext) -> Result<Vec<u8>, JobError>
         .env("BATON_ATTEMPT", ctx.attempt().to_string())
         .env("BATON_ATTEMPTS", ctx.attempts().to_string())
         .env("BATON_TOKEN", ctx.token().to_string())
+        .env_remove("TRACEPARENT")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(false);
+    // The command continues the job's trace (OpenTelemetry's environment carrier).
+    if let Some(t) = ctx.outgoing_trace() {
+        cmd.env("TRACEPARENT", t.to_string());
+    }
     #[cfg(target_os = "linux")]
     proc::die_with_parent(&mut cmd);
     let mut proc = Proc::spawn(&mut cmd)

@@ -7,8 +7,10 @@ use serde::{Deserialize, Serialize};
 
 mod policy;
 mod serde_ms;
+mod trace;
 
 pub use policy::{Backoff, Retention};
+pub use trace::{BadTraceParent, TraceParent};
 
 /// The state of a job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -92,6 +94,10 @@ pub struct JobOptions {
     pub keep_completed: Retention,
     /// Failed and cancelled jobs to keep.
     pub keep_failed: Retention,
+    /// The trace the job belongs to: its worker span becomes a child of this span. None:
+    /// with the `otel` feature, the current `tracing` span's OpenTelemetry context when
+    /// there is one ([`TraceParent::current`]); else none.
+    pub trace: Option<TraceParent>,
 }
 
 /// The largest priority number.
@@ -108,6 +114,7 @@ impl Default for JobOptions {
             timeout: None,
             keep_completed: Retention::default_completed(),
             keep_failed: Retention::default_failed(),
+            trace: None,
         }
     }
 }
@@ -153,6 +160,11 @@ impl JobOptions {
         self.keep_failed = r;
         self
     }
+    /// Sets the trace the job belongs to (e.g. from an incoming `traceparent` header).
+    pub fn trace(mut self, t: TraceParent) -> Self {
+        self.trace = Some(t);
+        self
+    }
 }
 
 /// The part of the options a worker needs, stored with the job (field `opts`).
@@ -168,11 +180,17 @@ pub(crate) struct RunOptions {
     pub backoff: Backoff,
     #[serde(with = "serde_ms::opt_ms", default)]
     pub timeout: Option<Duration>,
+    /// The producer's trace context (26 bytes more when present; see
+    /// [`TraceParent`] for why it lives here).
+    #[serde(skip)]
+    pub trace: Option<TraceParent>,
 }
 
 /// [`RunOptions`] as stored: attempts, backoff kind (0 fixed, 1 exponential), the fixed
-/// delay or the base (ms), the cap (ms), jitter, the timeout (ms).
+/// delay or the base (ms), the cap (ms), jitter, the timeout (ms); then, only when the
+/// job carries a trace context, its stored bytes as a 7th element.
 type RunOptionsWire = (u32, u8, u64, u64, bool, Option<u64>);
+type RunOptionsTracedWire = (u32, u8, u64, u64, bool, Option<u64>, serde_bytes::ByteBuf);
 
 impl RunOptions {
     /// The stored form: a MessagePack array (see the type's doc).
@@ -182,19 +200,38 @@ impl RunOptions {
             Backoff::Fixed { delay } => (0, ms(delay), 0, false),
             Backoff::Exponential { base, max, jitter } => (1, ms(base), ms(max), jitter),
         };
-        let wire: RunOptionsWire = (self.attempts, kind, a, b, jitter, self.timeout.map(ms));
-        rmp_serde::to_vec(&wire).expect("a tuple of numbers always encodes")
+        let timeout = self.timeout.map(ms);
+        match self.trace {
+            None => {
+                let wire: RunOptionsWire = (self.attempts, kind, a, b, jitter, timeout);
+                rmp_serde::to_vec(&wire).expect("a tuple of numbers always encodes")
+            }
+            Some(t) => {
+                let bytes = serde_bytes::ByteBuf::from(t.to_bytes());
+                let wire: RunOptionsTracedWire =
+                    (self.attempts, kind, a, b, jitter, timeout, bytes);
+                rmp_serde::to_vec(&wire).expect("a tuple of numbers and bytes always encodes")
+            }
+        }
     }
 
     /// Reads the stored form, or the map with field names that jobs added before
     /// 2026-11-30 carry.
     pub(crate) fn decode(bytes: &[u8]) -> std::result::Result<RunOptions, String> {
-        let is_array = matches!(bytes.first(), Some(0x90..=0x9f | 0xdc | 0xdd));
-        if !is_array {
-            return rmp_serde::from_slice(bytes).map_err(|e| e.to_string());
-        }
-        let (attempts, kind, a, b, jitter, timeout): RunOptionsWire =
-            rmp_serde::from_slice(bytes).map_err(|e| e.to_string())?;
+        let (attempts, kind, a, b, jitter, timeout, trace) = match bytes.first() {
+            // A fixarray of 7: the trace context follows.
+            Some(0x97) => {
+                let (n, k, a, b, j, t, tp): RunOptionsTracedWire =
+                    rmp_serde::from_slice(bytes).map_err(|e| e.to_string())?;
+                (n, k, a, b, j, t, TraceParent::from_bytes(&tp))
+            }
+            Some(0x90..=0x9f | 0xdc | 0xdd) => {
+                let (n, k, a, b, j, t): RunOptionsWire =
+                    rmp_serde::from_slice(bytes).map_err(|e| e.to_string())?;
+                (n, k, a, b, j, t, None)
+            }
+            _ => return rmp_serde::from_slice(bytes).map_err(|e| e.to_string()),
+        };
         let backoff = match kind {
             0 => Backoff::Fixed {
                 delay: Duration::from_millis(a),
@@ -210,6 +247,7 @@ impl RunOptions {
             attempts,
             backoff,
             timeout: timeout.map(Duration::from_millis),
+            trace,
         })
     }
 }
@@ -256,6 +294,9 @@ pub struct JobInfo {
     pub due_ms: Option<u64>,
     /// The attempt that wrote `error` (None when there is no error).
     pub error_attempt: Option<u32>,
+    /// The W3C `traceparent` of the trace the job joined, when its producer sent one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
     /// Recorded steps, name → stored result.
     pub steps: BTreeMap<String, serde_json::Value>,
     /// The job's log lines, oldest first.
@@ -369,6 +410,7 @@ mod tests {
                 delay: Duration::from_millis(250),
             },
             timeout: Some(Duration::from_secs(2)),
+            trace: None,
         };
         let bytes = rmp_serde::to_vec_named(&o).unwrap();
         assert_eq!(rmp_serde::from_slice::<RunOptions>(&bytes).unwrap(), o);
@@ -383,6 +425,7 @@ mod tests {
                 attempts: 3,
                 backoff: Backoff::default(),
                 timeout: None,
+                trace: None,
             },
             RunOptions {
                 attempts: 1_000_000,
@@ -392,6 +435,7 @@ mod tests {
                     jitter: false,
                 },
                 timeout: Some(Duration::from_secs(10 * 366 * 24 * 3600)),
+                trace: None,
             },
             RunOptions {
                 attempts: 5,
@@ -399,11 +443,32 @@ mod tests {
                     delay: Duration::from_millis(250),
                 },
                 timeout: Some(Duration::from_secs(2)),
+                trace: None,
+            },
+            RunOptions {
+                attempts: 1_000_000,
+                backoff: Backoff::Exponential {
+                    base: Duration::from_millis(1),
+                    max: Duration::from_secs(10 * 366 * 24 * 3600),
+                    jitter: true,
+                },
+                timeout: Some(Duration::from_secs(10 * 366 * 24 * 3600)),
+                trace: Some(TraceParent {
+                    trace_id: [0xab; 16],
+                    span_id: [0xcd; 8],
+                    flags: 1,
+                }),
             },
         ] {
             let bytes = o.encode();
-            // Well under hash-max-listpack-value (64), so the job hash stays a listpack.
-            assert!(bytes.len() <= 32, "{} bytes: {o:?}", bytes.len());
+            // Under hash-max-listpack-value (64) even with a trace context, so the job
+            // hash stays a listpack.
+            assert!(bytes.len() <= 64, "{} bytes: {o:?}", bytes.len());
+            assert!(
+                o.trace.is_some() || bytes.len() <= 32,
+                "{} bytes: {o:?}",
+                bytes.len()
+            );
             assert_eq!(RunOptions::decode(&bytes).unwrap(), o);
         }
         assert!(RunOptions::decode(&[0x96, 1, 9, 0, 0, 0xc2, 0xc0]).is_err());

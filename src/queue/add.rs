@@ -177,6 +177,19 @@ fn encode_payload<T: Serialize>(data: &T, id: &str, limit: usize) -> Result<Vec<
 
 /// One job as `add.lua` takes it; the payload encrypted when a keyring is given (the
 /// limit applies to the plaintext, what the caller controls).
+/// The current span's trace, when the `otel` feature is on and an OpenTelemetry layer
+/// gives the span one.
+fn current_trace() -> Option<crate::job::TraceParent> {
+    #[cfg(feature = "otel")]
+    {
+        crate::job::TraceParent::current()
+    }
+    #[cfg(not(feature = "otel"))]
+    {
+        None
+    }
+}
+
 pub(super) fn encode<T: Serialize>(
     name: &str,
     data: &T,
@@ -213,6 +226,7 @@ pub(super) fn encode<T: Serialize>(
         attempts: o.attempts,
         backoff: o.backoff,
         timeout: o.timeout,
+        trace: o.trace.or_else(current_trace),
     };
     let opts = run.encode();
     Ok(NewJobArgs {

@@ -199,6 +199,7 @@ impl Queue {
                 started_ms: n("started"),
                 finished_ms: n("finished"),
                 due_ms: due.map(|d| d as u64),
+                traceparent: opts.as_ref().and_then(|o| o.trace).map(|t| t.to_string()),
                 error_attempt: h
                     .contains_key("error")
                     .then(|| n("attempt").map(|a| a as u32))

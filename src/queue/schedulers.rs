@@ -247,6 +247,7 @@ impl Queue {
                 attempts: s.opts.attempts,
                 backoff: s.opts.backoff,
                 timeout: s.opts.timeout,
+                trace: None,
             },
             priority: job.priority,
             keep: {

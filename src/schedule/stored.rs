@@ -120,6 +120,7 @@ mod tests {
                 attempts: 1,
                 backoff: Default::default(),
                 timeout: None,
+                trace: None,
             },
             priority: 0,
             keep: "-1:0:-1:0".into(),

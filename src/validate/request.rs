@@ -44,6 +44,11 @@ pub struct JobRequest {
     /// Failed and cancelled jobs to keep: see [`retention`].
     #[serde(default, deserialize_with = "text")]
     pub keep_failed: Option<String>,
+    /// The producer's W3C trace context (`00-<trace id>-<span id>-<flags>`); the
+    /// worker's job span joins that trace. The HTTP API also takes it from a
+    /// `traceparent` header, and `baton add` from `TRACEPARENT` in its environment.
+    #[serde(default, deserialize_with = "text")]
+    pub traceparent: Option<String>,
     /// The HTTP API's first spelling of `delay`, in ms; still accepted.
     #[serde(default, deserialize_with = "whole")]
     pub delay_ms: Option<u64>,
@@ -67,6 +72,7 @@ impl JobRequest {
             timeout: self.timeout.or(d.timeout),
             keep_completed: self.keep_completed.or(d.keep_completed),
             keep_failed: self.keep_failed.or(d.keep_failed),
+            traceparent: self.traceparent.or(d.traceparent),
             delay_ms: self.delay_ms.or(d.delay_ms),
             timeout_ms: self.timeout_ms.or(d.timeout_ms),
         }
@@ -132,6 +138,12 @@ impl JobRequest {
         }
         if let Some(r) = &self.keep_failed {
             o = o.keep_failed(retention("keep_failed", r)?);
+        }
+        if let Some(t) = &self.traceparent {
+            let t = t.parse().map_err(|e: crate::job::BadTraceParent| {
+                Error::Invalid(format!("traceparent: {e}"))
+            })?;
+            o = o.trace(t);
         }
         Ok(o)
     }

@@ -105,6 +105,11 @@ impl SchedulerRequest {
                 })
                 .transpose()
         };
+        if self.job.traceparent.is_some() {
+            return Err(Error::Invalid(
+                "a scheduler's job template takes no traceparent: each run starts a trace of its own".into(),
+            ));
+        }
         let mut s = Scheduler::new(
             repeat,
             self.job.name.clone().unwrap_or_else(|| id.to_string()),

@@ -36,6 +36,7 @@ struct Inner {
     cancel: CancellationToken,
     keys: Keys,
     conn: SharedConn,
+    trace: Option<crate::job::TraceParent>,
 }
 
 impl std::fmt::Debug for JobContext {
@@ -61,6 +62,7 @@ impl JobContext {
         cancel: CancellationToken,
         keys: Keys,
         conn: SharedConn,
+        trace: Option<crate::job::TraceParent>,
     ) -> Self {
         JobContext {
             inner: Arc::new(Inner {
@@ -74,6 +76,7 @@ impl JobContext {
                 cancel,
                 keys,
                 conn,
+                trace,
             }),
         }
     }
@@ -102,6 +105,22 @@ impl JobContext {
     pub fn stalled(&self) -> u32 {
         self.inner.stalled
     }
+    /// The trace the job joined: its producer's span, when the producer sent one.
+    pub fn trace(&self) -> Option<crate::job::TraceParent> {
+        self.inner.trace
+    }
+
+    /// The trace context to hand on to work this job starts (a command, an outgoing
+    /// request): the job span's own when an OpenTelemetry layer is installed (`otel`
+    /// feature), else the producer's ([`JobContext::trace`]).
+    pub fn outgoing_trace(&self) -> Option<crate::job::TraceParent> {
+        #[cfg(feature = "otel")]
+        if let Some(t) = crate::job::TraceParent::current() {
+            return Some(t);
+        }
+        self.inner.trace
+    }
+
     /// This attempt's fencing token.
     pub fn token(&self) -> u64 {
         self.inner.token

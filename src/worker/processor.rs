@@ -83,9 +83,17 @@ impl Processor {
         }
         self.report_in_flight(1);
         let this = self.clone();
-        let span = tracing::info_span!("job", queue = %self.p.keys.queue(), job_id = %job.id, attempt = job.attempt);
+        // The options are decoded here, before the span is made, because the span's
+        // parent (the producer's trace, carried in them) must be set before it is entered.
+        let opts = RunOptions::decode(&job.opts);
+        let span = tracing::info_span!("job", queue = %self.p.keys.queue(), job_id = %job.id, attempt = job.attempt, trace_id = tracing::field::Empty);
+        if let Some(t) = opts.as_ref().ok().and_then(|o| o.trace) {
+            span.record("trace_id", tracing::field::display(t.trace_id_hex()));
+            #[cfg(feature = "otel")]
+            t.adopt(&span);
+        }
         self.p.tracker.spawn(tracing::Instrument::instrument(
-            this.process(job, held, claim_now_ms, permit),
+            this.process(job, opts, held, claim_now_ms, permit),
             span,
         ));
     }
@@ -119,6 +127,7 @@ impl Processor {
     pub async fn process(
         self: Arc<Self>,
         job: Claimed,
+        opts: std::result::Result<RunOptions, String>,
         held: Arc<Held>,
         claim_now_ms: u64,
         permit: OwnedSemaphorePermit,
@@ -127,7 +136,7 @@ impl Processor {
         let queue = p.keys.queue();
         let wait = claim_now_ms.saturating_sub(job.ready_ms) as f64 / 1000.0;
         p.metrics.wait.record(wait);
-        let opts: RunOptions = match RunOptions::decode(&job.opts) {
+        let opts: RunOptions = match opts {
             Ok(o) => o,
             Err(e) => {
                 drop(permit);
@@ -176,6 +185,7 @@ impl Processor {
             held.cancel.clone(),
             p.keys.clone(),
             p.conn.clone(),
+            opts.trace,
         );
         let started = Instant::now();
         // The handler is polled right here, in the job's task and span (so its log lines

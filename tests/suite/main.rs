@@ -45,4 +45,5 @@ mod signals;
 mod supervision;
 mod tls;
 mod topology_smoke;
+mod trace_context;
 mod ui;

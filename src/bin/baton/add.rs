@@ -80,6 +80,11 @@ pub struct AddArgs {
     /// Job id (adding an existing id changes nothing).
     #[arg(long)]
     job_id: Option<String>,
+    /// The W3C trace context the job joins (00-<trace id>-<span id>-<flags>); read from
+    /// `TRACEPARENT` when the flag is absent, as OpenTelemetry's environment carrier
+    /// asks, so a traced script's `baton add` joins its trace.
+    #[arg(long, env = "TRACEPARENT")]
+    traceparent: Option<String>,
     #[command(flatten)]
     flags: JobFlags,
 }
@@ -91,12 +96,15 @@ pub struct AddBulkArgs {
     queue: String,
     /// A file of JSON lines, one job a line (`-` for stdin): each an object with the
     /// fields of the HTTP API's add body (`name`, `data`, `job_id`, `delay`, `priority`,
-    /// `attempts`, `backoff`, `timeout`, `keep_completed`, `keep_failed`); what a line
+    /// `attempts`, `backoff`, `timeout`, `keep_completed`, `keep_failed`, `traceparent`); what a line
     /// leaves out comes from the flags. Empty lines are skipped.
     file: String,
     /// Jobs per atomic add (at most 10000).
     #[arg(long, default_value_t = 1000)]
     chunk: usize,
+    /// The W3C trace context of every line that names none (also from `TRACEPARENT`).
+    #[arg(long, env = "TRACEPARENT")]
+    traceparent: Option<String>,
     #[command(flatten)]
     flags: JobFlags,
 }
@@ -125,6 +133,7 @@ pub async fn add(url: &SharedConn, a: AddArgs) -> Result<ExitCode> {
         .map_err(|e| Error::Invalid(format!("payload is not valid JSON: {e}")))?;
     let req = JobRequest {
         job_id: a.job_id.clone(),
+        traceparent: a.traceparent.clone(),
         ..a.flags.request()
     };
     let added = queue.add(&a.flags.name(), &data, req.options()?).await?;
@@ -147,7 +156,10 @@ pub async fn add_bulk(url: &SharedConn, a: AddBulkArgs) -> Result<ExitCode> {
         )));
     }
     let queue = crate::admin::queue(url, &a.queue)?.max_payload(a.flags.max_payload);
-    let defaults = a.flags.request();
+    let defaults = JobRequest {
+        traceparent: a.traceparent.clone(),
+        ..a.flags.request()
+    };
     // Every line is read and checked before anything is sent: a typo on line 9000
     // does not leave 8999 jobs added.
     let mut jobs = Vec::new();

@@ -238,13 +238,15 @@ fn main() -> ExitCode {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    match rt.block_on(run(cli)) {
+    let code = match rt.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
-    }
+    };
+    baton::telemetry::shutdown();
+    code
 }
 
 async fn run(cli: Cli) -> baton::Result<ExitCode> {

@@ -146,9 +146,20 @@ pub(super) async fn set_limits(
 pub(super) async fn add_job(
     State(s): State<ApiState>,
     QueueName(q): QueueName,
+    headers: axum::http::HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let req = AddRequest::new(json_body(body)?)?;
+    let mut req: crate::validate::JobRequest = json_body(body)?;
+    // W3C Trace Context: the caller's `traceparent` header, unless the body names one.
+    if req.traceparent.is_none() {
+        if let Some(v) = headers.get("traceparent") {
+            let v = v
+                .to_str()
+                .map_err(|_| ApiError::bad("traceparent header is not text"))?;
+            req.traceparent = Some(v.to_string());
+        }
+    }
+    let req = AddRequest::new(req)?;
     let opts = req.options()?;
     let added = s
         .queue(&q)
