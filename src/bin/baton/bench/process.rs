@@ -14,15 +14,18 @@ use super::{adds, Ctx};
 const POLL: Duration = Duration::from_millis(20);
 
 /// Drains `--jobs` waiting jobs (adding any missing first, not measured) with
-/// `workers` worker processes of `--concurrency` each. The clock runs from the `go`
-/// (processes started and ready, but baton's worker start-up — config check, subscribe —
-/// included) until the queue has nothing waiting or running.
+/// `workers` worker processes of `--concurrency` each. The clock runs from the resume
+/// of the queue, paused while the processes started and their workers registered,
+/// until the queue has nothing waiting or running.
 pub async fn process(ctx: &Ctx, q: &Queue, workers: usize) -> Result<Value> {
     let waiting = q.counts().await?.waiting as usize;
     if waiting < ctx.args.jobs {
         adds::bulk(ctx, q, ctx.args.jobs - waiting).await?;
     }
     let n = q.counts().await?.waiting as usize;
+    // Paused while the worker processes start and register, resumed when the clock
+    // starts: the run times claiming and running, not process and worker start-up.
+    q.pause().await?;
     let mut procs = WorkerProcs::start(
         &ctx.conn_args,
         &[q.name().to_string()],
@@ -31,10 +34,21 @@ pub async fn process(ctx: &Ctx, q: &Queue, workers: usize) -> Result<Value> {
         false,
     )
     .await?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while q.workers().await?.len() < workers {
+        if Instant::now() > deadline {
+            q.resume().await?;
+            return Err(baton::Error::Invalid(format!(
+                "bench: {workers} worker processes did not all register within 30 s"
+            )));
+        }
+        tokio::time::sleep(POLL).await;
+    }
     let rss_ready = procs.max_rss_kib()?;
     let r0 = RedisSample::take(&ctx.url).await?;
     let cpu0 = procs.cpu_s()?;
     let t = Instant::now();
+    q.resume().await?;
     procs.go().await?;
     let mut rss_peak = rss_ready;
     loop {

@@ -2,8 +2,9 @@
 //! worker's CPU time and resident memory can be read per process from `/proc`, clean of
 //! the producer's. A no-op handler; one `Worker` per queue given.
 //!
-//! It talks to its parent over its standard streams: it builds its workers and prints
-//! `ready`, starts them on a `go` line, and when its stdin closes it shuts them down
+//! It talks to its parent over its standard streams: it builds and starts its workers and
+//! prints `ready` (a `go` line changes nothing since the workers run from the start: the
+//! parent pauses the queue when it must control the start), and when its stdin closes it shuts them down
 //! gracefully and prints one JSON line: jobs handled and, with `--record-latency`, the
 //! add → start latency of those jobs (the payload's `t`, microseconds since the epoch,
 //! against the clock when the handler starts).
@@ -64,20 +65,19 @@ pub async fn run(url: &baton::conn::RedisConfig, a: BenchWorkerArgs) -> Result<E
         };
         workers.push(w);
     }
-    let mut out = tokio::io::stdout();
-    let mut lines = BufReader::new(tokio::io::stdin()).lines();
-    say(&mut out, "ready").await?;
-    match lines.next_line().await.map_err(stdin)? {
-        Some(l) if l.trim() == "go" => {}
-        // The parent went away or changed its mind: nothing ran.
-        _ => return Ok(ExitCode::SUCCESS),
-    }
+    // The workers start before `ready`: their start-up (configuration check,
+    // registration, subscription) is not part of what the parent times, as the peers'
+    // workers are connected before their clocks start. A parent that wants nothing
+    // claimed before its clock starts pauses the queue first (the process phase does).
     let mut stops = Vec::new();
     let mut running = Vec::new();
     for w in workers {
         stops.push(w.shutdown_handle());
         running.push(tokio::spawn(w.run()));
     }
+    let mut out = tokio::io::stdout();
+    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    say(&mut out, "ready").await?;
     while lines.next_line().await.map_err(stdin)?.is_some() {}
     for s in &stops {
         s.shutdown();
