@@ -5,9 +5,11 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+mod dedup;
 mod policy;
 mod serde_ms;
 
+pub use dedup::{Dedup, DedupMode};
 pub use policy::{Backoff, Retention};
 
 /// The state of a job.
@@ -92,6 +94,8 @@ pub struct JobOptions {
     pub keep_completed: Retention,
     /// Failed and cancelled jobs to keep.
     pub keep_failed: Retention,
+    /// A deduplication key (None = none): see [`Dedup`].
+    pub dedup: Option<Dedup>,
 }
 
 /// The largest priority number.
@@ -108,6 +112,7 @@ impl Default for JobOptions {
             timeout: None,
             keep_completed: Retention::default_completed(),
             keep_failed: Retention::default_failed(),
+            dedup: None,
         }
     }
 }
@@ -151,6 +156,11 @@ impl JobOptions {
     /// Sets the retention of failed and cancelled jobs.
     pub fn keep_failed(mut self, r: Retention) -> Self {
         self.keep_failed = r;
+        self
+    }
+    /// Sets the deduplication key.
+    pub fn dedup(mut self, d: Dedup) -> Self {
+        self.dedup = Some(d);
         self
     }
 }
