@@ -58,7 +58,7 @@ impl Dedup {
     }
 
     /// Checks the key and the duration (at least 1 ms, at most ten years).
-    pub(crate) fn check(&self) -> crate::Result<()> {
+    pub fn check(&self) -> crate::Result<()> {
         let k = &self.key;
         if k.is_empty() || k.len() > crate::validate::MAX_ID_BYTES {
             return Err(crate::Error::Invalid(format!(
