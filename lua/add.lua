@@ -30,6 +30,9 @@ local now = now_ms()
 local out = {}
 local seq = nil
 local ready = {}
+-- Ids debounce moved to delayed (see standing); only when one of them may be waiting
+-- for this batch's LPUSH does it matter (a key used in two modes in one batch).
+local moved = nil
 
 -- The id of the job that stands under dedup key `dk` for an add in `mode`, or nil.
 -- Debounce: moves that job to delayed, due at now + delay, with payload `data`.
@@ -46,6 +49,8 @@ local function standing(dk, mode, data, delay)
   end
   if st ~= 'waiting' and st ~= 'delayed' then return nil end
   if st == 'waiting' then
+    moved = moved or {}
+    moved[cur] = true
     if (tonumber(f[2]) or 0) > 0 then
       redis.call('ZREM', KEYS[2], cur)
     else
@@ -108,6 +113,13 @@ for i = 0, n - 1 do
       out[#out + 1] = 1
     end
   end
+end
+if moved then
+  local still = {}
+  for _, id in ipairs(ready) do
+    if not moved[id] then still[#still + 1] = id end
+  end
+  ready = still
 end
 for i = 1, #ready, 1000 do
   redis.call('LPUSH', KEYS[1], unpack(ready, i, math.min(i + 999, #ready)))

@@ -14,7 +14,7 @@ use tokio::sync::Notify;
 
 use crate::common::{start, wait_until, Running};
 
-const LIMIT: Duration = Duration::from_secs(20);
+const LIMIT: Duration = Duration::from_secs(60);
 
 /// The job id the queue's dedup key `key` names, read from Redis.
 pub(crate) async fn holder(q: &Queue, key: &str) -> Option<String> {
@@ -228,6 +228,23 @@ pub(crate) async fn debounce_mode(cfg: RedisConfig, name: &str) {
     assert!(j.due_ms.unwrap() >= due1 + 60_000, "delay restarted: {j:?}");
     let c = q.counts().await.unwrap();
     assert_eq!((c.waiting, c.delayed), (0, 1), "{c:?}");
+
+    // One bulk: a job made ready by this very batch, then debounced, is delayed only
+    // (not also pushed to the wait list at the batch's end).
+    let mixed = q
+        .add_bulk(&[
+            NewJob::new("j", json!(1)).with_opts(JobOptions::default().dedup(Dedup::simple("mix"))),
+            NewJob::new("j", json!(2)).with_opts(JobOptions::default().dedup(Dedup::debounce(
+                "mix",
+                Duration::from_secs(60),
+            ))),
+        ])
+        .await
+        .unwrap();
+    assert!(mixed[0].added && mixed[1].deduplicated, "{mixed:?}");
+    let c = q.counts().await.unwrap();
+    assert_eq!((c.waiting, c.delayed), (0, 2), "{c:?}");
+    q.remove(&mixed[0].id).await.unwrap();
 
     // A job already due (waiting) goes back to delayed with the new payload.
     q.promote(&a.id).await.unwrap();
