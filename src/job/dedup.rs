@@ -114,7 +114,11 @@ mod tests {
         assert!(Dedup::simple("").check().is_err());
         assert!(Dedup::simple("a{b").check().is_err());
         assert!(Dedup::simple("x".repeat(257)).check().is_err());
-        assert!(Dedup::debounce("k", Duration::from_micros(10)).check().is_err());
-        assert!(Dedup::ttl("k", Duration::from_secs(400_000_000)).check().is_err());
+        assert!(Dedup::debounce("k", Duration::from_micros(10))
+            .check()
+            .is_err());
+        assert!(Dedup::ttl("k", Duration::from_secs(400_000_000))
+            .check()
+            .is_err());
     }
 }

@@ -215,8 +215,7 @@ impl Queue {
         }
         if s.opts.dedup.is_some() {
             return Err(Error::Invalid(
-                "a scheduler makes one job per tick (its id is the tick's): leave dedup out"
-                    .into(),
+                "a scheduler makes one job per tick (its id is the tick's): leave dedup out".into(),
             ));
         }
         if s.limit == Some(0) {

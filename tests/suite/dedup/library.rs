@@ -62,12 +62,8 @@ async fn dedup_bad_options_are_refused_before_sending() {
         }
     }
     assert_eq!(q.counts().await.unwrap().waiting, 0);
-    let s = Scheduler::new(
-        baton::Repeat::Every(Duration::from_secs(60)),
-        "j",
-        json!(1),
-    )
-    .opts(JobOptions::default().dedup(Dedup::simple("k")));
+    let s = Scheduler::new(baton::Repeat::Every(Duration::from_secs(60)), "j", json!(1))
+        .opts(JobOptions::default().dedup(Dedup::simple("k")));
     assert!(matches!(
         q.upsert_scheduler("s", &s).await,
         Err(Error::Invalid(_))

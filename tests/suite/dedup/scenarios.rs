@@ -6,8 +6,7 @@ use std::time::Duration;
 
 use baton::conn::RedisConfig;
 use baton::{
-    handler_fn, Dedup, JobContext, JobError, JobOptions, JobState, NewJob, Queue, Retention,
-    Worker,
+    handler_fn, Dedup, JobContext, JobError, JobOptions, JobState, NewJob, Queue, Retention, Worker,
 };
 use serde_json::{json, Value};
 use tokio::sync::Notify;
@@ -153,7 +152,11 @@ pub(crate) async fn simple_mode(cfg: RedisConfig, name: &str) {
     assert_eq!(holder(&q, "k").await, None);
     // A job its retention deletes at once.
     let g = q
-        .add("j", &json!("ok"), simple("k").keep_completed(Retention::none()))
+        .add(
+            "j",
+            &json!("ok"),
+            simple("k").keep_completed(Retention::none()),
+        )
         .await
         .unwrap();
     assert!(g.added, "{g:?}");
@@ -161,17 +164,28 @@ pub(crate) async fn simple_mode(cfg: RedisConfig, name: &str) {
         q.job(&g.id).await.unwrap().is_none()
     })
     .await;
-    assert_eq!(holder(&q, "k").await, None, "released when deleted at finish");
+    assert_eq!(
+        holder(&q, "k").await,
+        None,
+        "released when deleted at finish"
+    );
 
     // Cancel of a running job releases when it ends cancelled.
     let h = q.add("j", &json!("block"), simple("k")).await.unwrap();
     wait_state(&q, &h.id, JobState::Active).await;
     let again = q.add("j", &json!(0), simple("k")).await.unwrap();
-    assert!(again.deduplicated && again.id == h.id, "active stands: {again:?}");
+    assert!(
+        again.deduplicated && again.id == h.id,
+        "active stands: {again:?}"
+    );
     q.cancel(&h.id).await.unwrap();
     gate.notify_one();
     wait_state(&q, &h.id, JobState::Cancelled).await;
-    assert_eq!(holder(&q, "k").await, None, "released on cancel of a running job");
+    assert_eq!(
+        holder(&q, "k").await,
+        None,
+        "released on cancel of a running job"
+    );
     w.stop().await;
 }
 
@@ -193,7 +207,8 @@ pub(crate) async fn stale_keys(cfg: RedisConfig, name: &str) {
 /// by itself; removing the job frees it at once.
 pub(crate) async fn ttl_mode(cfg: RedisConfig, name: &str) {
     let q = Queue::connect(cfg.clone(), name).unwrap();
-    let ttl = |k: &str, d: u64| JobOptions::default().dedup(Dedup::ttl(k, Duration::from_millis(d)));
+    let ttl =
+        |k: &str, d: u64| JobOptions::default().dedup(Dedup::ttl(k, Duration::from_millis(d)));
     let a = q.add("j", &json!("ok"), ttl("t", 3000)).await.unwrap();
     assert!(a.added, "{a:?}");
     let gate = Arc::new(Notify::new());
@@ -214,10 +229,20 @@ pub(crate) async fn ttl_mode(cfg: RedisConfig, name: &str) {
     // Remove frees a ttl key.
     let q2 = Queue::connect(cfg, &format!("{name}-rm")).unwrap();
     let d = q2.add("j", &json!(1), ttl("r", 60_000)).await.unwrap();
-    assert!(q2.add("j", &json!(1), ttl("r", 60_000)).await.unwrap().deduplicated);
+    assert!(
+        q2.add("j", &json!(1), ttl("r", 60_000))
+            .await
+            .unwrap()
+            .deduplicated
+    );
     q2.remove(&d.id).await.unwrap();
     assert_eq!(holder(&q2, "r").await, None, "released on remove");
-    assert!(q2.add("j", &json!(1), ttl("r", 60_000)).await.unwrap().added);
+    assert!(
+        q2.add("j", &json!(1), ttl("r", 60_000))
+            .await
+            .unwrap()
+            .added
+    );
 }
 
 /// Debounce: replaces the payload of the waiting or delayed job and restarts its delay;
@@ -225,7 +250,8 @@ pub(crate) async fn ttl_mode(cfg: RedisConfig, name: &str) {
 /// leaves the key alone.
 pub(crate) async fn debounce_mode(cfg: RedisConfig, name: &str) {
     let q = Queue::connect(cfg.clone(), name).unwrap();
-    let deb = |ms: u64| JobOptions::default().dedup(Dedup::debounce("d", Duration::from_millis(ms)));
+    let deb =
+        |ms: u64| JobOptions::default().dedup(Dedup::debounce("d", Duration::from_millis(ms)));
     let a = q.add("j", &json!(1), deb(60_000)).await.unwrap();
     assert!(a.added, "{a:?}");
     let j = q.job(&a.id).await.unwrap().unwrap();
@@ -244,10 +270,9 @@ pub(crate) async fn debounce_mode(cfg: RedisConfig, name: &str) {
     let mixed = q
         .add_bulk(&[
             NewJob::new("j", json!(1)).with_opts(JobOptions::default().dedup(Dedup::simple("mix"))),
-            NewJob::new("j", json!(2)).with_opts(JobOptions::default().dedup(Dedup::debounce(
-                "mix",
-                Duration::from_secs(60),
-            ))),
+            NewJob::new("j", json!(2)).with_opts(
+                JobOptions::default().dedup(Dedup::debounce("mix", Duration::from_secs(60))),
+            ),
         ])
         .await
         .unwrap();
@@ -264,7 +289,11 @@ pub(crate) async fn debounce_mode(cfg: RedisConfig, name: &str) {
     let j = q.job(&a.id).await.unwrap().unwrap();
     assert_eq!((j.state, j.data.clone()), (JobState::Delayed, json!(3)));
     let c = q.counts().await.unwrap();
-    assert_eq!((c.waiting, c.delayed), (0, 1), "out of the wait list: {c:?}");
+    assert_eq!(
+        (c.waiting, c.delayed),
+        (0, 1),
+        "out of the wait list: {c:?}"
+    );
 
     // Running: an add is a new job, which takes the key.
     let b = q.add("j", &json!("block"), deb(60_000)).await.unwrap();
@@ -315,7 +344,10 @@ pub(crate) async fn concurrent_adds(cfg: RedisConfig, name: &str) {
         }
         let added: Vec<_> = out.iter().filter(|a| a.added).collect();
         assert_eq!(added.len(), 1, "{key}: exactly one added: {out:?}");
-        assert!(out.iter().all(|a| a.id == added[0].id), "{key}: one id: {out:?}");
+        assert!(
+            out.iter().all(|a| a.id == added[0].id),
+            "{key}: one id: {out:?}"
+        );
         assert_eq!(out.iter().filter(|a| a.deduplicated).count(), 31);
         let q = Queue::connect(cfg.clone(), &qn).unwrap();
         let c = q.counts().await.unwrap();

@@ -34,31 +34,114 @@ async fn dedup_cli_add_modes_and_refusals() {
     let redis = RedisServer::start();
     let q = Queue::connect(redis.url(), "cq").unwrap();
     let a = json_out(baton(&redis, &["add", "cq", "1", "--dedup", "k", "--json"]));
-    assert_eq!((a["added"].clone(), a["deduplicated"].clone()), (json!(true), json!(false)));
+    assert_eq!(
+        (a["added"].clone(), a["deduplicated"].clone()),
+        (json!(true), json!(false))
+    );
     let b = json_out(baton(&redis, &["add", "cq", "2", "--dedup", "k", "--json"]));
-    assert_eq!(b, json!({"id": a["id"], "added": false, "deduplicated": true}));
+    assert_eq!(
+        b,
+        json!({"id": a["id"], "added": false, "deduplicated": true})
+    );
     // Plain output: the id that stands, and a note on stderr.
     let out = baton(&redis, &["add", "cq", "3", "--dedup", "k"]);
     assert!(out.status.success());
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), a["id"].as_str().unwrap());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("dedup"), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        a["id"].as_str().unwrap()
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("dedup"),
+        "{out:?}"
+    );
 
-    let t = json_out(baton(&redis, &["add", "cq", "1", "--dedup", "t", "--dedup-ttl", "1h", "--json"]));
+    let t = json_out(baton(
+        &redis,
+        &[
+            "add",
+            "cq",
+            "1",
+            "--dedup",
+            "t",
+            "--dedup-ttl",
+            "1h",
+            "--json",
+        ],
+    ));
     assert_eq!(t["added"], true);
-    let t2 = json_out(baton(&redis, &["add", "cq", "1", "--dedup", "t", "--dedup-ttl", "1h", "--json"]));
+    let t2 = json_out(baton(
+        &redis,
+        &[
+            "add",
+            "cq",
+            "1",
+            "--dedup",
+            "t",
+            "--dedup-ttl",
+            "1h",
+            "--json",
+        ],
+    ));
     assert_eq!(t2["id"], t["id"]);
     assert_eq!(t2["deduplicated"], true);
 
-    let d = json_out(baton(&redis, &["add", "cq", "1", "--dedup", "d", "--debounce", "1h", "--json"]));
-    let d2 = json_out(baton(&redis, &["add", "cq", "2", "--dedup", "d", "--debounce", "1h", "--json"]));
-    assert_eq!((d2["id"].clone(), d2["deduplicated"].clone()), (d["id"].clone(), json!(true)));
+    let d = json_out(baton(
+        &redis,
+        &[
+            "add",
+            "cq",
+            "1",
+            "--dedup",
+            "d",
+            "--debounce",
+            "1h",
+            "--json",
+        ],
+    ));
+    let d2 = json_out(baton(
+        &redis,
+        &[
+            "add",
+            "cq",
+            "2",
+            "--dedup",
+            "d",
+            "--debounce",
+            "1h",
+            "--json",
+        ],
+    ));
+    assert_eq!(
+        (d2["id"].clone(), d2["deduplicated"].clone()),
+        (d["id"].clone(), json!(true))
+    );
     let j = q.job(d["id"].as_str().unwrap()).await.unwrap().unwrap();
     assert_eq!((j.state, j.data), (JobState::Delayed, json!(2)));
 
     for bad in [
         &["add", "cq", "1", "--dedup-ttl", "1s"][..],
-        &["add", "cq", "1", "--dedup", "x", "--debounce", "1s", "--delay", "1s"],
-        &["add", "cq", "1", "--dedup", "x", "--debounce", "1s", "--dedup-ttl", "1s"],
+        &[
+            "add",
+            "cq",
+            "1",
+            "--dedup",
+            "x",
+            "--debounce",
+            "1s",
+            "--delay",
+            "1s",
+        ],
+        &[
+            "add",
+            "cq",
+            "1",
+            "--dedup",
+            "x",
+            "--debounce",
+            "1s",
+            "--dedup-ttl",
+            "1s",
+        ],
         &["add", "cq", "1", "--dedup", "x", "--dedup-ttl", "soon"],
         &["add", "cq", "1", "--dedup", "a{b}"],
     ] {
@@ -75,10 +158,21 @@ async fn dedup_cli_add_modes_and_refusals() {
         "{\"data\":1,\"dedup\":\"b\"}\n{\"data\":2,\"dedup\":\"b\"}\n{\"data\":3}\n",
     )
     .unwrap();
-    let out = baton(&redis, &["add-bulk", "cq", file.to_str().unwrap(), "--json"]);
+    let out = baton(
+        &redis,
+        &["add-bulk", "cq", file.to_str().unwrap(), "--json"],
+    );
     std::fs::remove_file(&file).ok();
     let r = json_out(out);
-    assert_eq!((r["added"].clone(), r["deduplicated"].clone(), r["existing"].clone()), (json!(2), json!(1), json!(0)), "{r}");
+    assert_eq!(
+        (
+            r["added"].clone(),
+            r["deduplicated"].clone(),
+            r["existing"].clone()
+        ),
+        (json!(2), json!(1), json!(0)),
+        "{r}"
+    );
     assert_eq!(r["ids"][0], r["ids"][1]);
 }
 
@@ -120,27 +214,50 @@ async fn dedup_http_add_fields_and_answers() {
     let api = Api::start(&redis.url(), None).await;
     let post = |body: Value| {
         let api = &api;
-        async move { api.call(Method::POST, "/v1/queues/hq/jobs", Some(body)).await }
+        async move {
+            api.call(Method::POST, "/v1/queues/hq/jobs", Some(body))
+                .await
+        }
     };
     let (st, a) = post(json!({"name": "n", "data": 1, "dedup": "k"})).await;
     assert_eq!(st, StatusCode::CREATED, "{a}");
-    assert_eq!((a["added"].clone(), a["deduplicated"].clone()), (json!(true), json!(false)));
+    assert_eq!(
+        (a["added"].clone(), a["deduplicated"].clone()),
+        (json!(true), json!(false))
+    );
     let (st, b) = post(json!({"name": "n", "data": 2, "dedup": "k"})).await;
-    assert_eq!((st, b), (StatusCode::OK, json!({"id": a["id"], "added": false, "deduplicated": true})));
+    assert_eq!(
+        (st, b),
+        (
+            StatusCode::OK,
+            json!({"id": a["id"], "added": false, "deduplicated": true})
+        )
+    );
 
     let (st, t) = post(json!({"name": "n", "dedup": "t", "dedup_ttl": "1h"})).await;
     assert_eq!(st, StatusCode::CREATED, "{t}");
     let (st, t2) = post(json!({"name": "n", "dedup": "t", "dedup_ttl": "1h"})).await;
-    assert_eq!((st, t2["id"].clone(), t2["deduplicated"].clone()), (StatusCode::OK, t["id"].clone(), json!(true)));
+    assert_eq!(
+        (st, t2["id"].clone(), t2["deduplicated"].clone()),
+        (StatusCode::OK, t["id"].clone(), json!(true))
+    );
 
     let (st, d) = post(json!({"name": "n", "data": 1, "dedup": "d", "debounce": "1h"})).await;
     assert_eq!(st, StatusCode::CREATED, "{d}");
     let (st, d2) = post(json!({"name": "n", "data": 2, "dedup": "d", "debounce": "1h"})).await;
     assert_eq!((st, d2["id"].clone()), (StatusCode::OK, d["id"].clone()));
     let (_, job) = api
-        .call(Method::GET, &format!("/v1/queues/hq/jobs/{}", d["id"].as_str().unwrap()), None)
+        .call(
+            Method::GET,
+            &format!("/v1/queues/hq/jobs/{}", d["id"].as_str().unwrap()),
+            None,
+        )
         .await;
-    assert_eq!((job["state"].clone(), job["data"].clone()), (json!("delayed"), json!(2)), "{job}");
+    assert_eq!(
+        (job["state"].clone(), job["data"].clone()),
+        (json!("delayed"), json!(2)),
+        "{job}"
+    );
 
     for bad in [
         json!({"name": "n", "dedup_ttl": "1s"}),
