@@ -44,8 +44,11 @@ def keep_arg(keep):
 class Profile:
     """The add / process phases of one version of the scripts on one Redis."""
 
-    def __init__(self, r, lua, jobs=20000, batch=50, keep='none', strict=True):
+    def __init__(self, r, lua, jobs=20000, batch=50, keep='none', strict=True, dedup=None):
         self.r, self.lua, self.jobs, self.batch = r, lua, jobs, batch
+        # 's' or 't': every job added with a dedup key of its own in that mode (simple,
+        # ttl 60s), so every add takes a key and every finish releases it (simple).
+        self.dedup = dedup
         self.keep, self.strict = keep_arg(keep), strict
         self.quiet = False  # no INFO commandstats calls (for INFO cpu alone)
         self.fresh = 'groups of 8' in open(os.path.join(lua, 'add.lua')).read()
@@ -80,7 +83,9 @@ class Profile:
             args = [P, 100]
             for i in range(b, b + 100):
                 args += [f'j{i}', 'n', b'\x81\xa1i' + i.to_bytes(4, 'big'), self.opts, 0, 0, self.keep]
-                if self.fresh:
+                if self.dedup:
+                    args.append(f"1{self.dedup}{60000 if self.dedup == 't' else 0}:k{i}")
+                elif self.fresh:
                     args.append('1')
             x = self.stats()
             self.r.evalsha(sha, 5, K('wait'), K('prioritized'), K('delayed'), K('meta'), K('wake'), *args)

@@ -7,45 +7,119 @@
 --       keep ("kc:kca:kf:kfa", see keep_of in common.lua),
 --       fresh ('1': the id was just made by the producer (a random UUID) and is sent for
 --       the first time, so it cannot exist and is not looked up; '0': given by the
---       caller, or sent again)
+--       caller, or sent again), followed for a job with a dedup key by
+--       "<mode><ms>:<key>": mode 's' simple, 't' ttl (ms: how long), 'd' debounce (ms:
+--       the window, which is also the job's delay_ms)
 -- Only the fields every job needs are written; attempt, stalled and token start absent
 -- (read as 0), pri only when set, ready only when delayed (else ts): fewer hash fields
 -- is less Redis CPU per add. Ready jobs without priority go into the wait list with one
 -- LPUSH for the batch, in the order given.
--- Returns: one integer per job: 1 added, 0 a job with that id exists (nothing changed).
+-- Dedup (key `dedup:<key>`, a STRING naming the job that stands): the key is checked
+-- lazily, so a key naming a job that is gone or finished is stale and the add proceeds
+-- (a path that forgot to release it costs nothing worse than a look-up):
+--   simple    stands while its job is waiting, delayed or active;
+--   ttl       stands while the key lives (SET PX), whatever its job does;
+--   debounce  a waiting or delayed job that stands gets the new payload and is due
+--             delay_ms from now (moved to delayed); an active or finished one does not
+--             stand, and the new job takes the key.
+-- Returns: one value per job: 1 added, 0 a job with that id exists (nothing changed),
+-- or the id (a string) of the job that stands under the job's dedup key (nothing added).
 local prefix = ARGV[1]
 local n = tonumber(ARGV[2])
 local now = now_ms()
 local out = {}
 local seq = nil
 local ready = {}
+-- Ids debounce moved to delayed (see standing); only when one of them may be waiting
+-- for this batch's LPUSH does it matter (a key used in two modes in one batch).
+local moved = nil
+
+-- The id of the job that stands under dedup key `dk` for an add in `mode`, or nil.
+-- Debounce: moves that job to delayed, due at now + delay, with payload `data`.
+local function standing(dk, mode, data, delay)
+  local cur = redis.pcall('GET', dk)
+  if type(cur) ~= 'string' then return nil end
+  if mode == 't' then return cur end
+  local sjk = prefix .. 'job:' .. cur
+  local f = redis.call('HMGET', sjk, 'state', 'pri')
+  local st = f[1]
+  if mode == 's' then
+    if st == 'waiting' or st == 'delayed' or st == 'active' then return cur end
+    return nil
+  end
+  if st ~= 'waiting' and st ~= 'delayed' then return nil end
+  if st == 'waiting' then
+    moved = moved or {}
+    moved[cur] = true
+    if (tonumber(f[2]) or 0) > 0 then
+      redis.call('ZREM', KEYS[2], cur)
+    else
+      redis.call('LREM', KEYS[1], 1, cur)
+    end
+  end
+  redis.call('HSET', sjk, 'data', data, 'state', 'delayed', 'ready', now + delay)
+  redis.call('ZADD', KEYS[3], now + delay, cur)
+  return cur
+end
+
 redis.call('HSETNX', KEYS[4], 'created', now)
 for i = 0, n - 1 do
   local b = 3 + i * 8
   local id = ARGV[b]
   local jk = prefix .. 'job:' .. id
-  if ARGV[b + 7] ~= '1' and redis.call('EXISTS', jk) == 1 then
+  local fresh = ARGV[b + 7]
+  local mode, ms, dkey
+  if #fresh > 1 then
+    fresh, mode, ms, dkey = string.match(fresh, '^([01])([std])(%d+):(.+)$')
+    if not fresh then return redis.error_reply('ERR add.lua: bad dedup argument ' .. ARGV[b + 7]) end
+  end
+  local stands = nil
+  if fresh ~= '1' and redis.call('EXISTS', jk) == 1 then
     out[#out + 1] = 0
   else
     local delay = tonumber(ARGV[b + 4])
-    local pri = tonumber(ARGV[b + 5])
-    -- One HSET per job, with pri and ready only when set.
-    local f = { jk, 'name', ARGV[b + 1], 'data', ARGV[b + 2], 'opts', ARGV[b + 3],
-      'state', delay > 0 and 'delayed' or 'waiting', 'ts', now, 'keep', ARGV[b + 6] }
-    if pri > 0 then f[#f + 1], f[#f + 2] = 'pri', pri end
-    if delay > 0 then f[#f + 1], f[#f + 2] = 'ready', now + delay end
-    redis.call('HSET', unpack(f))
-    if delay > 0 then
-      redis.call('ZADD', KEYS[3], now + delay, id)
-    elseif pri > 0 then
-      if not seq then seq = redis.call('HINCRBY', KEYS[4], 'pseq', n) - n end
-      seq = seq + 1
-      redis.call('ZADD', KEYS[2], pri * PRIORITY_SCALE + (seq % PRIORITY_SCALE), id)
-    else
-      ready[#ready + 1] = id
+    local keep = ARGV[b + 6]
+    if dkey then
+      local dk = prefix .. 'dedup:' .. dkey
+      stands = standing(dk, mode, ARGV[b + 2], delay)
+      if not stands then
+        if mode == 't' then
+          redis.call('SET', dk, id, 'PX', ms)
+        else
+          redis.call('SET', dk, id)
+        end
+        keep = keep .. '|' .. mode .. dkey
+      end
     end
-    out[#out + 1] = 1
+    if stands then
+      out[#out + 1] = stands
+    else
+      local pri = tonumber(ARGV[b + 5])
+      -- One HSET per job, with pri and ready only when set.
+      local f = { jk, 'name', ARGV[b + 1], 'data', ARGV[b + 2], 'opts', ARGV[b + 3],
+        'state', delay > 0 and 'delayed' or 'waiting', 'ts', now, 'keep', keep }
+      if pri > 0 then f[#f + 1], f[#f + 2] = 'pri', pri end
+      if delay > 0 then f[#f + 1], f[#f + 2] = 'ready', now + delay end
+      redis.call('HSET', unpack(f))
+      if delay > 0 then
+        redis.call('ZADD', KEYS[3], now + delay, id)
+      elseif pri > 0 then
+        if not seq then seq = redis.call('HINCRBY', KEYS[4], 'pseq', n) - n end
+        seq = seq + 1
+        redis.call('ZADD', KEYS[2], pri * PRIORITY_SCALE + (seq % PRIORITY_SCALE), id)
+      else
+        ready[#ready + 1] = id
+      end
+      out[#out + 1] = 1
+    end
   end
+end
+if moved then
+  local still = {}
+  for _, id in ipairs(ready) do
+    if not moved[id] then still[#still + 1] = id end
+  end
+  ready = still
 end
 for i = 1, #ready, 1000 do
   redis.call('LPUSH', KEYS[1], unpack(ready, i, math.min(i + 999, #ready)))

@@ -17,11 +17,26 @@ local PRIORITY_SCALE = 4294967296
 
 -- A job's retention, stored as one field 'keep' = "kc:kca:kf:kfa": how many completed
 -- and failed/cancelled jobs to keep (-1 = all) and their maximum age in ms (0 = none).
--- Anything else reads as "keep all", the safe side.
+-- A job added with a dedup key carries it after them, "kc:kca:kf:kfa|<mode><key>"
+-- (mode 's' simple, 't' ttl, 'd' debounce): the field every finishing script reads
+-- anyway, so a job without one costs no extra field. Returns the four numbers and that
+-- tail ('' for none, see release_dedup). Anything else reads as "keep all", the safe side.
 local function keep_of(keep)
-  local kc, kca, kf, kfa = string.match(keep or '', '^(-?%d+):(%d+):(-?%d+):(%d+)$')
-  if not kc then return -1, 0, -1, 0 end
-  return tonumber(kc), tonumber(kca), tonumber(kf), tonumber(kfa)
+  local kc, kca, kf, kfa, dd = string.match(keep or '', '^(-?%d+):(%d+):(-?%d+):(%d+)(.*)$')
+  if not kc or (dd ~= '' and string.byte(dd) ~= 124) then return -1, 0, -1, 0, '' end
+  return tonumber(kc), tonumber(kca), tonumber(kf), tonumber(kfa), dd
+end
+
+-- Releases job `id`'s dedup key (`dd`: keep_of's tail, "|<mode><key>") if it still
+-- names the job: a later job may stand under the key now (debounce re-points it when
+-- the job it named had started). A ttl key ('t') stands for its time whatever its job
+-- does, unless `any` (the job is removed). pcall: a key of another type (junk) is not
+-- ours to fail on.
+local function release_dedup(prefix, id, dd, any)
+  local mode = string.sub(dd, 2, 2)
+  if mode == 't' and not any then return end
+  local dk = prefix .. 'dedup:' .. string.sub(dd, 3)
+  if redis.pcall('GET', dk) == id then redis.call('DEL', dk) end
 end
 
 -- The job hash fields a script converts to numbers, and what an absent one means. A
@@ -179,8 +194,11 @@ local finished_text = nil
 -- (keep_of). A job whose retention keeps none of its kind is deleted instead (by
 -- retain_finished, at the end of the script) and trims nothing: the other finished
 -- jobs are not its business. Returns true if kept.
+-- `dd` is the job's dedup tail (keep_of): a simple or debounce key naming the job is
+-- released here, so every way a job finishes releases it.
 -- Every script that finishes a job calls this and retain_finished, nothing else.
-local function finish_job(prefix, set, jk, id, state, field, value, now, count, age)
+local function finish_job(prefix, set, jk, id, state, field, value, now, count, age, dd)
+  if dd ~= '' then release_dedup(prefix, id, dd, false) end
   if count == 0 then
     local n = #doomed
     doomed[n + 1], doomed[n + 2], doomed[n + 3] = jk, prefix .. 'steps:' .. id, prefix .. 'logs:' .. id
@@ -215,6 +233,6 @@ end
 -- Fails a job whose record is corrupt (check_job's reason), under its failed retention.
 -- Writes only fields that need no conversion.
 local function fail_corrupt(prefix, failed, jk, id, reason, now)
-  local _, _, kf, kfa = keep_of(redis.call('HGET', jk, 'keep'))
-  finish_job(prefix, failed, jk, id, 'failed', 'error', reason, now, kf, kfa)
+  local _, _, kf, kfa, dd = keep_of(redis.call('HGET', jk, 'keep'))
+  finish_job(prefix, failed, jk, id, 'failed', 'error', reason, now, kf, kfa, dd)
 end

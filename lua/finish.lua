@@ -39,7 +39,7 @@ for i = 0, n - 1 do
   else
     seen[id] = true
     released[#released + 1] = id
-    local kc, kca, kf, kfa = keep_of(raw[4])
+    local kc, kca, kf, kfa, dd = keep_of(raw[4])
     local result = 1
     if raw[2] == '1' and kind ~= 'x' then
       kind, value, result = 'x', 'cancelled while running', 2
@@ -55,11 +55,11 @@ for i = 0, n - 1 do
       redis.call('ZADD', KEYS[4], now, id)
       woke = true
     elseif kind == 'c' then
-      finish_job(prefix, KEYS[5], jk, id, 'completed', 'result', value, now, kc, kca)
+      finish_job(prefix, KEYS[5], jk, id, 'completed', 'result', value, now, kc, kca, dd)
     elseif kind == 'f' then
-      finish_job(prefix, KEYS[6], jk, id, 'failed', 'error', value, now, kf, kfa)
+      finish_job(prefix, KEYS[6], jk, id, 'failed', 'error', value, now, kf, kfa, dd)
     elseif kind == 'x' then
-      finish_job(prefix, KEYS[7], jk, id, 'cancelled', 'error', value, now, kf, kfa)
+      finish_job(prefix, KEYS[7], jk, id, 'cancelled', 'error', value, now, kf, kfa, dd)
     elseif kind == 'r' then
       if delay > 0 then
         redis.call('HSET', jk, 'state', 'delayed', 'error', value, 'ready', now + delay)

@@ -26,8 +26,8 @@ for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
       else
         redis.call('HSET', jk, 'token', f[5] + 1)
         if f[3] == '1' then
-          local _, _, kf, kfa = keep_of(f[4])
-          finish_job(prefix, KEYS[6], jk, id, 'cancelled', 'error', 'cancelled by request', now, kf, kfa)
+          local _, _, kf, kfa, dd = keep_of(f[4])
+          finish_job(prefix, KEYS[6], jk, id, 'cancelled', 'error', 'cancelled by request', now, kf, kfa, dd)
         else
           hand_back(KEYS[2], KEYS[3], KEYS[4], jk, id, f[6], f[2], now)
         end

@@ -5,11 +5,15 @@
 -- KEYS: [1] wait  [2] prioritized  [3] delayed  [4] completed  [5] failed  [6] cancelled
 -- ARGV: [1] key prefix  [2] id
 -- Returns: { code, state }: 1 removed; -1 no such job; -2 running (cancel it first).
+-- A dedup key naming the job is deleted with it, a ttl one too (release_dedup).
 local prefix, id = ARGV[1], ARGV[2]
-local state = redis.call('HGET', prefix .. 'job:' .. id, 'state')
+local f = redis.call('HMGET', prefix .. 'job:' .. id, 'state', 'keep')
+local state = f[1]
 if not state then return { -1, '' } end
 if state == 'active' then return { -2, state } end
 redis.call('LREM', KEYS[1], 0, id)
 for k = 2, 6 do redis.call('ZREM', KEYS[k], id) end
 delete_job(prefix, id)
+local _, _, _, _, dd = keep_of(f[2])
+if dd ~= '' then release_dedup(prefix, id, dd, true) end
 return { 1, state }

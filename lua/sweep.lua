@@ -25,17 +25,17 @@ for _, id in ipairs(ids) do
     fail_corrupt(prefix, KEYS[4], jk, id, corrupt, now)
     out[#out + 1], out[#out + 2] = id, 'failed'
   elseif f then
-    local _, _, kf, kfa = keep_of(f[4])
+    local _, _, kf, kfa, dd = keep_of(f[4])
     local stalled = f[1] + 1
     -- A new token fences off the worker that lost the lease, should it come back.
     redis.call('HSET', jk, 'stalled', stalled, 'token', f[6] + 1)
     if f[2] == '1' then
       finish_job(prefix, KEYS[5], jk, id, 'cancelled', 'error',
-        'cancelled (its worker stopped responding)', now, kf, kfa)
+        'cancelled (its worker stopped responding)', now, kf, kfa, dd)
       out[#out + 1], out[#out + 2] = id, 'cancelled'
     elseif stalled > max_stalled then
       finish_job(prefix, KEYS[4], jk, id, 'failed', 'error', 'job stalled ' .. stalled ..
-        ' times (its lease expired; max_stalled is ' .. max_stalled .. ')', now, kf, kfa)
+        ' times (its lease expired; max_stalled is ' .. max_stalled .. ')', now, kf, kfa, dd)
       out[#out + 1], out[#out + 2] = id, 'failed'
     else
       hand_back(KEYS[2], KEYS[3], KEYS[6], jk, id, f[7], f[3], now)

@@ -67,7 +67,8 @@ pub mod worker;
 
 pub use error::{Error, Result};
 pub use job::{
-    Backoff, BadTraceParent, Counts, JobInfo, JobOptions, JobState, Rate, Retention, TraceParent,
+    Backoff, BadTraceParent, Counts, Dedup, DedupMode, JobInfo, JobOptions, JobState, Rate,
+    Retention, TraceParent,
 };
 pub use queue::{Added, Cancelled, Finished, JobSummary, NewJob, Queue};
 pub use schedule::{Repeat, Scheduler, SchedulerInfo};

@@ -5,10 +5,12 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+mod dedup;
 mod policy;
 mod serde_ms;
 mod trace;
 
+pub use dedup::{Dedup, DedupMode};
 pub use policy::{Backoff, Retention};
 pub use trace::{BadTraceParent, TraceParent};
 
@@ -98,6 +100,8 @@ pub struct JobOptions {
     /// with the `otel` feature, the current `tracing` span's OpenTelemetry context when
     /// there is one ([`TraceParent::current`]); else none.
     pub trace: Option<TraceParent>,
+    /// A deduplication key (None = none): see [`Dedup`].
+    pub dedup: Option<Dedup>,
 }
 
 /// The largest priority number.
@@ -115,6 +119,7 @@ impl Default for JobOptions {
             keep_completed: Retention::default_completed(),
             keep_failed: Retention::default_failed(),
             trace: None,
+            dedup: None,
         }
     }
 }
@@ -163,6 +168,11 @@ impl JobOptions {
     /// Sets the trace the job belongs to (e.g. from an incoming `traceparent` header).
     pub fn trace(mut self, t: TraceParent) -> Self {
         self.trace = Some(t);
+        self
+    }
+    /// Sets the deduplication key.
+    pub fn dedup(mut self, d: Dedup) -> Self {
+        self.dedup = Some(d);
         self
     }
 }

@@ -8,17 +8,44 @@ use serde::Serialize;
 use super::Queue;
 use crate::crypto::Keyring;
 use crate::error::{Error, Result};
-use crate::job::{JobOptions, RunOptions, MAX_PRIORITY};
+use crate::job::{DedupMode, JobOptions, RunOptions, MAX_PRIORITY};
 use crate::metrics as m;
-use crate::scripts::{self, NewJobArgs};
+use crate::scripts::{self, AddOutcome, NewJobArgs};
 
 /// What [`Queue::add`] did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Added {
     /// The job id (given or generated).
     pub id: String,
-    /// False when a job with this id already existed; then nothing changed.
+    /// False when a job with this id already existed, or when the add was deduplicated;
+    /// then nothing was added.
     pub added: bool,
+    /// True when the job's dedup key ([`Dedup`](crate::Dedup)) stands: `id` is then the
+    /// job that stands, and nothing was added (in debounce mode that job took the new
+    /// payload and its delay restarted).
+    pub deduplicated: bool,
+}
+
+impl Added {
+    fn of(id: String, outcome: AddOutcome) -> Added {
+        match outcome {
+            AddOutcome::Added => Added {
+                id,
+                added: true,
+                deduplicated: false,
+            },
+            AddOutcome::Exists => Added {
+                id,
+                added: false,
+                deduplicated: false,
+            },
+            AddOutcome::Deduplicated(id) => Added {
+                id,
+                added: false,
+                deduplicated: true,
+            },
+        }
+    }
 }
 
 /// One job for [`Queue::add_bulk`].
@@ -53,6 +80,8 @@ const MAX_BULK: usize = 10_000;
 
 impl Queue {
     /// Adds one job. With a `job_id` that exists, nothing changes and `added` is false.
+    /// With a [`Dedup`](crate::Dedup) key that stands, nothing is added (a debounce
+    /// replaces the payload of the job that stands) and the answer names that job.
     ///
     /// Refused before anything is sent ([`Error::Invalid`], [`Error::PayloadTooLarge`]):
     /// a bad queue name, job id or job name, out-of-range options, a payload over the
@@ -62,12 +91,12 @@ impl Queue {
         self.check_name()?;
         let args = encode(name, data, &opts, self.max_payload, self.keyring.as_deref())?;
         let id = args.id.clone();
-        let added = self.send_add(std::slice::from_ref(&args)).await?;
-        let added = added.first().copied().unwrap_or(false);
-        if added {
+        let out = self.send_add(std::slice::from_ref(&args)).await?;
+        let added = Added::of(id, out.into_iter().next().unwrap_or(AddOutcome::Exists));
+        if added.added {
             metrics::counter!(m::JOBS_ENQUEUED, "queue" => self.name().to_string()).increment(1);
         }
-        Ok(Added { id, added })
+        Ok(added)
     }
 
     /// Adds many jobs atomically: one script call, all jobs or none. Larger than
@@ -95,19 +124,20 @@ impl Queue {
                 )
             })
             .collect::<Result<Vec<_>>>()?;
-        let added = self.send_add(&args).await?;
-        let n = added.iter().filter(|a| **a).count();
-        metrics::counter!(m::JOBS_ENQUEUED, "queue" => self.name().to_string()).increment(n as u64);
-        Ok(args
+        let out = self.send_add(&args).await?;
+        let added: Vec<Added> = args
             .into_iter()
-            .zip(added)
-            .map(|(a, added)| Added { id: a.id, added })
-            .collect())
+            .zip(out)
+            .map(|(a, o)| Added::of(a.id, o))
+            .collect();
+        let n = added.iter().filter(|a| a.added).count();
+        metrics::counter!(m::JOBS_ENQUEUED, "queue" => self.name().to_string()).increment(n as u64);
+        Ok(added)
     }
 
     /// Sends one `add.lua` call. An error after the call was sent that leaves its fate
     /// unknown (no reply in time, the connection broke) becomes [`Error::MaybeAdded`].
-    async fn send_add(&self, args: &[NewJobArgs]) -> Result<Vec<bool>> {
+    async fn send_add(&self, args: &[NewJobArgs]) -> Result<Vec<AddOutcome>> {
         let sent = AtomicBool::new(false);
         let r = self
             .bounded(async {
@@ -215,6 +245,19 @@ pub(super) fn encode<T: Serialize>(
     if let Some(id) = &o.job_id {
         crate::validate::job_id(id)?;
     }
+    // Debounce: the window is the job's delay (restarted by every add with the key).
+    let mut delay = o.delay;
+    if let Some(d) = &o.dedup {
+        d.check()?;
+        if let DedupMode::Debounce(w) = d.mode {
+            if !o.delay.is_zero() {
+                return Err(Error::Invalid(
+                    "a debounced job runs its window after the last add: give debounce or delay, not both".into(),
+                ));
+            }
+            delay = w;
+        }
+    }
     // The id is made here, before anything is sent, so a caller whose add timed out
     // can add again with it.
     let id = o
@@ -234,10 +277,11 @@ pub(super) fn encode<T: Serialize>(
         name: name.to_string(),
         data,
         opts,
-        delay: o.delay,
+        delay,
         priority: o.priority,
         keep_completed: o.keep_completed.script_args(),
         keep_failed: o.keep_failed.script_args(),
         fresh: o.job_id.is_none(),
+        dedup: o.dedup.as_ref().map(|d| d.script_arg()),
     })
 }

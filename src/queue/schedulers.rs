@@ -30,7 +30,7 @@ impl Queue {
     ///
     /// Refused ([`Error::Invalid`]) before anything is sent: a bad id (a job id's
     /// rules, at most [`schedule::MAX_SCHEDULER_ID`] bytes), cron expression, time zone
-    /// or interval (under [`schedule::MIN_EVERY`]), a `job_id` or `delay` in the
+    /// or interval (under [`schedule::MIN_EVERY`]), a `job_id`, `delay` or `dedup` in the
     /// options, an end before the start, a limit of 0, a scheduler that would never
     /// run, and what [`Queue::add`] refuses of a job.
     pub async fn upsert_scheduler<T: Serialize>(
@@ -211,6 +211,11 @@ impl Queue {
         if !s.opts.delay.is_zero() {
             return Err(Error::Invalid(
                 "a scheduler's jobs run at their tick: leave delay out".into(),
+            ));
+        }
+        if s.opts.dedup.is_some() {
+            return Err(Error::Invalid(
+                "a scheduler makes one job per tick (its id is the tick's): leave dedup out".into(),
             ));
         }
         if s.limit == Some(0) {

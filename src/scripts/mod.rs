@@ -71,14 +71,28 @@ pub(crate) struct NewJobArgs {
     /// The id was just made here (a random UUID) and this is its first send: `add.lua`
     /// skips looking it up. False for a caller's id, which may exist.
     pub fresh: bool,
+    /// The dedup key as the script takes it (`Dedup::script_arg`), if any.
+    pub dedup: Option<String>,
 }
 
-/// `add.lua`: per job, true if added, false if the id existed.
+/// What `add.lua` did with one job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum AddOutcome {
+    /// Added.
+    Added,
+    /// A job with the id exists; nothing changed.
+    Exists,
+    /// The job of this id stands under the dedup key; nothing added (a debounced one
+    /// took the new payload).
+    Deduplicated(String),
+}
+
+/// `add.lua`: what it did with each job.
 pub(crate) async fn add<C: ConnectionLike + Send>(
     c: &mut C,
     k: &Keys,
     jobs: &[NewJobArgs],
-) -> Result<Vec<bool>> {
+) -> Result<Vec<AddOutcome>> {
     let mut inv = ADD.prepare_invoke();
     inv.key(k.wait())
         .key(k.prioritized())
@@ -95,10 +109,23 @@ pub(crate) async fn add<C: ConnectionLike + Send>(
             .arg(j.priority);
         let (kc, kf) = (j.keep_completed, j.keep_failed);
         inv.arg(format!("{}:{}:{}:{}", kc.0, kc.1, kf.0, kf.1));
-        inv.arg(if j.fresh { "1" } else { "0" });
+        let fresh = if j.fresh { "1" } else { "0" };
+        match &j.dedup {
+            None => inv.arg(fresh),
+            Some(d) => inv.arg(format!("{fresh}{d}")),
+        };
     }
-    let out: Vec<i64> = inv.invoke_async(c).await?;
-    Ok(out.into_iter().map(|v| v == 1).collect())
+    let out: Vec<Value> = inv.invoke_async(c).await?;
+    out.into_iter()
+        .map(|v| match v {
+            Value::Int(1) => Ok(AddOutcome::Added),
+            Value::Int(0) => Ok(AddOutcome::Exists),
+            Value::BulkString(b) => String::from_utf8(b)
+                .map(AddOutcome::Deduplicated)
+                .map_err(|_| Error::Decode("add reply: the standing id is not UTF-8".into())),
+            v => Err(Error::Decode(format!("add reply: {v:?}"))),
+        })
+        .collect()
 }
 
 /// A job leased by `claim.lua`.

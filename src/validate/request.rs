@@ -7,7 +7,7 @@ use serde::Deserialize;
 
 use super::{backoff, duration, job_id, job_name, retention, MAX_DURATION};
 use crate::error::{Error, Result};
-use crate::job::{JobOptions, MAX_PRIORITY};
+use crate::job::{Dedup, DedupMode, JobOptions, MAX_PRIORITY};
 
 /// A new job as the CLI (`baton add`, each line of `baton add-bulk`) and the HTTP API
 /// (`POST /v1/queues/{queue}/jobs`) describe it: one set of names and units, so
@@ -49,6 +49,16 @@ pub struct JobRequest {
     /// `traceparent` header, and `baton add` from `TRACEPARENT` in its environment.
     #[serde(default, deserialize_with = "text")]
     pub traceparent: Option<String>,
+    /// A deduplication key: while a job added with it stands, adds with it add nothing
+    /// (see [`Dedup`](crate::Dedup)). Alone: simple mode.
+    pub dedup: Option<String>,
+    /// With `dedup`: ttl mode, adds with the key are ignored this long (`30s`).
+    #[serde(default, deserialize_with = "text")]
+    pub dedup_ttl: Option<String>,
+    /// With `dedup`: debounce mode, the job runs this long after the last add with the
+    /// key, with the last payload (`5s`; not with `delay`).
+    #[serde(default, deserialize_with = "text")]
+    pub debounce: Option<String>,
     /// The HTTP API's first spelling of `delay`, in ms; still accepted.
     #[serde(default, deserialize_with = "whole")]
     pub delay_ms: Option<u64>,
@@ -73,6 +83,9 @@ impl JobRequest {
             keep_completed: self.keep_completed.or(d.keep_completed),
             keep_failed: self.keep_failed.or(d.keep_failed),
             traceparent: self.traceparent.or(d.traceparent),
+            dedup: self.dedup.or(d.dedup),
+            dedup_ttl: self.dedup_ttl.or(d.dedup_ttl),
+            debounce: self.debounce.or(d.debounce),
             delay_ms: self.delay_ms.or(d.delay_ms),
             timeout_ms: self.timeout_ms.or(d.timeout_ms),
         }
@@ -145,7 +158,40 @@ impl JobRequest {
             })?;
             o = o.trace(t);
         }
+        o.dedup = self.dedup()?;
+        if let Some(d) = &o.dedup {
+            d.check()?;
+            if matches!(d.mode, DedupMode::Debounce(_)) && !o.delay.is_zero() {
+                return Err(Error::Invalid(
+                    "a debounced job runs its window after the last add: give debounce or delay, not both".into(),
+                ));
+            }
+        }
         Ok(o)
+    }
+
+    /// `dedup` with `dedup_ttl` or `debounce` (at most one of them).
+    fn dedup(&self) -> Result<Option<Dedup>> {
+        let mode = match (&self.dedup_ttl, &self.debounce) {
+            (Some(_), Some(_)) => {
+                return Err(Error::Invalid(
+                    "give dedup_ttl or debounce, not both".into(),
+                ))
+            }
+            (Some(t), None) => DedupMode::Ttl(duration("dedup_ttl", t)?),
+            (None, Some(t)) => DedupMode::Debounce(duration("debounce", t)?),
+            (None, None) => DedupMode::Simple,
+        };
+        match &self.dedup {
+            Some(key) => Ok(Some(Dedup {
+                key: key.clone(),
+                mode,
+            })),
+            None if mode == DedupMode::Simple => Ok(None),
+            None => Err(Error::Invalid(
+                "dedup_ttl and debounce need a dedup key (dedup)".into(),
+            )),
+        }
     }
 }
 

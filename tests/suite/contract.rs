@@ -132,7 +132,10 @@ async fn every_library_option_is_a_cli_option_with_the_same_effect() {
             "--json",
         ],
     ));
-    assert_eq!(added, json!({"id": "cli", "added": true}));
+    assert_eq!(
+        added,
+        json!({"id": "cli", "added": true, "deduplicated": false})
+    );
     assert_eq!(stored(&redis, "opts", "cli"), stored(&redis, "opts", "lib"));
 
     // Exponential backoff and the retention words.

@@ -20,6 +20,7 @@ mod cli_output;
 mod cluster;
 mod contract;
 mod dashboard;
+mod dedup;
 mod defects;
 mod deploy_files;
 mod encryption;

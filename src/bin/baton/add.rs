@@ -39,6 +39,18 @@ pub struct JobFlags {
     /// Failed and cancelled jobs to keep: as --keep-completed.
     #[arg(long)]
     keep_failed: Option<String>,
+    /// Deduplication key: while a job added with it is not finished, adds with it add
+    /// nothing and print the id of the job that stands.
+    #[arg(long, value_name = "KEY")]
+    dedup: Option<String>,
+    /// With --dedup: ignore adds with the key for this long (e.g. 30s), whatever the job
+    /// does.
+    #[arg(long, requires = "dedup", conflicts_with = "debounce")]
+    dedup_ttl: Option<String>,
+    /// With --dedup: run the job this long after the last add with the key, with the last
+    /// payload (e.g. 5s; not with --delay).
+    #[arg(long, requires = "dedup")]
+    debounce: Option<String>,
     /// Largest payload accepted, in bytes encoded as MessagePack (default 4 MiB).
     #[arg(long, default_value_t = baton::queue::DEFAULT_MAX_PAYLOAD)]
     pub(crate) max_payload: usize,
@@ -64,6 +76,9 @@ impl JobFlags {
             timeout: self.timeout.clone(),
             keep_completed: self.keep_completed.clone(),
             keep_failed: self.keep_failed.clone(),
+            dedup: self.dedup.clone(),
+            dedup_ttl: self.dedup_ttl.clone(),
+            debounce: self.debounce.clone(),
             ..JobRequest::default()
         }
     }
@@ -96,7 +111,8 @@ pub struct AddBulkArgs {
     queue: String,
     /// A file of JSON lines, one job a line (`-` for stdin): each an object with the
     /// fields of the HTTP API's add body (`name`, `data`, `job_id`, `delay`, `priority`,
-    /// `attempts`, `backoff`, `timeout`, `keep_completed`, `keep_failed`, `traceparent`); what a line
+    /// `attempts`, `backoff`, `timeout`, `keep_completed`, `keep_failed`, `dedup`,
+    /// `dedup_ttl`, `debounce`, `traceparent`); what a line
     /// leaves out comes from the flags. Empty lines are skipped.
     file: String,
     /// Jobs per atomic add (at most 10000).
@@ -138,10 +154,18 @@ pub async fn add(url: &SharedConn, a: AddArgs) -> Result<ExitCode> {
     };
     let added = queue.add(&a.flags.name(), &data, req.options()?).await?;
     if a.flags.json {
-        println!("{}", json!({"id": added.id, "added": added.added}));
+        println!(
+            "{}",
+            json!({"id": added.id, "added": added.added, "deduplicated": added.deduplicated})
+        );
     } else {
         println!("{}", added.id);
-        if !added.added {
+        if added.deduplicated {
+            eprintln!(
+                "note: job {} stands under this dedup key; nothing added",
+                added.id
+            );
+        } else if !added.added {
             eprintln!("note: job {} already existed; nothing changed", added.id);
         }
     }
@@ -174,18 +198,26 @@ pub async fn add_bulk(url: &SharedConn, a: AddBulkArgs) -> Result<ExitCode> {
         let name = req.name.unwrap_or_else(|| a.flags.name());
         jobs.push(NewJob::new(name, req.data).with_opts(opts));
     }
-    let (mut ids, mut added) = (Vec::with_capacity(jobs.len()), 0);
+    let (mut ids, mut added, mut dedup) = (Vec::with_capacity(jobs.len()), 0, 0);
     for chunk in jobs.chunks(a.chunk) {
         for r in queue.add_bulk(chunk).await? {
             added += usize::from(r.added);
+            dedup += usize::from(r.deduplicated);
             ids.push(r.id);
         }
     }
-    let existing = ids.len() - added;
+    let existing = ids.len() - added - dedup;
     if a.flags.json {
         println!(
             "{}",
-            json!({"queue": a.queue, "added": added, "existing": existing, "ids": ids})
+            json!({"queue": a.queue, "added": added, "existing": existing,
+                   "deduplicated": dedup, "ids": ids})
+        );
+    } else if dedup > 0 {
+        println!(
+            "added {added} jobs to {} ({existing} existed already, {dedup} deduplicated: \
+             nothing added for them)",
+            a.queue
         );
     } else {
         println!(

@@ -33,7 +33,10 @@ async fn happy_path_enqueue_inspect_cancel_retry_delete() {
         .await;
     assert_eq!(
         (st, first.clone()),
-        (StatusCode::CREATED, json!({"id": "fixed", "added": true}))
+        (
+            StatusCode::CREATED,
+            json!({"id": "fixed", "added": true, "deduplicated": false})
+        )
     );
     let (st, again) = api
         .call(
@@ -44,7 +47,10 @@ async fn happy_path_enqueue_inspect_cancel_retry_delete() {
         .await;
     assert_eq!(
         (st, again),
-        (StatusCode::OK, json!({"id": "fixed", "added": false}))
+        (
+            StatusCode::OK,
+            json!({"id": "fixed", "added": false, "deduplicated": false})
+        )
     );
     let (_, fixed) = api
         .call(Method::GET, "/v1/queues/emails/jobs/fixed", None)
