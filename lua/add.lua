@@ -1,7 +1,7 @@
 #!lua
 -- add.lua: enqueue one or many jobs atomically.
 -- Flags: none (refused whole when over maxmemory).
--- KEYS: [1] wait  [2] prioritized  [3] delayed  [4] meta  [5] wake
+-- KEYS: [1] wait  [2] prioritized  [3] delayed  [4] meta  [5] wake  [6] events
 -- ARGV: [1] key prefix  [2] number of jobs n, then n groups of 8:
 --       id, name, data (MessagePack), opts (MessagePack), delay_ms, priority,
 --       keep ("kc:kca:kf:kfa", see keep_of in common.lua),
@@ -12,6 +12,9 @@
 -- (read as 0), pri only when set, ready only when delayed (else ts): fewer hash fields
 -- is less Redis CPU per add. Ready jobs without priority go into the wait list with one
 -- LPUSH for the batch, in the order given.
+-- Reads meta 'created' and 'events' in one HMGET (it writes 'created' only the first
+-- time); with events on, one 'added' event per job added (fields: name, delayed = its
+-- ready time in ms when delayed).
 -- Returns: one integer per job: 1 added, 0 a job with that id exists (nothing changed).
 local prefix = ARGV[1]
 local n = tonumber(ARGV[2])
@@ -19,7 +22,9 @@ local now = now_ms()
 local out = {}
 local seq = nil
 local ready = {}
-redis.call('HSETNX', KEYS[4], 'created', now)
+local meta = redis.call('HMGET', KEYS[4], 'created', 'events')
+if not meta[1] then redis.call('HSETNX', KEYS[4], 'created', now) end
+events_init(KEYS[6], meta[2])
 for i = 0, n - 1 do
   local b = 3 + i * 8
   local id = ARGV[b]
@@ -45,6 +50,13 @@ for i = 0, n - 1 do
       ready[#ready + 1] = id
     end
     out[#out + 1] = 1
+    if events_key then
+      if delay > 0 then
+        emit('added', id, 'name', ARGV[b + 1], 'delayed', now + delay)
+      else
+        emit('added', id, 'name', ARGV[b + 1])
+      end
+    end
   end
 end
 for i = 1, #ready, 1000 do

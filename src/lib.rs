@@ -67,7 +67,7 @@ pub mod worker;
 
 pub use error::{Error, Result};
 pub use job::{Backoff, Counts, JobInfo, JobOptions, JobState, Rate, Retention};
-pub use queue::{Added, Cancelled, Finished, JobSummary, NewJob, Queue};
+pub use queue::{Added, Cancelled, Event, Finished, JobOutcome, JobSummary, NewJob, Queue};
 pub use schedule::{Repeat, Scheduler, SchedulerInfo};
 pub use worker::{
     handler_fn, Handler, JobContext, JobError, ShutdownHandle, Worker, WorkerBuilder, WorkerOptions,

@@ -23,6 +23,7 @@
 
 mod auth;
 mod errors;
+mod events;
 mod extract;
 mod handlers;
 mod schedulers;
@@ -173,6 +174,7 @@ pub(crate) fn table() -> Vec<Route> {
             true,
             delete_scheduler,
         ),
+        r(M::GET, "/v1/queues/{queue}/events", true, events::events),
         r(M::POST, "/v1/queues/{queue}/jobs", true, add_job),
         r(M::GET, "/v1/queues/{queue}/jobs", true, list_jobs),
         r(M::GET, "/v1/queues/{queue}/jobs/{id}", true, get_job),
