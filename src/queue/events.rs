@@ -180,11 +180,12 @@ impl Queue {
         .await
     }
 
-    /// Follows the events stream from after `after` (`None`: from now on; `"0"`: from
-    /// the oldest kept), over a connection of its own made on first read.
-    pub fn follow_events(&self, after: Option<&str>) -> Result<EventFollower> {
+    /// Follows the events stream from after `after` (`None`: from now, the newest
+    /// event kept when this is called; `"0"`: from the oldest kept), over a connection
+    /// of its own made on first read.
+    pub async fn follow_events(&self, after: Option<&str>) -> Result<EventFollower> {
         let cursor = match after {
-            None => "$".to_string(),
+            None => self.last_event_id().await?,
             Some(a) => {
                 start_of(Some(a))?;
                 normal_id(a)
@@ -292,7 +293,7 @@ fn normal_id(a: &str) -> String {
 /// its own (a blocking read must not hold up the shared one).
 pub struct EventFollower {
     queue: Queue,
-    /// The id of the last event returned (`$`: none yet, from now on).
+    /// The id of the last event returned, or where it started.
     cursor: String,
     conn: Option<crate::conn::RedisConn>,
 }
@@ -346,23 +347,6 @@ impl EventFollower {
             self.conn = Some(c);
         }
         let c = self.conn.as_mut().expect("made above");
-        if self.cursor == "$" {
-            // "$" each time would miss what comes between two reads: pin it down once.
-            let v: Value = redis::cmd("XREVRANGE")
-                .arg(self.queue.keys.events())
-                .arg("+")
-                .arg("-")
-                .arg("COUNT")
-                .arg(1)
-                .query_async(c)
-                .await?;
-            self.cursor = self
-                .queue
-                .parse_entries(&v)?
-                .pop()
-                .map(|e| e.stream_id)
-                .unwrap_or_else(|| "0-0".into());
-        }
         let key = self.queue.keys.events();
         let reply = tokio::time::timeout(
             limit,
@@ -404,12 +388,12 @@ mod tests {
         assert_eq!(start_of(None).unwrap(), "-");
         assert_eq!(start_of(Some("0")).unwrap(), "-");
         assert_eq!(start_of(Some("17-3")).unwrap(), "(17-3");
-        assert_eq!(
-            start_of(Some("17")).unwrap(),
-            format!("(17-{}", u64::MAX)
-        );
+        assert_eq!(start_of(Some("17")).unwrap(), format!("(17-{}", u64::MAX));
         for bad in ["x", "1-x", "-1", "1-2-3", "$"] {
-            assert!(matches!(start_of(Some(bad)), Err(Error::Invalid(_))), "{bad}");
+            assert!(
+                matches!(start_of(Some(bad)), Err(Error::Invalid(_))),
+                "{bad}"
+            );
         }
     }
 }

@@ -42,7 +42,16 @@ impl Queue {
         self.bounded(async {
             let k = &self.keys;
             let mut c = self.conn().await?;
-            let (wait, prio, delayed, active, completed, failed, cancelled, (paused, cap, rate, events)): SizesAndMeta = redis::pipe()
+            let (
+                wait,
+                prio,
+                delayed,
+                active,
+                completed,
+                failed,
+                cancelled,
+                (paused, cap, rate, events),
+            ): SizesAndMeta = redis::pipe()
                 .llen(k.wait())
                 .zcard(k.prioritized())
                 .zcard(k.delayed())

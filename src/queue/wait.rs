@@ -65,7 +65,7 @@ impl Queue {
             // after it.
             let f = match &mut follower {
                 Some(f) => f,
-                None => follower.insert(self.follow_events(Some(&last))?),
+                None => follower.insert(self.follow_events(Some(&last)).await?),
             };
             let until = Instant::now() + left.min(RECHECK);
             while Instant::now() < until {
@@ -114,22 +114,21 @@ impl Queue {
         self.bounded(async {
             let k = &self.keys;
             let mut c = self.conn().await?;
-            let (last, (state, result, error), cap): (redis::Value, _, Option<u64>) =
-                redis::pipe()
-                    .cmd("XREVRANGE")
-                    .arg(k.events())
-                    .arg("+")
-                    .arg("-")
-                    .arg("COUNT")
-                    .arg(1)
-                    .cmd("HMGET")
-                    .arg(k.job(id))
-                    .arg("state")
-                    .arg("result")
-                    .arg("error")
-                    .hget(k.meta(), "events")
-                    .query_async(&mut c)
-                    .await?;
+            let (last, (state, result, error), cap): (redis::Value, _, Option<u64>) = redis::pipe()
+                .cmd("XREVRANGE")
+                .arg(k.events())
+                .arg("+")
+                .arg("-")
+                .arg("COUNT")
+                .arg(1)
+                .cmd("HMGET")
+                .arg(k.job(id))
+                .arg("state")
+                .arg("result")
+                .arg("error")
+                .hget(k.meta(), "events")
+                .query_async(&mut c)
+                .await?;
             let probe: Probe = ((state, result, error), cap, last);
             let ((state, result, error), cap, last) = probe;
             let Some(state) = state else {

@@ -154,7 +154,12 @@ pub async fn add(url: &SharedConn, a: AddArgs) -> Result<ExitCode> {
 }
 
 /// Waits for the job, prints its outcome and turns it into the exit code.
-async fn waited(queue: &baton::Queue, id: &str, wait: std::time::Duration, as_json: bool) -> Result<ExitCode> {
+async fn waited(
+    queue: &baton::Queue,
+    id: &str,
+    wait: std::time::Duration,
+    as_json: bool,
+) -> Result<ExitCode> {
     use baton::JobOutcome;
     let out = queue.wait_finished(id, wait).await?;
     let (code, state) = match &out {
@@ -176,7 +181,10 @@ async fn waited(queue: &baton::Queue, id: &str, wait: std::time::Duration, as_js
             Some(JobOutcome::Failed { error: e } | JobOutcome::Cancelled { error: e }) => {
                 eprintln!("job {id} {state}: {e}")
             }
-            None => eprintln!("job {id} has not ended after {}", humantime::format_duration(wait)),
+            None => eprintln!(
+                "job {id} has not ended after {}",
+                humantime::format_duration(wait)
+            ),
         }
     }
     Ok(ExitCode::from(code))

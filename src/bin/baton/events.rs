@@ -41,9 +41,7 @@ pub async fn run(url: &SharedConn, a: EventsArgs) -> Result<ExitCode> {
                 "--max-len must be at least 1 (use --disable to turn the stream off)".into(),
             ));
         }
-        queue
-            .set_events(a.enable.then_some(a.max_len))
-            .await?;
+        queue.set_events(a.enable.then_some(a.max_len)).await?;
         let cap = queue.events_cap().await?;
         println!("{}", json!({"queue": a.queue, "events": cap}));
         return Ok(ExitCode::SUCCESS);
@@ -51,7 +49,9 @@ pub async fn run(url: &SharedConn, a: EventsArgs) -> Result<ExitCode> {
     if !a.follow {
         let mut after = a.from.clone();
         loop {
-            let page = queue.events(after.as_deref(), baton::queue::EVENTS_PAGE).await?;
+            let page = queue
+                .events(after.as_deref(), baton::queue::EVENTS_PAGE)
+                .await?;
             let Some(last) = page.last() else { break };
             after = Some(last.stream_id.clone());
             for e in &page {
@@ -60,7 +60,7 @@ pub async fn run(url: &SharedConn, a: EventsArgs) -> Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let mut f = queue.follow_events(a.from.as_deref())?;
+    let mut f = queue.follow_events(a.from.as_deref()).await?;
     let stop = tokio::signal::ctrl_c();
     tokio::pin!(stop);
     loop {

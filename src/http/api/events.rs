@@ -43,6 +43,7 @@ pub(super) async fn events(
     let follower = s
         .queue(&q)
         .follow_events(from.as_deref())
+        .await
         .map_err(|e| fail(&q, "events", e))?;
     // Batches of events until a read fails: then one `error` event, and the stream
     // ends (the client reconnects with Last-Event-ID and loses nothing kept).

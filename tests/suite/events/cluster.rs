@@ -23,27 +23,58 @@ async fn events_and_waiting_work_on_a_cluster() {
             .add_and_wait("n", &"ok", JobOptions::default(), Duration::from_secs(20))
             .await
             .unwrap();
-        assert_eq!(out, Some(JobOutcome::Completed { result: json!({"done": true}) }));
+        assert_eq!(
+            out,
+            Some(JobOutcome::Completed {
+                result: json!({"done": true})
+            })
+        );
         q.set_events(Some(1000)).await.unwrap();
-        let mut f = q.follow_events(None).unwrap();
+        let mut f = q.follow_events(None).await.unwrap();
         let (id, out) = q
-            .add_and_wait("n", &"flaky", JobOptions::default().attempts(2), Duration::from_secs(20))
+            .add_and_wait(
+                "n",
+                &"flaky",
+                JobOptions::default().attempts(2),
+                Duration::from_secs(20),
+            )
             .await
             .unwrap();
-        assert_eq!(out, Some(JobOutcome::Completed { result: json!({"done": true}) }));
+        assert_eq!(
+            out,
+            Some(JobOutcome::Completed {
+                result: json!({"done": true})
+            })
+        );
         let (bad, out) = q
             .add_and_wait("n", &"bad", JobOptions::default(), Duration::from_secs(20))
             .await
             .unwrap();
-        assert_eq!(out, Some(JobOutcome::Failed { error: "boom".into() }));
+        assert_eq!(
+            out,
+            Some(JobOutcome::Failed {
+                error: "boom".into()
+            })
+        );
         w.stop().await;
         let ev = all_events(&q).await;
         assert_eq!(
             names_of(&ev, &id),
-            ["added", "active", "retried", "active", "progress", "completed"]
+            [
+                "added",
+                "active",
+                "retried",
+                "active",
+                "progress",
+                "completed"
+            ]
         );
         assert_eq!(names_of(&ev, &bad), ["added", "active", "failed"]);
         let followed = f.next(Duration::from_secs(10)).await.unwrap();
-        assert_eq!(followed.first(), ev.first(), "the follower starts where it was made");
+        assert_eq!(
+            followed.first(),
+            ev.first(),
+            "the follower starts where it was made"
+        );
     }
 }

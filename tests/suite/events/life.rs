@@ -66,7 +66,14 @@ async fn a_jobs_life_reads_back_in_order_with_retries_failure_cancel_and_remove(
     );
     assert_eq!(
         names_of(&ev, &flaky),
-        s(&["added", "active", "retried", "active", "progress", "completed"])
+        s(&[
+            "added",
+            "active",
+            "retried",
+            "active",
+            "progress",
+            "completed"
+        ])
     );
     assert_eq!(
         names_of(&ev, &bad),
@@ -78,12 +85,26 @@ async fn a_jobs_life_reads_back_in_order_with_retries_failure_cancel_and_remove(
     assert_eq!(done.fields["result"], json!({"done": true}));
     assert_eq!(done.fields["attempt"], json!(1));
     assert_eq!(event(&ev, &ok, "progress").fields["progress"], json!(50));
-    assert_eq!(event(&ev, &ok, "removed").fields["state"], json!("completed"));
+    assert_eq!(
+        event(&ev, &ok, "removed").fields["state"],
+        json!("completed")
+    );
     assert_eq!(event(&ev, &bad, "failed").fields["error"], json!("boom"));
     assert_eq!(event(&ev, &bad, "retried").fields["by"], json!("request"));
-    assert_eq!(event(&ev, &flaky, "retried").fields["error"], json!("first try"));
-    assert_eq!(event(&ev, &later, "cancelled").fields["error"], json!("cancelled by request"));
-    assert!(event(&ev, &later, "added").fields["delayed"].as_u64().unwrap() > 0);
+    assert_eq!(
+        event(&ev, &flaky, "retried").fields["error"],
+        json!("first try")
+    );
+    assert_eq!(
+        event(&ev, &later, "cancelled").fields["error"],
+        json!("cancelled by request")
+    );
+    assert!(
+        event(&ev, &later, "added").fields["delayed"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
     assert!(event(&ev, &ok, "active").fields["worker"].is_string());
     // Stream ids only grow, and resuming from one returns exactly what follows it.
     let mid = &ev[ev.len() / 2];
@@ -110,7 +131,10 @@ async fn the_cap_bounds_the_stream() {
     q.add_bulk(&jobs[1000..]).await.unwrap();
     let n = all_events(&q).await.len();
     // MAXLEN ~ trims whole nodes (100 entries each by default): about the cap.
-    assert!((100..=300).contains(&n), "{n} events kept under a cap of 100");
+    assert!(
+        (100..=300).contains(&n),
+        "{n} events kept under a cap of 100"
+    );
 }
 
 /// The child side of the SIGKILL tests: a worker process running `hang` and `slow` jobs.
@@ -147,9 +171,11 @@ async fn a_sigkilled_workers_job_reads_stalled_then_runs_again() {
     c.wait().unwrap();
     // The sweeper of another worker recovers it; it hangs again there: cancel it.
     let w = start(worker(redis.url(), "stall").build(handler()).unwrap());
-    wait_until(Duration::from_secs(20), "recovered and running again", || async {
-        names_of(&all_events(&q).await, &id).len() >= 4
-    })
+    wait_until(
+        Duration::from_secs(20),
+        "recovered and running again",
+        || async { names_of(&all_events(&q).await, &id).len() >= 4 },
+    )
     .await;
     q.cancel(&id).await.unwrap();
     until_state(&q, &id, JobState::Cancelled).await;
@@ -192,7 +218,14 @@ async fn several_worker_processes_keep_each_jobs_order() {
     let ev = all_events(&q).await;
     for (i, id) in ids.iter().enumerate() {
         let want = if i % 3 == 0 {
-            s(&["added", "active", "retried", "active", "progress", "completed"])
+            s(&[
+                "added",
+                "active",
+                "retried",
+                "active",
+                "progress",
+                "completed",
+            ])
         } else {
             s(&["added", "active", "progress", "completed"])
         };

@@ -31,7 +31,10 @@ pub(crate) fn handler() -> impl baton::Handler {
         match mode.as_str() {
             "bad" => return Err(JobError::fatal("boom")),
             "flaky" if ctx.attempt() == 1 => {
-                return Err(JobError::retry_after("first try", Duration::from_millis(10)))
+                return Err(JobError::retry_after(
+                    "first try",
+                    Duration::from_millis(10),
+                ))
             }
             "hang" => {
                 ctx.cancelled().await;

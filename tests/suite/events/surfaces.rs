@@ -11,12 +11,13 @@ use baton::{JobOptions, JobState, Queue};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-fn baton(redis: &RedisServer, args: &[&str]) -> Output {
-    Command::new(baton_bin())
-        .arg("--redis-url")
-        .arg(redis.url())
-        .args(args)
-        .output()
+/// Runs `baton` to its end off the runtime's thread, so the test's in-process worker
+/// runs meanwhile.
+async fn baton(redis: &RedisServer, args: &[&str]) -> Output {
+    let mut cmd = Command::new(baton_bin());
+    cmd.arg("--redis-url").arg(redis.url()).args(args);
+    tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
         .unwrap()
 }
 
@@ -27,27 +28,39 @@ fn stdout(o: &Output) -> String {
 #[tokio::test]
 async fn cli_events_and_add_wait_exit_codes() {
     let redis = RedisServer::start();
-    let o = baton(&redis, &["events", "cli", "--enable", "--max-len", "500"]);
+    let o = baton(&redis, &["events", "cli", "--enable", "--max-len", "500"]).await;
     assert!(o.status.success(), "{o:?}");
-    let o = baton(&redis, &["stats", "cli", "--json"]);
+    let o = baton(&redis, &["stats", "cli", "--json"]).await;
     let stats: Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(stats["events"], json!(500));
-    let o = baton(&redis, &["stats", "cli"]);
+    let o = baton(&redis, &["stats", "cli"]).await;
     assert!(stdout(&o).contains("events on, 500 kept"), "{}", stdout(&o));
 
     let q = Queue::connect(redis.url(), "cli").unwrap();
     let w = start(worker(redis.url(), "cli").build(handler()).unwrap());
-    let o = baton(&redis, &["add", "cli", "\"ok\"", "--job-id", "j1", "--wait", "20s"]);
+    let o = baton(
+        &redis,
+        &["add", "cli", "\"ok\"", "--job-id", "j1", "--wait", "20s"],
+    )
+    .await;
     assert_eq!(o.status.code(), Some(0), "{o:?}");
     assert_eq!(stdout(&o).trim(), r#"{"done":true}"#);
-    let o = baton(&redis, &["add", "cli", "\"bad\"", "--wait", "20s", "--json"]);
+    let o = baton(
+        &redis,
+        &["add", "cli", "\"bad\"", "--wait", "20s", "--json"],
+    )
+    .await;
     assert_eq!(o.status.code(), Some(3), "{o:?}");
     let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
-    assert_eq!((v["state"].clone(), v["error"].clone()), (json!("failed"), json!("boom")));
+    assert_eq!(
+        (v["state"].clone(), v["error"].clone()),
+        (json!("failed"), json!("boom"))
+    );
     let o = baton(
         &redis,
         &["add", "cli", "\"ok\"", "--delay", "1h", "--wait", "300ms"],
-    );
+    )
+    .await;
     assert_eq!(o.status.code(), Some(124), "{o:?}");
     // Cancelled while the CLI waits.
     let mut waiting = ChildGuard(
@@ -58,7 +71,10 @@ async fn cli_events_and_add_wait_exit_codes() {
             .unwrap(),
     );
     wait_until(Duration::from_secs(20), "h1 running", || async {
-        q.job("h1").await.unwrap().is_some_and(|j| j.state == JobState::Active)
+        q.job("h1")
+            .await
+            .unwrap()
+            .is_some_and(|j| j.state == JobState::Active)
     })
     .await;
     q.cancel("h1").await.unwrap();
@@ -74,7 +90,7 @@ async fn cli_events_and_add_wait_exit_codes() {
     w.stop().await;
 
     // Every event as a JSON line, in order; --from resumes after an id.
-    let o = baton(&redis, &["events", "cli"]);
+    let o = baton(&redis, &["events", "cli"]).await;
     assert!(o.status.success(), "{o:?}");
     let lines: Vec<Value> = stdout(&o)
         .lines()
@@ -87,9 +103,9 @@ async fn cli_events_and_add_wait_exit_codes() {
         .collect();
     assert_eq!(j1, ["added", "active", "progress", "completed"]);
     let first = lines[0]["stream_id"].as_str().unwrap();
-    let o = baton(&redis, &["events", "cli", "--from", first]);
+    let o = baton(&redis, &["events", "cli", "--from", first]).await;
     assert_eq!(stdout(&o).lines().count(), lines.len() - 1);
-    let o = baton(&redis, &["events", "cli", "--from", "nonsense"]);
+    let o = baton(&redis, &["events", "cli", "--from", "nonsense"]).await;
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("not a stream id"));
 }
@@ -131,7 +147,11 @@ async fn http_sse_resumes_and_get_job_waits() {
     // ?wait= answers once the job ends.
     let w = start(worker(redis.url(), "web").build(handler()).unwrap());
     let (status, job) = api
-        .call(reqwest::Method::GET, &format!("/v1/queues/web/jobs/{id}?wait=20s"), None)
+        .call(
+            reqwest::Method::GET,
+            &format!("/v1/queues/web/jobs/{id}?wait=20s"),
+            None,
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{job}");
     assert_eq!(job["state"], "completed");
@@ -160,8 +180,14 @@ async fn http_sse_resumes_and_get_job_waits() {
     for (path, want) in [
         ("/v1/queues/web/events?from=x", StatusCode::BAD_REQUEST),
         ("/v1/queues/web/events?nope=1", StatusCode::BAD_REQUEST),
-        (&*format!("/v1/queues/web/jobs/{id}?wait=soon"), StatusCode::BAD_REQUEST),
-        (&*format!("/v1/queues/web/jobs/{id}?wait=1h"), StatusCode::BAD_REQUEST),
+        (
+            &*format!("/v1/queues/web/jobs/{id}?wait=soon"),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            &*format!("/v1/queues/web/jobs/{id}?wait=1h"),
+            StatusCode::BAD_REQUEST,
+        ),
         ("/v1/queues/web/jobs/nope?wait=1s", StatusCode::NOT_FOUND),
     ] {
         let (status, body) = api.call(reqwest::Method::GET, path, None).await;
@@ -169,13 +195,24 @@ async fn http_sse_resumes_and_get_job_waits() {
     }
     // Not ended in time: the job as it is.
     let later = q
-        .add("n", &"ok", JobOptions::default().delay(Duration::from_secs(3600)))
+        .add(
+            "n",
+            &"ok",
+            JobOptions::default().delay(Duration::from_secs(3600)),
+        )
         .await
         .unwrap()
         .id;
     let (status, job) = api
-        .call(reqwest::Method::GET, &format!("/v1/queues/web/jobs/{later}?wait=300ms"), None)
+        .call(
+            reqwest::Method::GET,
+            &format!("/v1/queues/web/jobs/{later}?wait=300ms"),
+            None,
+        )
         .await;
-    assert_eq!((status, job["state"].clone()), (StatusCode::OK, json!("delayed")));
+    assert_eq!(
+        (status, job["state"].clone()),
+        (StatusCode::OK, json!("delayed"))
+    );
     api.stop().await;
 }

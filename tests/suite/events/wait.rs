@@ -45,11 +45,7 @@ async fn outcomes(q: &Queue) {
     assert_eq!(out, None);
     assert_eq!(q.job(&id).await.unwrap().unwrap().state, JobState::Delayed);
     // Cancelled while waited on.
-    let id = q
-        .add("n", &"hang", JobOptions::default())
-        .await
-        .unwrap()
-        .id;
+    let id = q.add("n", &"hang", JobOptions::default()).await.unwrap().id;
     let waiter = {
         let (q, id) = (q.clone(), id.clone());
         tokio::spawn(async move { q.wait_finished(&id, long).await })
@@ -76,7 +72,11 @@ async fn wait_finished_with_the_stream_off() {
     let w = start(worker(redis.url(), "w").build(handler()).unwrap());
     outcomes(&q).await;
     w.stop().await;
-    assert_eq!(q.last_event_id().await.unwrap(), "0-0", "no events while off");
+    assert_eq!(
+        q.last_event_id().await.unwrap(),
+        "0-0",
+        "no events while off"
+    );
 }
 
 #[tokio::test]
@@ -108,12 +108,19 @@ async fn following_the_stream_sees_new_events_only() {
     let q = Queue::connect(redis.url(), "f").unwrap();
     q.set_events(Some(1000)).await.unwrap();
     q.add("n", &"ok", JobOptions::default()).await.unwrap();
-    let mut f = q.follow_events(None).unwrap();
+    let mut f = q.follow_events(None).await.unwrap();
     // Nothing new: empty after the wait (the blocking read outlives no reply limit).
-    assert!(f.next(Duration::from_millis(2500)).await.unwrap().is_empty());
+    assert!(f
+        .next(Duration::from_millis(2500))
+        .await
+        .unwrap()
+        .is_empty());
     let id = q.add("n", &"ok", JobOptions::default()).await.unwrap().id;
     let got = f.next(Duration::from_secs(10)).await.unwrap();
     assert_eq!(got.len(), 1, "{got:?}");
-    assert_eq!((got[0].event.as_str(), got[0].job_id.as_str()), ("added", id.as_str()));
+    assert_eq!(
+        (got[0].event.as_str(), got[0].job_id.as_str()),
+        ("added", id.as_str())
+    );
     assert_eq!(f.cursor(), got[0].stream_id);
 }
