@@ -71,6 +71,8 @@ pub(super) async fn events(
             }
         }
     });
-    let items = batches.flat_map(|v| stream::iter(v.into_iter().map(Ok)));
+    let items = batches
+        .flat_map(|v| stream::iter(v.into_iter().map(Ok)))
+        .take_until(s.stop.clone().cancelled_owned());
     Ok(Sse::new(items).keep_alive(KeepAlive::default()))
 }

@@ -61,6 +61,9 @@ pub(crate) struct ApiState {
     keyring: Option<std::sync::Arc<crate::crypto::Keyring>>,
     /// `--read-only`: every route that changes something answers 403.
     read_only: bool,
+    /// Fires when the server stops: open event streams end then, so a graceful stop
+    /// does not wait out the request timeout for them.
+    stop: tokio_util::sync::CancellationToken,
 }
 
 impl ApiState {
@@ -70,7 +73,14 @@ impl ApiState {
             tokens,
             keyring: None,
             read_only: false,
+            stop: Default::default(),
         }
+    }
+
+    /// Ends open event streams when `stop` fires.
+    pub fn stopping(mut self, stop: tokio_util::sync::CancellationToken) -> ApiState {
+        self.stop = stop;
+        self
     }
 
     /// Refuses every route that changes something (`baton serve --read-only`).

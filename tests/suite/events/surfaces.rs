@@ -175,7 +175,6 @@ async fn http_sse_resumes_and_get_job_waits() {
         .filter_map(|l| l.strip_prefix("event: "))
         .collect();
     assert_eq!(names, ["active", "progress", "completed"]);
-    drop(again);
 
     for (path, want) in [
         ("/v1/queues/web/events?from=x", StatusCode::BAD_REQUEST),
