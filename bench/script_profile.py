@@ -11,6 +11,8 @@ prints the median and the minimum per figure: on a shared 2-core VM one round va
 ±20 % (commandstats times are wall time: a preempted Redis looks slow), so compare
 medians of interleaved versions (`--lua DIR --lua DIR2`), or count instructions instead
 (bench/script_instructions.py). Needs `pip install redis` and a running redis-server.
+EVENTS=N in the environment turns the queue's events stream on (meta 'events' = N, the
+stream's length cap) before the jobs are added: the cost of events on.
 
 Usage: bench/script_profile.py --port P [--batch 50] [--jobs 20000] [--keep none]
        [--repeat 5] [--lua DIR ...]
@@ -53,6 +55,8 @@ class Profile:
         self.quiet = False  # no INFO commandstats calls (for INFO cpu alone)
         self.fresh = 'groups of 8' in open(os.path.join(lua, 'add.lua')).read()
         self.opts = OPTS if os.environ.get('OPTS') != 'named' else OPTS_NAMED
+        # Scripts with the events stream take its key last (KEYS of add, claim, finish).
+        self.ev = [K('events')] if '[6] events' in open(os.path.join(lua, 'add.lua')).read() else []
 
     def load(self, name):
         common = open(os.path.join(self.lua, 'common.lua')).read()
@@ -79,6 +83,8 @@ class Profile:
 
     def add(self, into):
         sha = self.load('add.lua')
+        if os.environ.get('EVENTS'):
+            self.r.hset(K('meta'), 'events', os.environ['EVENTS'])
         for b in range(0, self.jobs, 100):
             args = [P, 100]
             for i in range(b, b + 100):
@@ -88,7 +94,8 @@ class Profile:
                 elif self.fresh:
                     args.append('1')
             x = self.stats()
-            self.r.evalsha(sha, 5, K('wait'), K('prioritized'), K('delayed'), K('meta'), K('wake'), *args)
+            keys = [K('wait'), K('prioritized'), K('delayed'), K('meta'), K('wake')] + self.ev
+            self.r.evalsha(sha, len(keys), *keys, *args)
             self.acc(into, x, self.stats())
 
     def process(self, s_claim, s_fin):
@@ -97,7 +104,7 @@ class Profile:
         while True:
             x = self.stats()
             keys = [K('wait'), K('prioritized'), K('delayed'), K('active'), K('meta'), K('wake'),
-                    K('failed'), K('limiter')]
+                    K('failed'), K('limiter')] + self.ev
             out = self.r.evalsha(claim, len(keys), *keys, P, self.batch, 'w1', 30000)
             y = self.stats()
             self.acc(s_claim, x, y)
@@ -109,7 +116,7 @@ class Profile:
             for j in got:
                 args += [j[0], j[1], 'c', '\x90', 0]
             keys = [K('active'), K('wait'), K('prioritized'), K('delayed'), K('completed'),
-                    K('failed'), K('cancelled'), K('meta'), K('wake')]
+                    K('failed'), K('cancelled'), K('meta'), K('wake')] + self.ev
             out = self.r.evalsha(fin, len(keys), *keys, *args)
             assert all(v == 1 for v in out) or not self.strict, out
             self.acc(s_fin, y, self.stats())
@@ -121,7 +128,7 @@ class Profile:
         got = []
         while True:
             keys = [K('wait'), K('prioritized'), K('delayed'), K('active'), K('meta'), K('wake'),
-                    K('failed'), K('limiter')]
+                    K('failed'), K('limiter')] + self.ev
             out = self.r.evalsha(claim, len(keys), *keys, P, self.batch, 'w1', 30000)
             if len(out) == 2:
                 return got
@@ -135,7 +142,7 @@ class Profile:
             for id, tok in leases[i:i + self.batch]:
                 args += [id, tok, 'c', '\x90', 0]
             keys = [K('active'), K('wait'), K('prioritized'), K('delayed'), K('completed'),
-                    K('failed'), K('cancelled'), K('meta'), K('wake')]
+                    K('failed'), K('cancelled'), K('meta'), K('wake')] + self.ev
             self.r.evalsha(fin, len(keys), *keys, *args)
 
     def round(self):

@@ -1,7 +1,7 @@
 #!lua
 -- add.lua: enqueue one or many jobs atomically.
 -- Flags: none (refused whole when over maxmemory).
--- KEYS: [1] wait  [2] prioritized  [3] delayed  [4] meta  [5] wake
+-- KEYS: [1] wait  [2] prioritized  [3] delayed  [4] meta  [5] wake  [6] events
 -- ARGV: [1] key prefix  [2] number of jobs n, then n groups of 8:
 --       id, name, data (MessagePack), opts (MessagePack), delay_ms, priority,
 --       keep ("kc:kca:kf:kfa", see keep_of in common.lua),
@@ -22,6 +22,9 @@
 --   debounce  a waiting or delayed job that stands gets the new payload and is due
 --             delay_ms from now (moved to delayed); an active or finished one does not
 --             stand, and the new job takes the key.
+-- Reads meta 'created' and 'events' in one HMGET (it writes 'created' only the first
+-- time); with events on, one 'added' event per job added (fields: name, delayed = its
+-- ready time in ms when delayed).
 -- Returns: one value per job: 1 added, 0 a job with that id exists (nothing changed),
 -- or the id (a string) of the job that stands under the job's dedup key (nothing added).
 local prefix = ARGV[1]
@@ -62,7 +65,9 @@ local function standing(dk, mode, data, delay)
   return cur
 end
 
-redis.call('HSETNX', KEYS[4], 'created', now)
+local meta = redis.call('HMGET', KEYS[4], 'created', 'events')
+if not meta[1] then redis.call('HSETNX', KEYS[4], 'created', now) end
+events_init(KEYS[6], meta[2])
 for i = 0, n - 1 do
   local b = 3 + i * 8
   local id = ARGV[b]
@@ -111,6 +116,13 @@ for i = 0, n - 1 do
         ready[#ready + 1] = id
       end
       out[#out + 1] = 1
+      if events_key then
+        if delay > 0 then
+          emit('added', id, 'name', ARGV[b + 1], 'delayed', now + delay)
+        else
+          emit('added', id, 'name', ARGV[b + 1])
+        end
+      end
     end
   end
 end

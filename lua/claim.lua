@@ -3,12 +3,14 @@
 -- Flags: none, so Redis refuses the whole script (OOM) when over maxmemory: a worker
 -- must not lease jobs whose leases and outcomes it could not write.
 -- KEYS: [1] wait  [2] prioritized  [3] delayed  [4] active  [5] meta  [6] wake
---       [7] failed  [8] limiter
+--       [7] failed  [8] limiter  [9] events
 -- ARGV: [1] key prefix  [2] max jobs  [3] worker id  [4] lease ms
 -- Reads meta 'paused' (lease nothing), 'concurrency' (lease at most that many in all)
 -- and 'rate' = "N:MS" (start at most N jobs per window of MS ms: a fixed window, counted
 -- in the limiter key, which expires with it; a claim held back by it returns the
 -- window's end as its next due time, so idle workers sleep until then).
+-- and 'events' (the events stream's cap: with it on, one 'active' event per job leased,
+-- fields attempt and worker; 'failed' for a corrupt one), all in one HMGET per call.
 -- Returns: { next_delayed_due_ms (-1 if none), now_ms,
 --            then per claimed job 8 values: id, token, attempt, name, data, opts, ready_ms, stalled }
 -- The token is the job's fencing token: every later write about this attempt must
@@ -20,6 +22,8 @@
 local prefix = ARGV[1]
 local max = tonumber(ARGV[2])
 local now = now_ms()
+local meta = redis.call('HMGET', KEYS[5], 'paused', 'concurrency', 'rate', 'events')
+events_init(KEYS[9], meta[4])
 
 local due = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, 1000)
 if #due > 0 then
@@ -41,7 +45,6 @@ local out = { -1, now }
 -- A queue-wide cap on active jobs (meta 'concurrency', set by Queue::set_concurrency):
 -- lease no more than the room left under it, counted in the lease table, so it holds
 -- exactly across every worker (a claim is atomic) and frees itself as leases go.
-local meta = redis.call('HMGET', KEYS[5], 'paused', 'concurrency', 'rate')
 local cap = tonumber(meta[2])
 if cap and cap > 0 then
   local room = cap - redis.call('ZCARD', KEYS[4])
@@ -86,6 +89,7 @@ if meta[1] ~= '1' and max > 0 then
       local n = #out
       out[n + 1], out[n + 2], out[n + 3], out[n + 4] = id, token, attempt, f[1]
       out[n + 5], out[n + 6], out[n + 7], out[n + 8] = f[2], f[3], f[4] or f[5], f[6]
+      emit('active', id, 'attempt', attempt, 'worker', ARGV[3])
     end
   end
   -- One ZADD for the whole batch: the lease table.

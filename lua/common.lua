@@ -230,9 +230,29 @@ local function retain_finished(prefix, now)
   end
 end
 
+-- The events stream (keys.rs: events): on when the queue's meta field 'events' holds
+-- its length cap (set by Queue::set_events), off when absent or 0. A script reads that
+-- field once per call (with a read it makes anyway where it can) and hands it, with the
+-- stream's key, to events_init; emit then costs nothing while off, and one XADD (with
+-- an approximate MAXLEN trim) per event while on.
+local events_key, events_max = nil, nil
+
+local function events_init(key, max)
+  local n = tonumber(max)
+  if n and n > 0 then events_key, events_max = key, tostring(math.floor(n)) end
+end
+
+-- Adds one event: its name, the job id, then field/value pairs.
+local function emit(event, id, ...)
+  if events_key then
+    redis.call('XADD', events_key, 'MAXLEN', '~', events_max, '*', 'event', event, 'id', id, ...)
+  end
+end
+
 -- Fails a job whose record is corrupt (check_job's reason), under its failed retention.
 -- Writes only fields that need no conversion.
 local function fail_corrupt(prefix, failed, jk, id, reason, now)
   local _, _, kf, kfa, dd = keep_of(redis.call('HGET', jk, 'keep'))
   finish_job(prefix, failed, jk, id, 'failed', 'error', reason, now, kf, kfa, dd)
+  emit('failed', id, 'error', reason)
 end

@@ -3,7 +3,7 @@
 -- Flags: none, so Redis refuses the whole script (OOM) when over maxmemory; the worker
 -- keeps the outcomes and tries again.
 -- KEYS: [1] active  [2] wait  [3] prioritized  [4] delayed  [5] completed  [6] failed
---       [7] cancelled  [8] meta  [9] wake
+--       [7] cancelled  [8] meta  [9] wake  [10] events
 -- ARGV: [1] key prefix  [2] number of outcomes n, then n groups of 5:
 --       id, token, kind, value, delay_ms
 --       kind: 'c' completed (value = result), 'r' retry after delay_ms (value = error),
@@ -13,7 +13,10 @@
 --          instead, because a cancel was requested; 0 lock lost (the lease is gone or
 --          another worker holds the job; or the same lease twice in one call): nothing
 --          was written.
--- Cost: one HMGET and the write per job; the lease release (ZREM) and the deletion of
+-- Events (meta 'events' on): 'completed' (result), 'failed' (error), 'cancelled'
+-- (error), 'retried' (error, delay_ms), each with the attempt; a hand back none.
+-- Cost: one HMGET of meta per call ('concurrency', 'events'); one HMGET and the write
+-- per job; the lease release (ZREM) and the deletion of
 -- jobs kept by none of their retention (DEL) are one command each for the batch.
 -- A retry now or a hand back needs the job's priority (and a hand back its attempt):
 -- when those fields are corrupt the job is put in delayed, due now, and is written as
@@ -28,6 +31,8 @@ local seen = {}
 -- 'state' is 'active' exactly while the job is in the lease table (claim sets both;
 -- every script that ends a lease changes both), so it stands in for a ZSCORE per job.
 local fields = { 'token', 'cancel', 'pri', 'keep', 'attempt', 'state' }
+local meta = redis.call('HMGET', KEYS[8], 'concurrency', 'events')
+events_init(KEYS[10], meta[2])
 
 for i = 0, n - 1 do
   local b = 3 + i * 5
@@ -56,11 +61,15 @@ for i = 0, n - 1 do
       woke = true
     elseif kind == 'c' then
       finish_job(prefix, KEYS[5], jk, id, 'completed', 'result', value, now, kc, kca, dd)
+      emit('completed', id, 'result', value, 'attempt', raw[5] or '0')
     elseif kind == 'f' then
       finish_job(prefix, KEYS[6], jk, id, 'failed', 'error', value, now, kf, kfa, dd)
+      emit('failed', id, 'error', value, 'attempt', raw[5] or '0')
     elseif kind == 'x' then
       finish_job(prefix, KEYS[7], jk, id, 'cancelled', 'error', value, now, kf, kfa, dd)
+      emit('cancelled', id, 'error', value, 'attempt', raw[5] or '0')
     elseif kind == 'r' then
+      emit('retried', id, 'error', value, 'attempt', raw[5] or '0', 'delay_ms', ARGV[b + 4])
       if delay > 0 then
         redis.call('HSET', jk, 'state', 'delayed', 'error', value, 'ready', now + delay)
         redis.call('ZADD', KEYS[4], now + delay, id)
@@ -81,7 +90,7 @@ if #released > 0 then
   redis.call('ZREM', KEYS[1], unpack(released))
   -- Under a queue-wide concurrency cap, idle workers may be blocked for want of room,
   -- not of jobs: the room just freed wakes one if jobs are waiting.
-  if not woke and redis.call('HEXISTS', KEYS[8], 'concurrency') == 1
+  if not woke and meta[1]
     and (redis.call('LLEN', KEYS[2]) > 0 or redis.call('ZCARD', KEYS[3]) > 0) then
     woke = true
   end

@@ -3,7 +3,10 @@
 -- Flags: allow-oom. It only deletes, so it runs when Redis is over maxmemory: that is
 -- when an operator needs it most.
 -- KEYS: [1] wait  [2] prioritized  [3] delayed  [4] completed  [5] failed  [6] cancelled
+--       [7] meta  [8] events
 -- ARGV: [1] key prefix  [2] id
+-- Event (meta 'events' on): 'removed' (field state: the state it was in); written
+-- over maxmemory too (allow-oom lets it), bounded by the stream's cap.
 -- Returns: { code, state }: 1 removed; -1 no such job; -2 running (cancel it first).
 -- A dedup key naming the job is deleted with it, a ttl one too (release_dedup).
 local prefix, id = ARGV[1], ARGV[2]
@@ -16,4 +19,6 @@ for k = 2, 6 do redis.call('ZREM', KEYS[k], id) end
 delete_job(prefix, id)
 local _, _, _, _, dd = keep_of(f[2])
 if dd ~= '' then release_dedup(prefix, id, dd, true) end
+events_init(KEYS[8], redis.call('HGET', KEYS[7], 'events'))
+emit('removed', id, 'state', state)
 return { 1, state }

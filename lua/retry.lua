@@ -3,7 +3,9 @@
 -- Recorded steps are kept, so it resumes after the last finished step.
 -- Flags: none (refused whole when over maxmemory).
 -- KEYS: [1] wait  [2] prioritized  [3] failed  [4] cancelled  [5] meta  [6] wake
+--       [7] events
 -- ARGV: [1] key prefix  [2] id
+-- Event (meta 'events' on): 'retried' (field by = 'request', state = the state before).
 -- Returns: { code, state }: 1 queued again; -1 no such job; -2 not failed or cancelled.
 -- Errors (nothing written): "corrupt job record: field pri is '…'".
 local prefix, id = ARGV[1], ARGV[2]
@@ -19,4 +21,6 @@ redis.call('HDEL', jk, 'cancel', 'cancel_reason', 'finished', 'error')
 redis.call('HSET', jk, 'state', 'waiting', 'attempt', 0, 'stalled', 0, 'ready', now_ms())
 push_ready(KEYS[1], KEYS[2], KEYS[5], id, f[2], false)
 wake(KEYS[6])
+events_init(KEYS[7], redis.call('HGET', KEYS[5], 'events'))
+emit('retried', id, 'by', 'request', 'state', state)
 return { 1, state }

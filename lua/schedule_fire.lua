@@ -2,7 +2,7 @@
 -- schedule_fire.lua: add one scheduler tick's job, exactly once however many workers race.
 -- Flags: none (refused whole when over maxmemory).
 -- KEYS: [1] schedulers  [2] sched  [3] wait  [4] prioritized  [5] delayed  [6] meta
---       [7] wake
+--       [7] wake  [8] events
 -- ARGV: [1] key prefix  [2] scheduler id  [3] its stored value as read  [4] tick ms
 --       [5] its stored value after this tick  [6] its next tick ms (-1: ended)
 --       [7] job id  [8] name  [9] data  [10] opts  [11] priority
@@ -13,6 +13,8 @@
 -- (keep the two in step; tests/suite/schedulers/surfaces.rs compares them): delayed until the
 -- tick when that is still ahead (so the delayed machinery starts it on time), else
 -- ready now. A job with that id already there changes nothing.
+-- Event (meta 'events' on): 'added' (fields name, delayed = the tick when ahead, and
+-- scheduler = its id), as add.lua's.
 -- Returns: 1 job added, 2 the job existed (the scheduler still moved on), 0 stale.
 local id = ARGV[2]
 if redis.call('HGET', KEYS[1], id) ~= ARGV[3] then return 0 end
@@ -42,6 +44,12 @@ if redis.call('EXISTS', jk) == 0 then
     redis.call('LPUSH', KEYS[3], jid)
   end
   wake(KEYS[7])
+  events_init(KEYS[8], redis.call('HGET', KEYS[6], 'events'))
+  if delayed then
+    emit('added', jid, 'name', ARGV[8], 'delayed', tick, 'scheduler', id)
+  else
+    emit('added', jid, 'name', ARGV[8], 'scheduler', id)
+  end
 end
 
 redis.call('HSET', KEYS[1], id, ARGV[5])

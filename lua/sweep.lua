@@ -3,19 +3,21 @@
 -- Flags: none, so Redis refuses the whole script (OOM) when over maxmemory: no job is
 -- requeued or failed for stalling while its worker could not renew the lease.
 -- KEYS: [1] active  [2] wait  [3] prioritized  [4] failed  [5] cancelled  [6] meta
---       [7] wake  [8] workers  [9] workers:info
+--       [7] wake  [8] workers  [9] workers:info  [10] events
 -- ARGV: [1] key prefix  [2] max stalled  [3] max jobs this call
 -- Returns: flat pairs id, outcome where outcome is 'requeued' (first in line again,
 -- stalled count raised), 'failed' (stalled more than max stalled, or its record is
 -- corrupt: the reason is its error) or 'cancelled' (a cancel had been requested). An
 -- expired lease of a job whose hash is gone is just dropped. Also forgets workers whose
--- heartbeat lapsed.
+-- heartbeat lapsed. Events (meta 'events' on, read only when a lease expired):
+-- 'stalled' (requeued; field stalled = the count), 'failed', 'cancelled' (error).
 local prefix = ARGV[1]
 local max_stalled = tonumber(ARGV[2])
 local now = now_ms()
 local out = {}
 local fields = { 'stalled', 'cancel', 'pri', 'keep', 'name', 'token', 'attempt' }
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[3]))
+if #ids > 0 then events_init(KEYS[10], redis.call('HGET', KEYS[6], 'events')) end
 for _, id in ipairs(ids) do
   local jk = prefix .. 'job:' .. id
   local f, corrupt = read_job(jk, fields)
@@ -32,13 +34,18 @@ for _, id in ipairs(ids) do
     if f[2] == '1' then
       finish_job(prefix, KEYS[5], jk, id, 'cancelled', 'error',
         'cancelled (its worker stopped responding)', now, kf, kfa, dd)
+      emit('cancelled', id, 'error', 'cancelled (its worker stopped responding)')
       out[#out + 1], out[#out + 2] = id, 'cancelled'
     elseif stalled > max_stalled then
-      finish_job(prefix, KEYS[4], jk, id, 'failed', 'error', 'job stalled ' .. stalled ..
-        ' times (its lease expired; max_stalled is ' .. max_stalled .. ')', now, kf, kfa, dd)
+      local why = 'job stalled ' .. stalled .. ' times (its lease expired; max_stalled is '
+        .. max_stalled .. ')'
+      finish_job(prefix, KEYS[4], jk, id, 'failed', 'error', why, now, kf, kfa, dd)
+      emit('stalled', id, 'stalled', stalled)
+      emit('failed', id, 'error', why, 'attempt', f[7])
       out[#out + 1], out[#out + 2] = id, 'failed'
     else
       hand_back(KEYS[2], KEYS[3], KEYS[6], jk, id, f[7], f[3], now)
+      emit('stalled', id, 'stalled', stalled)
       out[#out + 1], out[#out + 2] = id, 'requeued'
     end
   end

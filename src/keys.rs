@@ -63,7 +63,8 @@ impl Keys {
     pub fn cancelled(&self) -> String {
         self.key("cancelled")
     }
-    /// HASH of queue-wide settings (`paused`, `concurrency`, `rate`, the priority sequence).
+    /// HASH of queue-wide settings (`paused`, `concurrency`, `rate`, `events`, the
+    /// priority sequence).
     pub fn meta(&self) -> String {
         self.key("meta")
     }
@@ -75,6 +76,12 @@ impl Keys {
     /// LIST holding at most one wake-up token that idle workers block on.
     pub fn wake(&self) -> String {
         self.key("wake")
+    }
+    /// STREAM of the queue's job events (added, active, progress, completed, ...),
+    /// written by the scripts while meta `events` (its length cap) is set; see
+    /// `src/queue/events.rs`.
+    pub fn events(&self) -> String {
+        self.key("events")
     }
     /// ZSET of live worker ids by heartbeat deadline.
     pub fn workers(&self) -> String {

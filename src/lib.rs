@@ -70,7 +70,7 @@ pub use job::{
     Backoff, BadTraceParent, Counts, Dedup, DedupMode, JobInfo, JobOptions, JobState, Rate,
     Retention, TraceParent,
 };
-pub use queue::{Added, Cancelled, Finished, JobSummary, NewJob, Queue};
+pub use queue::{Added, Cancelled, Event, Finished, JobOutcome, JobSummary, NewJob, Queue};
 pub use schedule::{Repeat, Scheduler, SchedulerInfo};
 pub use worker::{
     handler_fn, Handler, JobContext, JobError, ShutdownHandle, Worker, WorkerBuilder, WorkerOptions,

@@ -160,7 +160,8 @@ pub async fn serve_with(
     let app = api::router(
         api::ApiState::new(conn, tokens)
             .with_encryption(opts.encryption)
-            .read_only(opts.read_only),
+            .read_only(opts.read_only)
+            .stopping(stop.clone()),
         ops_state,
     )
     .merge(dashboard);

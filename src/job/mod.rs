@@ -358,6 +358,10 @@ pub struct Counts {
     /// The queue's rate limit ([`Queue::set_rate_limit`](crate::Queue::set_rate_limit)), if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rate: Option<Rate>,
+    /// The events stream's length cap ([`Queue::set_events`](crate::Queue::set_events)),
+    /// if it is on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub events: Option<u64>,
 }
 
 /// At most `max` jobs of a queue started per `per_ms` milliseconds, over all workers.

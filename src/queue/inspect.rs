@@ -24,7 +24,7 @@ type JobParts = (
 );
 
 /// The seven state sets' sizes (wait, prioritized, delayed, active, completed, failed,
-/// cancelled), then meta's `paused`, `concurrency` and `rate`.
+/// cancelled), then meta's `paused`, `concurrency`, `rate` and `events`.
 type SizesAndMeta = (
     u64,
     u64,
@@ -33,7 +33,7 @@ type SizesAndMeta = (
     u64,
     u64,
     u64,
-    (Option<String>, Option<u64>, Option<String>),
+    (Option<String>, Option<u64>, Option<String>, Option<u64>),
 );
 
 impl Queue {
@@ -42,7 +42,16 @@ impl Queue {
         self.bounded(async {
             let k = &self.keys;
             let mut c = self.conn().await?;
-            let (wait, prio, delayed, active, completed, failed, cancelled, (paused, cap, rate)): SizesAndMeta = redis::pipe()
+            let (
+                wait,
+                prio,
+                delayed,
+                active,
+                completed,
+                failed,
+                cancelled,
+                (paused, cap, rate, events),
+            ): SizesAndMeta = redis::pipe()
                 .llen(k.wait())
                 .zcard(k.prioritized())
                 .zcard(k.delayed())
@@ -55,6 +64,7 @@ impl Queue {
                 .arg("paused")
                 .arg("concurrency")
                 .arg("rate")
+                .arg("events")
                 .query_async(&mut c)
                 .await?;
             Ok(Counts {
@@ -67,6 +77,7 @@ impl Queue {
                 paused: paused.as_deref() == Some("1"),
                 concurrency: cap.filter(|c| *c > 0),
                 rate: rate.as_deref().and_then(crate::job::Rate::parse_stored),
+                events: events.filter(|n| *n > 0),
             })
         })
         .await

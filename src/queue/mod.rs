@@ -4,7 +4,7 @@
 //! [`PRODUCER_TIMEOUT`](crate::conn::PRODUCER_TIMEOUT) with an error that says so, rather
 //! than hanging the caller's request. Reading a queue back (counts, jobs, listings,
 //! workers) lives in the `inspect` submodule, adding jobs in `add`, job schedulers in
-//! `schedulers`.
+//! `schedulers`, the events stream in `events`, waiting for a job's outcome in `wait`.
 //!
 //! Inputs are checked before anything is sent: the queue name, job ids and job names by
 //! the rules of [`crate::validate`] (the same as the CLI's and the HTTP API's), and each
@@ -18,12 +18,15 @@
 
 mod add;
 mod durable;
+mod events;
 mod inspect;
 mod overview;
 mod reencrypt;
 mod schedulers;
+mod wait;
 
 pub use add::{Added, NewJob};
+pub use events::{Event, EventFollower, JobOutcome, EVENTS_PAGE};
 pub use overview::{Finished, JobSummary};
 pub use reencrypt::{Reencrypted, MAX_REENCRYPT_BATCH};
 

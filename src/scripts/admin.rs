@@ -25,7 +25,9 @@ pub(crate) async fn cancel<C: ConnectionLike + Send>(
         .key(k.prioritized())
         .key(k.delayed())
         .key(k.active())
-        .key(k.cancelled());
+        .key(k.cancelled())
+        .key(k.meta())
+        .key(k.events());
     inv.arg(k.prefix())
         .arg(id)
         .arg(k.cancel_channel())
@@ -46,7 +48,8 @@ pub(crate) async fn retry<C: ConnectionLike + Send>(
         .key(k.failed())
         .key(k.cancelled())
         .key(k.meta())
-        .key(k.wake());
+        .key(k.wake())
+        .key(k.events());
     inv.arg(k.prefix()).arg(id);
     Ok(inv.invoke_async(c).await?)
 }
@@ -62,7 +65,8 @@ pub(crate) async fn promote<C: ConnectionLike + Send>(
         .key(k.prioritized())
         .key(k.delayed())
         .key(k.meta())
-        .key(k.wake());
+        .key(k.wake())
+        .key(k.events());
     inv.arg(k.prefix()).arg(id);
     Ok(inv.invoke_async(c).await?)
 }
@@ -79,7 +83,9 @@ pub(crate) async fn remove<C: ConnectionLike + Send>(
         .key(k.delayed())
         .key(k.completed())
         .key(k.failed())
-        .key(k.cancelled());
+        .key(k.cancelled())
+        .key(k.meta())
+        .key(k.events());
     inv.arg(k.prefix()).arg(id);
     Ok(inv.invoke_async(c).await?)
 }
@@ -105,7 +111,9 @@ pub(crate) async fn record<C: ConnectionLike + Send>(
     inv.key(k.active())
         .key(k.job(id))
         .key(k.steps(id))
-        .key(k.logs(id));
+        .key(k.logs(id))
+        .key(k.meta())
+        .key(k.events());
     let (kind, field, keep) = match what {
         Record::Step(name) => ("s", name, 0),
         Record::Progress => ("p", "", 0),

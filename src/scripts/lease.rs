@@ -68,7 +68,8 @@ pub(crate) async fn sweep<C: ConnectionLike + Send>(
     inv.key(k.meta())
         .key(k.wake())
         .key(k.workers())
-        .key(k.worker_info());
+        .key(k.worker_info())
+        .key(k.events());
     inv.arg(k.prefix()).arg(max_stalled).arg(limit);
     let flat: Vec<String> = inv.invoke_async(c).await?;
     Ok(flat
@@ -98,7 +99,8 @@ pub(crate) async fn reconcile<C: ConnectionLike + Send>(
         .key(k.meta())
         .key(k.wake())
         .key(k.cancelled())
-        .key(k.failed());
+        .key(k.failed())
+        .key(k.events());
     inv.arg(k.prefix()).arg(worker);
     for (id, _) in held {
         inv.arg(id);

@@ -98,7 +98,8 @@ pub(crate) async fn add<C: ConnectionLike + Send>(
         .key(k.prioritized())
         .key(k.delayed())
         .key(k.meta())
-        .key(k.wake());
+        .key(k.wake())
+        .key(k.events());
     inv.arg(k.prefix()).arg(jobs.len());
     for j in jobs {
         inv.arg(&j.id)
@@ -167,7 +168,8 @@ pub(crate) async fn claim<C: ConnectionLike + Send>(
         .key(k.meta())
         .key(k.wake())
         .key(k.failed())
-        .key(k.limiter());
+        .key(k.limiter())
+        .key(k.events());
     inv.arg(k.prefix())
         .arg(max)
         .arg(worker)
@@ -285,7 +287,8 @@ pub(crate) async fn finish<C: ConnectionLike + Send>(
     inv.key(k.failed())
         .key(k.cancelled())
         .key(k.meta())
-        .key(k.wake());
+        .key(k.wake())
+        .key(k.events());
     inv.arg(k.prefix()).arg(outcomes.len());
     for o in outcomes {
         inv.arg(&o.id)

@@ -130,7 +130,8 @@ pub(crate) async fn schedule_fire<C: ConnectionLike + Send>(
         .key(k.prioritized())
         .key(k.delayed())
         .key(k.meta())
-        .key(k.wake());
+        .key(k.wake())
+        .key(k.events());
     inv.arg(k.prefix())
         .arg(m.id)
         .arg(m.seen)

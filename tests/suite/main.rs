@@ -24,6 +24,7 @@ mod dedup;
 mod defects;
 mod deploy_files;
 mod encryption;
+mod events;
 mod exec_contract;
 mod exec_worker;
 mod flow_control;

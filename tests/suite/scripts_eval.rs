@@ -126,7 +126,7 @@ impl T {
     fn add_jobs(&mut self, jobs: &[(&str, u64, u32, &str)]) -> RedisResult<Vec<i64>> {
         let s = lua!("add.lua");
         let mut inv = s.prepare_invoke();
-        for k in ["wait", "prioritized", "delayed", "meta", "wake"] {
+        for k in ["wait", "prioritized", "delayed", "meta", "wake", "events"] {
             inv.key(self.k(k));
         }
         inv.arg(&self.p).arg(jobs.len());
@@ -165,6 +165,7 @@ impl T {
             "wake",
             "failed",
             "limiter",
+            "events",
         ] {
             inv.key(self.k(k));
         }
@@ -214,6 +215,7 @@ impl T {
             "cancelled",
             "meta",
             "wake",
+            "events",
         ] {
             inv.key(self.k(k));
         }
@@ -252,6 +254,7 @@ impl T {
             "wake",
             "workers",
             "workers:info",
+            "events",
         ] {
             inv.key(self.k(k));
         }
@@ -262,7 +265,15 @@ impl T {
     fn cancel(&mut self, id: &str) -> RedisResult<(i64, String)> {
         let s = lua!("cancel.lua");
         let mut inv = s.prepare_invoke();
-        for k in ["wait", "prioritized", "delayed", "active", "cancelled"] {
+        for k in [
+            "wait",
+            "prioritized",
+            "delayed",
+            "active",
+            "cancelled",
+            "meta",
+            "events",
+        ] {
             inv.key(self.k(k));
         }
         inv.arg(&self.p)
@@ -275,7 +286,15 @@ impl T {
     fn retry(&mut self, id: &str) -> RedisResult<(i64, String)> {
         let s = lua!("retry.lua");
         let mut inv = s.prepare_invoke();
-        for k in ["wait", "prioritized", "failed", "cancelled", "meta", "wake"] {
+        for k in [
+            "wait",
+            "prioritized",
+            "failed",
+            "cancelled",
+            "meta",
+            "wake",
+            "events",
+        ] {
             inv.key(self.k(k));
         }
         inv.arg(&self.p).arg(id);
@@ -292,6 +311,8 @@ impl T {
             "completed",
             "failed",
             "cancelled",
+            "meta",
+            "events",
         ] {
             inv.key(self.k(k));
         }
@@ -313,7 +334,9 @@ impl T {
         inv.key(self.k("active"))
             .key(self.job(id))
             .key(self.k(&format!("steps:{id}")))
-            .key(self.k(&format!("logs:{id}")));
+            .key(self.k(&format!("logs:{id}")))
+            .key(self.k("meta"))
+            .key(self.k("events"));
         inv.arg(id)
             .arg(token)
             .arg(kind)
@@ -343,6 +366,7 @@ impl T {
             "wake",
             "cancelled",
             "failed",
+            "events",
         ] {
             inv.key(self.k(k));
         }

@@ -100,9 +100,20 @@ pub struct AddArgs {
     /// asks, so a traced script's `baton add` joins its trace.
     #[arg(long, env = "TRACEPARENT")]
     traceparent: Option<String>,
+    /// Wait this long (e.g. 30s) for the job to end and print its result (or error);
+    /// exit 0 completed, 3 failed, 4 cancelled, 124 still not ended.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    wait: Option<std::time::Duration>,
     #[command(flatten)]
     flags: JobFlags,
 }
+
+/// `baton add --wait` exit code: the job failed.
+pub const EXIT_FAILED: u8 = 3;
+/// `baton add --wait` exit code: the job was cancelled.
+pub const EXIT_CANCELLED: u8 = 4;
+/// `baton add --wait` exit code: the job had not ended in time (as `timeout(1)`).
+pub const EXIT_TIMED_OUT: u8 = 124;
 
 /// `baton add-bulk`.
 #[derive(Debug, Args)]
@@ -153,6 +164,9 @@ pub async fn add(url: &SharedConn, a: AddArgs) -> Result<ExitCode> {
         ..a.flags.request()
     };
     let added = queue.add(&a.flags.name(), &data, req.options()?).await?;
+    if let Some(wait) = a.wait {
+        return waited(&queue, &added.id, wait, a.flags.json).await;
+    }
     if a.flags.json {
         println!(
             "{}",
@@ -170,6 +184,43 @@ pub async fn add(url: &SharedConn, a: AddArgs) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Waits for the job, prints its outcome and turns it into the exit code.
+async fn waited(
+    queue: &baton::Queue,
+    id: &str,
+    wait: std::time::Duration,
+    as_json: bool,
+) -> Result<ExitCode> {
+    use baton::JobOutcome;
+    let out = queue.wait_finished(id, wait).await?;
+    let (code, state) = match &out {
+        Some(JobOutcome::Completed { .. }) => (0, "completed"),
+        Some(JobOutcome::Failed { .. }) => (EXIT_FAILED, "failed"),
+        Some(JobOutcome::Cancelled { .. }) => (EXIT_CANCELLED, "cancelled"),
+        None => (EXIT_TIMED_OUT, "timed_out"),
+    };
+    if as_json {
+        let mut v = match &out {
+            Some(o) => serde_json::to_value(o).expect("outcome serializes"),
+            None => json!({"state": state}),
+        };
+        v["id"] = json!(id);
+        println!("{v}");
+    } else {
+        match &out {
+            Some(JobOutcome::Completed { result }) => println!("{result}"),
+            Some(JobOutcome::Failed { error: e } | JobOutcome::Cancelled { error: e }) => {
+                eprintln!("job {id} {state}: {e}")
+            }
+            None => eprintln!(
+                "job {id} has not ended after {}",
+                humantime::format_duration(wait)
+            ),
+        }
+    }
+    Ok(ExitCode::from(code))
 }
 
 pub async fn add_bulk(url: &SharedConn, a: AddBulkArgs) -> Result<ExitCode> {

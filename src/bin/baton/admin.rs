@@ -90,6 +90,10 @@ pub async fn stats(url: &SharedConn, one: Option<String>, as_json: bool) -> Resu
             Some(r) => format!("{name} (at most {r} started)"),
             None => name,
         };
+        let name = match c.events {
+            Some(cap) => format!("{name} (events on, {cap} kept)"),
+            None => name,
+        };
         println!(
             "{:<24} {:>9} {:>9} {:>9} {:>10} {:>9} {:>10}",
             name, c.waiting, c.delayed, c.active, c.completed, c.failed, c.cancelled

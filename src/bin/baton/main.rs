@@ -6,6 +6,7 @@ mod bench;
 mod chaos;
 mod crypto_args;
 mod demo;
+mod events;
 mod private_redis;
 mod redis_args;
 mod reencrypt;
@@ -127,6 +128,9 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// A queue's events stream: print its events as JSON lines (--follow to keep
+    /// printing), or turn it on (--enable --max-len N) or off (--disable).
+    Events(events::EventsArgs),
     /// Flow control over all workers: a cap on running jobs, a rate of starts.
     #[command(group(clap::ArgGroup::new("limits").required(true).multiple(true).args(["concurrency", "rate"])))]
     Limit {
@@ -285,6 +289,7 @@ async fn run(cli: Cli) -> baton::Result<ExitCode> {
             json,
         } => admin::limit(url, &queue, concurrency, rate.as_deref(), json).await,
         Cmd::Schedule(s) => schedule::run(url, s).await,
+        Cmd::Events(e) => events::run(url, e).await,
         Cmd::Clean {
             queue,
             state,

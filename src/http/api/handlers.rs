@@ -174,13 +174,51 @@ pub(super) async fn add_job(
     Ok((status, Json(added)).into_response())
 }
 
+/// The longest `?wait=` of `GET /v1/queues/{queue}/jobs/{id}`: below the server's
+/// 30 s request timeout.
+pub const MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(25);
+
+/// The query of `GET /v1/queues/{queue}/jobs/{id}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct GetJobQuery {
+    /// Wait up to this long (`30s`, `500ms`) for the job to end before answering.
+    wait: Option<String>,
+}
+
 pub(super) async fn get_job(
     State(s): State<ApiState>,
     QueueName(q): QueueName,
     JobId(id): JobId,
+    query: Result<Query<GetJobQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    match s.queue(&q).job(&id).await.map_err(|e| fail(&q, "job", e))? {
+    let Query(query) = query.map_err(|e| ApiError::bad(format!("bad query: {}", e.body_text())))?;
+    let queue = s.queue(&q);
+    let mut ended = None;
+    if let Some(w) = &query.wait {
+        let wait = humantime::parse_duration(w)
+            .map_err(|e| ApiError::bad(format!("wait '{w}' is not a duration (e.g. 20s): {e}")))?;
+        if wait > MAX_WAIT {
+            return Err(ApiError::bad(format!(
+                "wait is at most {}s (the server answers every request within 30s), got {w}",
+                MAX_WAIT.as_secs()
+            )));
+        }
+        ended = queue
+            .wait_finished(&id, wait)
+            .await
+            .map_err(|e| fail(&q, "job", e))?;
+    }
+    match queue.job(&id).await.map_err(|e| fail(&q, "job", e))? {
         Some(info) => Ok(Json(info).into_response()),
+        // Ended and deleted by its retention (kept by none) since: its outcome as the
+        // wait saw it.
+        None if ended.is_some() => {
+            let mut v = serde_json::to_value(&ended).expect("outcome serializes");
+            v["id"] = json!(id);
+            v["queue"] = json!(q);
+            Ok(Json(v).into_response())
+        }
         None => Err(fail(
             &q,
             "job",

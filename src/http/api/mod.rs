@@ -23,6 +23,7 @@
 
 mod auth;
 mod errors;
+mod events;
 mod extract;
 mod handlers;
 mod schedulers;
@@ -60,6 +61,9 @@ pub(crate) struct ApiState {
     keyring: Option<std::sync::Arc<crate::crypto::Keyring>>,
     /// `--read-only`: every route that changes something answers 403.
     read_only: bool,
+    /// Fires when the server stops: open event streams end then, so a graceful stop
+    /// does not wait out the request timeout for them.
+    stop: tokio_util::sync::CancellationToken,
 }
 
 impl ApiState {
@@ -69,7 +73,14 @@ impl ApiState {
             tokens,
             keyring: None,
             read_only: false,
+            stop: Default::default(),
         }
+    }
+
+    /// Ends open event streams when `stop` fires.
+    pub fn stopping(mut self, stop: tokio_util::sync::CancellationToken) -> ApiState {
+        self.stop = stop;
+        self
     }
 
     /// Refuses every route that changes something (`baton serve --read-only`).
@@ -173,6 +184,7 @@ pub(crate) fn table() -> Vec<Route> {
             true,
             delete_scheduler,
         ),
+        r(M::GET, "/v1/queues/{queue}/events", true, events::events),
         r(M::POST, "/v1/queues/{queue}/jobs", true, add_job),
         r(M::GET, "/v1/queues/{queue}/jobs", true, list_jobs),
         r(M::GET, "/v1/queues/{queue}/jobs/{id}", true, get_job),
