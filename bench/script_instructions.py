@@ -6,7 +6,7 @@ scripts of each `--lua DIR` as bench/script_profile.py does (claim a batch, fini
 and reads the instruction count of each phase (callgrind_control --zero / --dump).
 
 Usage: bench/script_instructions.py [--jobs 2000] [--batch 50] [--keep none]
-       [--lua DIR ...]      (needs valgrind and `pip install redis`)
+       [--groups N] [--lua DIR ...]      (needs valgrind and `pip install redis`)
 """
 import argparse, glob, os, re, shutil, socket, subprocess, sys, tempfile, time
 
@@ -18,6 +18,7 @@ ap.add_argument('--jobs', type=int, default=2000)
 ap.add_argument('--batch', type=int, default=50)
 ap.add_argument('--keep', default='none')
 ap.add_argument('--lua', action='append', default=[])
+ap.add_argument('--groups', type=int, default=0, help='spread the jobs over this many groups (job option group)')
 ap.add_argument('--annotate', type=int, default=0, help='print the N functions with the most instructions per phase')
 a = ap.parse_args()
 if not a.lua:
@@ -63,6 +64,7 @@ try:
     for lua in a.lua:
         p = Profile(r, lua, a.jobs, a.batch, a.keep)
         p.quiet = True
+        p.groups = a.groups
         r.flushall()
         add = counted(lambda: p.add({}))
         proc = counted(lambda: p.process({}, {}))
@@ -75,7 +77,7 @@ try:
         fin = counted(lambda: p.finish_all(leases))
         print(f'{lua}: add {add / a.jobs:,.0f} instructions/job; claim + finish {proc / a.jobs:,.0f} '
               f'(apart: claim {claim / a.jobs:,.0f}, finish {fin / a.jobs:,.0f}) '
-              f'(batch {a.batch}, keep {a.keep}, {a.jobs} jobs)')
+              f'(batch {a.batch}, keep {a.keep}, {a.jobs} jobs, groups {a.groups})')
 finally:
     vg.terminate()
     vg.wait()

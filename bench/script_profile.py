@@ -48,6 +48,7 @@ class Profile:
         self.r, self.lua, self.jobs, self.batch = r, lua, jobs, batch
         self.keep, self.strict = keep_arg(keep), strict
         self.quiet = False  # no INFO commandstats calls (for INFO cpu alone)
+        self.groups = 0  # > 0: jobs spread round-robin over this many groups (g0, g1, ...)
         self.fresh = 'groups of 8' in open(os.path.join(lua, 'add.lua')).read()
         self.opts = OPTS if os.environ.get('OPTS') != 'named' else OPTS_NAMED
 
@@ -79,7 +80,8 @@ class Profile:
         for b in range(0, self.jobs, 100):
             args = [P, 100]
             for i in range(b, b + 100):
-                args += [f'j{i}', 'n', b'\x81\xa1i' + i.to_bytes(4, 'big'), self.opts, 0, 0, self.keep]
+                keep = self.keep + (f'|g{i % self.groups}' if self.groups else '')
+                args += [f'j{i}', 'n', b'\x81\xa1i' + i.to_bytes(4, 'big'), self.opts, 0, 0, keep]
                 if self.fresh:
                     args.append('1')
             x = self.stats()

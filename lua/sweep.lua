@@ -9,18 +9,21 @@
 -- stalled count raised), 'failed' (stalled more than max stalled, or its record is
 -- corrupt: the reason is its error) or 'cancelled' (a cancel had been requested). An
 -- expired lease of a job whose hash is gone is just dropped. Also forgets workers whose
--- heartbeat lapsed.
+-- heartbeat lapsed. A grouped job's lease is counted off its group (gactive).
 local prefix = ARGV[1]
 local max_stalled = tonumber(ARGV[2])
 local now = now_ms()
 local out = {}
 local fields = { 'stalled', 'cancel', 'pri', 'keep', 'name', 'token', 'attempt' }
+local group_leases = {}
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[3]))
 for _, id in ipairs(ids) do
   local jk = prefix .. 'job:' .. id
   local f, corrupt = read_job(jk, fields)
   -- f: 1 stalled, 2 cancel, 3 pri, 4 keep, 5 name, 6 token, 7 attempt
   redis.call('ZREM', KEYS[1], id)
+  local group = f and group_of(f[4])
+  if group then group_leases[group] = (group_leases[group] or 0) + 1 end
   if f and corrupt then
     fail_corrupt(prefix, KEYS[4], jk, id, corrupt, now)
     out[#out + 1], out[#out + 2] = id, 'failed'
@@ -38,11 +41,12 @@ for _, id in ipairs(ids) do
         ' times (its lease expired; max_stalled is ' .. max_stalled .. ')', now, kf, kfa)
       out[#out + 1], out[#out + 2] = id, 'failed'
     else
-      hand_back(KEYS[2], KEYS[3], KEYS[6], jk, id, f[7], f[3], now)
+      hand_back(prefix, KEYS[2], KEYS[3], KEYS[6], jk, id, f[7], f[3], now, group)
       out[#out + 1], out[#out + 2] = id, 'requeued'
     end
   end
 end
+groups_release(prefix, KEYS[6], group_leases)
 retain_finished(prefix, now)
 if #out > 0 then wake(KEYS[7]) end
 local dead = redis.call('ZRANGEBYSCORE', KEYS[8], '-inf', now, 'LIMIT', 0, 100)

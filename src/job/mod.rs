@@ -92,6 +92,12 @@ pub struct JobOptions {
     pub keep_completed: Retention,
     /// Failed and cancelled jobs to keep.
     pub keep_failed: Retention,
+    /// The job's group (e.g. a tenant), or None. Jobs of a group wait in their group's
+    /// own line; workers serve groups in turns, so one group's backlog cannot starve
+    /// the others, and the queue's group limits
+    /// ([`Queue::set_group_limits`](crate::Queue::set_group_limits)) apply to each
+    /// group. 1 to 128 bytes, no control characters; no priority within a group.
+    pub group: Option<String>,
 }
 
 /// The largest priority number.
@@ -108,6 +114,7 @@ impl Default for JobOptions {
             timeout: None,
             keep_completed: Retention::default_completed(),
             keep_failed: Retention::default_failed(),
+            group: None,
         }
     }
 }
@@ -151,6 +158,11 @@ impl JobOptions {
     /// Sets the retention of failed and cancelled jobs.
     pub fn keep_failed(mut self, r: Retention) -> Self {
         self.keep_failed = r;
+        self
+    }
+    /// Puts the job in a group (see [`JobOptions::group`](JobOptions#structfield.group)).
+    pub fn group(mut self, g: impl Into<String>) -> Self {
+        self.group = Some(g.into());
         self
     }
 }
@@ -307,6 +319,21 @@ pub struct Counts {
     /// The queue's rate limit ([`Queue::set_rate_limit`](crate::Queue::set_rate_limit)), if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rate: Option<Rate>,
+    /// The cap on each group's running jobs
+    /// ([`Queue::set_group_limits`](crate::Queue::set_group_limits)), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group_concurrency: Option<u64>,
+    /// Each group's rate limit, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group_rate: Option<Rate>,
+    /// Groups in line to be served (they may have ready jobs).
+    pub groups_ready: u64,
+    /// Groups with ready jobs held back for a while (out of rate, or held).
+    pub groups_limited: u64,
+    /// The queue is held until then (ms since the epoch, Redis clock): a handler said
+    /// "rate limited, retry after D" for a job without a group.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held_until_ms: Option<u64>,
 }
 
 /// At most `max` jobs of a queue started per `per_ms` milliseconds, over all workers.

@@ -202,6 +202,16 @@ pub(super) fn encode<T: Serialize>(
     if let Some(id) = &o.job_id {
         crate::validate::job_id(id)?;
     }
+    if let Some(g) = &o.group {
+        crate::validate::group_name(g)?;
+        if o.priority > 0 {
+            return Err(Error::Invalid(format!(
+                "a job of a group cannot have a priority (group {g:?}, priority {}): \
+                 groups are served in turns, first in, first out within a group",
+                o.priority
+            )));
+        }
+    }
     // The id is made here, before anything is sent, so a caller whose add timed out
     // can add again with it.
     let id = o
@@ -225,5 +235,6 @@ pub(super) fn encode<T: Serialize>(
         keep_completed: o.keep_completed.script_args(),
         keep_failed: o.keep_failed.script_args(),
         fresh: o.job_id.is_none(),
+        group: o.group.clone(),
     })
 }

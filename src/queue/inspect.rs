@@ -33,16 +33,56 @@ type SizesAndMeta = (
     u64,
     u64,
     u64,
-    (Option<String>, Option<u64>, Option<String>),
+    (
+        Option<String>,
+        Option<u64>,
+        Option<String>,
+        Option<u64>,
+        Option<String>,
+    ),
+    u64,
+    u64,
 );
 
+/// Groups looked at by [`grouped_waiting`], per set.
+const MAX_GROUPS_COUNTED: isize = 1000;
+
+/// Ready jobs of groups: a group with ready jobs is in line (gready), held back
+/// (glimited) or at its concurrency (so in gactive); the lists of the first
+/// [`MAX_GROUPS_COUNTED`] of each are summed (a second round trip, only for a queue
+/// that has had groups).
+async fn grouped_waiting(c: &mut crate::conn::RedisConn, k: &Keys) -> Result<u64> {
+    let (ready, limited, active): (Vec<String>, Vec<String>, Vec<String>) = redis::pipe()
+        .zrange(k.groups_ready(), 0, MAX_GROUPS_COUNTED - 1)
+        .zrange(k.groups_limited(), 0, MAX_GROUPS_COUNTED - 1)
+        .cmd("HSCAN")
+        .arg(k.groups_active())
+        .arg(0)
+        .arg("COUNT")
+        .arg(MAX_GROUPS_COUNTED)
+        .query_async::<(Vec<String>, Vec<String>, (u64, Vec<String>))>(c)
+        .await
+        .map(|(r, l, (_, a))| (r, l, a.into_iter().step_by(2).collect()))?;
+    let all: std::collections::BTreeSet<String> =
+        ready.into_iter().chain(limited).chain(active).collect();
+    if all.is_empty() {
+        return Ok(0);
+    }
+    let mut p = redis::pipe();
+    for g in &all {
+        p.llen(k.group_wait(g));
+    }
+    let lens: Vec<u64> = p.query_async(c).await?;
+    Ok(lens.into_iter().sum())
+}
+
 impl Queue {
-    /// Counts per state (one round trip).
+    /// Counts per state (one round trip; two for a queue that has had groups).
     pub async fn counts(&self) -> Result<Counts> {
         self.bounded(async {
             let k = &self.keys;
             let mut c = self.conn().await?;
-            let (wait, prio, delayed, active, completed, failed, cancelled, (paused, cap, rate)): SizesAndMeta = redis::pipe()
+            let (wait, prio, delayed, active, completed, failed, cancelled, (paused, cap, rate, hold, groups), ready, limited): SizesAndMeta = redis::pipe()
                 .llen(k.wait())
                 .zcard(k.prioritized())
                 .zcard(k.delayed())
@@ -55,10 +95,19 @@ impl Queue {
                 .arg("paused")
                 .arg("concurrency")
                 .arg("rate")
+                .arg("hold")
+                .arg("groups")
+                .zcard(k.groups_ready())
+                .zcard(k.groups_limited())
                 .query_async(&mut c)
                 .await?;
+            let grouped = if groups.is_some() {
+                grouped_waiting(&mut c, k).await?
+            } else {
+                0
+            };
             Ok(Counts {
-                waiting: wait + prio,
+                waiting: wait + prio + grouped,
                 delayed,
                 active,
                 completed,
@@ -67,6 +116,22 @@ impl Queue {
                 paused: paused.as_deref() == Some("1"),
                 concurrency: cap.filter(|c| *c > 0),
                 rate: rate.as_deref().and_then(crate::job::Rate::parse_stored),
+                group_concurrency: groups.as_deref().and_then(|g| {
+                    g.split(':').next()?.parse().ok().filter(|c: &u64| *c > 0)
+                }),
+                group_rate: groups.as_deref().and_then(|g| {
+                    crate::job::Rate::parse_stored(g.split_once(':')?.1)
+                        .filter(|r| r.max > 0 && r.per_ms > 0)
+                }),
+                groups_ready: ready,
+                groups_limited: limited,
+                // Stale holds stay in meta; this host's clock tells them apart.
+                held_until_ms: hold.filter(|h| {
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_millis() as u64);
+                    *h > now
+                }),
             })
         })
         .await

@@ -71,6 +71,8 @@ pub(crate) struct NewJobArgs {
     /// The id was just made here (a random UUID) and this is its first send: `add.lua`
     /// skips looking it up. False for a caller's id, which may exist.
     pub fresh: bool,
+    /// The job's group: sent as the tail of its retention, "kc:kca:kf:kfa|group".
+    pub group: Option<String>,
 }
 
 /// `add.lua`: per job, true if added, false if the id existed.
@@ -94,7 +96,10 @@ pub(crate) async fn add<C: ConnectionLike + Send>(
             .arg(j.delay.as_millis() as u64)
             .arg(j.priority);
         let (kc, kf) = (j.keep_completed, j.keep_failed);
-        inv.arg(format!("{}:{}:{}:{}", kc.0, kc.1, kf.0, kf.1));
+        match &j.group {
+            Some(g) => inv.arg(format!("{}:{}:{}:{}|{g}", kc.0, kc.1, kf.0, kf.1)),
+            None => inv.arg(format!("{}:{}:{}:{}", kc.0, kc.1, kf.0, kf.1)),
+        };
         inv.arg(if j.fresh { "1" } else { "0" });
     }
     let out: Vec<i64> = inv.invoke_async(c).await?;
@@ -210,6 +215,8 @@ pub(crate) enum Kind {
     Failed,
     Cancelled,
     HandBack,
+    /// Rate limited: delayed, the attempt not consumed, its group or queue held.
+    RateLimited,
 }
 
 impl Kind {
@@ -220,6 +227,7 @@ impl Kind {
             Kind::Failed => "f",
             Kind::Cancelled => "x",
             Kind::HandBack => "h",
+            Kind::RateLimited => "l",
         }
     }
 }

@@ -270,6 +270,8 @@ fn failure(opts: &RunOptions, attempt: u32, e: JobError) -> (Kind, Vec<u8>, Dura
     let msg = e.message().as_bytes().to_vec();
     match e.retry_choice() {
         Retry::Never => (Kind::Failed, msg, Duration::ZERO),
+        // Not an attempt: the attempt count does not stop it.
+        Retry::RateLimited(d) => (Kind::RateLimited, msg, d),
         _ if attempt >= opts.attempts => (Kind::Failed, msg, Duration::ZERO),
         Retry::After(d) => (Kind::Retry, msg, d),
         Retry::Backoff => (Kind::Retry, msg, opts.backoff.delay(attempt)),

@@ -26,6 +26,7 @@ mod encryption;
 mod exec_contract;
 mod exec_worker;
 mod flow_control;
+mod groups;
 mod http_api;
 mod http_hardening;
 mod lifecycle;
