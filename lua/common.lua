@@ -18,12 +18,17 @@ local PRIORITY_SCALE = 4294967296
 -- A job's retention, stored as one field 'keep' = "kc:kca:kf:kfa": how many completed
 -- and failed/cancelled jobs to keep (-1 = all) and their maximum age in ms (0 = none).
 -- Anything else reads as "keep all", the safe side.
--- A job of a group carries it after the policy: "kc:kca:kf:kfa|group" (group_of).
+-- A job of a group carries it after the policy, "kc:kca:kf:kfa|group": the fifth
+-- value returned is the group, or nil (one match for both: finish reads it per job).
 local function keep_of(keep)
-  local kc, kca, kf, kfa = string.match(keep or '', '^(-?%d+):(%d+):(-?%d+):(%d+)$')
-  if not kc then kc, kca, kf, kfa = string.match(keep or '', '^(-?%d+):(%d+):(-?%d+):(%d+)|') end
+  local kc, kca, kf, kfa, rest = string.match(keep or '', '^(-?%d+):(%d+):(-?%d+):(%d+)(.*)$')
   if not kc then return -1, 0, -1, 0 end
-  return tonumber(kc), tonumber(kca), tonumber(kf), tonumber(kfa)
+  local group = nil
+  if rest ~= '' then
+    if string.byte(rest, 1) ~= 124 then return -1, 0, -1, 0 end -- not '|'
+    group = string.sub(rest, 2)
+  end
+  return tonumber(kc), tonumber(kca), tonumber(kf), tonumber(kfa), group
 end
 
 -- The job hash fields a script converts to numbers, and what an absent one means. A

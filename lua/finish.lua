@@ -45,8 +45,7 @@ for i = 0, n - 1 do
   else
     seen[id] = true
     released[#released + 1] = id
-    local kc, kca, kf, kfa = keep_of(raw[4])
-    local group = group_of(raw[4])
+    local kc, kca, kf, kfa, group = keep_of(raw[4])
     if group then
       group_leases = group_leases or {}
       group_leases[group] = (group_leases[group] or 0) + 1

@@ -82,7 +82,18 @@ impl Queue {
         self.bounded(async {
             let k = &self.keys;
             let mut c = self.conn().await?;
-            let (wait, prio, delayed, active, completed, failed, cancelled, (paused, cap, rate, hold, groups), ready, limited): SizesAndMeta = redis::pipe()
+            let (
+                wait,
+                prio,
+                delayed,
+                active,
+                completed,
+                failed,
+                cancelled,
+                (paused, cap, rate, hold, groups),
+                ready,
+                limited,
+            ): SizesAndMeta = redis::pipe()
                 .llen(k.wait())
                 .zcard(k.prioritized())
                 .zcard(k.delayed())
@@ -116,9 +127,9 @@ impl Queue {
                 paused: paused.as_deref() == Some("1"),
                 concurrency: cap.filter(|c| *c > 0),
                 rate: rate.as_deref().and_then(crate::job::Rate::parse_stored),
-                group_concurrency: groups.as_deref().and_then(|g| {
-                    g.split(':').next()?.parse().ok().filter(|c: &u64| *c > 0)
-                }),
+                group_concurrency: groups
+                    .as_deref()
+                    .and_then(|g| g.split(':').next()?.parse().ok().filter(|c: &u64| *c > 0)),
                 group_rate: groups.as_deref().and_then(|g| {
                     crate::job::Rate::parse_stored(g.split_once(':')?.1)
                         .filter(|r| r.max > 0 && r.per_ms > 0)

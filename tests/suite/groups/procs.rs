@@ -81,10 +81,11 @@ impl Env {
         if !fixture.exists() {
             std::fs::write(&fixture, FIXTURE).unwrap();
         }
-        let log = std::fs::File::create(self.dir.path().join(format!(
-            "worker-{}.log",
-            rand_suffix()
-        )))
+        let log = std::fs::File::create(
+            self.dir
+                .path()
+                .join(format!("worker-{}.log", rand_suffix())),
+        )
         .unwrap();
         let mut cmd = Command::new(baton_bin());
         cmd.args(&self.conn_args)

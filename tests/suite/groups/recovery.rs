@@ -20,9 +20,11 @@ async fn capped_group_with_a_slow_job(env: &Env, queue: &str) -> baton::Queue {
 }
 
 async fn until_started(env: &Env, id: &str) {
-    wait_until(Duration::from_secs(30), &format!("{id} started"), || async {
-        env.ledger().iter().any(|(e, i)| e == "start" && i == id)
-    })
+    wait_until(
+        Duration::from_secs(30),
+        &format!("{id} started"),
+        || async { env.ledger().iter().any(|(e, i)| e == "start" && i == id) },
+    )
     .await;
 }
 

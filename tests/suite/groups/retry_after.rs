@@ -11,7 +11,10 @@ use super::procs::{job, until_completed, Env};
 use crate::common::start;
 
 fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
 }
 
 /// (event, job id, ms) as the handler saw them; Redis runs on this host, same clock.
@@ -46,12 +49,8 @@ fn at(events: &Events, ev: &str, id: &str) -> u64 {
 }
 
 fn grouped(id: &str, group: &str, mode: &str) -> NewJob<String> {
-    NewJob::new("n", mode.to_string()).with_opts(
-        JobOptions::default()
-            .job_id(id)
-            .group(group)
-            .attempts(1),
-    )
+    NewJob::new("n", mode.to_string())
+        .with_opts(JobOptions::default().job_id(id).group(group).attempts(1))
 }
 
 #[tokio::test]
@@ -124,7 +123,10 @@ async fn exec_rate_limited(env: Env) {
     until_completed(&q, 5).await;
     drop(w);
     let ledger = std::fs::read_to_string(env.ledger_path()).unwrap();
-    let a0: Vec<&str> = ledger.lines().filter(|l| l.starts_with("start a.0")).collect();
+    let a0: Vec<&str> = ledger
+        .lines()
+        .filter(|l| l.starts_with("start a.0"))
+        .collect();
     assert_eq!(a0, ["start a.0 1", "start a.0 1"], "{ledger}");
     let info = q.job("a.0").await.unwrap().unwrap();
     assert_eq!((info.state, info.attempt), (JobState::Completed, 1));

@@ -19,16 +19,14 @@ async fn the_cli_sets_and_shows_group_limits() {
     ]))
     .unwrap();
     assert_eq!(set["group_concurrency"], 2, "{set}");
-    assert_eq!(set["group_rate"], serde_json::json!({"max": 5, "per_ms": 1000}));
+    assert_eq!(
+        set["group_rate"],
+        serde_json::json!({"max": 5, "per_ms": 1000})
+    );
     // One given, the other stays.
-    let set: serde_json::Value = serde_json::from_str(&env.cli(&[
-        "limit",
-        "gq",
-        "--group-concurrency",
-        "3",
-        "--json",
-    ]))
-    .unwrap();
+    let set: serde_json::Value =
+        serde_json::from_str(&env.cli(&["limit", "gq", "--group-concurrency", "3", "--json"]))
+            .unwrap();
     assert_eq!(set["group_concurrency"], 3, "{set}");
     assert_eq!(set["group_rate"]["max"], 5, "{set}");
     env.cli(&["add", "gq", "--group", "tenant-1", "--name", "x", "{}"]);
@@ -37,7 +35,10 @@ async fn the_cli_sets_and_shows_group_limits() {
         serde_json::from_str(&env.cli(&["stats", "gq", "--json"])).unwrap();
     assert_eq!(stats["group_concurrency"], 3, "{stats}");
     assert_eq!(stats["groups_ready"], 2, "{stats}");
-    assert_eq!(stats["waiting"], 2, "grouped jobs count as waiting: {stats}");
+    assert_eq!(
+        stats["waiting"], 2,
+        "grouped jobs count as waiting: {stats}"
+    );
     let text = env.cli(&["stats", "gq"]);
     assert!(text.contains("per group at most 3 running"), "{text}");
     assert!(text.contains("per group at most 5/1s started"), "{text}");
@@ -59,7 +60,11 @@ async fn the_cli_sets_and_shows_group_limits() {
 async fn bad_groups_are_refused_and_nothing_is_added() {
     let env = Env::single();
     let q = env.queue("gbad");
-    for (g, why) in [("", "1 to 128 bytes"), ("a{b}", "braces"), ("a\nb", "control")] {
+    for (g, why) in [
+        ("", "1 to 128 bytes"),
+        ("a{b}", "braces"),
+        ("a\nb", "control"),
+    ] {
         let e = q
             .add("n", &1, JobOptions::default().group(g))
             .await
