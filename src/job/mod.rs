@@ -326,14 +326,21 @@ pub struct Counts {
     /// Each group's rate limit, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub group_rate: Option<Rate>,
-    /// Groups in line to be served (they may have ready jobs).
+    /// Groups in line to be served (they may have ready jobs); left out of JSON when 0.
+    #[serde(skip_serializing_if = "is_zero")]
     pub groups_ready: u64,
-    /// Groups with ready jobs held back for a while (out of rate, or held).
+    /// Groups with ready jobs held back for a while (out of rate, or held); left out of
+    /// JSON when 0.
+    #[serde(skip_serializing_if = "is_zero")]
     pub groups_limited: u64,
     /// The queue is held until then (ms since the epoch, Redis clock): a handler said
     /// "rate limited, retry after D" for a job without a group.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub held_until_ms: Option<u64>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// At most `max` jobs of a queue started per `per_ms` milliseconds, over all workers.
