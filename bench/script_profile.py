@@ -53,6 +53,7 @@ class Profile:
         self.dedup = dedup
         self.keep, self.strict = keep_arg(keep), strict
         self.quiet = False  # no INFO commandstats calls (for INFO cpu alone)
+        self.groups = 0  # > 0: jobs spread round-robin over this many groups (g0, g1, ...)
         self.fresh = 'groups of 8' in open(os.path.join(lua, 'add.lua')).read()
         self.opts = OPTS if os.environ.get('OPTS') != 'named' else OPTS_NAMED
         # Scripts with the events stream take its key last (KEYS of add, claim, finish).
@@ -88,7 +89,8 @@ class Profile:
         for b in range(0, self.jobs, 100):
             args = [P, 100]
             for i in range(b, b + 100):
-                args += [f'j{i}', 'n', b'\x81\xa1i' + i.to_bytes(4, 'big'), self.opts, 0, 0, self.keep]
+                keep = self.keep + (f'|g{i % self.groups}' if self.groups else '')
+                args += [f'j{i}', 'n', b'\x81\xa1i' + i.to_bytes(4, 'big'), self.opts, 0, 0, keep]
                 if self.dedup:
                     args.append(f"1{self.dedup}{60000 if self.dedup == 't' else 0}:k{i}")
                 elif self.fresh:

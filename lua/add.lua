@@ -4,7 +4,9 @@
 -- KEYS: [1] wait  [2] prioritized  [3] delayed  [4] meta  [5] wake  [6] events
 -- ARGV: [1] key prefix  [2] number of jobs n, then n groups of 8:
 --       id, name, data (MessagePack), opts (MessagePack), delay_ms, priority,
---       keep ("kc:kca:kf:kfa", see keep_of in common.lua),
+--       keep ("kc:kca:kf:kfa", see keep_of in common.lua; "kc:kca:kf:kfa|g<group>" for
+--       a job of a group: it goes to its group's list, not the wait list, and its
+--       priority is not used; see group_of; the script appends the dedup tail),
 --       fresh ('1': the id was just made by the producer (a random UUID) and is sent for
 --       the first time, so it cannot exist and is not looked up; '0': given by the
 --       caller, or sent again), followed for a job with a dedup key by
@@ -68,6 +70,7 @@ end
 local meta = redis.call('HMGET', KEYS[4], 'created', 'events')
 if not meta[1] then redis.call('HSETNX', KEYS[4], 'created', now) end
 events_init(KEYS[6], meta[2])
+local grouped = false
 for i = 0, n - 1 do
   local b = 3 + i * 8
   local id = ARGV[b]
@@ -106,8 +109,16 @@ for i = 0, n - 1 do
       if pri > 0 then f[#f + 1], f[#f + 2] = 'pri', pri end
       if delay > 0 then f[#f + 1], f[#f + 2] = 'ready', now + delay end
       redis.call('HSET', unpack(f))
+      local group = group_of(keep)
+      if group and not grouped then
+        grouped = true
+        -- Tells claim.lua to look at groups from now on.
+        redis.call('HSETNX', KEYS[4], 'groups', '0:0:0')
+      end
       if delay > 0 then
         redis.call('ZADD', KEYS[3], now + delay, id)
+      elseif group then
+        push_group(prefix, KEYS[4], group, id, false)
       elseif pri > 0 then
         if not seq then seq = redis.call('HINCRBY', KEYS[4], 'pseq', n) - n end
         seq = seq + 1

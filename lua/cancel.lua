@@ -23,8 +23,13 @@ if state == 'active' then
   return { 2, state }
 end
 local now = now_ms()
-redis.call('LREM', KEYS[1], 0, id)
-redis.call('ZREM', KEYS[2], id)
+local group = group_of(f[2])
+if group then
+  group_unlist(prefix, group, id)
+else
+  redis.call('LREM', KEYS[1], 0, id)
+  redis.call('ZREM', KEYS[2], id)
+end
 redis.call('ZREM', KEYS[3], id)
 local _, _, kf, kfa, dd = keep_of(f[2])
 finish_job(prefix, KEYS[5], jk, id, 'cancelled', 'error', ARGV[4], now, kf, kfa, dd)

@@ -19,22 +19,184 @@
 -- not leased: it ends failed with the reason as its error, the rest of the batch goes on.
 -- A claim that leases nothing deletes a wake key that is not a LIST (junk), so the
 -- worker's BLPOP on it blocks instead of failing.
+-- Meta 'hold' = ms: the queue is held until then (a handler said "rate limited, retry
+-- after D" for a job without a group): nothing is leased, and the hold is the next due.
+-- Groups (see common.lua), only once meta 'groups' exists: the claim takes turns, in
+-- passes: each pass leases one job of each group that may start one (not held, under
+-- the group concurrency and rate of meta 'groups'), least recently served first, then
+-- one ungrouped job (wait list, then prioritized); passes repeat until the claim is
+-- full or nothing more may start. A served group goes to the back of the line. Groups
+-- found held or out of rate move to glimited until then, groups at their concurrency
+-- leave the line until a lease of theirs ends. At most max + 16 groups are looked at
+-- per claim.
 local prefix = ARGV[1]
 local max = tonumber(ARGV[2])
 local now = now_ms()
-local meta = redis.call('HMGET', KEYS[5], 'paused', 'concurrency', 'rate', 'events')
+local meta = redis.call('HMGET', KEYS[5], 'paused', 'concurrency', 'rate', 'events', 'hold', 'groups')
 events_init(KEYS[9], meta[4])
+
+-- The groups this claim may serve: glimited groups whose time came go back in line,
+-- then the first max + 16 of the line are checked against holds and limits. Groups that
+-- may not start a job leave the line (see the header). Returns the plan take_turns and
+-- group_done use: per eligible group its room (jobs it may start now).
+local function group_plan(prefix, meta_key, gconf, max, now)
+  local conc, rn, rms = string.match(gconf, '^(%d+):(%d+):(%d+)$')
+  conc, rn, rms = tonumber(conc) or 0, tonumber(rn) or 0, tonumber(rms) or 0
+  if rms == 0 then rn = 0 end
+  local plan = { conc = conc, rn = rn, rms = rms, groups = {}, group_of_id = {}, leased = {} }
+  local gready, glimited = prefix .. 'gready', prefix .. 'glimited'
+  local due = redis.call('ZRANGEBYSCORE', glimited, '-inf', now, 'LIMIT', 0, 100)
+  if #due > 0 then
+    redis.call('ZREM', glimited, unpack(due))
+    for _, g in ipairs(due) do
+      if redis.call('LLEN', prefix .. 'g:' .. g .. ':wait') > 0 then group_ready(prefix, meta_key, g) end
+    end
+  end
+  local cands = redis.call('ZRANGE', gready, 0, max + 15)
+  if #cands == 0 then return plan end
+  local holds = redis.call('HMGET', prefix .. 'ghold', unpack(cands))
+  local active = conc > 0 and redis.call('HMGET', prefix .. 'gactive', unpack(cands)) or {}
+  local started = {}
+  if rn > 0 then
+    local rk = {}
+    for i, g in ipairs(cands) do rk[i] = prefix .. 'g:' .. g .. ':rl' end
+    started = redis.call('MGET', unpack(rk))
+  end
+  local leave, limited, stale = {}, {}, {}
+  for i, g in ipairs(cands) do
+    local h = tonumber(holds[i])
+    local a = tonumber(active[i]) or 0
+    local st = tonumber(started[i]) or 0
+    local ttl = 0
+    if rn > 0 and st >= rn then
+      ttl = redis.call('PTTL', prefix .. 'g:' .. g .. ':rl')
+      -- A window key without an expiry (written by hand) would block the group forever.
+      if ttl <= 0 then
+        redis.call('DEL', prefix .. 'g:' .. g .. ':rl')
+        st = 0
+      end
+    end
+    if h and h > now then
+      leave[#leave + 1] = g
+      limited[#limited + 1], limited[#limited + 2] = h, g
+    else
+      if holds[i] then stale[#stale + 1] = g end
+      if conc > 0 and a >= conc then
+        leave[#leave + 1] = g
+      elseif rn > 0 and st >= rn then
+        leave[#leave + 1] = g
+        limited[#limited + 1], limited[#limited + 2] = now + ttl, g
+      else
+        local room = math.huge
+        if conc > 0 then room = conc - a end
+        if rn > 0 and rn - st < room then room = rn - st end
+        plan.groups[#plan.groups + 1] = { g = g, room = room, active = a, started = st, n = 0, empty = false }
+      end
+    end
+  end
+  if #stale > 0 then redis.call('HDEL', prefix .. 'ghold', unpack(stale)) end
+  if #leave > 0 then redis.call('ZREM', gready, unpack(leave)) end
+  if #limited > 0 then redis.call('ZADD', glimited, unpack(limited)) end
+  return plan
+end
+
+-- Pops up to max ids in turns (see the header): one per eligible group per pass, then
+-- one ungrouped; a lone participant takes the rest of its share at once.
+local function take_turns(prefix, wait, prioritized, plan, max)
+  local ids = {}
+  local ungrouped = true
+  while #ids < max do
+    local before = #ids
+    local open = 0
+    for _, p in ipairs(plan.groups) do
+      if not p.empty and p.n < p.room then open = open + 1 end
+    end
+    for _, p in ipairs(plan.groups) do
+      if #ids >= max then break end
+      if not p.empty and p.n < p.room then
+        local want = 1
+        if open == 1 and not ungrouped then want = math.min(p.room - p.n, max - #ids) end
+        local got = redis.call('RPOP', prefix .. 'g:' .. p.g .. ':wait', want)
+        if not got then got = {} end
+        for _, id in ipairs(got) do
+          ids[#ids + 1] = id
+          plan.group_of_id[id] = p.g
+        end
+        p.n = p.n + #got
+        if #got < want then p.empty = true end
+      end
+    end
+    if ungrouped and #ids < max then
+      local want = 1
+      if open == 0 then want = max - #ids end
+      local got = redis.call('RPOP', wait, want)
+      if not got then got = {} end
+      for _, id in ipairs(got) do ids[#ids + 1] = id end
+      if #got < want then
+        local z = redis.call('ZPOPMIN', prioritized, want - #got)
+        for i = 1, #z, 2 do ids[#ids + 1] = z[i] end
+        if #z / 2 < want - #got then ungrouped = false end
+      end
+    end
+    if #ids == before then break end
+  end
+  return ids
+end
+
+-- After the leases: counts each served group's leases (gactive) and starts (its rate
+-- window), and puts it at the back of the line, or out of it (emptied, at its
+-- concurrency, out of rate until its window ends).
+local function group_done(prefix, meta_key, plan, now)
+  local gready = prefix .. 'gready'
+  local leave, limited, back = {}, {}, {}
+  for _, p in ipairs(plan.groups) do
+    local l = plan.leased[p.g] or 0
+    local rk = prefix .. 'g:' .. p.g .. ':rl'
+    if l > 0 then
+      redis.call('HINCRBY', prefix .. 'gactive', p.g, l)
+      if plan.rn > 0 then
+        if p.started == 0 then
+          redis.call('SET', rk, l, 'PX', plan.rms)
+        else
+          redis.call('INCRBY', rk, l)
+        end
+      end
+    end
+    if p.n > 0 or p.empty then
+      if p.empty or redis.call('LLEN', prefix .. 'g:' .. p.g .. ':wait') == 0 then
+        leave[#leave + 1] = p.g
+      elseif plan.conc > 0 and p.active + l >= plan.conc then
+        leave[#leave + 1] = p.g
+      elseif plan.rn > 0 and p.started + l >= plan.rn then
+        leave[#leave + 1] = p.g
+        local ttl = plan.rms
+        if p.started > 0 then ttl = redis.call('PTTL', rk) end
+        limited[#limited + 1], limited[#limited + 2] = now + math.max(ttl, 1), p.g
+      else
+        back[#back + 1] = p.g
+      end
+    end
+  end
+  if #leave > 0 then redis.call('ZREM', gready, unpack(leave)) end
+  if #limited > 0 then redis.call('ZADD', prefix .. 'glimited', unpack(limited)) end
+  if #back > 0 then
+    local seq = redis.call('HINCRBY', meta_key, 'gseq', #back) - #back
+    local z = {}
+    for i, g in ipairs(back) do z[#z + 1], z[#z + 2] = seq + i, g end
+    redis.call('ZADD', gready, unpack(z))
+  end
+end
 
 local due = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, 1000)
 if #due > 0 then
-  local fields = { 'pri', 'name' }
+  local fields = { 'pri', 'name', 'keep' }
   for _, id in ipairs(due) do
     local jk = prefix .. 'job:' .. id
     local f, corrupt = read_job(jk, fields)
     if f and corrupt then
       fail_corrupt(prefix, KEYS[7], jk, id, corrupt, now)
     elseif f then
-      push_ready(KEYS[1], KEYS[2], KEYS[5], id, f[1], false)
+      push_job(prefix, KEYS[1], KEYS[2], KEYS[5], id, f[1], false, group_of(f[3]))
       redis.call('HSET', jk, 'state', 'waiting')
     end
   end
@@ -45,6 +207,9 @@ local out = { -1, now }
 -- A queue-wide cap on active jobs (meta 'concurrency', set by Queue::set_concurrency):
 -- lease no more than the room left under it, counted in the lease table, so it holds
 -- exactly across every worker (a claim is atomic) and frees itself as leases go.
+local hold = tonumber(meta[5])
+if hold and hold <= now then hold = nil end
+local gconf = meta[6]
 local cap = tonumber(meta[2])
 if cap and cap > 0 then
   local room = cap - redis.call('ZCARD', KEYS[4])
@@ -60,13 +225,20 @@ if rate_n and rate_ms and rate_ms > 0 then
 else
   rate_n = nil
 end
-local held_until, leased = nil, 0
-if meta[1] ~= '1' and max > 0 then
-  local ids = redis.call('RPOP', KEYS[1], max)
-  if not ids then ids = {} end
-  if #ids < max then
-    local z = redis.call('ZPOPMIN', KEYS[2], max - #ids)
-    for i = 1, #z, 2 do ids[#ids + 1] = z[i] end
+local held_until, leased = hold, 0
+local plan = nil
+if meta[1] ~= '1' and not hold and max > 0 then
+  local ids
+  if gconf then
+    plan = group_plan(prefix, KEYS[5], gconf, max, now)
+    ids = take_turns(prefix, KEYS[1], KEYS[2], plan, max)
+  else
+    ids = redis.call('RPOP', KEYS[1], max)
+    if not ids then ids = {} end
+    if #ids < max then
+      local z = redis.call('ZPOPMIN', KEYS[2], max - #ids)
+      for i = 1, #z, 2 do ids[#ids + 1] = z[i] end
+    end
   end
   local deadline = now + tonumber(ARGV[4])
   -- Redis turns a Lua number argument into text (sprintf) at every call: once here.
@@ -81,6 +253,10 @@ if meta[1] ~= '1' and max > 0 then
     if f and corrupt then
       fail_corrupt(prefix, KEYS[7], jk, id, corrupt, now)
     elseif f then
+      if plan then
+        local g = plan.group_of_id[id]
+        if g then plan.leased[g] = (plan.leased[g] or 0) + 1 end
+      end
       local token, attempt = f[7] + 1, f[8] + 1
       redis.call('HSET', jk, 'state', 'active', 'worker', ARGV[3], 'started', now_s,
         'token', token, 'attempt', attempt)
@@ -102,7 +278,9 @@ if meta[1] ~= '1' and max > 0 then
       redis.call('INCRBY', KEYS[8], #leases / 2)
     end
   end
-  if #ids == max and (redis.call('LLEN', KEYS[1]) > 0 or redis.call('ZCARD', KEYS[2]) > 0) then
+  if plan then group_done(prefix, KEYS[5], plan, now) end
+  if #ids == max and (redis.call('LLEN', KEYS[1]) > 0 or redis.call('ZCARD', KEYS[2]) > 0
+    or (plan and redis.call('ZCARD', prefix .. 'gready') > 0)) then
     wake(KEYS[6])
   end
 end
@@ -117,5 +295,10 @@ retain_finished(prefix, now)
 if #out == 2 then clear_junk_wake(KEYS[6]) end
 local next_due = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
 if #next_due > 0 then out[1] = tonumber(next_due[2]) end
+if gconf and not hold then
+  local first = redis.call('ZRANGE', prefix .. 'glimited', 0, 0, 'WITHSCORES')
+  local t = #first > 0 and tonumber(first[2])
+  if t and (not held_until or t < held_until) then held_until = math.max(t, now) end
+end
 if held_until and (out[1] < 0 or held_until < out[1]) then out[1] = held_until end
 return out

@@ -17,14 +17,25 @@ local PRIORITY_SCALE = 4294967296
 
 -- A job's retention, stored as one field 'keep' = "kc:kca:kf:kfa": how many completed
 -- and failed/cancelled jobs to keep (-1 = all) and their maximum age in ms (0 = none).
--- A job added with a dedup key carries it after them, "kc:kca:kf:kfa|<mode><key>"
--- (mode 's' simple, 't' ttl, 'd' debounce): the field every finishing script reads
--- anyway, so a job without one costs no extra field. Returns the four numbers and that
--- tail ('' for none, see release_dedup). Anything else reads as "keep all", the safe side.
+-- After them, optional tails: "|g<group>" for a job of a group (group names hold no
+-- '|'), then "|<mode><key>" for a job added with a dedup key (mode 's' simple, 't' ttl,
+-- 'd' debounce): the field every finishing script reads anyway, so a job without them
+-- costs no extra field. Returns the four numbers, the dedup tail ('' for none, see
+-- release_dedup) and the group (nil for none). Anything else reads as "keep all", the
+-- safe side.
 local function keep_of(keep)
-  local kc, kca, kf, kfa, dd = string.match(keep or '', '^(-?%d+):(%d+):(-?%d+):(%d+)(.*)$')
-  if not kc or (dd ~= '' and string.byte(dd) ~= 124) then return -1, 0, -1, 0, '' end
-  return tonumber(kc), tonumber(kca), tonumber(kf), tonumber(kfa), dd
+  local kc, kca, kf, kfa, rest = string.match(keep or '', '^(-?%d+):(%d+):(-?%d+):(%d+)(.*)$')
+  if not kc or (rest ~= '' and string.byte(rest) ~= 124) then return -1, 0, -1, 0, '', nil end
+  local group = nil
+  if string.byte(rest, 2) == 103 then -- "|g<group>", then perhaps a dedup tail
+    local e = string.find(rest, '|', 3, true)
+    if e then
+      group, rest = string.sub(rest, 3, e - 1), string.sub(rest, e)
+    else
+      group, rest = string.sub(rest, 3), ''
+    end
+  end
+  return tonumber(kc), tonumber(kca), tonumber(kf), tonumber(kfa), rest, group
 end
 
 -- Releases job `id`'s dedup key (`dd`: keep_of's tail, "|<mode><key>") if it still
@@ -165,13 +176,104 @@ local function push_ready(wait, prioritized, meta, id, pri, front)
   end
 end
 
+-- Groups (a job's `group` option, e.g. a tenant). A grouped job's group is the tail of
+-- its 'keep' field, "kc:kca:kf:kfa|group", a field the scripts that end or move a lease
+-- read anyway, so a job without a group costs no extra command. Its keys share the
+-- queue's hash tag (built from the prefix, like a job's own keys):
+--   g:<group>:wait  LIST of the group's ready ids (LPUSH new, RPUSH first in line, RPOP)
+--   g:<group>:rl    STRING: the group's starts in its current rate window (PX window)
+--   gready          ZSET group -> serve sequence: groups that may have ready jobs, least
+--                   recently served first (claim.lua's round-robin)
+--   glimited        ZSET group -> ms: groups with ready jobs held back until then (their
+--                   rate window is used up, or a handler asked to hold the group)
+--   gactive         HASH group -> its leased jobs (absent = 0)
+--   ghold           HASH group -> ms: the group is held until then (retry after D)
+-- A group with ready jobs that is in neither ZSET is at its concurrency: the release of
+-- one of its leases (group_release) puts it back in gready. meta 'groups' =
+-- "concurrency:rate_n:rate_ms" (0 = none) exists once a grouped job was added or group
+-- limits were set: claim.lua looks at groups only then. meta 'gseq' is the sequence.
+
+-- The job's group, or nil, from its 'keep' field.
+local function group_of(keep)
+  if not keep or not string.find(keep, '|', 1, true) then return nil end
+  local _, _, _, _, _, group = keep_of(keep)
+  return group
+end
+
+-- Puts a group with ready jobs in line to be served (if it is not), behind the groups
+-- served so far. claim.lua checks its limits and holds when it comes up.
+local function group_ready(prefix, meta, group)
+  local seq = tonumber(redis.call('HGET', meta, 'gseq')) or 0
+  redis.call('ZADD', prefix .. 'gready', 'NX', seq, group)
+end
+
+-- Makes a grouped job ready: into its group's list, first in line if `front`.
+local function push_group(prefix, meta, group, id, front)
+  local n
+  if front then
+    n = redis.call('RPUSH', prefix .. 'g:' .. group .. ':wait', id)
+  else
+    n = redis.call('LPUSH', prefix .. 'g:' .. group .. ':wait', id)
+  end
+  if n == 1 then group_ready(prefix, meta, group) end
+end
+
+-- push_ready for a job that may have a group (priority is not used within a group).
+local function push_job(prefix, wait, prioritized, meta, id, pri, front, group)
+  if group then
+    push_group(prefix, meta, group, id, front)
+  else
+    push_ready(wait, prioritized, meta, id, pri, front)
+  end
+end
+
+-- `n` leases of `group` ended: count them off and, if the group has ready jobs, put it
+-- in line again (it may have been at its concurrency). Returns true if it has some.
+local function group_release(prefix, meta, group, n)
+  if redis.call('HINCRBY', prefix .. 'gactive', group, -n) <= 0 then
+    redis.call('HDEL', prefix .. 'gactive', group)
+  end
+  if redis.call('LLEN', prefix .. 'g:' .. group .. ':wait') > 0 then
+    group_ready(prefix, meta, group)
+    return true
+  end
+  return false
+end
+
+-- Releases the leases counted in `released` (group -> n). Returns true if a group has
+-- ready jobs (wake a worker).
+local function groups_release(prefix, meta, released)
+  local ready = false
+  for group, n in pairs(released) do
+    if group_release(prefix, meta, group, n) then ready = true end
+  end
+  return ready
+end
+
+-- Removes a waiting job from its group's list (cancel, remove). An emptied group stays
+-- in gready until a claim finds it empty.
+local function group_unlist(prefix, group, id)
+  redis.call('LREM', prefix .. 'g:' .. group .. ':wait', 0, id)
+end
+
+-- Holds a group until `until_ms`: no job of it starts before then (retry after D).
+local function group_hold(prefix, group, until_ms)
+  local h = prefix .. 'ghold'
+  local old = tonumber(redis.call('HGET', h, group))
+  if old and old >= until_ms then return end
+  redis.call('HSET', h, group, until_ms)
+  redis.call('ZREM', prefix .. 'gready', group)
+  redis.call('ZADD', prefix .. 'glimited', until_ms, group)
+end
+
 -- Hands a job back: first in line again, the attempt not consumed (a shutdown, a lost
 -- claim reply, an expired lease). `attempt` and `pri` are the job's, checked
--- (check_job). The caller has taken the job out of the lease table.
-local function hand_back(wait, prioritized, meta, jk, id, attempt, pri, now)
+-- (check_job); `group` its group or nil. The caller has taken the job out of the lease
+-- table (and counts its group's lease off).
+local function hand_back(prefix, wait, prioritized, meta, jk, id, attempt, pri, now, group)
   if attempt > 0 then attempt = attempt - 1 end
   redis.call('HSET', jk, 'state', 'waiting', 'ready', now, 'attempt', attempt)
-  push_ready(wait, prioritized, meta, id, pri, true)
+  push_job(prefix, wait, prioritized, meta, id, pri, true, group)
 end
 
 -- The retention policies of the finished sets this script added to, applied once at

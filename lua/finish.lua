@@ -8,7 +8,10 @@
 --       id, token, kind, value, delay_ms
 --       kind: 'c' completed (value = result), 'r' retry after delay_ms (value = error),
 --             'f' failed (value = error), 'x' cancelled (value = reason),
---             'h' hand back: first in line again, the attempt not consumed (shutdown)
+--             'h' hand back: first in line again, the attempt not consumed (shutdown),
+--             'l' rate limited: delayed for delay_ms, the attempt not consumed, and
+--             its group (or, without a group, the whole queue) held as long: no job
+--             of it starts before then (value = reason)
 -- Returns: one integer per outcome: 1 written as asked; 2 the job ended cancelled
 --          instead, because a cancel was requested; 0 lock lost (the lease is gone or
 --          another worker holds the job; or the same lease twice in one call): nothing
@@ -21,6 +24,8 @@
 -- A retry now or a hand back needs the job's priority (and a hand back its attempt):
 -- when those fields are corrupt the job is put in delayed, due now, and is written as
 -- asked (1); the next claim fails it with the reason.
+-- A grouped job (group_of its 'keep') also counts its group's lease off; a hand back or
+-- retry now puts it in its group's list.
 local prefix = ARGV[1]
 local n = tonumber(ARGV[2])
 local now = now_ms()
@@ -28,6 +33,7 @@ local out = {}
 local woke = false
 local released = {}
 local seen = {}
+local group_leases = nil
 -- 'state' is 'active' exactly while the job is in the lease table (claim sets both;
 -- every script that ends a lease changes both), so it stands in for a ZSCORE per job.
 local fields = { 'token', 'cancel', 'pri', 'keep', 'attempt', 'state' }
@@ -44,14 +50,18 @@ for i = 0, n - 1 do
   else
     seen[id] = true
     released[#released + 1] = id
-    local kc, kca, kf, kfa, dd = keep_of(raw[4])
+    local kc, kca, kf, kfa, dd, group = keep_of(raw[4])
+    if group then
+      group_leases = group_leases or {}
+      group_leases[group] = (group_leases[group] or 0) + 1
+    end
     local result = 1
     if raw[2] == '1' and kind ~= 'x' then
       kind, value, result = 'x', 'cancelled while running', 2
     end
     local delay = tonumber(ARGV[b + 4])
     local f, corrupt
-    if kind == 'h' or (kind == 'r' and delay <= 0) then
+    if kind == 'h' or kind == 'l' or (kind == 'r' and delay <= 0) then
       f, corrupt = check_job(jk, fields, raw) -- 3 pri, 5 attempt
     end
     if corrupt then
@@ -75,11 +85,23 @@ for i = 0, n - 1 do
         redis.call('ZADD', KEYS[4], now + delay, id)
       else
         redis.call('HSET', jk, 'state', 'waiting', 'error', value, 'ready', now)
-        push_ready(KEYS[2], KEYS[3], KEYS[8], id, f[3], false)
+        push_job(prefix, KEYS[2], KEYS[3], KEYS[8], id, f[3], false, group)
+      end
+      woke = true
+    elseif kind == 'l' then
+      local attempt = f[5]
+      if attempt > 0 then attempt = attempt - 1 end
+      local until_ms = now + math.max(delay, 0)
+      redis.call('HSET', jk, 'state', 'delayed', 'error', value, 'ready', until_ms, 'attempt', attempt)
+      redis.call('ZADD', KEYS[4], until_ms, id)
+      if group then
+        group_hold(prefix, group, until_ms)
+      elseif (tonumber(redis.call('HGET', KEYS[8], 'hold')) or 0) < until_ms then
+        redis.call('HSET', KEYS[8], 'hold', until_ms)
       end
       woke = true
     else -- 'h'
-      hand_back(KEYS[2], KEYS[3], KEYS[8], jk, id, f[5], f[3], now)
+      hand_back(prefix, KEYS[2], KEYS[3], KEYS[8], jk, id, f[5], f[3], now, group)
       woke = true
     end
     out[#out + 1] = result
@@ -95,6 +117,7 @@ if #released > 0 then
     woke = true
   end
 end
+if group_leases and groups_release(prefix, KEYS[8], group_leases) then woke = true end
 retain_finished(prefix, now)
 if woke then wake(KEYS[9]) end
 return out

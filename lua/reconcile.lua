@@ -17,6 +17,7 @@ for i = 3, #ARGV do held[ARGV[i]] = true end
 local out = {}
 local fields = { 'worker', 'pri', 'cancel', 'keep', 'token', 'attempt' }
 events_init(KEYS[8], redis.call('HGET', KEYS[4], 'events'))
+local group_leases = {}
 for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
   if not held[id] then
     local jk = prefix .. 'job:' .. id
@@ -24,6 +25,8 @@ for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
     -- f: 1 worker, 2 pri, 3 cancel, 4 keep, 5 token, 6 attempt
     if f[1] == me then
       redis.call('ZREM', KEYS[1], id)
+      local group = group_of(f[4])
+      if group then group_leases[group] = (group_leases[group] or 0) + 1 end
       if corrupt then
         fail_corrupt(prefix, KEYS[7], jk, id, corrupt, now)
       else
@@ -33,13 +36,14 @@ for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
           finish_job(prefix, KEYS[6], jk, id, 'cancelled', 'error', 'cancelled by request', now, kf, kfa, dd)
           emit('cancelled', id, 'error', 'cancelled by request')
         else
-          hand_back(KEYS[2], KEYS[3], KEYS[4], jk, id, f[6], f[2], now)
+          hand_back(prefix, KEYS[2], KEYS[3], KEYS[4], jk, id, f[6], f[2], now, group)
         end
       end
       out[#out + 1] = id
     end
   end
 end
+groups_release(prefix, KEYS[4], group_leases)
 retain_finished(prefix, now)
 if #out > 0 then wake(KEYS[5]) end
 return out

@@ -14,6 +14,8 @@ local f = redis.call('HMGET', prefix .. 'job:' .. id, 'state', 'keep')
 local state = f[1]
 if not state then return { -1, '' } end
 if state == 'active' then return { -2, state } end
+local group = group_of(f[2])
+if group then group_unlist(prefix, group, id) end
 redis.call('LREM', KEYS[1], 0, id)
 for k = 2, 6 do redis.call('ZREM', KEYS[k], id) end
 delete_job(prefix, id)

@@ -10,7 +10,7 @@
 -- Errors (nothing written): "corrupt job record: field pri is '…'".
 local prefix, id = ARGV[1], ARGV[2]
 local jk = prefix .. 'job:' .. id
-local f, corrupt = read_job(jk, { 'state', 'pri' })
+local f, corrupt = read_job(jk, { 'state', 'pri', 'keep' })
 local state = f[1]
 if not state then return { -1, '' } end
 if state ~= 'failed' and state ~= 'cancelled' then return { -2, state } end
@@ -19,7 +19,7 @@ redis.call('ZREM', KEYS[3], id)
 redis.call('ZREM', KEYS[4], id)
 redis.call('HDEL', jk, 'cancel', 'cancel_reason', 'finished', 'error')
 redis.call('HSET', jk, 'state', 'waiting', 'attempt', 0, 'stalled', 0, 'ready', now_ms())
-push_ready(KEYS[1], KEYS[2], KEYS[5], id, f[2], false)
+push_job(prefix, KEYS[1], KEYS[2], KEYS[5], id, f[2], false, group_of(f[3]))
 wake(KEYS[6])
 events_init(KEYS[7], redis.call('HGET', KEYS[5], 'events'))
 emit('retried', id, 'by', 'request', 'state', state)

@@ -11,11 +11,13 @@
 -- expired lease of a job whose hash is gone is just dropped. Also forgets workers whose
 -- heartbeat lapsed. Events (meta 'events' on, read only when a lease expired):
 -- 'stalled' (requeued; field stalled = the count), 'failed', 'cancelled' (error).
+-- A grouped job's lease is counted off its group (gactive).
 local prefix = ARGV[1]
 local max_stalled = tonumber(ARGV[2])
 local now = now_ms()
 local out = {}
 local fields = { 'stalled', 'cancel', 'pri', 'keep', 'name', 'token', 'attempt' }
+local group_leases = {}
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[3]))
 if #ids > 0 then events_init(KEYS[10], redis.call('HGET', KEYS[6], 'events')) end
 for _, id in ipairs(ids) do
@@ -23,6 +25,8 @@ for _, id in ipairs(ids) do
   local f, corrupt = read_job(jk, fields)
   -- f: 1 stalled, 2 cancel, 3 pri, 4 keep, 5 name, 6 token, 7 attempt
   redis.call('ZREM', KEYS[1], id)
+  local group = f and group_of(f[4])
+  if group then group_leases[group] = (group_leases[group] or 0) + 1 end
   if f and corrupt then
     fail_corrupt(prefix, KEYS[4], jk, id, corrupt, now)
     out[#out + 1], out[#out + 2] = id, 'failed'
@@ -44,12 +48,13 @@ for _, id in ipairs(ids) do
       emit('failed', id, 'error', why, 'attempt', f[7])
       out[#out + 1], out[#out + 2] = id, 'failed'
     else
-      hand_back(KEYS[2], KEYS[3], KEYS[6], jk, id, f[7], f[3], now)
+      hand_back(prefix, KEYS[2], KEYS[3], KEYS[6], jk, id, f[7], f[3], now, group)
       emit('stalled', id, 'stalled', stalled)
       out[#out + 1], out[#out + 2] = id, 'requeued'
     end
   end
 end
+groups_release(prefix, KEYS[6], group_leases)
 retain_finished(prefix, now)
 if #out > 0 then wake(KEYS[7]) end
 local dead = redis.call('ZRANGEBYSCORE', KEYS[8], '-inf', now, 'LIMIT', 0, 100)

@@ -103,6 +103,31 @@ impl Keys {
     pub fn sched(&self) -> String {
         self.key("sched")
     }
+    /// ZSET group → serve sequence: groups in line to be served (round-robin; see
+    /// `lua/common.lua` on groups). The scripts build the group keys from the prefix.
+    pub fn groups_ready(&self) -> String {
+        self.key("gready")
+    }
+    /// ZSET group → ms: groups with ready jobs held back until then (out of rate, held).
+    pub fn groups_limited(&self) -> String {
+        self.key("glimited")
+    }
+    /// HASH group → its leased jobs.
+    pub fn groups_active(&self) -> String {
+        self.key("gactive")
+    }
+    /// HASH group → ms: the group is held until then ("rate limited, retry after").
+    pub fn groups_held(&self) -> String {
+        self.key("ghold")
+    }
+    /// LIST of a group's ready job ids.
+    pub fn group_wait(&self, group: &str) -> String {
+        self.key(&format!("g:{group}:wait"))
+    }
+    /// STRING: a group's starts in its current rate window (expires with the window).
+    pub fn group_limiter(&self, group: &str) -> String {
+        self.key(&format!("g:{group}:rl"))
+    }
     /// HASH of one job.
     pub fn job(&self, id: &str) -> String {
         self.key(&format!("job:{id}"))

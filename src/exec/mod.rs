@@ -39,8 +39,15 @@
 //! | exit 0, last line too long   | fails for good: "result too large to store", no retry |
 //! | exit 65 (`EX_DATAERR`)       | fails for good: no retry, whatever attempts are left |
 //! | exit 75 (`EX_TEMPFAIL`)      | fails, retried per the job's attempts and backoff    |
+//! | exit 76 ([`EXIT_RATE_LIMITED`]) | "rate limited, retry after D": back in delayed for D, no attempt consumed, its group (or the queue) held for D |
 //! | any other exit code `N`      | fails ("command exited with code N"), retried likewise |
 //! | death by signal `S`          | fails ("command killed by signal S"), retried likewise |
+//!
+//! Exit 76 takes D from the last stdout line: `{"retry_after_ms": N}` or a bare number
+//! of milliseconds; without one, [`DEFAULT_RETRY_AFTER`]. (76 because 75 already meant
+//! "retry with backoff" before; 76 is `EX_PROTOCOL` in sysexits.h, "the remote system
+//! returned something that was not possible during a protocol exchange", close enough
+//! to "the service said 429".)
 //!
 //! The last stderr line is appended to a failure's message. Retrying is the default
 //! because most failures of a command (a crash, an uncaught exception, exit 1, a
@@ -142,6 +149,10 @@ pub const LOG_LINES_PER_SEC: u32 = 100;
 pub const LOG_BURST: usize = 100;
 /// The exit code that asks for a retry (`EX_TEMPFAIL` from sysexits.h).
 pub const EXIT_TEMPFAIL: i32 = 75;
+/// The exit code that says "rate limited, retry after D" (see the module docs).
+pub const EXIT_RATE_LIMITED: i32 = 76;
+/// D for [`EXIT_RATE_LIMITED`] when the command printed none.
+pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
 /// The exit code that fails the job for good, whatever attempts are left (`EX_DATAERR`
 /// from sysexits.h: the input, that is the payload, was wrong; see the module docs for
 /// why this code).
@@ -273,6 +284,11 @@ async fn run(cfg: Arc<ExecConfig>, ctx: JobContext) -> Result<Vec<u8>, JobError>
     };
     tokio::join!(logs.finish(flush), progress.finish(flush));
 
+    if !stopped && status.code() == Some(EXIT_RATE_LIMITED) {
+        return Err(JobError::rate_limited(
+            result_line.retry_after().unwrap_or(DEFAULT_RETRY_AFTER),
+        ));
+    }
     if !status.success() {
         return Err(status::failure(status, stopped, last_err.as_deref()));
     }

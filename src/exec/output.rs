@@ -100,6 +100,14 @@ impl Last {
             Last::None | Last::TooLong => serde_json::Value::Null,
         }
     }
+
+    /// The delay a rate-limited command asked for: `{"retry_after_ms": N}` or `N`.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        let Last::Line(l) = self else { return None };
+        let v: serde_json::Value = serde_json::from_str(l).ok()?;
+        let ms = v.get("retry_after_ms").unwrap_or(&v).as_u64()?;
+        Some(std::time::Duration::from_millis(ms))
+    }
 }
 
 /// Shared slot for stdout's last line.

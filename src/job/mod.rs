@@ -102,6 +102,12 @@ pub struct JobOptions {
     pub trace: Option<TraceParent>,
     /// A deduplication key (None = none): see [`Dedup`].
     pub dedup: Option<Dedup>,
+    /// The job's group (e.g. a tenant), or None. Jobs of a group wait in their group's
+    /// own line; workers serve groups in turns, so one group's backlog cannot starve
+    /// the others, and the queue's group limits
+    /// ([`Queue::set_group_limits`](crate::Queue::set_group_limits)) apply to each
+    /// group. 1 to 128 bytes, no control characters; no priority within a group.
+    pub group: Option<String>,
 }
 
 /// The largest priority number.
@@ -120,6 +126,7 @@ impl Default for JobOptions {
             keep_failed: Retention::default_failed(),
             trace: None,
             dedup: None,
+            group: None,
         }
     }
 }
@@ -173,6 +180,11 @@ impl JobOptions {
     /// Sets the deduplication key.
     pub fn dedup(mut self, d: Dedup) -> Self {
         self.dedup = Some(d);
+        self
+    }
+    /// Puts the job in a group (see [`JobOptions::group`](JobOptions#structfield.group)).
+    pub fn group(mut self, g: impl Into<String>) -> Self {
+        self.group = Some(g.into());
         self
     }
 }
@@ -362,6 +374,28 @@ pub struct Counts {
     /// if it is on.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub events: Option<u64>,
+    /// The cap on each group's running jobs
+    /// ([`Queue::set_group_limits`](crate::Queue::set_group_limits)), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group_concurrency: Option<u64>,
+    /// Each group's rate limit, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group_rate: Option<Rate>,
+    /// Groups in line to be served (they may have ready jobs); left out of JSON when 0.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub groups_ready: u64,
+    /// Groups with ready jobs held back for a while (out of rate, or held); left out of
+    /// JSON when 0.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub groups_limited: u64,
+    /// The queue is held until then (ms since the epoch, Redis clock): a handler said
+    /// "rate limited, retry after D" for a job without a group.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held_until_ms: Option<u64>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// At most `max` jobs of a queue started per `per_ms` milliseconds, over all workers.

@@ -258,6 +258,24 @@ pub(super) fn encode<T: Serialize>(
             delay = w;
         }
     }
+    if let Some(g) = &o.group {
+        crate::validate::group_name(g)?;
+        if o.priority > 0 {
+            return Err(Error::Invalid(format!(
+                "a job of a group cannot have a priority (group {g:?}, priority {}): \
+                 groups are served in turns, first in, first out within a group",
+                o.priority
+            )));
+        }
+        if o.dedup
+            .as_ref()
+            .is_some_and(|d| matches!(d.mode, DedupMode::Debounce(_)))
+        {
+            return Err(Error::Invalid(format!(
+                "a job of a group cannot be debounced (group {g:?}): give group or debounce, not both"
+            )));
+        }
+    }
     // The id is made here, before anything is sent, so a caller whose add timed out
     // can add again with it.
     let id = o
@@ -283,5 +301,6 @@ pub(super) fn encode<T: Serialize>(
         keep_failed: o.keep_failed.script_args(),
         fresh: o.job_id.is_none(),
         dedup: o.dedup.as_ref().map(|d| d.script_arg()),
+        group: o.group.clone(),
     })
 }

@@ -24,7 +24,8 @@ type JobParts = (
 );
 
 /// The seven state sets' sizes (wait, prioritized, delayed, active, completed, failed,
-/// cancelled), then meta's `paused`, `concurrency`, `rate` and `events`.
+/// cancelled), then meta's `paused`, `concurrency`, `rate`, `events`, `hold` and `groups`,
+/// then the sizes of the groups in line and held back.
 type SizesAndMeta = (
     u64,
     u64,
@@ -33,11 +34,52 @@ type SizesAndMeta = (
     u64,
     u64,
     u64,
-    (Option<String>, Option<u64>, Option<String>, Option<u64>),
+    (
+        Option<String>,
+        Option<u64>,
+        Option<String>,
+        Option<u64>,
+        Option<u64>,
+        Option<String>,
+    ),
+    u64,
+    u64,
 );
 
+/// Groups looked at by [`grouped_waiting`], per set.
+const MAX_GROUPS_COUNTED: isize = 1000;
+
+/// Ready jobs of groups: a group with ready jobs is in line (gready), held back
+/// (glimited) or at its concurrency (so in gactive); the lists of the first
+/// [`MAX_GROUPS_COUNTED`] of each are summed (a second round trip, only for a queue
+/// that has had groups).
+async fn grouped_waiting(c: &mut crate::conn::RedisConn, k: &Keys) -> Result<u64> {
+    let (ready, limited, active): (Vec<String>, Vec<String>, Vec<String>) = redis::pipe()
+        .zrange(k.groups_ready(), 0, MAX_GROUPS_COUNTED - 1)
+        .zrange(k.groups_limited(), 0, MAX_GROUPS_COUNTED - 1)
+        .cmd("HSCAN")
+        .arg(k.groups_active())
+        .arg(0)
+        .arg("COUNT")
+        .arg(MAX_GROUPS_COUNTED)
+        .query_async::<(Vec<String>, Vec<String>, (u64, Vec<String>))>(c)
+        .await
+        .map(|(r, l, (_, a))| (r, l, a.into_iter().step_by(2).collect()))?;
+    let all: std::collections::BTreeSet<String> =
+        ready.into_iter().chain(limited).chain(active).collect();
+    if all.is_empty() {
+        return Ok(0);
+    }
+    let mut p = redis::pipe();
+    for g in &all {
+        p.llen(k.group_wait(g));
+    }
+    let lens: Vec<u64> = p.query_async(c).await?;
+    Ok(lens.into_iter().sum())
+}
+
 impl Queue {
-    /// Counts per state (one round trip).
+    /// Counts per state (one round trip; two for a queue that has had groups).
     pub async fn counts(&self) -> Result<Counts> {
         self.bounded(async {
             let k = &self.keys;
@@ -50,7 +92,9 @@ impl Queue {
                 completed,
                 failed,
                 cancelled,
-                (paused, cap, rate, events),
+                (paused, cap, rate, events, hold, groups),
+                ready,
+                limited,
             ): SizesAndMeta = redis::pipe()
                 .llen(k.wait())
                 .zcard(k.prioritized())
@@ -65,10 +109,19 @@ impl Queue {
                 .arg("concurrency")
                 .arg("rate")
                 .arg("events")
+                .arg("hold")
+                .arg("groups")
+                .zcard(k.groups_ready())
+                .zcard(k.groups_limited())
                 .query_async(&mut c)
                 .await?;
+            let grouped = if groups.is_some() {
+                grouped_waiting(&mut c, k).await?
+            } else {
+                0
+            };
             Ok(Counts {
-                waiting: wait + prio,
+                waiting: wait + prio + grouped,
                 delayed,
                 active,
                 completed,
@@ -78,6 +131,22 @@ impl Queue {
                 concurrency: cap.filter(|c| *c > 0),
                 rate: rate.as_deref().and_then(crate::job::Rate::parse_stored),
                 events: events.filter(|n| *n > 0),
+                group_concurrency: groups
+                    .as_deref()
+                    .and_then(|g| g.split(':').next()?.parse().ok().filter(|c: &u64| *c > 0)),
+                group_rate: groups.as_deref().and_then(|g| {
+                    crate::job::Rate::parse_stored(g.split_once(':')?.1)
+                        .filter(|r| r.max > 0 && r.per_ms > 0)
+                }),
+                groups_ready: ready,
+                groups_limited: limited,
+                // Stale holds stay in meta; this host's clock tells them apart.
+                held_until_ms: hold.filter(|h| {
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_millis() as u64);
+                    *h > now
+                }),
             })
         })
         .await

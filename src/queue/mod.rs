@@ -346,6 +346,44 @@ impl Queue {
         .await
     }
 
+    /// Limits each group of this queue (jobs added with
+    /// [`JobOptions::group`](crate::JobOptions::group)): at most `concurrency` running
+    /// at once per group (`None` or 0: no cap) and at most `rate.0` started per
+    /// `rate.1` per group (`None`: no limit; a fixed window per group). Enforced in the
+    /// claim script, exact however many workers race; a group's room frees as its jobs
+    /// finish, stall, are cancelled or are handed back. Groups are served in turns
+    /// either way.
+    pub async fn set_group_limits(
+        &self,
+        concurrency: Option<u32>,
+        rate: Option<(u32, std::time::Duration)>,
+    ) -> Result<()> {
+        if let Some((max, per)) = rate {
+            if max == 0 || per.as_millis() == 0 {
+                return Err(Error::Invalid(format!(
+                    "a group rate limit needs at least 1 job per at least 1ms, got {max} per {per:?}"
+                )));
+            }
+        }
+        let (n, ms) = rate.map_or((0, 0), |(n, per)| (n, per.as_millis() as u64));
+        let spec = format!("{}:{n}:{ms}", concurrency.unwrap_or(0));
+        self.bounded(async {
+            let mut c = self.conn().await?;
+            let _: () = redis::pipe()
+                .atomic()
+                .hset(self.keys.meta(), "groups", spec)
+                .ignore()
+                .lpush(self.keys.wake(), "1")
+                .ignore()
+                .ltrim(self.keys.wake(), 0, 0)
+                .ignore()
+                .query_async(&mut c)
+                .await?;
+            Ok(())
+        })
+        .await
+    }
+
     /// Lets workers claim again.
     pub async fn resume(&self) -> Result<()> {
         self.bounded(async {

@@ -231,6 +231,11 @@ impl Queue {
                 ));
             }
         }
+        if s.opts.group.is_some() {
+            return Err(Error::Invalid(
+                "a job scheduler's jobs cannot have a group (not supported yet)".into(),
+            ));
+        }
         let job = super::add::encode(
             &s.name,
             &s.data,

@@ -73,6 +73,8 @@ pub(crate) struct NewJobArgs {
     pub fresh: bool,
     /// The dedup key as the script takes it (`Dedup::script_arg`), if any.
     pub dedup: Option<String>,
+    /// The job's group: sent as the tail of its retention, "kc:kca:kf:kfa|g<group>".
+    pub group: Option<String>,
 }
 
 /// What `add.lua` did with one job.
@@ -109,7 +111,10 @@ pub(crate) async fn add<C: ConnectionLike + Send>(
             .arg(j.delay.as_millis() as u64)
             .arg(j.priority);
         let (kc, kf) = (j.keep_completed, j.keep_failed);
-        inv.arg(format!("{}:{}:{}:{}", kc.0, kc.1, kf.0, kf.1));
+        match &j.group {
+            Some(g) => inv.arg(format!("{}:{}:{}:{}|g{g}", kc.0, kc.1, kf.0, kf.1)),
+            None => inv.arg(format!("{}:{}:{}:{}", kc.0, kc.1, kf.0, kf.1)),
+        };
         let fresh = if j.fresh { "1" } else { "0" };
         match &j.dedup {
             None => inv.arg(fresh),
@@ -239,6 +244,8 @@ pub(crate) enum Kind {
     Failed,
     Cancelled,
     HandBack,
+    /// Rate limited: delayed, the attempt not consumed, its group or queue held.
+    RateLimited,
 }
 
 impl Kind {
@@ -249,6 +256,7 @@ impl Kind {
             Kind::Failed => "f",
             Kind::Cancelled => "x",
             Kind::HandBack => "h",
+            Kind::RateLimited => "l",
         }
     }
 }

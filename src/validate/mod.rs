@@ -71,6 +71,30 @@ pub fn job_id(id: &str) -> Result<()> {
     Ok(())
 }
 
+/// Longest group name, in bytes.
+pub const MAX_GROUP_BYTES: usize = 128;
+
+/// Checks a job's group: 1 to [`MAX_GROUP_BYTES`] bytes, no braces, no control
+/// characters. A group names keys of its own (`baton:{q}:g:<group>:wait`).
+pub fn group_name(g: &str) -> Result<()> {
+    if g.is_empty() || g.len() > MAX_GROUP_BYTES {
+        return Err(Error::Invalid(format!(
+            "group must be 1 to {MAX_GROUP_BYTES} bytes, got {}",
+            g.len()
+        )));
+    }
+    // '|' separates the group from a dedup key in the job's stored retention field.
+    if let Some(c) = g
+        .chars()
+        .find(|c| *c == '{' || *c == '}' || *c == '|' || c.is_control())
+    {
+        return Err(Error::Invalid(format!(
+            "group {g:?} contains {c:?}: braces, '|' and control characters are not allowed"
+        )));
+    }
+    Ok(())
+}
+
 /// Checks a job name: 1 to [`MAX_ID_BYTES`] bytes, no NUL (an exec worker passes the
 /// name to its command as `BATON_JOB_NAME`, which cannot hold one).
 pub fn job_name(name: &str) -> Result<()> {

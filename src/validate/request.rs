@@ -29,6 +29,9 @@ pub struct JobRequest {
     /// 0 = none; 1 is the highest, larger numbers lower.
     #[serde(default, deserialize_with = "whole")]
     pub priority: Option<u32>,
+    /// The job's group (see [`JobOptions::group`](crate::JobOptions::group)).
+    #[serde(default, deserialize_with = "text")]
+    pub group: Option<String>,
     /// Attempts in all (1 = no retry).
     #[serde(default, deserialize_with = "whole")]
     pub attempts: Option<u32>,
@@ -77,6 +80,7 @@ impl JobRequest {
             job_id: self.job_id.or(d.job_id),
             delay: self.delay.or(d.delay),
             priority: self.priority.or(d.priority),
+            group: self.group.or(d.group),
             attempts: self.attempts.or(d.attempts),
             backoff: self.backoff.or(d.backoff),
             timeout: self.timeout.or(d.timeout),
@@ -136,6 +140,10 @@ impl JobRequest {
                 )));
             }
             o = o.priority(p);
+        }
+        if let Some(g) = &self.group {
+            crate::validate::group_name(g)?;
+            o = o.group(g.clone());
         }
         if let Some(a) = self.attempts {
             if a == 0 {

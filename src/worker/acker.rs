@@ -160,7 +160,7 @@ impl Acker {
                 (Written::AsAsked, Kind::Completed) => &m.completed,
                 (Written::AsAsked, Kind::Failed) => &m.failed,
                 (Written::AsAsked, Kind::Retry) => &m.retried,
-                (Written::AsAsked, Kind::HandBack) => continue,
+                (Written::AsAsked, Kind::HandBack | Kind::RateLimited) => continue,
             };
             counter.increment(1);
         }

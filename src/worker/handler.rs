@@ -39,6 +39,10 @@ pub enum Retry {
     After(Duration),
     /// Never: the job fails now.
     Never,
+    /// Rate limited: the job runs again after this delay without consuming an attempt,
+    /// and its group (or, for a job without a group, the whole queue) starts no job
+    /// before then.
+    RateLimited(Duration),
 }
 
 impl JobError {
@@ -54,6 +58,16 @@ impl JobError {
         JobError {
             message: message.into(),
             retry: Retry::After(delay),
+        }
+    }
+    /// "Rate limited, retry after `delay`": the job goes back, delayed by `delay`,
+    /// without consuming an attempt, and its group (or, without a group, the whole
+    /// queue) is held as long: no worker starts a job of it before then. For a service
+    /// that said 429 / Retry-After.
+    pub fn rate_limited(delay: Duration) -> Self {
+        JobError {
+            message: format!("rate limited, retry after {delay:?}"),
+            retry: Retry::RateLimited(delay),
         }
     }
     /// A failure that is not retried: the job fails now.

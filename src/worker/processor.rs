@@ -223,7 +223,15 @@ impl Processor {
         p.metrics.duration.record(elapsed.as_secs_f64());
         held.running.store(false, Ordering::Relaxed);
         self.report_in_flight(-1);
-        drop(permit);
+        // A "rate limited" outcome keeps its slot until it is written (below): this
+        // worker's next claim must see the hold it sets.
+        let limited = matches!(&result, Some(Ok(Err(e))) if matches!(e.retry_choice(), Retry::RateLimited(_)));
+        let permit = if limited {
+            Some(permit)
+        } else {
+            drop(permit);
+            None
+        };
 
         // Flatten: Ok(Ok(bytes)) success; Ok(Err(e)) handler error; Err(panic); None aborted.
         let result: Result<Vec<u8>, JobError> = match result {
@@ -272,14 +280,26 @@ impl Processor {
                 reason = %String::from_utf8_lossy(&value), "attempt did not complete");
         }
         self.outcome(Pending::new(&job, kind, value, delay)).await;
+        if let Some(permit) = permit {
+            let deadline = Instant::now() + LIMITED_WRITE_WAIT;
+            while p.inflight.holds(&job.id, job.token) && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            drop(permit);
+        }
     }
 }
+
+/// How long a "rate limited" outcome keeps its slot at most, waiting to be written.
+const LIMITED_WRITE_WAIT: Duration = Duration::from_secs(2);
 
 /// Retry with backoff while attempts remain and the error allows; else fail.
 fn failure(opts: &RunOptions, attempt: u32, e: JobError) -> (Kind, Vec<u8>, Duration) {
     let msg = e.message().as_bytes().to_vec();
     match e.retry_choice() {
         Retry::Never => (Kind::Failed, msg, Duration::ZERO),
+        // Not an attempt: the attempt count does not stop it.
+        Retry::RateLimited(d) => (Kind::RateLimited, msg, d),
         _ if attempt >= opts.attempts => (Kind::Failed, msg, Duration::ZERO),
         Retry::After(d) => (Kind::Retry, msg, d),
         Retry::Backoff => (Kind::Retry, msg, opts.backoff.delay(attempt)),

@@ -28,6 +28,7 @@ mod events;
 mod exec_contract;
 mod exec_worker;
 mod flow_control;
+mod groups;
 mod http_api;
 mod http_hardening;
 mod lifecycle;

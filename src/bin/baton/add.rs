@@ -23,6 +23,10 @@ pub struct JobFlags {
     /// Priority: 1 is the highest; none runs before prioritized jobs.
     #[arg(long)]
     priority: Option<u32>,
+    /// The job's group (e.g. a tenant): groups are served in turns, under the queue's
+    /// group limits (`baton limit --group-concurrency/--group-rate`).
+    #[arg(long)]
+    group: Option<String>,
     /// Attempts in all (1 = no retry).
     #[arg(long)]
     attempts: Option<u32>,
@@ -71,6 +75,7 @@ impl JobFlags {
             name: self.name.clone(),
             delay: self.delay.clone(),
             priority: self.priority,
+            group: self.group.clone(),
             attempts: self.attempts,
             backoff: self.backoff.clone(),
             timeout: self.timeout.clone(),

@@ -94,6 +94,26 @@ pub async fn stats(url: &SharedConn, one: Option<String>, as_json: bool) -> Resu
             Some(cap) => format!("{name} (events on, {cap} kept)"),
             None => name,
         };
+        let name = match c.group_concurrency {
+            Some(cap) => format!("{name} (per group at most {cap} running)"),
+            None => name,
+        };
+        let name = match c.group_rate {
+            Some(r) => format!("{name} (per group at most {r} started)"),
+            None => name,
+        };
+        let name = if c.groups_ready + c.groups_limited > 0 {
+            format!(
+                "{name} (groups: {} in line, {} held back)",
+                c.groups_ready, c.groups_limited
+            )
+        } else {
+            name
+        };
+        let name = match c.held_until_ms {
+            Some(t) => format!("{name} (held until {})", when(t)),
+            None => name,
+        };
         println!(
             "{:<24} {:>9} {:>9} {:>9} {:>10} {:>9} {:>10}",
             name, c.waiting, c.delayed, c.active, c.completed, c.failed, c.cancelled
@@ -300,20 +320,38 @@ pub async fn pause(url: &SharedConn, q: &str, pause: bool, as_json: bool) -> Res
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn limit(
-    url: &SharedConn,
-    q: &str,
-    concurrency: Option<u32>,
-    rate: Option<&str>,
-    as_json: bool,
-) -> Result<ExitCode> {
-    let rate = rate.map(baton::validate::rate).transpose()?;
+/// What `baton limit` was asked to set (None: leave as is).
+pub struct Limits<'a> {
+    pub concurrency: Option<u32>,
+    pub rate: Option<&'a str>,
+    pub group_concurrency: Option<u32>,
+    pub group_rate: Option<&'a str>,
+}
+
+pub async fn limit(url: &SharedConn, q: &str, l: Limits<'_>, as_json: bool) -> Result<ExitCode> {
+    let rate = l.rate.map(baton::validate::rate).transpose()?;
+    let group_rate = l.group_rate.map(baton::validate::rate).transpose()?;
     let queue = queue(url, q)?;
-    if let Some(c) = concurrency {
+    if let Some(c) = l.concurrency {
         queue.set_concurrency(Some(c).filter(|c| *c > 0)).await?;
     }
     if let Some(r) = rate {
         queue.set_rate_limit(r).await?;
+    }
+    if l.group_concurrency.is_some() || group_rate.is_some() {
+        // The one not given stays as it is.
+        let now = queue.counts().await?;
+        let gc = match l.group_concurrency {
+            Some(c) => Some(c).filter(|c| *c > 0),
+            None => now.group_concurrency.map(|c| c as u32),
+        };
+        let gr = match group_rate {
+            Some(r) => r,
+            None => now
+                .group_rate
+                .map(|r| (r.max, Duration::from_millis(r.per_ms))),
+        };
+        queue.set_group_limits(gc, gr).await?;
     }
     let counts = queue.counts().await?;
     let cap = counts
@@ -324,10 +362,18 @@ pub async fn limit(
     let per = counts.rate.map_or("no rate limit".to_string(), |r| {
         format!("at most {r} started")
     });
+    let mut text = format!("{q}: {cap}, {per}, over all workers");
+    if let Some(c) = counts.group_concurrency {
+        text.push_str(&format!("; per group at most {c} running at once"));
+    }
+    if let Some(r) = counts.group_rate {
+        text.push_str(&format!("; per group at most {r} started"));
+    }
     say(
         as_json,
-        json!({"queue": q, "concurrency": counts.concurrency, "rate": counts.rate}),
-        format!("{q}: {cap}, {per}, over all workers"),
+        json!({"queue": q, "concurrency": counts.concurrency, "rate": counts.rate,
+            "group_concurrency": counts.group_concurrency, "group_rate": counts.group_rate}),
+        text,
     );
     Ok(ExitCode::SUCCESS)
 }

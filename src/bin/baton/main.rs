@@ -132,7 +132,7 @@ enum Cmd {
     /// printing), or turn it on (--enable --max-len N) or off (--disable).
     Events(events::EventsArgs),
     /// Flow control over all workers: a cap on running jobs, a rate of starts.
-    #[command(group(clap::ArgGroup::new("limits").required(true).multiple(true).args(["concurrency", "rate"])))]
+    #[command(group(clap::ArgGroup::new("limits").required(true).multiple(true).args(["concurrency", "rate", "group_concurrency", "group_rate"])))]
     Limit {
         /// Queue.
         queue: String,
@@ -142,6 +142,12 @@ enum Cmd {
         /// At most N jobs started per duration, over every worker: `100/1s`, or `none`.
         #[arg(long)]
         rate: Option<String>,
+        /// Per group (a job's `group`): at most this many running at once (0: no cap).
+        #[arg(long)]
+        group_concurrency: Option<u32>,
+        /// Per group: at most N jobs started per duration: `5/1s`, or `none`.
+        #[arg(long)]
+        group_rate: Option<String>,
         /// Print one JSON object.
         #[arg(long)]
         json: bool,
@@ -286,8 +292,18 @@ async fn run(cli: Cli) -> baton::Result<ExitCode> {
             queue,
             concurrency,
             rate,
+            group_concurrency,
+            group_rate,
             json,
-        } => admin::limit(url, &queue, concurrency, rate.as_deref(), json).await,
+        } => {
+            let limits = admin::Limits {
+                concurrency,
+                rate: rate.as_deref(),
+                group_concurrency,
+                group_rate: group_rate.as_deref(),
+            };
+            admin::limit(url, &queue, limits, json).await
+        }
         Cmd::Schedule(s) => schedule::run(url, s).await,
         Cmd::Events(e) => events::run(url, e).await,
         Cmd::Clean {

@@ -98,6 +98,12 @@ pub(super) struct LimitsRequest {
     /// At most N started per duration over all workers: `"100/1s"`.
     #[serde(default, deserialize_with = "present")]
     rate: Option<Option<String>>,
+    /// Per group: at most this many running at once.
+    #[serde(default, deserialize_with = "present")]
+    group_concurrency: Option<Option<u32>>,
+    /// Per group: at most N started per duration: `"5/1s"`.
+    #[serde(default, deserialize_with = "present")]
+    group_rate: Option<Option<String>>,
 }
 
 /// A field that is present (even as `null`) is `Some`, so "absent" and "remove" differ.
@@ -122,7 +128,32 @@ pub(super) async fn set_limits(
         Some(None) => Some(None),
         None => None,
     };
+    let group_rate = match &req.group_rate {
+        Some(Some(text)) => {
+            Some(crate::validate::rate(text).map_err(|e| ApiError::bad(e.to_string()))?)
+        }
+        Some(None) => Some(None),
+        None => None,
+    };
     let queue = s.queue(&q);
+    if req.group_concurrency.is_some() || group_rate.is_some() {
+        // The one left out stays as it is.
+        let now = queue.counts().await.map_err(|e| fail(&q, "counts", e))?;
+        let gc = match req.group_concurrency {
+            Some(c) => c.filter(|c| *c > 0),
+            None => now.group_concurrency.map(|c| c as u32),
+        };
+        let gr = match group_rate {
+            Some(r) => r,
+            None => now
+                .group_rate
+                .map(|r| (r.max, std::time::Duration::from_millis(r.per_ms))),
+        };
+        queue
+            .set_group_limits(gc, gr)
+            .await
+            .map_err(|e| fail(&q, "limits", e))?;
+    }
     if let Some(c) = req.concurrency {
         queue
             .set_concurrency(c.filter(|c| *c > 0))
@@ -140,6 +171,8 @@ pub(super) async fn set_limits(
         "queue": q,
         "concurrency": counts.concurrency,
         "rate": counts.rate,
+        "group_concurrency": counts.group_concurrency,
+        "group_rate": counts.group_rate,
     })))
 }
 
