@@ -13,7 +13,8 @@
 --          instead, because a cancel was requested; 0 lock lost (the lease is gone or
 --          another worker holds the job; or the same lease twice in one call): nothing
 --          was written.
--- Cost: one HMGET and the write per job; the lease release (ZREM) and the deletion of
+-- Cost: one HMGET and the write per job (a retry or a failure also one LPUSH to the
+-- job's error history, errors:<id>; a completion nothing more); the lease release (ZREM) and the deletion of
 -- jobs kept by none of their retention (DEL) are one command each for the batch.
 -- A retry now or a hand back needs the job's priority (and a hand back its attempt):
 -- when those fields are corrupt the job is put in delayed, due now, and is written as
@@ -57,10 +58,13 @@ for i = 0, n - 1 do
     elseif kind == 'c' then
       finish_job(prefix, KEYS[5], jk, id, 'completed', 'result', value, now, kc, kca)
     elseif kind == 'f' then
-      finish_job(prefix, KEYS[6], jk, id, 'failed', 'error', value, now, kf, kfa)
+      if finish_job(prefix, KEYS[6], jk, id, 'failed', 'error', value, now, kf, kfa) then
+        record_error(prefix, id, raw[5], now, value)
+      end
     elseif kind == 'x' then
       finish_job(prefix, KEYS[7], jk, id, 'cancelled', 'error', value, now, kf, kfa)
     elseif kind == 'r' then
+      record_error(prefix, id, raw[5], now, value)
       if delay > 0 then
         redis.call('HSET', jk, 'state', 'delayed', 'error', value, 'ready', now + delay)
         redis.call('ZADD', KEYS[4], now + delay, id)

@@ -7,7 +7,8 @@
 -- ARGV: [1] key prefix  [2] max stalled  [3] max jobs this call
 -- Returns: flat pairs id, outcome where outcome is 'requeued' (first in line again,
 -- stalled count raised), 'failed' (stalled more than max stalled, or its record is
--- corrupt: the reason is its error) or 'cancelled' (a cancel had been requested). An
+-- corrupt: the reason is its error; a stalled-out failure also enters the job's error
+-- history, errors:<id>) or 'cancelled' (a cancel had been requested). An
 -- expired lease of a job whose hash is gone is just dropped. Also forgets workers whose
 -- heartbeat lapsed.
 local prefix = ARGV[1]
@@ -34,8 +35,11 @@ for _, id in ipairs(ids) do
         'cancelled (its worker stopped responding)', now, kf, kfa)
       out[#out + 1], out[#out + 2] = id, 'cancelled'
     elseif stalled > max_stalled then
-      finish_job(prefix, KEYS[4], jk, id, 'failed', 'error', 'job stalled ' .. stalled ..
-        ' times (its lease expired; max_stalled is ' .. max_stalled .. ')', now, kf, kfa)
+      local why = 'job stalled ' .. stalled .. ' times (its lease expired; max_stalled is '
+        .. max_stalled .. ')'
+      if finish_job(prefix, KEYS[4], jk, id, 'failed', 'error', why, now, kf, kfa) then
+        record_error(prefix, id, f[7], now, why)
+      end
       out[#out + 1], out[#out + 2] = id, 'failed'
     else
       hand_back(KEYS[2], KEYS[3], KEYS[6], jk, id, f[7], f[3], now)

@@ -66,7 +66,7 @@ pub mod validate;
 pub mod worker;
 
 pub use error::{Error, Result};
-pub use job::{Backoff, Counts, JobInfo, JobOptions, JobState, Rate, Retention};
+pub use job::{AttemptError, Backoff, Counts, JobInfo, JobOptions, JobState, Rate, Retention};
 pub use queue::{Added, Cancelled, Finished, JobSummary, NewJob, Queue};
 pub use schedule::{Repeat, Scheduler, SchedulerInfo};
 pub use worker::{

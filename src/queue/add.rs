@@ -111,6 +111,8 @@ impl Queue {
         let sent = AtomicBool::new(false);
         let r = self
             .bounded(async {
+                // Once per process and queue: the registry lists the queue from now on.
+                super::registry::ensure(&self.conn, self.name()).await?;
                 let mut c = self.conn().await?;
                 sent.store(true, Ordering::SeqCst);
                 let added = scripts::add(&mut c, &self.keys, args).await?;

@@ -21,6 +21,7 @@ mod durable;
 mod inspect;
 mod overview;
 mod reencrypt;
+pub(crate) mod registry;
 mod schedulers;
 
 pub use add::{Added, NewJob};

@@ -43,6 +43,7 @@ impl Queue {
         let base = self.stored_template(s)?;
         let plan = base.plan()?;
         self.bounded(async {
+            super::registry::ensure(&self.conn, self.name()).await?;
             let mut c = self.conn().await?;
             let sharded = c.is_cluster();
             for _ in 0..MAX_ROUNDS {

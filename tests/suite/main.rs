@@ -23,6 +23,7 @@ mod dashboard;
 mod defects;
 mod deploy_files;
 mod encryption;
+mod error_history;
 mod exec_contract;
 mod exec_worker;
 mod flow_control;

@@ -8,7 +8,7 @@
 mod big_queue;
 mod browser;
 mod security;
-mod server;
+pub(crate) mod server;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
