@@ -47,7 +47,10 @@ pub(crate) async fn ensure_or_warn(conn: &SharedConn, queue: &str) {
     match tokio::time::timeout(crate::conn::PRODUCER_TIMEOUT, ensure(conn, queue)).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::warn!(queue, error = %e, "could not add the queue to the registry"),
-        Err(_) => tracing::warn!(queue, "could not add the queue to the registry: no reply in time"),
+        Err(_) => tracing::warn!(
+            queue,
+            "could not add the queue to the registry: no reply in time"
+        ),
     }
 }
 

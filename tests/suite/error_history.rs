@@ -6,7 +6,9 @@
 use std::time::Duration;
 
 use baton::conn::RedisConfig;
-use baton::{handler_fn, Backoff, JobContext, JobError, JobOptions, JobState, Queue, Retention, Worker};
+use baton::{
+    handler_fn, Backoff, JobContext, JobError, JobOptions, JobState, Queue, Retention, Worker,
+};
 use serde_json::{json, Value};
 
 use crate::common::{baton_bin, start, wait_until, RedisServer};
@@ -32,11 +34,9 @@ fn failing_worker(cfg: RedisConfig, queue: &str) -> Worker {
 }
 
 fn three_tries() -> JobOptions {
-    JobOptions::default()
-        .attempts(3)
-        .backoff(Backoff::Fixed {
-            delay: Duration::from_millis(20),
-        })
+    JobOptions::default().attempts(3).backoff(Backoff::Fixed {
+        delay: Duration::from_millis(20),
+    })
 }
 
 /// Runs the whole story on `cfg` (one queue); `cli` are the connection arguments of
@@ -58,9 +58,7 @@ async fn story(cfg: RedisConfig, queue: &str, cli: &[String]) -> String {
         .add(
             "x",
             &json!({}),
-            three_tries()
-                .job_id("gone")
-                .keep_failed(Retention::none()),
+            three_tries().job_id("gone").keep_failed(Retention::none()),
         )
         .await
         .unwrap()
@@ -103,10 +101,15 @@ async fn story(cfg: RedisConfig, queue: &str, cli: &[String]) -> String {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     for a in 1..=3 {
         assert!(
-            text.contains(&format!("attempt {a} failed at ")) && text.contains(&format!("boom {a}")),
+            text.contains(&format!("attempt {a} failed at "))
+                && text.contains(&format!("boom {a}")),
             "attempt {a} missing from:\n{text}"
         );
     }
@@ -129,7 +132,10 @@ async fn story(cfg: RedisConfig, queue: &str, cli: &[String]) -> String {
             q.job(&id).await.unwrap().unwrap().errors
         }
     };
-    assert!(again(gone).await.is_empty(), "retention deleted the history");
+    assert!(
+        again(gone).await.is_empty(),
+        "retention deleted the history"
+    );
     let removed = q
         .add("x", &json!({}), three_tries().job_id("removed").attempts(1))
         .await
@@ -143,7 +149,10 @@ async fn story(cfg: RedisConfig, queue: &str, cli: &[String]) -> String {
     .await;
     w.stop().await;
     q.remove(&removed).await.unwrap();
-    assert!(again(removed).await.is_empty(), "remove deleted the history");
+    assert!(
+        again(removed).await.is_empty(),
+        "remove deleted the history"
+    );
     failed
 }
 

@@ -34,6 +34,7 @@ mod lost_reply;
 mod many_queues;
 mod metrics_exposition;
 mod oom;
+mod queue_registry;
 mod recovery;
 mod redis_cluster;
 mod redis_outage;

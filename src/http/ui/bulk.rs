@@ -161,7 +161,10 @@ pub(super) async fn all_of_state(
     let runs = s.runs.clone();
     let to = format!("/ui/queues/{}/bulk/{n}", enc(q.name()));
     tokio::spawn(async move {
-        let outcome = run(&q, action, state, |t| runs.update(n, |r| r.tally = t.clone())).await;
+        let outcome = run(&q, action, state, |t| {
+            runs.update(n, |r| r.tally = t.clone())
+        })
+        .await;
         runs.update(n, |r| {
             r.outcome = Some(outcome);
             r.ended = Some(Instant::now());

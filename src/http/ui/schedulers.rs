@@ -66,7 +66,10 @@ mod tests {
 
     #[test]
     fn scheduler_of_a_job_id() {
-        assert_eq!(of_job("sched:nightly:1700000000000"), Some(("nightly", 1700000000000)));
+        assert_eq!(
+            of_job("sched:nightly:1700000000000"),
+            Some(("nightly", 1700000000000))
+        );
         assert_eq!(of_job("sched:a:b:5"), Some(("a:b", 5)));
         assert_eq!(of_job("sched::5"), None);
         assert_eq!(of_job("sched:x:notatick"), None);

@@ -92,8 +92,9 @@ impl Browser {
     }
 
     /// Does `act` on the first element matching `css`. The live refresh may replace the
-    /// element between finding it and acting on it (a stale element): then it is found
-    /// again and `act` done again, within a deadline. `what` names the act in a panic.
+    /// element between finding it and acting on it (a stale element), and a page still
+    /// loading may not have it yet: then it is looked for again and `act` done again,
+    /// within a deadline. `what` names the act in a panic.
     async fn on_fresh<T, F, Fut>(&self, css: &str, what: &str, act: F) -> T
     where
         F: Fn(fantoccini::elements::Element) -> Fut,
@@ -101,11 +102,14 @@ impl Browser {
     {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let e = self
-                .client()
-                .find(Locator::Css(css))
-                .await
-                .unwrap_or_else(|e| panic!("no element {css} ({what}): {e}"));
+            let e = match self.client().find(Locator::Css(css)).await {
+                Ok(e) => e,
+                Err(e) if Instant::now() < deadline && e.is_no_such_element() => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+                Err(e) => panic!("no element {css} ({what}): {e}"),
+            };
             match act(e).await {
                 Ok(t) => return t,
                 Err(err) if err.to_string().contains("stale") && Instant::now() < deadline => {}
