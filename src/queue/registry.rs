@@ -42,7 +42,8 @@ pub(crate) async fn ensure(conn: &SharedConn, queue: &str) -> Result<()> {
 }
 
 /// Like [`ensure`], bounded by the producer timeout, and only logged when it fails (for
-/// callers whose own work must go on: a worker starting).
+/// callers whose own work must go on: an add, a worker starting, a scheduler upsert;
+/// the next of them tries again).
 pub(crate) async fn ensure_or_warn(conn: &SharedConn, queue: &str) {
     match tokio::time::timeout(crate::conn::PRODUCER_TIMEOUT, ensure(conn, queue)).await {
         Ok(Ok(())) => {}

@@ -42,8 +42,8 @@ impl Queue {
         schedule::validate_id(id)?;
         let base = self.stored_template(s)?;
         let plan = base.plan()?;
+        super::registry::ensure_or_warn(&self.conn, self.name()).await;
         self.bounded(async {
-            super::registry::ensure(&self.conn, self.name()).await?;
             let mut c = self.conn().await?;
             let sharded = c.is_cluster();
             for _ in 0..MAX_ROUNDS {
