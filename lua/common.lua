@@ -104,10 +104,25 @@ local function read_job(jk, names)
 end
 
 -- Deletes a job and everything stored under it. A job's keys are `job:<id>`,
--- `steps:<id>` and `logs:<id>`: distinct prefixes, so no job id can name another
--- job's keys (with `job:<id>:steps`, job "a:steps" would be job "a"'s steps).
+-- `steps:<id>`, `logs:<id>` and `errors:<id>`: distinct prefixes, so no job id can name
+-- another job's keys (with `job:<id>:steps`, job "a:steps" would be job "a"'s steps).
 local function delete_job(prefix, id)
-  redis.call('DEL', prefix .. 'job:' .. id, prefix .. 'steps:' .. id, prefix .. 'logs:' .. id)
+  redis.call('DEL', prefix .. 'job:' .. id, prefix .. 'steps:' .. id, prefix .. 'logs:' .. id,
+    prefix .. 'errors:' .. id)
+end
+
+-- How many attempts' errors a job keeps in `errors:<id>` (newest first).
+local ERROR_HISTORY = 25
+
+-- Records the error of one attempt in the job's bounded history (LIST `errors:<id>`,
+-- newest first, entries "<attempt>:<ms>:<error>"). Only retry and fail outcomes call
+-- it, never a completion: the hot path pays nothing. One LPUSH; the LTRIM only once the
+-- list is over its bound.
+local function record_error(prefix, id, attempt, now, value)
+  local key = prefix .. 'errors:' .. id
+  if redis.call('LPUSH', key, (attempt or 0) .. ':' .. now .. ':' .. value) > ERROR_HISTORY then
+    redis.call('LTRIM', key, 0, ERROR_HISTORY - 1)
+  end
 end
 
 -- Removes and deletes members of a finished set, at most 1000 a call: one DEL and one
@@ -117,8 +132,9 @@ local function drop_members(set, prefix, ids)
   if #ids == 0 then return 0 end
   local keys = {}
   for i, id in ipairs(ids) do
-    local n = i * 3
-    keys[n - 2], keys[n - 1], keys[n] = prefix .. 'job:' .. id, prefix .. 'steps:' .. id, prefix .. 'logs:' .. id
+    local n = i * 4
+    keys[n - 3], keys[n - 2] = prefix .. 'job:' .. id, prefix .. 'steps:' .. id
+    keys[n - 1], keys[n] = prefix .. 'logs:' .. id, prefix .. 'errors:' .. id
   end
   redis.call('DEL', unpack(keys))
   redis.call('ZREM', set, unpack(ids))
@@ -303,7 +319,8 @@ local function finish_job(prefix, set, jk, id, state, field, value, now, count, 
   if dd ~= '' then release_dedup(prefix, id, dd, false) end
   if count == 0 then
     local n = #doomed
-    doomed[n + 1], doomed[n + 2], doomed[n + 3] = jk, prefix .. 'steps:' .. id, prefix .. 'logs:' .. id
+    doomed[n + 1], doomed[n + 2] = jk, prefix .. 'steps:' .. id
+    doomed[n + 3], doomed[n + 4] = prefix .. 'logs:' .. id, prefix .. 'errors:' .. id
     return false
   end
   finished_text = finished_text or tostring(now)
@@ -327,8 +344,8 @@ local function retain_finished(prefix, now)
     end
   end
   for _, p in pairs(retained) do trim(p[1], prefix, p[2], p[3], now) end
-  for i = 1, #doomed, 3000 do
-    redis.call('DEL', unpack(doomed, i, math.min(i + 2999, #doomed)))
+  for i = 1, #doomed, 4000 do
+    redis.call('DEL', unpack(doomed, i, math.min(i + 3999, #doomed)))
   end
 end
 

@@ -19,7 +19,8 @@
 -- Events (meta 'events' on): 'completed' (result), 'failed' (error), 'cancelled'
 -- (error), 'retried' (error, delay_ms), each with the attempt; a hand back none.
 -- Cost: one HMGET of meta per call ('concurrency', 'events'); one HMGET and the write
--- per job; the lease release (ZREM) and the deletion of
+-- per job (a retry or a failure also one LPUSH to the job's error history,
+-- errors:<id>; a completion nothing more); the lease release (ZREM) and the deletion of
 -- jobs kept by none of their retention (DEL) are one command each for the batch.
 -- A retry now or a hand back needs the job's priority (and a hand back its attempt):
 -- when those fields are corrupt the job is put in delayed, due now, and is written as
@@ -73,13 +74,16 @@ for i = 0, n - 1 do
       finish_job(prefix, KEYS[5], jk, id, 'completed', 'result', value, now, kc, kca, dd)
       emit('completed', id, 'result', value, 'attempt', raw[5] or '0')
     elseif kind == 'f' then
-      finish_job(prefix, KEYS[6], jk, id, 'failed', 'error', value, now, kf, kfa, dd)
+      if finish_job(prefix, KEYS[6], jk, id, 'failed', 'error', value, now, kf, kfa, dd) then
+        record_error(prefix, id, raw[5], now, value)
+      end
       emit('failed', id, 'error', value, 'attempt', raw[5] or '0')
     elseif kind == 'x' then
       finish_job(prefix, KEYS[7], jk, id, 'cancelled', 'error', value, now, kf, kfa, dd)
       emit('cancelled', id, 'error', value, 'attempt', raw[5] or '0')
     elseif kind == 'r' then
       emit('retried', id, 'error', value, 'attempt', raw[5] or '0', 'delay_ms', ARGV[b + 4])
+      record_error(prefix, id, raw[5], now, value)
       if delay > 0 then
         redis.call('HSET', jk, 'state', 'delayed', 'error', value, 'ready', now + delay)
         redis.call('ZADD', KEYS[4], now + delay, id)

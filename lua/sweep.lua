@@ -7,7 +7,8 @@
 -- ARGV: [1] key prefix  [2] max stalled  [3] max jobs this call
 -- Returns: flat pairs id, outcome where outcome is 'requeued' (first in line again,
 -- stalled count raised), 'failed' (stalled more than max stalled, or its record is
--- corrupt: the reason is its error) or 'cancelled' (a cancel had been requested). An
+-- corrupt: the reason is its error; a stalled-out failure also enters the job's error
+-- history, errors:<id>) or 'cancelled' (a cancel had been requested). An
 -- expired lease of a job whose hash is gone is just dropped. Also forgets workers whose
 -- heartbeat lapsed. Events (meta 'events' on, read only when a lease expired):
 -- 'stalled' (requeued; field stalled = the count), 'failed', 'cancelled' (error).
@@ -43,7 +44,9 @@ for _, id in ipairs(ids) do
     elseif stalled > max_stalled then
       local why = 'job stalled ' .. stalled .. ' times (its lease expired; max_stalled is '
         .. max_stalled .. ')'
-      finish_job(prefix, KEYS[4], jk, id, 'failed', 'error', why, now, kf, kfa, dd)
+      if finish_job(prefix, KEYS[4], jk, id, 'failed', 'error', why, now, kf, kfa, dd) then
+        record_error(prefix, id, f[7], now, why)
+      end
       emit('stalled', id, 'stalled', stalled)
       emit('failed', id, 'error', why, 'attempt', f[7])
       out[#out + 1], out[#out + 2] = id, 'failed'

@@ -140,10 +140,21 @@ impl Keys {
     pub fn logs(&self, id: &str) -> String {
         self.key(&format!("logs:{id}"))
     }
+    /// LIST of a job's error history, newest first: one entry
+    /// `<attempt>:<ms>:<error>` per retried or failed attempt, bounded (finish.lua).
+    pub fn errors(&self, id: &str) -> String {
+        self.key(&format!("errors:{id}"))
+    }
     /// The queue name from a `baton:{q}:meta` key, for discovering queues with SCAN.
     pub fn queue_from_meta_key(key: &str) -> Option<&str> {
         key.strip_prefix("baton:{")?.strip_suffix("}:meta")
     }
+    /// SET of every queue's name: the queue-name registry (a global key, in a Cluster
+    /// slot of its own; see `src/queue/registry.rs`).
+    pub const QUEUES: &'static str = "baton:queues";
+    /// STRING set (to the time, ms) once a full SCAN for meta keys has merged the
+    /// queues made before the registry into [`Keys::QUEUES`].
+    pub const QUEUES_SCANNED: &'static str = "baton:queues:scanned";
     /// SCAN pattern matching the meta key of every queue.
     pub const META_PATTERN: &'static str = "baton:{*}:meta";
 }

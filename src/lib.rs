@@ -67,8 +67,8 @@ pub mod worker;
 
 pub use error::{Error, Result};
 pub use job::{
-    Backoff, BadTraceParent, Counts, Dedup, DedupMode, JobInfo, JobOptions, JobState, Rate,
-    Retention, TraceParent,
+    AttemptError, Backoff, BadTraceParent, Counts, Dedup, DedupMode, JobInfo, JobOptions, JobState,
+    Rate, Retention, TraceParent,
 };
 pub use queue::{Added, Cancelled, Event, Finished, JobOutcome, JobSummary, NewJob, Queue};
 pub use schedule::{Repeat, Scheduler, SchedulerInfo};

@@ -2,9 +2,10 @@
 //! `baton_queue_jobs{queue,state}` current, so a scrape only renders what is there.
 //!
 //! Every [`REFRESH`] it reads [`Queue::counts`] (one pipeline) for each known queue.
-//! The list of queues comes from [`Queue::discover`], a SCAN over the keyspace; that is
-//! not cheap on a large Redis, so it runs at start and every [`REDISCOVER`] only (on
-//! every tick while no queue is known).
+//! The list of queues comes from [`Queue::discover`]: the queue-name registry (two keys
+//! read), plus a SCAN of the keyspace until queues made before the registry have been
+//! merged into it once; it runs at start and every [`REDISCOVER`] (on every tick while
+//! no queue is known).
 //! Failed Redis calls count in `baton_redis_errors_total{queue, op}` with op
 //! `discover` (queue `""`) or `counts`.
 //!

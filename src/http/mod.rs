@@ -110,6 +110,10 @@ pub struct ServeOptions {
     /// The dashboard shows read-only viewers no payload, result, error text, steps or
     /// logs (`baton serve --hide-payloads-from-readers`).
     pub hide_payloads_from_readers: bool,
+    /// Scan the keyspace for queues once at start and add them to the queue-name
+    /// registry (`baton serve --rescan`: queues made by an older baton since the last
+    /// scan; see [`crate::Queue::rescan`]).
+    pub rescan: bool,
 }
 
 impl std::fmt::Debug for ServeOptions {
@@ -124,6 +128,7 @@ impl std::fmt::Debug for ServeOptions {
                 "hide_payloads_from_readers",
                 &self.hide_payloads_from_readers,
             )
+            .field("rescan", &self.rescan)
             .finish()
     }
 }
@@ -156,6 +161,7 @@ pub async fn serve_with(
         opts.encryption.clone(),
         opts.read_only,
         opts.hide_payloads_from_readers,
+        opts.rescan,
     ));
     let app = api::router(
         api::ApiState::new(conn, tokens)

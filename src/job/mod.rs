@@ -319,6 +319,9 @@ pub struct JobInfo {
     /// The W3C `traceparent` of the trace the job joined, when its producer sent one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub traceparent: Option<String>,
+    /// The error of each retried or failed attempt, newest first (the last 25; jobs
+    /// that ran before baton kept this history have none).
+    pub errors: Vec<AttemptError>,
     /// Recorded steps, name → stored result.
     pub steps: BTreeMap<String, serde_json::Value>,
     /// The job's log lines, oldest first.
@@ -326,6 +329,26 @@ pub struct JobInfo {
     /// The attempt that wrote each line of `logs`, in the same order; None for lines
     /// stored before baton recorded it.
     pub log_attempts: Vec<Option<u32>>,
+}
+
+/// The error one attempt ended with, from the job's error history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AttemptError {
+    /// The attempt (1-based; 0 when not known).
+    pub attempt: u32,
+    /// When it ended, ms since the epoch (Redis clock).
+    pub at_ms: u64,
+    /// Its error (or why it failed).
+    pub error: String,
+}
+
+/// An error history entry as stored, `<attempt>:<ms>:<error>`, split; None when the
+/// entry is not of that form. The error stays bytes: it may be encrypted.
+pub(crate) fn parse_error_entry(stored: &[u8]) -> Option<(u32, u64, &[u8])> {
+    let mut parts = stored.splitn(3, |b| *b == b':');
+    let attempt = std::str::from_utf8(parts.next()?).ok()?.parse().ok()?;
+    let at = std::str::from_utf8(parts.next()?).ok()?.parse().ok()?;
+    Some((attempt, at, parts.next()?))
 }
 
 /// Marks the attempt at the start of a stored log line: `\x1e<attempt>\x1f<line>`.

@@ -138,6 +138,11 @@ impl Queue {
     /// Sends one `add.lua` call. An error after the call was sent that leaves its fate
     /// unknown (no reply in time, the connection broke) becomes [`Error::MaybeAdded`].
     async fn send_add(&self, args: &[NewJobArgs]) -> Result<Vec<AddOutcome>> {
+        // Once per process and queue: the registry lists the queue from now on. Its own
+        // time budget, outside the add's (on a Cluster the registry is on another node,
+        // maybe one more connection to make); a failure does not stop the add and is
+        // tried again at the next one.
+        super::registry::ensure_or_warn(&self.conn, self.name()).await;
         let sent = AtomicBool::new(false);
         let r = self
             .bounded(async {

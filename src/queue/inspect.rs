@@ -1,5 +1,5 @@
 //! Reading a queue back: counts, one job, listings by state, cleaning, live workers,
-//! and discovering queues.
+//! (discovering queues is in `registry`).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -8,19 +8,24 @@ use redis::AsyncCommands;
 
 use super::Queue;
 use crate::error::{Error, Result};
-use crate::job::{msgpack_to_json, parse_log_line, Counts, JobInfo, JobState, RunOptions};
+use crate::job::{
+    msgpack_to_json, parse_error_entry, parse_log_line, AttemptError, Counts, JobInfo, JobState,
+    RunOptions,
+};
 use crate::keys::Keys;
 use crate::scripts;
 
 /// Listings starting (or counting) beyond this return nothing rather than overflow.
 const MAX_LIST_START: usize = 1 << 40;
 
-/// A job hash, its steps and its log lines, as one pipeline reads them.
+/// A job hash, its steps, its log lines, its due time and its error history, as one
+/// pipeline reads them.
 type JobParts = (
     BTreeMap<String, Vec<u8>>,
     BTreeMap<String, Vec<u8>>,
     Vec<String>,
     Option<f64>,
+    Vec<Vec<u8>>,
 );
 
 /// The seven state sets' sizes (wait, prioritized, delayed, active, completed, failed,
@@ -238,11 +243,12 @@ impl Queue {
         self.bounded(async {
             let k = &self.keys;
             let mut c = self.conn().await?;
-            let (h, steps, logs, due): JobParts = redis::pipe()
+            let (h, steps, logs, due, errors): JobParts = redis::pipe()
                 .hgetall(k.job(id))
                 .hgetall(k.steps(id))
                 .lrange(k.logs(id), 0, -1)
                 .zscore(k.delayed(), id)
+                .lrange(k.errors(id), 0, -1)
                 .query_async(&mut c)
                 .await?;
             if h.is_empty() {
@@ -285,6 +291,15 @@ impl Queue {
                     .then(|| n("attempt").map(|a| a as u32))
                     .flatten()
                     .filter(|a| *a > 0),
+                errors: errors
+                    .iter()
+                    .filter_map(|e| parse_error_entry(e))
+                    .map(|(attempt, at_ms, e)| AttemptError {
+                        attempt,
+                        at_ms,
+                        error: self.reveal(e, |t| String::from_utf8_lossy(t).into_owned()),
+                    })
+                    .collect(),
                 steps: steps
                     .into_iter()
                     .map(|(k, v)| (k, msgpack_to_json(&v)))
@@ -323,27 +338,6 @@ impl Queue {
                 .collect())
         })
         .await
-    }
-
-    /// Names of every queue in this Redis (found by their meta key), on every master of
-    /// a cluster. Names that [`crate::validate::queue_name`] refuses are left out.
-    pub async fn discover(conn: &crate::conn::SharedConn) -> Result<Vec<String>> {
-        let mut names = Vec::new();
-        let mut scan =
-            crate::conn::MasterScan::new(conn.connector(), Keys::META_PATTERN, 1000).await?;
-        while let Some(keys) = scan.next_page().await? {
-            names.extend(
-                keys.iter()
-                    .filter_map(|k| Keys::queue_from_meta_key(k))
-                    // A name no entry point accepts (a key made by hand, or by a
-                    // version without the check) is not a queue baton can serve.
-                    .filter(|q| crate::validate::queue_name(q).is_ok())
-                    .map(String::from),
-            );
-        }
-        names.sort();
-        names.dedup();
-        Ok(names)
     }
 }
 

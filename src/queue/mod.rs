@@ -22,6 +22,7 @@ mod events;
 mod inspect;
 mod overview;
 mod reencrypt;
+pub(crate) mod registry;
 mod schedulers;
 mod wait;
 

@@ -42,6 +42,7 @@ impl Queue {
         schedule::validate_id(id)?;
         let base = self.stored_template(s)?;
         let plan = base.plan()?;
+        super::registry::ensure_or_warn(&self.conn, self.name()).await;
         self.bounded(async {
             let mut c = self.conn().await?;
             let sharded = c.is_cluster();

@@ -88,6 +88,7 @@ pub(crate) async fn start_and_run(parts: Parts, signals: ShutdownHandle) -> Resu
             l.canceller.run(background.clone(), cancel_ready.clone()),
         ));
         ready.push(cancel_ready);
+        crate::queue::registry::ensure_or_warn(&parts.conn, &lq).await;
         if let Err(e) = l.heartbeat.tick().await {
             tracing::warn!(queue = lq.as_str(), error = %e, "first heartbeat failed");
         }

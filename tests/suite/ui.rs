@@ -7,8 +7,9 @@
 
 mod big_queue;
 mod browser;
+mod more;
 mod security;
-mod server;
+pub(crate) mod server;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -142,6 +143,10 @@ async fn retry_a_failed_job_from_its_page() {
         .text("#job-error")
         .await
         .contains("smtp: 554 mailbox unavailable <user@example.com>"));
+    assert!(b
+        .text("#job-errors tbody tr[data-attempt='1']")
+        .await
+        .contains("smtp: 554 mailbox unavailable"));
     assert!(b
         .text("#job-data")
         .await
@@ -288,16 +293,18 @@ async fn bulk_retry_ticked_then_every_failed_job() {
         .await
         .contains("every failed job of queue bulk (28 now)"));
     b.click("#confirm").await;
-    assert!(
-        b.text("#flash").await.contains("queued again 28 jobs"),
-        "{}",
-        b.text("#flash").await
-    );
+    // The server runs it and the progress page follows it to the end.
+    assert!(b.path().await.starts_with("/ui/queues/bulk/bulk/"));
+    b.wait_text("#bulk-progress", LIMIT, |t| {
+        t.starts_with("Done: queued again 28 jobs")
+    })
+    .await;
     wait_until(LIMIT, "30 completed", || async {
         q.counts().await.unwrap().completed == 30
     })
     .await;
     assert_eq!(q.counts().await.unwrap().failed, 0);
+    b.click("#bulk-back").await;
     b.wait_text(".tabs a[data-state=completed] .badge", LIMIT, |t| t == "30")
         .await;
     b.assert_no_js_errors().await;

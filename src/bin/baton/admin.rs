@@ -46,16 +46,22 @@ pub async fn check(url: &SharedConn, json: bool) -> Result<ExitCode> {
     })
 }
 
-async fn queue_names(url: &SharedConn, one: Option<String>) -> Result<Vec<String>> {
+async fn queue_names(url: &SharedConn, one: Option<String>, rescan: bool) -> Result<Vec<String>> {
     match one {
         Some(q) => Ok(vec![q]),
+        None if rescan => Queue::rescan(url).await,
         None => Queue::discover(url).await,
     }
 }
 
-pub async fn stats(url: &SharedConn, one: Option<String>, as_json: bool) -> Result<ExitCode> {
+pub async fn stats(
+    url: &SharedConn,
+    one: Option<String>,
+    as_json: bool,
+    rescan: bool,
+) -> Result<ExitCode> {
     let single = one.is_some();
-    let names = queue_names(url, one).await?;
+    let names = queue_names(url, one, rescan).await?;
     let mut rows = Vec::new();
     for n in &names {
         rows.push((n.clone(), queue(url, n)?.counts().await?));
@@ -166,6 +172,15 @@ pub async fn job(url: &SharedConn, q: &str, id: &str, as_json: bool) -> Result<E
     }
     if let Some(e) = &j.error {
         println!("error     {e}{}", of_attempt(j.error_attempt));
+    }
+    // Each retried or failed attempt, oldest first like the logs.
+    for e in j.errors.iter().rev() {
+        println!(
+            "attempt {} failed at {}: {}",
+            e.attempt,
+            when(e.at_ms),
+            e.error
+        );
     }
     if let Some(w) = &j.worker {
         println!("worker    {w}");
@@ -400,7 +415,7 @@ pub async fn clean(
 
 pub async fn workers(url: &SharedConn, one: Option<String>, as_json: bool) -> Result<ExitCode> {
     let mut all = Vec::new();
-    for n in queue_names(url, one).await? {
+    for n in queue_names(url, one, false).await? {
         for (id, info) in queue(url, &n)?.workers().await? {
             all.push(json!({"queue": n, "id": id, "info": info}));
         }

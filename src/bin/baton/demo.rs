@@ -334,5 +334,24 @@ async fn delete_queue(url: &baton::conn::RedisConfig, queue: &str) -> Result<u64
             deleted += n;
         }
     }
+    // Out of the queue registry too; when the demo's was the only queue, the registry
+    // and its "scanned" mark go as well (nothing of the user's is forgotten: an empty
+    // registry is scanned for again).
+    use baton::keys::Keys;
+    let _: i64 = redis::cmd("SREM")
+        .arg(Keys::QUEUES)
+        .arg(queue)
+        .query_async(&mut c)
+        .await?;
+    let left: u64 = redis::cmd("SCARD")
+        .arg(Keys::QUEUES)
+        .query_async(&mut c)
+        .await?;
+    if left == 0 {
+        let _: i64 = redis::cmd("DEL")
+            .arg(Keys::QUEUES_SCANNED)
+            .query_async(&mut c)
+            .await?;
+    }
     Ok(deleted)
 }

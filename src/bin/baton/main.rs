@@ -60,6 +60,10 @@ enum Cmd {
         /// Print one JSON object.
         #[arg(long)]
         json: bool,
+        /// Scan the keyspace for queues (and add them to the queue registry) instead
+        /// of reading the registry: queues made by a baton older than the registry.
+        #[arg(long)]
+        rescan: bool,
     },
     /// Show one job.
     Job {
@@ -216,6 +220,10 @@ enum Cmd {
         /// payload, result, error text, steps or logs.
         #[arg(long)]
         hide_payloads_from_readers: bool,
+        /// Scan the keyspace for queues at start and add them to the queue registry
+        /// (queues made by a baton older than the registry since the last scan).
+        #[arg(long)]
+        rescan: bool,
     },
     /// The whole thing end to end on a private Redis it starts itself.
     Demo(demo::DemoArgs),
@@ -269,7 +277,11 @@ async fn run(cli: Cli) -> baton::Result<ExitCode> {
         Cmd::Check { json } => admin::check(url, json).await,
         Cmd::Add(a) => add::add(url, a).await,
         Cmd::AddBulk(a) => add::add_bulk(url, a).await,
-        Cmd::Stats { queue, json } => admin::stats(url, queue, json).await,
+        Cmd::Stats {
+            queue,
+            json,
+            rescan,
+        } => admin::stats(url, queue, json, rescan).await,
         Cmd::Job { queue, id, json } => admin::job(url, &queue, &id, json).await,
         Cmd::List {
             queue,
@@ -325,6 +337,7 @@ async fn run(cli: Cli) -> baton::Result<ExitCode> {
             listen,
             read_only,
             hide_payloads_from_readers,
+            rescan,
         } => {
             let token = std::env::var("BATON_API_TOKEN")
                 .ok()
@@ -363,6 +376,7 @@ async fn run(cli: Cli) -> baton::Result<ExitCode> {
                     encryption: crypto_args::keyring(),
                     read_only,
                     hide_payloads_from_readers,
+                    rescan,
                     ..Default::default()
                 },
                 stop,

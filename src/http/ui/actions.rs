@@ -3,10 +3,10 @@
 //! state; pause, resume and clean a queue.
 //!
 //! Every action but pause/resume answers first with a confirmation page that repeats
-//! the form with `confirmed=1`. "Every job of a state" works in batches of [`BATCH`]
-//! ids (a range from the state's list, never a scan), for at most [`super::bulk::MAX_PER_REQUEST`]
-//! jobs or [`TIME_BUDGET`] per request; the outcome says how many are left, and the
-//! same button goes on. The session gate has already checked the CSRF token, the
+//! the form with `confirmed=1`. "Every job of a state" runs in a task of the server in
+//! batches (see `bulk`), for at most [`super::bulk::MAX_PER_REQUEST`] jobs per press,
+//! with a progress page that refreshes itself; the outcome says how many are left, and
+//! the same button goes on. The session gate has already checked the CSRF token, the
 //! origin and that this viewer may act.
 
 use axum::body::Bytes;
@@ -277,7 +277,7 @@ pub(super) async fn queue_action(
             let yes = format!("Yes, {} all", action.name());
             return confirm(&v, &post_to, &form, question, &yes, &back);
         }
-        return super::bulk::all_of_state(&q, action, state, &back).await;
+        return super::bulk::all_of_state(&s, q, action, state).await;
     }
     let ids = form.all("ids");
     if ids.is_empty() {

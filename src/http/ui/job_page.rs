@@ -59,6 +59,12 @@ fn body(v: &Viewer, j: &JobInfo, token: Option<u64>, now: u64) -> Markup {
             dt { "Attempt" } dd #job-attempt { (j.attempt) " of " (j.attempts) }
             @if j.stalled > 0 { dt { "Stalled" } dd { (j.stalled) " times (lease expired, recovered)" } }
             dt { "Priority" } dd { @if j.priority == 0 { "none" } @else { (j.priority) } }
+            @if let Some((sid, tick)) = super::schedulers::of_job(&j.id) {
+                dt { "Scheduler" }
+                dd #job-scheduler { a.mono href=(super::schedulers::link(q, sid)) { (sid) } " · tick " (when(tick, now)) }
+            }
+            // Parent job: flows (jobs made by other jobs) are not built yet. When they
+            // are, the parent's link goes here; nothing is shown until then.
             dt { "Worker" } dd.mono { (j.worker.as_deref().unwrap_or("—")) }
             dt { "Fencing token" } dd.mono { @match token { Some(t) => (t), None => "—" } }
             dt { "Created" } dd { (when(j.created_ms, now)) }
@@ -70,7 +76,24 @@ fn body(v: &Viewer, j: &JobInfo, token: Option<u64>, now: u64) -> Markup {
         @if let Some(e) = &j.error {
             h2 { "Error" @if let Some(a) = j.error_attempt { " (attempt " (a) ")" } }
             @if v.hide_payloads { p.muted { (HIDDEN) } } @else { pre.error #job-error { (e) } }
-            p.muted { "Only the last error is kept; each attempt's log lines are below." }
+        }
+        @if !j.errors.is_empty() {
+            h2 { "Error of each attempt" }
+            @if v.hide_payloads { p.muted { (HIDDEN) } } @else {
+                table #job-errors {
+                    thead { tr { th { "Attempt" } th { "Ended" } th { "Error" } } }
+                    tbody {
+                        @for e in &j.errors {
+                            tr data-attempt=(e.attempt) {
+                                td { (e.attempt) }
+                                td { (when(e.at_ms, now)) }
+                                td { pre.error { (e.error) } }
+                            }
+                        }
+                    }
+                }
+                p.muted.small { "Newest first; the last 25 attempts are kept." }
+            }
         }
         h2 { "Payload" }
         @if v.hide_payloads { p.muted { (HIDDEN) } } @else { pre #job-data { (pretty(&j.data)) } }

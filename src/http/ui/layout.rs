@@ -21,6 +21,8 @@ pub(super) struct Page {
     viewer: Option<Viewer>,
     /// The URL the script re-fetches the live region from (`?part=live`).
     live: Option<String>,
+    /// How often the live region is re-fetched (ms; None: the script's default, 3 s).
+    period_ms: Option<u64>,
     flash: Option<String>,
 }
 
@@ -32,6 +34,7 @@ impl Page {
             body,
             viewer: Some(viewer.clone()),
             live: None,
+            period_ms: None,
             flash: None,
         }
     }
@@ -43,6 +46,7 @@ impl Page {
             body,
             viewer: None,
             live: None,
+            period_ms: None,
             flash: None,
         }
     }
@@ -50,6 +54,13 @@ impl Page {
     /// Refreshes its main region from `url` every few seconds.
     pub fn live(mut self, url: String) -> Page {
         self.live = Some(url);
+        self
+    }
+
+    /// Refreshes the live region every `ms` instead of every 3 s (a running bulk
+    /// action's progress).
+    pub fn period_ms(mut self, ms: u64) -> Page {
+        self.period_ms = Some(ms);
         self
     }
 
@@ -95,7 +106,7 @@ impl IntoResponse for Page {
                         @let error = f.starts_with("error: ");
                         p.flash.error[error] role="status" #flash { (f) }
                     }
-                    main #live data-live=[self.live.as_deref()] {
+                    main #live data-live=[self.live.as_deref()] data-period=[self.period_ms] {
                         (self.body)
                     }
                 }

@@ -11,7 +11,7 @@
 //!   from the page's offset, and says so.
 //! - **Actions** go through the library ([`crate::Queue`]): retry, cancel, remove, run
 //!   a delayed job now, on one job, on ticked jobs or on every job of a state (in
-//!   batches, within a time budget per request), pause/resume and clean. Each (except
+//!   batches run by the server, with a progress page), pause/resume and clean. Each (except
 //!   pause/resume) first shows a confirmation page.
 //! - **Safety** (`session`): the API's tokens; a login form sets an HttpOnly,
 //!   SameSite=Strict session cookie (the API keeps its bearer header); every POST
@@ -30,6 +30,7 @@ mod login;
 mod names;
 mod overview;
 mod queue_page;
+mod schedulers;
 mod session;
 
 use std::sync::Arc;
@@ -62,6 +63,8 @@ pub(crate) struct UiState {
     hide_from_readers: bool,
     key: Arc<SessionKey>,
     names: names::QueueNames,
+    /// Bulk actions on every job of a state, running or lately ended.
+    runs: bulk::Runs,
 }
 
 impl UiState {
@@ -71,12 +74,14 @@ impl UiState {
         keyring: Option<Arc<crate::crypto::Keyring>>,
         read_only: bool,
         hide_from_readers: bool,
+        rescan: bool,
     ) -> UiState {
         let key = Arc::new(SessionKey::new(tokens.session_secret()));
         let names = names::QueueNames::default();
-        names.warm(conn.clone());
+        names.warm(conn.clone(), rescan);
         UiState {
             names,
+            runs: bulk::Runs::default(),
             conn,
             tokens,
             keyring,
@@ -101,6 +106,7 @@ pub(crate) fn router(state: UiState) -> Router {
         .route("/", get(overview::page))
         .route("/ui/queues/{queue}", get(queue_page::page))
         .route("/ui/queues/{queue}/actions", post(actions::queue_action))
+        .route("/ui/queues/{queue}/bulk/{run}", get(bulk::progress_page))
         .route("/ui/queues/{queue}/jobs/{id}", get(job_page::page))
         .route(
             "/ui/queues/{queue}/jobs/{id}/actions",

@@ -177,8 +177,8 @@ fn body(v: &Viewer, g: &Gathered, now: u64) -> Markup {
             }
         }
         p.muted.small {
-            "Updated " (layout::time(now)) " · refreshes every 3 s · the list of queues comes from a keyspace scan, "
-            (span(names_age.as_millis() as u64)) " old (rescanned in the background after " (super::names::FRESH.as_secs()) " s)"
+            "Updated " (layout::time(now)) " · refreshes every 3 s · the list of queues comes from the queue registry, "
+            (span(names_age.as_millis() as u64)) " old (read again after " (super::names::FRESH.as_secs()) " s)"
         }
     }
 }

@@ -108,6 +108,7 @@ fn body(
     size: usize,
     name: Option<&str>,
     list: &Listing,
+    scheds: &[crate::schedule::SchedulerInfo],
     now: u64,
 ) -> Markup {
     let total = counts.get(state);
@@ -233,7 +234,7 @@ fn body(
                     @for (action, label, _) in acts {
                         button type="submit" name="action" value=(action) { (label) " all " (count(total)) }
                     }
-                    span.muted { "in batches of " (super::bulk::BATCH) ", up to " (count(super::bulk::MAX_PER_REQUEST as u64)) " per request" }
+                    span.muted { "in batches of " (super::bulk::BATCH) ", up to " (count(super::bulk::MAX_PER_REQUEST as u64)) " per press, with progress shown" }
                 }
             }
             @if state.is_finished() {
@@ -255,6 +256,7 @@ fn body(
                 }
             }
         }
+        (super::schedulers::section(queue, scheds, now))
     }
 }
 
@@ -304,14 +306,17 @@ pub(super) async fn page(
     let size = q.size.unwrap_or(PAGE).clamp(1, MAX_PAGE);
     let name = q.name.as_deref().filter(|n| !n.is_empty());
     let now = layout::now_ms();
-    let (counts, list) = match futures::try_join!(
+    let (counts, list, scheds) = match futures::try_join!(
         handle.counts(),
-        listing(&s, &queue, state, offset, size, name)
+        listing(&s, &queue, state, offset, size, name),
+        handle.schedulers()
     ) {
         Ok(x) => x,
         Err(e) => return layout::fail(e),
     };
-    let b = body(&v, &queue, &counts, state, offset, size, name, &list, now);
+    let b = body(
+        &v, &queue, &counts, state, offset, size, name, &list, &scheds, now,
+    );
     if q.part.as_deref() == Some("live") {
         return layout::part(b);
     }

@@ -87,17 +87,33 @@ impl Browser {
     /// The text of the first element matching `css` (found again if the live refresh
     /// replaced it meanwhile).
     pub async fn text(&self, css: &str) -> String {
+        self.on_fresh(css, "text of", |e| async move { e.text().await })
+            .await
+    }
+
+    /// Does `act` on the first element matching `css`. The live refresh may replace the
+    /// element between finding it and acting on it (a stale element), and a page still
+    /// loading may not have it yet: then it is looked for again and `act` done again,
+    /// within a deadline. `what` names the act in a panic.
+    async fn on_fresh<T, F, Fut>(&self, css: &str, what: &str, act: F) -> T
+    where
+        F: Fn(fantoccini::elements::Element) -> Fut,
+        Fut: std::future::Future<Output = Result<T, fantoccini::error::CmdError>>,
+    {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let e = self
-                .client()
-                .find(Locator::Css(css))
-                .await
-                .unwrap_or_else(|e| panic!("no element {css}: {e}"));
-            match e.text().await {
+            let e = match self.client().find(Locator::Css(css)).await {
+                Ok(e) => e,
+                Err(e) if Instant::now() < deadline && e.is_no_such_element() => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+                Err(e) => panic!("no element {css} ({what}): {e}"),
+            };
+            match act(e).await {
                 Ok(t) => return t,
                 Err(err) if err.to_string().contains("stale") && Instant::now() < deadline => {}
-                Err(err) => panic!("text of {css}: {err}"),
+                Err(err) => panic!("{what} {css}: {err}"),
             }
         }
     }
@@ -112,23 +128,11 @@ impl Browser {
             .is_empty()
     }
 
-    /// Clicks the first element matching `css`. The live refresh may replace the
-    /// element between finding and clicking it (a stale element): then it is found
-    /// again, within a deadline.
+    /// Clicks the first element matching `css` (found again if the live refresh
+    /// replaced it meanwhile).
     pub async fn click(&self, css: &str) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let e = self
-                .client()
-                .find(Locator::Css(css))
-                .await
-                .unwrap_or_else(|e| panic!("no element {css} to click: {e}"));
-            match e.click().await {
-                Ok(()) => return,
-                Err(err) if err.to_string().contains("stale") && Instant::now() < deadline => {}
-                Err(err) => panic!("click {css}: {err}"),
-            }
-        }
+        self.on_fresh(css, "click", |e| async move { e.click().await })
+            .await
     }
 
     /// Types `text` into the first element matching `css`.

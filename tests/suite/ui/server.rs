@@ -16,9 +16,15 @@ impl Serve {
     /// `baton serve` on a free loopback port over `redis`, with `env` (tokens) and
     /// `args` (`--read-only`); returns once `/healthz` answers.
     pub async fn start(redis: &str, env: &[(&str, &str)], args: &[&str]) -> Serve {
+        Serve::start_with(&["--redis-url".to_string(), redis.to_string()], env, args).await
+    }
+
+    /// `baton serve` with connection arguments `conn` (`--cluster-nodes a,b,c`).
+    pub async fn start_with(conn: &[String], env: &[(&str, &str)], args: &[&str]) -> Serve {
         let port = free_port();
         let mut cmd = Command::new(baton_bin());
-        cmd.args(["--redis-url", redis, "serve", "--listen"])
+        cmd.args(conn)
+            .args(["serve", "--listen"])
             .arg(format!("127.0.0.1:{port}"))
             .args(args)
             .env_remove("BATON_API_TOKEN")

@@ -77,9 +77,10 @@
     wire(document);
     var region = document.querySelector("[data-live]");
     if (region) {
+      var period = Number(region.getAttribute("data-period")) || PERIOD_MS;
       setInterval(function () {
         refresh(region);
-      }, PERIOD_MS);
+      }, period);
     }
   });
 })();
