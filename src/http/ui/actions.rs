@@ -1,6 +1,7 @@
 //! The dashboard's actions (`POST .../actions`), each through the library: retry,
 //! cancel, remove, run now (promote) on one job, on ticked jobs or on every job of a
-//! state; pause, resume and clean a queue.
+//! state; pause, resume and clean a queue; set its limits (`limits`); remove a job
+//! scheduler.
 //!
 //! Every action but pause/resume answers first with a confirmation page that repeats
 //! the form with `confirmed=1`. "Every job of a state" runs in a task of the server in
@@ -230,6 +231,30 @@ pub(super) async fn queue_action(
                 Ok(()) => redirect_with_flash(&back, &format!("queue {queue} resumed")),
                 Err(e) => layout::fail(e),
             }
+        }
+        Some("limits") => {
+            return match super::limits::apply(&q, |k| form.get(k).map(String::from)).await {
+                Ok(said) => redirect_with_flash(&back, &said),
+                Err(e @ Error::Invalid(_)) => bad(&e.to_string()),
+                Err(e) => layout::fail(e),
+            };
+        }
+        Some("remove_scheduler") => {
+            let Some(id) = form.get("scheduler") else {
+                return bad("remove_scheduler needs the scheduler's id");
+            };
+            if !form.confirmed() {
+                let question = format!(
+                    "Remove job scheduler {id} of queue {queue} (and its job for a tick not yet come)?"
+                );
+                return confirm(&v, &post_to, &form, question, "Yes, remove it", &back);
+            }
+            return match q.remove_scheduler(id).await {
+                Ok(true) => redirect_with_flash(&back, &format!("job scheduler {id} removed")),
+                Ok(false) => redirect_with_flash(&back, &format!("no job scheduler {id}")),
+                Err(e @ Error::Invalid(_)) => bad(&e.to_string()),
+                Err(e) => layout::fail(e),
+            };
         }
         Some("clean") => {
             let Some(state) = state.filter(|s| s.is_finished()) else {

@@ -26,6 +26,7 @@ mod assets;
 mod bulk;
 mod job_page;
 mod layout;
+mod limits;
 mod login;
 mod names;
 mod overview;

@@ -125,6 +125,7 @@ fn body(
             "Queue " span.mono { (queue) }
             @if counts.paused { " " span.badge.paused { "paused" } }
         }
+        @if v.can_act { (super::limits::form(&action_url, &here, counts, v)) }
         div.bar {
             @if v.can_act {
                 form.inline method="post" action=(action_url) {
@@ -256,7 +257,7 @@ fn body(
                 }
             }
         }
-        (super::schedulers::section(queue, scheds, now))
+        (super::schedulers::section(queue, scheds, now, v.can_act.then_some(v)))
     }
 }
 

@@ -32,13 +32,21 @@ fn rule(s: &SchedulerInfo) -> String {
 }
 
 /// The queue page's schedulers section (nothing when the queue has none).
-pub(super) fn section(queue: &str, list: &[SchedulerInfo], now: u64) -> Markup {
+/// The queue's schedulers; with `v` (a viewer who may act) each row has a remove button
+/// (the action asks to confirm first).
+pub(super) fn section(
+    queue: &str,
+    list: &[SchedulerInfo],
+    now: u64,
+    v: Option<&super::session::Viewer>,
+) -> Markup {
+    let action_url = format!("/ui/queues/{}/actions", enc(queue));
     html! {
         @if !list.is_empty() {
             h2 #schedulers { "Job schedulers" }
             table #scheduler-list {
                 thead { tr {
-                    th { "Id" } th { "Rule" } th { "Job name" } th { "Next run" } th { "Last run" } th.num { "Runs" }
+                    th { "Id" } th { "Rule" } th { "Job name" } th { "Next run" } th { "Last run" } th.num { "Runs" } @if v.is_some() { th { "" } }
                 } }
                 tbody {
                     @for s in list {
@@ -52,6 +60,13 @@ pub(super) fn section(queue: &str, list: &[SchedulerInfo], now: u64) -> Markup {
                                 None => span.muted { "never" },
                             } }
                             td.num { (s.runs) @if let Some(l) = s.limit { " of " (l) } }
+                            @if let Some(v) = v {
+                                td { form.inline method="post" action=(action_url) {
+                                    (super::layout::csrf_field(v))
+                                    input type="hidden" name="scheduler" value=(s.id);
+                                    button type="submit" name="action" value="remove_scheduler" { "Remove" }
+                                } }
+                            }
                         }
                     }
                 }

@@ -66,6 +66,15 @@ async fn schedulers_on_the_queue_page_and_their_jobs() {
     b.goto(&s.url(&format!("/ui/queues/reports/jobs/{plain}")))
         .await;
     assert!(!b.has("#job-scheduler").await);
+    // Removed from the queue page, after a confirmation.
+    b.goto(&s.url("/ui/queues/reports")).await;
+    b.click(&format!("{row} button[value=remove_scheduler]"))
+        .await;
+    b.click("#confirm").await;
+    wait_until(LIMIT, "the scheduler removed", || async {
+        q.schedulers().await.unwrap().is_empty()
+    })
+    .await;
     b.assert_no_js_errors().await;
 }
 
@@ -185,4 +194,61 @@ async fn the_dashboard_on_a_cluster() {
     .await;
     b.wait_text("#job-state", LIMIT, |t| t == "cancelled").await;
     b.assert_no_js_errors().await;
+}
+
+/// The queue page sets what `baton limit` sets: the queue's cap and rate and each
+/// group's, shown filled in after; a bad rate is refused with its rule and changes
+/// nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_are_set_from_the_queue_page() {
+    let redis = RedisServer::start();
+    let q = Queue::connect(redis.url(), "limited").unwrap();
+    q.add("x", &json!({}), JobOptions::default()).await.unwrap();
+    let s = Serve::start(&redis.url(), &[], &[]).await;
+    let b = Browser::start().await;
+    b.goto(&s.url("/ui/queues/limited")).await;
+    // Filled and pressed in one script, so a live refresh cannot come in between.
+    let set = |c: &str, r: &str, gc: &str, gr: &str| {
+        format!(
+            "const f = document.querySelector('#limits form');
+             f.concurrency.value = '{c}'; f.rate.value = '{r}';
+             f.group_concurrency.value = '{gc}'; f.group_rate.value = '{gr}';
+             f.querySelector('button[value=limits]').click(); return true;"
+        )
+    };
+    b.eval(&set("3", "10/1s", "2", "5/1s")).await;
+    wait_until(LIMIT, "limits written", || async {
+        q.counts().await.unwrap().concurrency == Some(3)
+    })
+    .await;
+    let c = q.counts().await.unwrap();
+    assert_eq!(c.rate.map(|r| (r.max, r.per_ms)), Some((10, 1000)));
+    assert_eq!(c.group_concurrency, Some(2));
+    assert_eq!(c.group_rate.map(|r| (r.max, r.per_ms)), Some((5, 1000)));
+    b.wait_text("#limits", LIMIT, |_| true).await;
+    let shown = b
+        .eval("return document.querySelector('#limits form').rate.value;")
+        .await;
+    assert_eq!(shown, json!("10/1s"), "the form shows what is set");
+
+    // Emptied: no caps, no rates.
+    b.goto(&s.url("/ui/queues/limited")).await;
+    b.eval(&set("", "", "", "")).await;
+    wait_until(LIMIT, "limits removed", || async {
+        let c = q.counts().await.unwrap();
+        c.concurrency.is_none() && c.rate.is_none() && c.group_concurrency.is_none()
+    })
+    .await;
+    b.assert_no_js_errors().await;
+
+    // Refused (a 400 page, which the browser logs as a failed load: checked last).
+    b.goto(&s.url("/ui/queues/limited")).await;
+    b.eval(&set("3", "junk", "", "")).await;
+    let said = b.wait_text("body", LIMIT, |t| t.contains("junk")).await;
+    assert!(said.contains("N/DURATION"), "{said}");
+    let c = q.counts().await.unwrap();
+    assert!(
+        c.concurrency.is_none() && c.rate.is_none(),
+        "nothing written: {c:?}"
+    );
 }
