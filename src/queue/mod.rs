@@ -289,21 +289,12 @@ impl Queue {
     /// cancelled or are handed back. Lowering it below the jobs running now stops new
     /// claims until enough of them end; it never stops a running job.
     pub async fn set_concurrency(&self, limit: Option<u32>) -> Result<()> {
-        self.bounded(async {
-            let mut c = self.conn().await?;
-            let mut p = redis::pipe();
-            p.atomic();
+        // Room may have grown: the wake-up lets an idle worker look.
+        self.change_meta_and_wake(|p| {
             match limit.filter(|l| *l > 0) {
                 Some(l) => p.hset(self.keys.meta(), "concurrency", l).ignore(),
                 None => p.hdel(self.keys.meta(), "concurrency").ignore(),
             };
-            // Room may have grown: wake one idle worker to look.
-            p.lpush(self.keys.wake(), "1")
-                .ignore()
-                .ltrim(self.keys.wake(), 0, 0)
-                .ignore();
-            let _: () = p.query_async(&mut c).await?;
-            Ok(())
         })
         .await
     }
@@ -320,10 +311,7 @@ impl Queue {
                 )));
             }
         }
-        self.bounded(async {
-            let mut c = self.conn().await?;
-            let mut p = redis::pipe();
-            p.atomic();
+        self.change_meta_and_wake(|p| {
             match limit {
                 Some((max, per)) => p
                     .hset(
@@ -335,14 +323,7 @@ impl Queue {
                 None => p.hdel(self.keys.meta(), "rate").ignore(),
             };
             // A new limit starts a new window.
-            p.del(self.keys.limiter())
-                .ignore()
-                .lpush(self.keys.wake(), "1")
-                .ignore()
-                .ltrim(self.keys.wake(), 0, 0)
-                .ignore();
-            let _: () = p.query_async(&mut c).await?;
-            Ok(())
+            p.del(self.keys.limiter()).ignore();
         })
         .await
     }
@@ -368,37 +349,34 @@ impl Queue {
         }
         let (n, ms) = rate.map_or((0, 0), |(n, per)| (n, per.as_millis() as u64));
         let spec = format!("{}:{n}:{ms}", concurrency.unwrap_or(0));
-        self.bounded(async {
-            let mut c = self.conn().await?;
-            let _: () = redis::pipe()
-                .atomic()
-                .hset(self.keys.meta(), "groups", spec)
-                .ignore()
-                .lpush(self.keys.wake(), "1")
-                .ignore()
-                .ltrim(self.keys.wake(), 0, 0)
-                .ignore()
-                .query_async(&mut c)
-                .await?;
-            Ok(())
+        self.change_meta_and_wake(|p| {
+            p.hset(self.keys.meta(), "groups", spec).ignore();
         })
         .await
     }
 
     /// Lets workers claim again.
     pub async fn resume(&self) -> Result<()> {
+        self.change_meta_and_wake(|p| {
+            p.hdel(self.keys.meta(), "paused").ignore();
+        })
+        .await
+    }
+
+    /// Runs `edit` (changes to the queue's settings) and leaves one wake-up token, in
+    /// one atomic pipeline: an idle worker wakes and claims under the new settings
+    /// instead of sleeping out its block.
+    async fn change_meta_and_wake(&self, edit: impl FnOnce(&mut redis::Pipeline)) -> Result<()> {
         self.bounded(async {
             let mut c = self.conn().await?;
-            let _: () = redis::pipe()
-                .atomic()
-                .hdel(self.keys.meta(), "paused")
-                .ignore()
-                .lpush(self.keys.wake(), "1")
+            let mut p = redis::pipe();
+            p.atomic();
+            edit(&mut p);
+            p.lpush(self.keys.wake(), "1")
                 .ignore()
                 .ltrim(self.keys.wake(), 0, 0)
-                .ignore()
-                .query_async(&mut c)
-                .await?;
+                .ignore();
+            let _: () = p.query_async(&mut c).await?;
             Ok(())
         })
         .await
