@@ -18,10 +18,11 @@ local PRIORITY_SCALE = 4294967296
 -- A job's retention, stored as one field 'keep' = "kc:kca:kf:kfa": how many completed
 -- and failed/cancelled jobs to keep (-1 = all) and their maximum age in ms (0 = none).
 -- After them, optional tails: "|g<group>" for a job of a group (group names hold no
--- '|'), then "|<mode><key>" for a job added with a dedup key (mode 's' simple, 't' ttl,
--- 'd' debounce): the field every finishing script reads anyway, so a job without them
--- costs no extra field. Returns the four numbers, the dedup tail ('' for none, see
--- release_dedup) and the group (nil for none). Anything else reads as "keep all", the
+-- '|'), then "|p..." for a child of a flow (see parent_of), then "|<mode><key>" for a
+-- job added with a dedup key (mode 's' simple, 't' ttl, 'd' debounce): the field every
+-- finishing script reads anyway, so a job without them costs no extra field. Returns
+-- the four numbers, the tail after the group ('' for none: the parent and dedup tails,
+-- see split_tail) and the group (nil for none). Anything else reads as "keep all", the
 -- safe side.
 local function keep_of(keep)
   local kc, kca, kf, kfa, rest = string.match(keep or '', '^(-?%d+):(%d+):(-?%d+):(%d+)(.*)$')
@@ -38,12 +39,41 @@ local function keep_of(keep)
   return tonumber(kc), tonumber(kca), tonumber(kf), tonumber(kfa), rest, group
 end
 
--- Releases job `id`'s dedup key (`dd`: keep_of's tail, "|<mode><key>") if it still
--- names the job: a later job may stand under the key now (debounce re-points it when
--- the job it named had started). A ttl key ('t') stands for its time whatever its job
--- does, unless `any` (the job is removed). pcall: a key of another type (junk) is not
--- ours to fail on.
+-- A queue's key prefix from its name, and back: the Lua mirror of Keys::new in
+-- src/keys.rs ("baton:{<queue>}:"), used only where a flow reaches a job of another
+-- queue (its parent or its children, in the same Cluster slot: src/queue/flow.rs).
+local function prefix_of(queue)
+  return 'baton:{' .. queue .. '}:'
+end
+
+local function queue_of(prefix)
+  return string.sub(prefix, 8, -3)
+end
+
+-- A flow child's parent, from the tail keep_of returns: "|p<policy><qlen>:<idlen>:
+-- <queue><id>" (lengths in bytes, so neither may hold '|' safely or not; qlen 0: the
+-- parent is on the child's own queue). policy 'f': the child failing for good fails the
+-- parent; 'i': the parent runs anyway. Returns { queue, id, policy } or nil, and the
+-- rest of the tail (the dedup tail, or '').
+local function split_tail(tail)
+  if string.byte(tail, 2) ~= 112 then return nil, tail end -- not "|p"
+  local policy, ql, il, at = string.match(tail, '^|p([fi])(%d+):(%d+):()')
+  if not policy then return nil, '' end
+  ql, il = tonumber(ql), tonumber(il)
+  local p = { queue = string.sub(tail, at, at + ql - 1),
+    id = string.sub(tail, at + ql, at + ql + il - 1), policy = policy }
+  return p, string.sub(tail, at + ql + il)
+end
+
+-- Releases job `id`'s dedup key (`dd`: keep_of's tail, the dedup part "|<mode><key>"
+-- after any parent tail) if it still names the job: a later job may stand under the key
+-- now (debounce re-points it when the job it named had started). A ttl key ('t') stands
+-- for its time whatever its job does, unless `any` (the job is removed). pcall: a key of
+-- another type (junk) is not ours to fail on.
 local function release_dedup(prefix, id, dd, any)
+  local _, rest = split_tail(dd)
+  dd = rest
+  if dd == '' then return end
   local mode = string.sub(dd, 2, 2)
   if mode == 't' and not any then return end
   local dk = prefix .. 'dedup:' .. string.sub(dd, 3)
@@ -104,11 +134,12 @@ local function read_job(jk, names)
 end
 
 -- Deletes a job and everything stored under it. A job's keys are `job:<id>`,
--- `steps:<id>`, `logs:<id>` and `errors:<id>`: distinct prefixes, so no job id can name
--- another job's keys (with `job:<id>:steps`, job "a:steps" would be job "a"'s steps).
+-- `steps:<id>`, `logs:<id>`, `errors:<id>` and (a flow's parent) `children:<id>`:
+-- distinct prefixes, so no job id can name another job's keys (with `job:<id>:steps`,
+-- job "a:steps" would be job "a"'s steps).
 local function delete_job(prefix, id)
   redis.call('DEL', prefix .. 'job:' .. id, prefix .. 'steps:' .. id, prefix .. 'logs:' .. id,
-    prefix .. 'errors:' .. id)
+    prefix .. 'errors:' .. id, prefix .. 'children:' .. id)
 end
 
 -- How many attempts' errors a job keeps in `errors:<id>` (newest first).
@@ -132,9 +163,10 @@ local function drop_members(set, prefix, ids)
   if #ids == 0 then return 0 end
   local keys = {}
   for i, id in ipairs(ids) do
-    local n = i * 4
-    keys[n - 3], keys[n - 2] = prefix .. 'job:' .. id, prefix .. 'steps:' .. id
-    keys[n - 1], keys[n] = prefix .. 'logs:' .. id, prefix .. 'errors:' .. id
+    local n = i * 5
+    keys[n - 4], keys[n - 3] = prefix .. 'job:' .. id, prefix .. 'steps:' .. id
+    keys[n - 2], keys[n - 1] = prefix .. 'logs:' .. id, prefix .. 'errors:' .. id
+    keys[n] = prefix .. 'children:' .. id
   end
   redis.call('DEL', unpack(keys))
   redis.call('ZREM', set, unpack(ids))
@@ -292,6 +324,9 @@ local function hand_back(prefix, wait, prioritized, meta, jk, id, attempt, pri, 
   push_job(prefix, wait, prioritized, meta, id, pri, true, group)
 end
 
+-- Flows (src/queue/flow.rs): defined after finish_job, which it calls in turn.
+local child_finished
+
 -- The retention policies of the finished sets this script added to, applied once at
 -- the end of the script (retain_finished): a batch trims each set once.
 local retained = {}
@@ -315,12 +350,18 @@ local finished_text = nil
 -- `dd` is the job's dedup tail (keep_of): a simple or debounce key naming the job is
 -- released here, so every way a job finishes releases it.
 -- Every script that finishes a job calls this and retain_finished, nothing else.
+-- A flow child (a parent tail in `dd`) tells its parent (child_finished).
 local function finish_job(prefix, set, jk, id, state, field, value, now, count, age, dd)
-  if dd ~= '' then release_dedup(prefix, id, dd, false) end
+  if dd ~= '' then
+    release_dedup(prefix, id, dd, false)
+    local parent = split_tail(dd)
+    if parent then child_finished(prefix, id, parent, state, value, now) end
+  end
   if count == 0 then
     local n = #doomed
     doomed[n + 1], doomed[n + 2] = jk, prefix .. 'steps:' .. id
     doomed[n + 3], doomed[n + 4] = prefix .. 'logs:' .. id, prefix .. 'errors:' .. id
+    doomed[n + 5] = prefix .. 'children:' .. id
     return false
   end
   finished_text = finished_text or tostring(now)
@@ -331,7 +372,7 @@ local function finish_job(prefix, set, jk, id, state, field, value, now, count, 
     entering[set] = members
   end
   members[#members + 1], members[#members + 2] = now, id
-  retained[set .. '|' .. count .. '|' .. age] = { set, count, age }
+  retained[set .. '|' .. count .. '|' .. age] = { set, count, age, prefix }
   return true
 end
 
@@ -343,9 +384,9 @@ local function retain_finished(prefix, now)
       redis.call('ZADD', set, unpack(members, i, math.min(i + 1999, #members)))
     end
   end
-  for _, p in pairs(retained) do trim(p[1], prefix, p[2], p[3], now) end
-  for i = 1, #doomed, 4000 do
-    redis.call('DEL', unpack(doomed, i, math.min(i + 3999, #doomed)))
+  for _, p in pairs(retained) do trim(p[1], p[4], p[2], p[3], now) end
+  for i = 1, #doomed, 5000 do
+    redis.call('DEL', unpack(doomed, i, math.min(i + 4999, #doomed)))
   end
 end
 
@@ -374,4 +415,63 @@ local function fail_corrupt(prefix, failed, jk, id, reason, now)
   local _, _, kf, kfa, dd = keep_of(redis.call('HGET', jk, 'keep'))
   finish_job(prefix, failed, jk, id, 'failed', 'error', reason, now, kf, kfa, dd)
   emit('failed', id, 'error', reason)
+end
+
+-- Flows (src/queue/flow.rs). A parent waits in state 'waiting-children' (in its
+-- queue's ZSET `waiting-children`, by the time it was added) with 'deps' = its children
+-- not yet done; `children:<id>` is a HASH of its children, "<queue>\t<id>" (no queue
+-- name or job id holds a tab) -> '' while pending, 'r'..result once completed,
+-- 'e'..error once failed or cancelled. A child's parent is the "|p" tail of its 'keep'
+-- field (split_tail). Every job of a flow is in one Cluster slot (the Rust side checks
+-- before adding), so a script may reach the parent's and children's keys.
+
+-- All children of a parent are done: it becomes ready (its delay is not used).
+local function release_parent(pp, pid, pjk, keep, pri, now)
+  redis.call('ZREM', pp .. 'waiting-children', pid)
+  redis.call('HSET', pjk, 'state', 'waiting', 'ready', now)
+  push_job(pp, pp .. 'wait', pp .. 'prioritized', pp .. 'meta', pid, tonumber(pri) or 0, false,
+    group_of(keep))
+  wake(pp .. 'wake')
+end
+
+-- Child `id` of queue `prefix` finished for good as `state` with `value` (its result, or
+-- its error): recorded in its parent's children hash, once (a child not pending there
+-- was recorded before, or its parent is gone). A parent still waiting either fails (a
+-- child failed or was cancelled under policy 'f': through finish_job, so its own parent
+-- hears of it in turn) or counts the child off and, at the last, becomes ready.
+child_finished = function(prefix, id, p, state, value, now)
+  local pp = p.queue == '' and prefix or prefix_of(p.queue)
+  local ck = pp .. 'children:' .. p.id
+  local ref = queue_of(prefix) .. '\t' .. id
+  if redis.call('HGET', ck, ref) ~= '' then return end
+  local ok = state == 'completed'
+  redis.call('HSET', ck, ref, (ok and 'r' or 'e') .. value)
+  local pjk = pp .. 'job:' .. p.id
+  local f = redis.call('HMGET', pjk, 'state', 'keep', 'pri')
+  if f[1] ~= 'waiting-children' then return end
+  if not ok and p.policy == 'f' then
+    redis.call('ZREM', pp .. 'waiting-children', p.id)
+    local _, _, kf, kfa, dd = keep_of(f[2])
+    local why = 'child ' .. queue_of(prefix) .. '/' .. id .. ' ' .. state .. ': ' .. value
+    finish_job(pp, pp .. 'failed', pjk, p.id, 'failed', 'error', why, now, kf, kfa, dd)
+    if pp == prefix then emit('failed', p.id, 'error', why) end
+    return
+  end
+  if redis.call('HINCRBY', pjk, 'deps', -1) <= 0 then
+    release_parent(pp, p.id, pjk, f[2], f[3], now)
+  end
+end
+
+-- Child `id` of queue `prefix` was removed before it finished: its parent no longer
+-- waits for it (the entry goes; the last one releases the parent).
+local function child_removed(prefix, id, p, now)
+  local pp = p.queue == '' and prefix or prefix_of(p.queue)
+  local ref = queue_of(prefix) .. '\t' .. id
+  if redis.call('HGET', pp .. 'children:' .. p.id, ref) ~= '' then return end
+  redis.call('HDEL', pp .. 'children:' .. p.id, ref)
+  local pjk = pp .. 'job:' .. p.id
+  local f = redis.call('HMGET', pjk, 'state', 'keep', 'pri')
+  if f[1] == 'waiting-children' and redis.call('HINCRBY', pjk, 'deps', -1) <= 0 then
+    release_parent(pp, p.id, pjk, f[2], f[3], now)
+  end
 end

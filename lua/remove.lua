@@ -9,6 +9,8 @@
 -- over maxmemory too (allow-oom lets it), bounded by the stream's cap.
 -- Returns: { code, state }: 1 removed; -1 no such job; -2 running (cancel it first).
 -- A dedup key naming the job is deleted with it, a ttl one too (release_dedup).
+-- Flows: a child removed before it finished is no longer waited for (child_removed: the
+-- last one releases its parent); a removed parent's children run on, unawaited.
 local prefix, id = ARGV[1], ARGV[2]
 local f = redis.call('HMGET', prefix .. 'job:' .. id, 'state', 'keep')
 local state = f[1]
@@ -18,9 +20,16 @@ local group = group_of(f[2])
 if group then group_unlist(prefix, group, id) end
 redis.call('LREM', KEYS[1], 0, id)
 for k = 2, 6 do redis.call('ZREM', KEYS[k], id) end
+if state == 'waiting-children' then redis.call('ZREM', prefix .. 'waiting-children', id) end
 delete_job(prefix, id)
 local _, _, _, _, dd = keep_of(f[2])
-if dd ~= '' then release_dedup(prefix, id, dd, true) end
+if dd ~= '' then
+  release_dedup(prefix, id, dd, true)
+  local parent = split_tail(dd)
+  if parent and state ~= 'completed' and state ~= 'failed' and state ~= 'cancelled' then
+    child_removed(prefix, id, parent, now_ms())
+  end
+end
 events_init(KEYS[8], redis.call('HGET', KEYS[7], 'events'))
 emit('removed', id, 'state', state)
 return { 1, state }

@@ -26,7 +26,8 @@ impl Keys {
         &self.queue
     }
 
-    /// `baton:{q}:`, the prefix of every key of the queue.
+    /// `baton:{q}:`, the prefix of every key of the queue. `lua/common.lua`'s
+    /// `prefix_of` builds the same from a queue name (flows reach other queues' jobs).
     pub fn prefix(&self) -> &str {
         &self.prefix
     }
@@ -144,6 +145,16 @@ impl Keys {
     /// `<attempt>:<ms>:<error>` per retried or failed attempt, bounded (finish.lua).
     pub fn errors(&self, id: &str) -> String {
         self.key(&format!("errors:{id}"))
+    }
+    /// HASH of a flow parent's children: `<queue>\t<id>` → `""` while pending, `r` +
+    /// result once completed, `e` + error once failed or cancelled (see
+    /// `src/queue/flow.rs`).
+    pub fn children(&self, id: &str) -> String {
+        self.key(&format!("children:{id}"))
+    }
+    /// ZSET of the flow parents waiting for their children, by the time each was added.
+    pub fn waiting_children(&self) -> String {
+        self.key("waiting-children")
     }
     /// The queue name from a `baton:{q}:meta` key, for discovering queues with SCAN.
     pub fn queue_from_meta_key(key: &str) -> Option<&str> {

@@ -67,10 +67,12 @@ pub mod worker;
 
 pub use error::{Error, Result};
 pub use job::{
-    AttemptError, Backoff, BadTraceParent, Counts, Dedup, DedupMode, JobInfo, JobOptions, JobState,
-    Rate, Retention, TraceParent,
+    AttemptError, Backoff, BadTraceParent, Child, ChildFailure, ChildInfo, ChildOutcome, Counts,
+    Dedup, DedupMode, JobInfo, JobOptions, JobRef, JobState, Rate, Retention, TraceParent,
 };
-pub use queue::{Added, Cancelled, Event, Finished, JobOutcome, JobSummary, NewJob, Queue};
+pub use queue::{
+    Added, Cancelled, Event, FlowAdded, FlowJob, Finished, JobOutcome, JobSummary, NewJob, Queue,
+};
 pub use schedule::{Repeat, Scheduler, SchedulerInfo};
 pub use worker::{
     handler_fn, Handler, JobContext, JobError, ShutdownHandle, Worker, WorkerBuilder, WorkerOptions,

@@ -6,11 +6,14 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 mod dedup;
+mod flow;
 mod policy;
 mod serde_ms;
 mod trace;
 
 pub use dedup::{Dedup, DedupMode};
+pub(crate) use flow::{parent_tail, parse_children, parse_keep};
+pub use flow::{Child, ChildFailure, ChildInfo, ChildOutcome, JobRef};
 pub use policy::{Backoff, Retention};
 pub use trace::{BadTraceParent, TraceParent};
 
@@ -22,6 +25,8 @@ pub enum JobState {
     Waiting,
     /// Waiting for its time (delay or retry backoff).
     Delayed,
+    /// A flow's parent waiting for its children to finish ([`crate::FlowJob`]).
+    WaitingChildren,
     /// Claimed by a worker that holds its lease.
     Active,
     /// Finished successfully.
@@ -34,9 +39,10 @@ pub enum JobState {
 
 impl JobState {
     /// Every state, in the order counts are shown.
-    pub const ALL: [JobState; 6] = [
+    pub const ALL: [JobState; 7] = [
         JobState::Waiting,
         JobState::Delayed,
+        JobState::WaitingChildren,
         JobState::Active,
         JobState::Completed,
         JobState::Failed,
@@ -48,6 +54,7 @@ impl JobState {
         match self {
             JobState::Waiting => "waiting",
             JobState::Delayed => "delayed",
+            JobState::WaitingChildren => "waiting-children",
             JobState::Active => "active",
             JobState::Completed => "completed",
             JobState::Failed => "failed",
@@ -319,6 +326,18 @@ pub struct JobInfo {
     /// The W3C `traceparent` of the trace the job joined, when its producer sent one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub traceparent: Option<String>,
+    /// The group the job belongs to ([`JobOptions::group`]), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// The dedup key the job was added with ([`JobOptions::dedup`]), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dedup: Option<String>,
+    /// A flow child's parent ([`crate::FlowJob`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent: Option<JobRef>,
+    /// A flow parent's children and how each ended (sorted by queue and id).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub children: Vec<ChildInfo>,
     /// The error of each retried or failed attempt, newest first (the last 25; jobs
     /// that ran before baton kept this history have none).
     pub errors: Vec<AttemptError>,
@@ -377,6 +396,9 @@ pub struct Counts {
     pub waiting: u64,
     /// Waiting for their time.
     pub delayed: u64,
+    /// Flow parents waiting for their children.
+    #[serde(rename = "waiting-children")]
+    pub waiting_children: u64,
     /// Running.
     pub active: u64,
     /// Completed (as retained).
@@ -454,6 +476,7 @@ impl Counts {
         match state {
             JobState::Waiting => self.waiting,
             JobState::Delayed => self.delayed,
+            JobState::WaitingChildren => self.waiting_children,
             JobState::Active => self.active,
             JobState::Completed => self.completed,
             JobState::Failed => self.failed,

@@ -232,6 +232,14 @@ pub(super) fn encode<T: Serialize>(
     limit: usize,
     keyring: Option<&Keyring>,
 ) -> Result<NewJobArgs> {
+    let (id, delay) = check(name, o)?;
+    let payload = encode_payload(data, &id, limit)?;
+    Ok(build(name, o, id, delay, payload, keyring))
+}
+
+/// Checks a new job's name and options; returns its id (made here when the caller gave
+/// none) and its delay (a debounce window is one).
+pub(super) fn check(name: &str, o: &JobOptions) -> Result<(String, std::time::Duration)> {
     crate::validate::job_name(name)?;
     if o.priority > MAX_PRIORITY {
         return Err(Error::Invalid(format!(
@@ -287,7 +295,20 @@ pub(super) fn encode<T: Serialize>(
         .job_id
         .clone()
         .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
-    let data = crate::crypto::seal(keyring, encode_payload(data, &id, limit)?);
+    Ok((id, delay))
+}
+
+/// A checked job ([`check`]) with its MessagePack payload, as `add.lua` takes it (the
+/// payload sealed when a keyring is given).
+pub(super) fn build(
+    name: &str,
+    o: &JobOptions,
+    id: String,
+    delay: std::time::Duration,
+    payload: Vec<u8>,
+    keyring: Option<&Keyring>,
+) -> NewJobArgs {
+    let data = crate::crypto::seal(keyring, payload);
     let run = RunOptions {
         attempts: o.attempts,
         backoff: o.backoff,
@@ -295,7 +316,7 @@ pub(super) fn encode<T: Serialize>(
         trace: o.trace.or_else(current_trace),
     };
     let opts = run.encode();
-    Ok(NewJobArgs {
+    NewJobArgs {
         id,
         name: name.to_string(),
         data,
@@ -307,5 +328,5 @@ pub(super) fn encode<T: Serialize>(
         fresh: o.job_id.is_none(),
         dedup: o.dedup.as_ref().map(|d| d.script_arg()),
         group: o.group.clone(),
-    })
+    }
 }

@@ -9,8 +9,8 @@ use redis::AsyncCommands;
 use super::Queue;
 use crate::error::{Error, Result};
 use crate::job::{
-    msgpack_to_json, parse_error_entry, parse_log_line, AttemptError, Counts, JobInfo, JobState,
-    RunOptions,
+    msgpack_to_json, parse_children, parse_error_entry, parse_keep, parse_log_line, AttemptError,
+    ChildInfo, Counts, JobInfo, JobState, RunOptions,
 };
 use crate::keys::Keys;
 use crate::scripts;
@@ -18,19 +18,21 @@ use crate::scripts;
 /// Listings starting (or counting) beyond this return nothing rather than overflow.
 const MAX_LIST_START: usize = 1 << 40;
 
-/// A job hash, its steps, its log lines, its due time and its error history, as one
-/// pipeline reads them.
+/// A job hash, its steps, its log lines, its due time, its error history and (a flow's
+/// parent) its children, as one pipeline reads them.
 type JobParts = (
     BTreeMap<String, Vec<u8>>,
     BTreeMap<String, Vec<u8>>,
     Vec<String>,
     Option<f64>,
     Vec<Vec<u8>>,
+    Vec<(String, Vec<u8>)>,
 );
 
 /// The seven state sets' sizes (wait, prioritized, delayed, active, completed, failed,
 /// cancelled), then meta's `paused`, `concurrency`, `rate`, `events`, `hold` and `groups`,
-/// then the sizes of the groups in line and held back.
+/// then the sizes of the groups in line and held back, and of the flow parents waiting
+/// for their children.
 type SizesAndMeta = (
     u64,
     u64,
@@ -47,6 +49,7 @@ type SizesAndMeta = (
         Option<u64>,
         Option<String>,
     ),
+    u64,
     u64,
     u64,
 );
@@ -100,6 +103,7 @@ impl Queue {
                 (paused, cap, rate, events, hold, groups),
                 ready,
                 limited,
+                waiting_children,
             ): SizesAndMeta = redis::pipe()
                 .llen(k.wait())
                 .zcard(k.prioritized())
@@ -118,6 +122,7 @@ impl Queue {
                 .arg("groups")
                 .zcard(k.groups_ready())
                 .zcard(k.groups_limited())
+                .zcard(k.waiting_children())
                 .query_async(&mut c)
                 .await?;
             let grouped = if groups.is_some() {
@@ -128,6 +133,7 @@ impl Queue {
             Ok(Counts {
                 waiting: wait + prio + grouped,
                 delayed,
+                waiting_children,
                 active,
                 completed,
                 failed,
@@ -192,6 +198,9 @@ impl Queue {
                     ids
                 }
                 JobState::Delayed => c.zrange(k.delayed(), start as isize, end).await?,
+                JobState::WaitingChildren => {
+                    c.zrange(k.waiting_children(), start as isize, end).await?
+                }
                 JobState::Active => c.zrange(k.active(), start as isize, end).await?,
                 JobState::Completed => c.zrevrange(k.completed(), start as isize, end).await?,
                 JobState::Failed => c.zrevrange(k.failed(), start as isize, end).await?,
@@ -243,12 +252,13 @@ impl Queue {
         self.bounded(async {
             let k = &self.keys;
             let mut c = self.conn().await?;
-            let (h, steps, logs, due, errors): JobParts = redis::pipe()
+            let (h, steps, logs, due, errors, children): JobParts = redis::pipe()
                 .hgetall(k.job(id))
                 .hgetall(k.steps(id))
                 .lrange(k.logs(id), 0, -1)
                 .zscore(k.delayed(), id)
                 .lrange(k.errors(id), 0, -1)
+                .hgetall(k.children(id))
                 .query_async(&mut c)
                 .await?;
             if h.is_empty() {
@@ -260,6 +270,12 @@ impl Queue {
             let state = s("state")
                 .and_then(|st| JobState::parse(&st))
                 .unwrap_or(JobState::Waiting);
+            let tails = parse_keep(self.name(), &s("keep").unwrap_or_default());
+            let open = |b: &[u8]| {
+                crate::crypto::open(self.keyring.as_deref(), b)
+                    .map(|p| p.into_owned())
+                    .unwrap_or_else(|e| e.placeholder().into_bytes())
+            };
             Ok(Some(JobInfo {
                 id: id.to_string(),
                 queue: self.name().to_string(),
@@ -286,6 +302,13 @@ impl Queue {
                 finished_ms: n("finished"),
                 due_ms: due.map(|d| d as u64),
                 traceparent: opts.as_ref().and_then(|o| o.trace).map(|t| t.to_string()),
+                group: tails.group,
+                dedup: tails.dedup,
+                parent: tails.parent.map(|(p, _)| p),
+                children: parse_children(children, open)
+                    .into_iter()
+                    .map(ChildInfo::from)
+                    .collect(),
                 error_attempt: h
                     .contains_key("error")
                     .then(|| n("attempt").map(|a| a as u32))

@@ -19,6 +19,7 @@
 mod add;
 mod durable;
 mod events;
+mod flow;
 mod inspect;
 mod overview;
 mod reencrypt;
@@ -28,6 +29,7 @@ mod wait;
 
 pub use add::{Added, NewJob};
 pub use events::{Event, EventFollower, JobOutcome, EVENTS_PAGE};
+pub use flow::{FlowAdded, FlowJob, MAX_FLOW_JOBS};
 pub use overview::{Finished, JobSummary};
 pub use reencrypt::{Reencrypted, MAX_REENCRYPT_BATCH};
 

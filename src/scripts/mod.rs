@@ -56,6 +56,7 @@ script!(SCHEDULE_FIRE, "schedule_fire.lua");
 script!(SCHEDULE_UPSERT, "schedule_upsert.lua");
 script!(SCHEDULE_REMOVE, "schedule_remove.lua");
 script!(PROMOTE, "promote.lua");
+script!(FLOW, "flow.lua");
 
 /// A job as `add.lua` takes it.
 #[derive(Debug, Clone)]
@@ -317,10 +318,12 @@ pub(crate) async fn finish<C: ConnectionLike + Send>(
 }
 
 mod admin;
+mod flow;
 mod lease;
 mod schedule;
 
 pub(crate) use admin::{cancel, clean, promote, record, reencrypt, remove, retry, Record, Rewrite};
+pub(crate) use flow::{add_flow, FlowNode, FlowReply};
 pub(crate) use lease::{reconcile, renew, sweep, Swept};
 pub(crate) use schedule::{
     schedule_fire, schedule_read, schedule_remove, schedule_upsert, Move, Pending, Read, ReadEntry,

@@ -2,7 +2,7 @@
 //! process: queue names, job ids and job names. The library ([`Queue`](crate::Queue)),
 //! the CLI and the HTTP API all call these, so an input refused by one is refused by all.
 //!
-//! Why braces are refused: every key of a queue is `baton:{<queue>}:…`, and a job's keys
+//! Why braces are refused (but for a queue name's leading `{tag}`): every key of a queue is `baton:{<queue>}:…`, and a job's keys
 //! are `baton:{<queue>}:job:<id>`. Redis Cluster hashes only what lies between the first
 //! `{` and the next `}`; and with a brace in a queue name or a job id, two different
 //! (queue, id) pairs can spell the same key: queue `q}:job:5` with job `1` and queue `q`
@@ -31,8 +31,12 @@ pub const MAX_QUEUE_NAME: usize = 128;
 /// Longest job id and job name, in bytes.
 pub const MAX_ID_BYTES: usize = 256;
 
-/// Checks a queue name: 1 to [`MAX_QUEUE_NAME`] characters, no braces (they delimit the
-/// Redis Cluster hash tag), no whitespace or control characters.
+/// Checks a queue name: 1 to [`MAX_QUEUE_NAME`] characters, no whitespace or control
+/// characters, and braces only as a leading `{tag}` (a non-empty tag without braces):
+/// queues whose names start with the same `{tag}` share one Redis Cluster slot (their
+/// keys are `baton:{{tag}…}:…`, and Redis hashes only `{tag`), which a flow across
+/// queues needs on a Cluster. Anywhere else a brace would let two queues spell the same
+/// key (see the module docs).
 pub fn queue_name(q: &str) -> Result<()> {
     let n = q.chars().count();
     if n == 0 || n > MAX_QUEUE_NAME {
@@ -40,12 +44,20 @@ pub fn queue_name(q: &str) -> Result<()> {
             "queue name must be 1 to {MAX_QUEUE_NAME} characters, got {n}"
         )));
     }
-    if let Some(c) = q
-        .chars()
-        .find(|c| *c == '{' || *c == '}' || c.is_whitespace() || c.is_control())
-    {
+    if let Some(c) = q.chars().find(|c| c.is_whitespace() || c.is_control()) {
         return Err(Error::Invalid(format!(
-            "queue name {q:?} contains {c:?}: braces, whitespace and control characters are not allowed"
+            "queue name {q:?} contains {c:?}: whitespace and control characters are not allowed"
+        )));
+    }
+    // A leading "{tag}" is the only place for braces.
+    let rest = match q.strip_prefix('{').and_then(|r| r.split_once('}')) {
+        Some((tag, rest)) if !tag.is_empty() && !tag.contains('{') => rest,
+        _ => q,
+    };
+    if let Some(c) = rest.chars().find(|c| *c == '{' || *c == '}') {
+        return Err(Error::Invalid(format!(
+            "queue name {q:?} contains {c:?}: braces are allowed only as a leading {{tag}} \
+             (queues with the same tag share a Redis Cluster slot)"
         )));
     }
     Ok(())
@@ -232,7 +244,12 @@ mod tests {
         assert!(queue_name("emails").is_ok());
         assert!(queue_name("a.b-c:d/é").is_ok());
         assert!(queue_name(&"x".repeat(128)).is_ok());
-        for bad in ["", "a{b", "a}b", "a b", "a\tb", "bad queue!", "a\0b"] {
+        assert!(queue_name("{shop}orders").is_ok());
+        assert!(queue_name("{shop}").is_ok());
+        for bad in [
+            "", "a{b", "a}b", "a b", "a\tb", "bad queue!", "a\0b", "{}x", "{a{b}x", "{a}b}",
+            "{a}{b}c", "{ab",
+        ] {
             assert!(queue_name(bad).is_err(), "{bad:?}");
         }
         assert!(queue_name(&"x".repeat(129)).is_err());

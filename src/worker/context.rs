@@ -37,6 +37,8 @@ struct Inner {
     keys: Keys,
     conn: SharedConn,
     trace: Option<crate::job::TraceParent>,
+    /// Opens children's results sealed by their workers (see [`JobContext::children`]).
+    keyring: Option<Arc<crate::crypto::Keyring>>,
 }
 
 impl std::fmt::Debug for JobContext {
@@ -63,6 +65,7 @@ impl JobContext {
         keys: Keys,
         conn: SharedConn,
         trace: Option<crate::job::TraceParent>,
+        keyring: Option<Arc<crate::crypto::Keyring>>,
     ) -> Self {
         JobContext {
             inner: Arc::new(Inner {
@@ -77,6 +80,7 @@ impl JobContext {
                 keys,
                 conn,
                 trace,
+                keyring,
             }),
         }
     }
@@ -170,6 +174,38 @@ impl JobContext {
     pub async fn progress<T: Serialize>(&self, progress: &T) -> Result<()> {
         let json = serde_json::to_vec(progress).map_err(|e| Error::Encode(e.to_string()))?;
         self.record(Record::Progress, &json).await
+    }
+
+    /// A flow parent's children ([`crate::FlowJob`]) and how each ended, sorted by queue
+    /// and id; empty for a job without children. A parent runs once every child is done,
+    /// so each is completed (read it with [`Child::result`](crate::Child::result)) or,
+    /// under [`ChildFailure::Ignore`](crate::ChildFailure::Ignore), failed.
+    pub async fn children(&self) -> Result<Vec<crate::job::Child>> {
+        let key = self.inner.keys.children(&self.inner.id);
+        let raw: Vec<(String, Vec<u8>)> = self
+            .inner
+            .conn
+            .run(async |c| Ok(c.hgetall(key).await?))
+            .await?;
+        let keyring = self.inner.keyring.as_deref();
+        Ok(crate::job::parse_children(raw, |b| {
+            crate::crypto::open(keyring, b)
+                .map(|p| p.into_owned())
+                .unwrap_or_else(|e| e.placeholder().into_bytes())
+        }))
+    }
+
+    /// The results of the completed children, decoded as `T`, by `"<queue>/<id>"`.
+    pub async fn children_results<T: DeserializeOwned>(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, T>> {
+        let mut out = std::collections::BTreeMap::new();
+        for c in self.children().await? {
+            if let Some(v) = c.result::<T>()? {
+                out.insert(c.job.to_string(), v);
+            }
+        }
+        Ok(out)
     }
 
     /// Reads the job's progress as last stored (by this attempt or an earlier one), so a

@@ -186,6 +186,7 @@ impl Processor {
             p.keys.clone(),
             p.conn.clone(),
             opts.trace,
+            p.keyring.clone(),
         );
         let started = Instant::now();
         // The handler is polled right here, in the job's task and span (so its log lines

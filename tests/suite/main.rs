@@ -29,6 +29,7 @@ mod events;
 mod exec_contract;
 mod exec_worker;
 mod flow_control;
+mod flows;
 mod groups;
 mod http_api;
 mod http_hardening;

@@ -4,9 +4,8 @@ use super::errors::ApiError;
 use crate::job::JobOptions;
 use crate::validate::JobRequest;
 
-/// Checks a queue name: 1 to 128 characters, no braces (they delimit the Redis Cluster
-/// hash tag), no whitespace or control characters. The rule is
-/// [`crate::validate::queue_name`], the one the library and the CLI apply.
+/// Checks a queue name by the rule of [`crate::validate::queue_name`], the one the
+/// library and the CLI apply.
 pub fn validate_queue_name(q: &str) -> Result<(), String> {
     crate::validate::queue_name(q).map_err(|e| message(&e))
 }

@@ -52,7 +52,7 @@ pub(super) fn actions_for(state: JobState) -> &'static [(&'static str, &'static 
             ("cancel", "Cancel", true),
             ("remove", "Remove", true),
         ],
-        JobState::Active => &[("cancel", "Cancel", true)],
+        JobState::Active | JobState::WaitingChildren => &[("cancel", "Cancel", true)],
         JobState::Completed => &[("remove", "Remove", true)],
         JobState::Failed | JobState::Cancelled => {
             &[("retry", "Retry", false), ("remove", "Remove", true)]

@@ -1,0 +1,89 @@
+#!lua
+-- flow.lua: add a flow (a tree of jobs: parents wait for their children) atomically.
+-- Flags: none (refused whole when over maxmemory).
+-- KEYS: [1] the root's queue meta (routes the call to the flow's Cluster slot; every
+--       job of the flow is in that slot: src/queue/flow.rs checks before sending)
+-- ARGV: [1] number of jobs n, then n groups of 10, parents before their children:
+--       queue prefix, id, name, data (MessagePack), opts (MessagePack), delay_ms,
+--       priority, keep ("kc:kca:kf:kfa", then the "|g<group>" and "|p..." tails: see
+--       keep_of and split_tail in common.lua), parent (1-based index of the job's parent
+--       in this call, 0 for the root), children (how many children it has)
+-- A job with children is written in state 'waiting-children' (ZSET `waiting-children`,
+-- by the time it was added), with 'deps' = its children and `children:<id>` naming
+-- each (pending); the others as add.lua writes a job (waiting, delayed, grouped, with a
+-- priority), with a wake-up token for each queue that got a ready job.
+-- Everything is checked before the first write: if the root's id exists the flow was
+-- added before and nothing changes (an add sent again); another existing id refuses
+-- the whole flow.
+-- Returns: { 1 } added; { 0 } the root exists, nothing changed; { -1, id } a job of
+-- that id (not the root) exists, nothing changed.
+-- Events (each queue's meta 'events' on): 'added' per job (fields name, and parent or
+-- delayed).
+local n = tonumber(ARGV[1])
+local W = 10
+for i = 0, n - 1 do
+  local b = 2 + i * W
+  if redis.call('EXISTS', ARGV[b] .. 'job:' .. ARGV[b + 1]) == 1 then
+    if i == 0 then return { 0 } end
+    return { -1, ARGV[b + 1] }
+  end
+end
+local now = now_ms()
+local queues = {}
+local function queue(prefix)
+  local q = queues[prefix]
+  if not q then
+    local m = redis.call('HMGET', prefix .. 'meta', 'created', 'events')
+    if not m[1] then redis.call('HSETNX', prefix .. 'meta', 'created', now) end
+    local max = tonumber(m[2])
+    q = { events = max and max > 0 and tostring(math.floor(max)) or nil, wake = false }
+    queues[prefix] = q
+  end
+  return q
+end
+local ids = {}
+for i = 0, n - 1 do
+  local b = 2 + i * W
+  local prefix, id, name = ARGV[b], ARGV[b + 1], ARGV[b + 2]
+  local delay, pri, keep = tonumber(ARGV[b + 5]), tonumber(ARGV[b + 6]), ARGV[b + 7]
+  local parent, kids = tonumber(ARGV[b + 8]), tonumber(ARGV[b + 9])
+  local q = queue(prefix)
+  ids[i + 1] = { prefix, id }
+  local state = kids > 0 and 'waiting-children' or (delay > 0 and 'delayed' or 'waiting')
+  local f = { prefix .. 'job:' .. id, 'name', name, 'data', ARGV[b + 3], 'opts', ARGV[b + 4],
+    'state', state, 'ts', now, 'keep', keep }
+  if pri > 0 then f[#f + 1], f[#f + 2] = 'pri', pri end
+  if kids > 0 then
+    f[#f + 1], f[#f + 2] = 'deps', kids
+  elseif delay > 0 then
+    f[#f + 1], f[#f + 2] = 'ready', now + delay
+  end
+  redis.call('HSET', unpack(f))
+  local group = group_of(keep)
+  if group then redis.call('HSETNX', prefix .. 'meta', 'groups', '0:0:0') end
+  if kids > 0 then
+    redis.call('ZADD', prefix .. 'waiting-children', now, id)
+  elseif delay > 0 then
+    redis.call('ZADD', prefix .. 'delayed', now + delay, id)
+  else
+    push_job(prefix, prefix .. 'wait', prefix .. 'prioritized', prefix .. 'meta', id, pri, false, group)
+    q.wake = true
+  end
+  if parent > 0 then
+    local pp = ids[parent]
+    redis.call('HSET', pp[1] .. 'children:' .. pp[2], queue_of(prefix) .. '\t' .. id, '')
+  end
+  if q.events then
+    local e = { prefix .. 'events', 'MAXLEN', '~', q.events, '*', 'event', 'added', 'id', id,
+      'name', name }
+    if parent > 0 then
+      e[#e + 1], e[#e + 2] = 'parent', queue_of(ids[parent][1]) .. '/' .. ids[parent][2]
+    end
+    if kids == 0 and delay > 0 then e[#e + 1], e[#e + 2] = 'delayed', now + delay end
+    redis.call('XADD', unpack(e))
+  end
+end
+for prefix, q in pairs(queues) do
+  if q.wake then wake(prefix .. 'wake') end
+end
+return { 1 }

@@ -1,0 +1,1 @@
+//! Cancel, remove and sending a flow again.
