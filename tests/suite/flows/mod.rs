@@ -16,7 +16,7 @@ use crate::topology::RedisCluster;
 
 /// A Redis (one server or a 3-master cluster).
 pub(crate) struct Env {
-    _redis: Option<RedisServer>,
+    redis: Option<RedisServer>,
     _cluster: Option<RedisCluster>,
     pub cfg: RedisConfig,
 }
@@ -26,7 +26,7 @@ impl Env {
         let redis = RedisServer::start();
         Env {
             cfg: RedisConfig::from(redis.url()),
-            _redis: Some(redis),
+            redis: Some(redis),
             _cluster: None,
         }
     }
@@ -35,9 +35,14 @@ impl Env {
         let c = RedisCluster::start(3, 0);
         Env {
             cfg: RedisConfig::cluster(c.seed_urls()),
-            _redis: None,
+            redis: None,
             _cluster: Some(c),
         }
+    }
+
+    /// The one server's URL.
+    pub(crate) fn url(&self) -> String {
+        self.redis.as_ref().expect("a single server").url()
     }
 
     pub(crate) fn queue(&self, name: &str) -> Queue {
