@@ -13,7 +13,11 @@
 //!   that writes elsewhere can refuse a write older than one it has already seen), and
 //!   `TRACEPARENT` (W3C) when the job carries a trace: the job span's context, or the
 //!   producer's when no OpenTelemetry layer is installed, so a traced command joins
-//!   the trace;
+//!   the trace; and for a flow's parent ([`crate::FlowJob`]) `BATON_CHILDREN`, its
+//!   children as a JSON array of `{"queue", "id", "state", "result" | "error"}`
+//!   (`state` `completed`, or `failed` under `on_failure: ignore`); over
+//!   [`MAX_CHILDREN_ENV`] bytes the job fails for good, since the kernel refuses a
+//!   longer environment string (keep large results elsewhere and return a reference);
 //! - **stdout**: the result. The last non-blank line is kept (only that one: stdout is
 //!   otherwise drained and dropped, so memory stays bounded); if it parses as JSON, that
 //!   value is the job's result, otherwise the line itself, as a JSON string, is. No
@@ -196,12 +200,38 @@ impl Handler for ExecHandler {
     }
 }
 
+/// The longest `BATON_CHILDREN` (bytes): Linux refuses one environment string over
+/// 128 KiB (`MAX_ARG_STRLEN`).
+pub const MAX_CHILDREN_ENV: usize = 120 * 1024;
+
+/// A flow parent's children as `BATON_CHILDREN` (None for a job without children).
+async fn children_env(ctx: &JobContext) -> Result<Option<String>, JobError> {
+    let kids = ctx
+        .children()
+        .await
+        .map_err(|e| JobError::retry(format!("reading the job's children: {e}")))?;
+    if kids.is_empty() {
+        return Ok(None);
+    }
+    let info: Vec<crate::ChildInfo> = kids.into_iter().map(Into::into).collect();
+    let json = serde_json::to_string(&info).expect("children serialize");
+    if json.len() > MAX_CHILDREN_ENV {
+        return Err(JobError::fatal(format!(
+            "the children's results take {} bytes as JSON, over the {MAX_CHILDREN_ENV} \
+             BATON_CHILDREN can hold: keep large results elsewhere and return a reference",
+            json.len()
+        )));
+    }
+    Ok(Some(json))
+}
+
 /// One attempt.
 async fn run(cfg: Arc<ExecConfig>, ctx: JobContext) -> Result<Vec<u8>, JobError> {
     let payload: serde_json::Value = ctx.data()?;
     let mut input = serde_json::to_vec(&payload)
         .map_err(|e| JobError::fatal(format!("payload as JSON: {e}")))?;
     input.push(b'\n');
+    let children = children_env(&ctx).await?;
 
     let mut cmd = Command::new(&cfg.program);
     cmd.args(&cfg.args)
@@ -220,6 +250,10 @@ async fn run(cfg: Arc<ExecConfig>, ctx: JobContext) -> Result<Vec<u8>, JobError>
     // The command continues the job's trace (OpenTelemetry's environment carrier).
     if let Some(t) = ctx.outgoing_trace() {
         cmd.env("TRACEPARENT", t.to_string());
+    }
+    cmd.env_remove("BATON_CHILDREN");
+    if let Some(c) = children {
+        cmd.env("BATON_CHILDREN", c);
     }
     #[cfg(target_os = "linux")]
     proc::die_with_parent(&mut cmd);

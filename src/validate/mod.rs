@@ -15,9 +15,11 @@
 //! [`retention`]) and of a job scheduler ([`SchedulerRequest`]) live here too, for the same reason: the CLI and the HTTP API read
 //! them with one parser, so they take the same names and units.
 
+mod flow;
 mod request;
 mod schedule;
 
+pub use flow::{flow, set_trace};
 pub use request::JobRequest;
 pub use schedule::SchedulerRequest;
 

@@ -141,7 +141,7 @@ pub struct AddBulkArgs {
     flags: JobFlags,
 }
 
-fn read_input(path: &str) -> Result<String> {
+pub(crate) fn read_input(path: &str) -> Result<String> {
     let mut text = String::new();
     if path == "-" {
         std::io::stdin()
@@ -192,7 +192,7 @@ pub async fn add(url: &SharedConn, a: AddArgs) -> Result<ExitCode> {
 }
 
 /// Waits for the job, prints its outcome and turns it into the exit code.
-async fn waited(
+pub(crate) async fn waited(
     queue: &baton::Queue,
     id: &str,
     wait: std::time::Duration,

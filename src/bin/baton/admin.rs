@@ -116,6 +116,11 @@ pub async fn stats(
         } else {
             name
         };
+        let name = if c.waiting_children > 0 {
+            format!("{name} ({} waiting for children)", c.waiting_children)
+        } else {
+            name
+        };
         let name = match c.held_until_ms {
             Some(t) => format!("{name} (held until {})", when(t)),
             None => name,
@@ -185,6 +190,26 @@ pub async fn job(url: &SharedConn, q: &str, id: &str, as_json: bool) -> Result<E
     if let Some(w) = &j.worker {
         println!("worker    {w}");
     }
+    if let Some(g) = &j.group {
+        println!("group     {g}");
+    }
+    if let Some(d) = &j.dedup {
+        println!("dedup     {d}");
+    }
+    if let Some(t) = &j.traceparent {
+        println!("trace     {t}");
+    }
+    if let Some(p) = &j.parent {
+        println!("parent    {p}");
+    }
+    for c in &j.children {
+        let how = match (&c.result, &c.error) {
+            (Some(r), _) => format!(": {r}"),
+            (_, Some(e)) => format!(": {e}"),
+            _ => String::new(),
+        };
+        println!("child     {}/{} {}{how}", c.queue, c.id, c.state);
+    }
     for (name, v) in &j.steps {
         println!("step      {name} = {v}");
     }
@@ -218,7 +243,7 @@ fn round(d: Duration) -> humantime::FormattedDuration {
 fn parse_state(s: &str) -> Result<JobState> {
     JobState::parse(s).ok_or_else(|| {
         Error::Invalid(format!(
-            "unknown state {s:?}; use waiting, delayed, active, completed, failed or cancelled"
+            "unknown state {s:?}; use waiting, delayed, waiting-children, active, completed, failed or cancelled"
         ))
     })
 }

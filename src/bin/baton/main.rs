@@ -7,6 +7,7 @@ mod chaos;
 mod crypto_args;
 mod demo;
 mod events;
+mod flow_cmd;
 mod private_redis;
 mod redis_args;
 mod reencrypt;
@@ -53,6 +54,9 @@ enum Cmd {
     Add(add::AddArgs),
     /// Enqueue jobs from a file of JSON lines (one job a line; `-` for stdin).
     AddBulk(add::AddBulkArgs),
+    /// Enqueue a flow from a JSON file (`-` for stdin): a parent job that starts once
+    /// its children (nested, on any queue of its Redis Cluster slot) are done.
+    AddFlow(flow_cmd::AddFlowArgs),
     /// Counts per state, for one queue or all.
     Stats {
         /// Queue (all queues when absent).
@@ -75,7 +79,8 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// List job ids in a state (waiting, delayed, active, completed, failed, cancelled).
+    /// List job ids in a state (waiting, delayed, waiting-children, active, completed, failed,
+    /// cancelled).
     List {
         /// Queue.
         queue: String,
@@ -277,6 +282,7 @@ async fn run(cli: Cli) -> baton::Result<ExitCode> {
         Cmd::Check { json } => admin::check(url, json).await,
         Cmd::Add(a) => add::add(url, a).await,
         Cmd::AddBulk(a) => add::add_bulk(url, a).await,
+        Cmd::AddFlow(a) => flow_cmd::add_flow(url, a).await,
         Cmd::Stats {
             queue,
             json,

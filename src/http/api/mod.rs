@@ -25,6 +25,7 @@ mod auth;
 mod errors;
 mod events;
 mod extract;
+mod flows;
 mod handlers;
 mod schedulers;
 mod validate;
@@ -186,6 +187,7 @@ pub(crate) fn table() -> Vec<Route> {
         ),
         r(M::GET, "/v1/queues/{queue}/events", true, events::events),
         r(M::POST, "/v1/queues/{queue}/jobs", true, add_job),
+        r(M::POST, "/v1/queues/{queue}/flows", true, flows::add_flow),
         r(M::GET, "/v1/queues/{queue}/jobs", true, list_jobs),
         r(M::GET, "/v1/queues/{queue}/jobs/{id}", true, get_job),
         r(M::DELETE, "/v1/queues/{queue}/jobs/{id}", true, remove_job),

@@ -5,6 +5,7 @@
 
 mod library;
 mod lifecycle;
+mod surfaces;
 
 use std::time::Duration;
 
