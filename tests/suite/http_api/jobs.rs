@@ -137,7 +137,7 @@ async fn happy_path_enqueue_inspect_cancel_retry_delete() {
     assert_eq!(st, StatusCode::OK);
     assert_eq!(
         counts,
-        json!({"queue": "emails", "waiting": 2, "delayed": 1, "active": 0, "completed": 0, "failed": 0, "cancelled": 0, "paused": false})
+        json!({"queue": "emails", "waiting": 2, "delayed": 1, "waiting-children": 0, "active": 0, "completed": 0, "failed": 0, "cancelled": 0, "paused": false})
     );
     let (st, all) = api.call(Method::GET, "/v1/queues", None).await;
     assert_eq!(st, StatusCode::OK);
