@@ -6,7 +6,8 @@
 -- ARGV: [1] key prefix  [2] scheduler id  [3] its stored value as read  [4] tick ms
 --       [5] its stored value after this tick  [6] its next tick ms (-1: ended)
 --       [7] job id  [8] name  [9] data  [10] opts  [11] priority
---       [12] keep ("kc:kca:kf:kfa", see keep_of in common.lua)
+--       [12] keep ("kc:kca:kf:kfa", see keep_of in common.lua; with "|g<group>" for a
+--       template with a group: its jobs go to their group's line, as add.lua's)
 -- A compare-and-set: unless the stored value is still ARGV[3] and the next tick still
 -- ARGV[4], nothing is written (another worker fired this tick, or the scheduler was
 -- upserted or removed meanwhile). The job is written with the fields add.lua writes
@@ -34,9 +35,13 @@ if redis.call('EXISTS', jk) == 0 then
   redis.call('HSET', jk, 'name', ARGV[8], 'data', ARGV[9], 'opts', ARGV[10],
     'state', delayed and 'delayed' or 'waiting', 'ts', now, 'keep', ARGV[12])
   if pri > 0 then redis.call('HSET', jk, 'pri', pri) end
+  local group = group_of(ARGV[12])
+  if group then redis.call('HSETNX', KEYS[6], 'groups', '0:0:0') end
   if delayed then
     redis.call('HSET', jk, 'ready', tick)
     redis.call('ZADD', KEYS[5], tick, jid)
+  elseif group then
+    push_group(ARGV[1], KEYS[6], group, jid, false)
   elseif pri > 0 then
     local seq = redis.call('HINCRBY', KEYS[6], 'pseq', 1)
     redis.call('ZADD', KEYS[4], pri * PRIORITY_SCALE + (seq % PRIORITY_SCALE), jid)

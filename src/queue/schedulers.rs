@@ -232,11 +232,6 @@ impl Queue {
                 ));
             }
         }
-        if s.opts.group.is_some() {
-            return Err(Error::Invalid(
-                "a job scheduler's jobs cannot have a group (not supported yet)".into(),
-            ));
-        }
         let job = super::add::encode(
             &s.name,
             &s.data,
@@ -261,9 +256,13 @@ impl Queue {
                 trace: None,
             },
             priority: job.priority,
+            // A grouped template's jobs carry the group as add.lua's do.
             keep: {
                 let (kc, kf) = (job.keep_completed, job.keep_failed);
-                format!("{}:{}:{}:{}", kc.0, kc.1, kf.0, kf.1)
+                match &job.group {
+                    Some(g) => format!("{}:{}:{}:{}|g{g}", kc.0, kc.1, kf.0, kf.1),
+                    None => format!("{}:{}:{}:{}", kc.0, kc.1, kf.0, kf.1),
+                }
             },
             start_ms,
             end_ms,

@@ -260,3 +260,27 @@ async fn a_worker_of_several_queues_fires_the_schedulers_of_each() {
     assert!(ids_of(&seen, "sa").iter().all(|(_, d)| d == "qa"));
     assert!(ids_of(&seen, "sb").iter().all(|(_, d)| d == "qb"));
 }
+
+#[tokio::test]
+async fn a_scheduler_with_a_group_makes_jobs_of_that_group() {
+    // Each tick's job waits in its group's line and runs under the group's limits, as
+    // an added job of the group does.
+    let redis = RedisServer::start();
+    let q = Queue::connect(redis.url(), "sg").unwrap();
+    q.set_group_limits(Some(1), None).await.unwrap();
+    let s = every(1, json!({"v": 1})).opts(baton::JobOptions::default().group("tenant-9"));
+    q.upsert_scheduler("s", &s).await.unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let w = start(recording_worker(&redis.url(), "sg", seen.clone()));
+    wait_until(Duration::from_secs(20), "2 runs", || async {
+        ids_of(&seen, "s").len() >= 2
+    })
+    .await;
+    w.stop().await;
+    let first = seen.lock().unwrap()[0].0.clone();
+    let job = q.job(&first).await.unwrap().unwrap();
+    assert_eq!(job.group.as_deref(), Some("tenant-9"), "{job:?}");
+    let mut c = redis.conn();
+    let meta: Option<String> = c.hget("baton:{sg}:meta", "groups").unwrap();
+    assert_eq!(meta.as_deref(), Some("1:0:0"), "claims look at groups");
+}
