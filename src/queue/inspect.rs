@@ -12,8 +12,9 @@ use crate::job::{
     msgpack_to_json, parse_children, parse_error_entry, parse_keep, parse_log_line, AttemptError,
     ChildInfo, Counts, JobInfo, JobState, RunOptions,
 };
-use crate::keys::Keys;
 use crate::scripts;
+
+use super::grouped::{grouped_ids, grouped_waiting};
 
 /// Listings starting (or counting) beyond this return nothing rather than overflow.
 const MAX_LIST_START: usize = 1 << 40;
@@ -53,38 +54,6 @@ type SizesAndMeta = (
     u64,
     u64,
 );
-
-/// Groups looked at by [`grouped_waiting`], per set.
-const MAX_GROUPS_COUNTED: isize = 1000;
-
-/// Ready jobs of groups: a group with ready jobs is in line (gready), held back
-/// (glimited) or at its concurrency (so in gactive); the lists of the first
-/// [`MAX_GROUPS_COUNTED`] of each are summed (a second round trip, only for a queue
-/// that has had groups).
-async fn grouped_waiting(c: &mut crate::conn::RedisConn, k: &Keys) -> Result<u64> {
-    let (ready, limited, active): (Vec<String>, Vec<String>, Vec<String>) = redis::pipe()
-        .zrange(k.groups_ready(), 0, MAX_GROUPS_COUNTED - 1)
-        .zrange(k.groups_limited(), 0, MAX_GROUPS_COUNTED - 1)
-        .cmd("HSCAN")
-        .arg(k.groups_active())
-        .arg(0)
-        .arg("COUNT")
-        .arg(MAX_GROUPS_COUNTED)
-        .query_async::<(Vec<String>, Vec<String>, (u64, Vec<String>))>(c)
-        .await
-        .map(|(r, l, (_, a))| (r, l, a.into_iter().step_by(2).collect()))?;
-    let all: std::collections::BTreeSet<String> =
-        ready.into_iter().chain(limited).chain(active).collect();
-    if all.is_empty() {
-        return Ok(0);
-    }
-    let mut p = redis::pipe();
-    for g in &all {
-        p.llen(k.group_wait(g));
-    }
-    let lens: Vec<u64> = p.query_async(c).await?;
-    Ok(lens.into_iter().sum())
-}
 
 impl Queue {
     /// Counts per state (one round trip; two for a queue that has had groups).
@@ -194,6 +163,14 @@ impl Queue {
                             )
                             .await?;
                         ids.extend(more);
+                    }
+                    // Then the jobs waiting in their groups' lines (a queue that has had
+                    // groups only).
+                    if ids.len() < count && c.hexists::<_, _, bool>(k.meta(), "groups").await? {
+                        let before: usize = c.llen::<_, usize>(k.wait()).await?
+                            + c.zcard::<_, usize>(k.prioritized()).await?;
+                        let need = count - ids.len();
+                        ids.extend(grouped_ids(&mut c, k, start.saturating_sub(before), need).await?);
                     }
                     ids
                 }

@@ -20,6 +20,7 @@ mod add;
 mod durable;
 mod events;
 mod flow;
+mod grouped;
 mod inspect;
 mod overview;
 mod reencrypt;

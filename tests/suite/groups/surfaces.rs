@@ -83,3 +83,33 @@ async fn bad_groups_are_refused_and_nothing_is_added() {
         .unwrap_err();
     assert!(e.to_string().contains("at least 1 job"), "{e}");
 }
+
+#[tokio::test]
+async fn waiting_jobs_of_groups_are_listed_after_the_others_page_by_page() {
+    let env = Env::single();
+    let q = env.queue("lq");
+    for id in ["u1", "u2"] {
+        q.add("n", &0, JobOptions::default().job_id(id)).await.unwrap();
+    }
+    for (g, ids) in [("b", ["b1", "b2"]), ("a", ["a1", "a2"])] {
+        for id in ids {
+            q.add("n", &0, JobOptions::default().job_id(id).group(g))
+                .await
+                .unwrap();
+        }
+    }
+    let all = q.list(baton::JobState::Waiting, 0, 100).await.unwrap();
+    // Ungrouped first, then group by group in name order, each next-to-run first.
+    assert_eq!(all, ["u1", "u2", "a1", "a2", "b1", "b2"]);
+    assert_eq!(q.counts().await.unwrap().waiting, 6);
+    let mut paged = Vec::new();
+    for start in (0..6).step_by(4) {
+        paged.extend(q.list(baton::JobState::Waiting, start, 4).await.unwrap());
+    }
+    assert_eq!(paged, all, "pages join up");
+    assert_eq!(
+        q.list(baton::JobState::Waiting, 3, 2).await.unwrap(),
+        ["a2", "b1"],
+        "a page may start inside a group"
+    );
+}
