@@ -46,11 +46,11 @@ local function cancel(prefix, id, reason)
   finish_job(prefix, prefix .. 'cancelled', jk, id, 'cancelled', 'error', reason, now, kf, kfa, dd)
   if prefix == ARGV[1] then emit('cancelled', id, 'error', reason) end
   if state == 'waiting-children' then
-    local kids = redis.call('HGETALL', prefix .. 'children:' .. id)
+    local kids = redis.call('HGETALL', jk)
     local why = 'parent ' .. queue_of(prefix) .. '/' .. id .. ' cancelled: ' .. reason
     for i = 1, #kids, 2 do
-      if kids[i + 1] == '' then
-        local q, cid = string.match(kids[i], '^([^\t]*)\t(.*)$')
+      if kids[i + 1] == '' and string.byte(kids[i]) == 9 then
+        local q, cid = string.match(kids[i], '^\t([^\t]*)\t(.*)$')
         if q then cancel(prefix_of(q), cid, why) end
       end
     end

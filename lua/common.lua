@@ -134,12 +134,11 @@ local function read_job(jk, names)
 end
 
 -- Deletes a job and everything stored under it. A job's keys are `job:<id>`,
--- `steps:<id>`, `logs:<id>`, `errors:<id>` and (a flow's parent) `children:<id>`:
--- distinct prefixes, so no job id can name another job's keys (with `job:<id>:steps`,
--- job "a:steps" would be job "a"'s steps).
+-- `steps:<id>`, `logs:<id>` and `errors:<id>`: distinct prefixes, so no job id can name
+-- another job's keys (with `job:<id>:steps`, job "a:steps" would be job "a"'s steps).
 local function delete_job(prefix, id)
   redis.call('DEL', prefix .. 'job:' .. id, prefix .. 'steps:' .. id, prefix .. 'logs:' .. id,
-    prefix .. 'errors:' .. id, prefix .. 'children:' .. id)
+    prefix .. 'errors:' .. id)
 end
 
 -- How many attempts' errors a job keeps in `errors:<id>` (newest first).
@@ -163,10 +162,9 @@ local function drop_members(set, prefix, ids)
   if #ids == 0 then return 0 end
   local keys = {}
   for i, id in ipairs(ids) do
-    local n = i * 5
-    keys[n - 4], keys[n - 3] = prefix .. 'job:' .. id, prefix .. 'steps:' .. id
-    keys[n - 2], keys[n - 1] = prefix .. 'logs:' .. id, prefix .. 'errors:' .. id
-    keys[n] = prefix .. 'children:' .. id
+    local n = i * 4
+    keys[n - 3], keys[n - 2] = prefix .. 'job:' .. id, prefix .. 'steps:' .. id
+    keys[n - 1], keys[n] = prefix .. 'logs:' .. id, prefix .. 'errors:' .. id
   end
   redis.call('DEL', unpack(keys))
   redis.call('ZREM', set, unpack(ids))
@@ -361,7 +359,6 @@ local function finish_job(prefix, set, jk, id, state, field, value, now, count, 
     local n = #doomed
     doomed[n + 1], doomed[n + 2] = jk, prefix .. 'steps:' .. id
     doomed[n + 3], doomed[n + 4] = prefix .. 'logs:' .. id, prefix .. 'errors:' .. id
-    doomed[n + 5] = prefix .. 'children:' .. id
     return false
   end
   finished_text = finished_text or tostring(now)
@@ -385,8 +382,8 @@ local function retain_finished(prefix, now)
     end
   end
   for _, p in pairs(retained) do trim(p[1], p[4], p[2], p[3], now) end
-  for i = 1, #doomed, 5000 do
-    redis.call('DEL', unpack(doomed, i, math.min(i + 4999, #doomed)))
+  for i = 1, #doomed, 4000 do
+    redis.call('DEL', unpack(doomed, i, math.min(i + 3999, #doomed)))
   end
 end
 
@@ -419,9 +416,10 @@ end
 
 -- Flows (src/queue/flow.rs). A parent waits in state 'waiting-children' (in its
 -- queue's ZSET `waiting-children`, by the time it was added) with 'deps' = its children
--- not yet done; `children:<id>` is a HASH of its children, "<queue>\t<id>" (no queue
--- name or job id holds a tab) -> '' while pending, 'r'..result once completed,
--- 'e'..error once failed or cancelled. A child's parent is the "|p" tail of its 'keep'
+-- not yet done, and one field per child in its own job hash, "\t<queue>\t<id>" (no
+-- queue name or job id holds a tab, and no other field starts with one) -> '' while
+-- pending, 'r'..result once completed, 'e'..error once failed or cancelled: in the job
+-- hash, so deleting any job costs no extra key. A child's parent is the "|p" tail of its 'keep'
 -- field (split_tail). Every job of a flow is in one Cluster slot (the Rust side checks
 -- before adding), so a script may reach the parent's and children's keys.
 
@@ -441,12 +439,11 @@ end
 -- hears of it in turn) or counts the child off and, at the last, becomes ready.
 child_finished = function(prefix, id, p, state, value, now)
   local pp = p.queue == '' and prefix or prefix_of(p.queue)
-  local ck = pp .. 'children:' .. p.id
-  local ref = queue_of(prefix) .. '\t' .. id
-  if redis.call('HGET', ck, ref) ~= '' then return end
-  local ok = state == 'completed'
-  redis.call('HSET', ck, ref, (ok and 'r' or 'e') .. value)
   local pjk = pp .. 'job:' .. p.id
+  local ref = '\t' .. queue_of(prefix) .. '\t' .. id
+  if redis.call('HGET', pjk, ref) ~= '' then return end
+  local ok = state == 'completed'
+  redis.call('HSET', pjk, ref, (ok and 'r' or 'e') .. value)
   local f = redis.call('HMGET', pjk, 'state', 'keep', 'pri')
   if f[1] ~= 'waiting-children' then return end
   if not ok and p.policy == 'f' then
@@ -466,10 +463,10 @@ end
 -- waits for it (the entry goes; the last one releases the parent).
 local function child_removed(prefix, id, p, now)
   local pp = p.queue == '' and prefix or prefix_of(p.queue)
-  local ref = queue_of(prefix) .. '\t' .. id
-  if redis.call('HGET', pp .. 'children:' .. p.id, ref) ~= '' then return end
-  redis.call('HDEL', pp .. 'children:' .. p.id, ref)
   local pjk = pp .. 'job:' .. p.id
+  local ref = '\t' .. queue_of(prefix) .. '\t' .. id
+  if redis.call('HGET', pjk, ref) ~= '' then return end
+  redis.call('HDEL', pjk, ref)
   local f = redis.call('HMGET', pjk, 'state', 'keep', 'pri')
   if f[1] == 'waiting-children' and redis.call('HINCRBY', pjk, 'deps', -1) <= 0 then
     release_parent(pp, p.id, pjk, f[2], f[3], now)

@@ -9,8 +9,8 @@
 --       keep_of and split_tail in common.lua), parent (1-based index of the job's parent
 --       in this call, 0 for the root), children (how many children it has)
 -- A job with children is written in state 'waiting-children' (ZSET `waiting-children`,
--- by the time it was added), with 'deps' = its children and `children:<id>` naming
--- each (pending); the others as add.lua writes a job (waiting, delayed, grouped, with a
+-- by the time it was added), with 'deps' = its children and a field naming each
+-- ("\t<queue>\t<id>" = '', pending; see common.lua on flows); the others as add.lua writes a job (waiting, delayed, grouped, with a
 -- priority), with a wake-up token for each queue that got a ready job.
 -- Everything is checked before the first write: if the root's id exists the flow was
 -- added before and nothing changes (an add sent again); another existing id refuses
@@ -71,7 +71,7 @@ for i = 0, n - 1 do
   end
   if parent > 0 then
     local pp = ids[parent]
-    redis.call('HSET', pp[1] .. 'children:' .. pp[2], queue_of(prefix) .. '\t' .. id, '')
+    redis.call('HSET', pp[1] .. 'job:' .. pp[2], '\t' .. queue_of(prefix) .. '\t' .. id, '')
   end
   if q.events then
     local e = { prefix .. 'events', 'MAXLEN', '~', q.events, '*', 'event', 'added', 'id', id,

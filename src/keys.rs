@@ -146,12 +146,6 @@ impl Keys {
     pub fn errors(&self, id: &str) -> String {
         self.key(&format!("errors:{id}"))
     }
-    /// HASH of a flow parent's children: `<queue>\t<id>` → `""` while pending, `r` +
-    /// result once completed, `e` + error once failed or cancelled (see
-    /// `src/queue/flow.rs`).
-    pub fn children(&self, id: &str) -> String {
-        self.key(&format!("children:{id}"))
-    }
     /// ZSET of the flow parents waiting for their children, by the time each was added.
     pub fn waiting_children(&self) -> String {
         self.key("waiting-children")

@@ -1,5 +1,5 @@
 //! What a flow leaves on its jobs: a child's parent (a tail of its `keep` field) and a
-//! parent's children (the `children:<id>` hash), read back by [`crate::Queue::job`],
+//! parent's children (fields `\t<queue>\t<id>` of its job hash), read back by [`crate::Queue::job`],
 //! the CLI, the dashboard and [`crate::JobContext::children`]. The formats are the ones
 //! `lua/common.lua` documents (`split_tail`, `child_finished`).
 
@@ -120,16 +120,17 @@ impl Child {
     }
 }
 
-/// A parent's children from its stored hash (`<queue>\t<id>` → `""` | `r`+result |
-/// `e`+error), sorted by queue and id; `open` unseals results and errors.
-pub(crate) fn parse_children(
-    stored: impl IntoIterator<Item = (String, Vec<u8>)>,
+/// A parent's children from the fields of its job hash (`\t<queue>\t<id>` → `""` |
+/// `r`+result | `e`+error; other fields are skipped), sorted by queue and id; `open`
+/// unseals results and errors.
+pub(crate) fn parse_children<'a>(
+    fields: impl IntoIterator<Item = (&'a String, &'a Vec<u8>)>,
     open: impl Fn(&[u8]) -> Vec<u8>,
 ) -> Vec<Child> {
-    let mut out: Vec<Child> = stored
+    let mut out: Vec<Child> = fields
         .into_iter()
         .filter_map(|(k, v)| {
-            let (queue, id) = k.split_once('\t')?;
+            let (queue, id) = k.strip_prefix('\t')?.split_once('\t')?;
             let outcome = match v.split_first() {
                 None => ChildOutcome::Pending,
                 Some((b'r', rest)) => ChildOutcome::Completed(open(rest)),
@@ -246,15 +247,15 @@ mod tests {
 
     #[test]
     fn children_read_back_sorted() {
-        let c = parse_children(
-            vec![
-                ("q\tb".to_string(), b"efailed".to_vec()),
-                ("q\ta".to_string(), vec![b'r', 0xc3]),
-                ("p\tz".to_string(), vec![]),
-                ("junk".to_string(), vec![]),
-            ],
-            |b| b.to_vec(),
-        );
+        let fields: std::collections::BTreeMap<String, Vec<u8>> = [
+            ("\tq\tb".to_string(), b"efailed".to_vec()),
+            ("\tq\ta".to_string(), vec![b'r', 0xc3]),
+            ("\tp\tz".to_string(), vec![]),
+            ("state".to_string(), b"active".to_vec()),
+            ("q\tz".to_string(), vec![]),
+        ]
+        .into();
+        let c = parse_children(&fields, |b| b.to_vec());
         assert_eq!(c.len(), 3);
         assert_eq!(c[0].job, r("p", "z"));
         assert_eq!(c[0].outcome, ChildOutcome::Pending);

@@ -5,7 +5,7 @@
 //! `waiting-children`; each child's `keep` field names its parent (a tail the finishing
 //! scripts read anyway), and every way a child finishes for good (`finish_job` in
 //! `lua/common.lua`: completed, failed, cancelled, failed as stalled) records its outcome
-//! in the parent's `children:<id>` hash and counts it off; the last one makes the parent
+//! in a field of the parent's job hash and counts it off; the last one makes the parent
 //! ready. A child failing under [`ChildFailure::FailParent`] fails the parent at once.
 //! Cancelling a parent cancels its unfinished children, and theirs.
 //!

@@ -19,15 +19,14 @@ use super::grouped::{grouped_ids, grouped_waiting};
 /// Listings starting (or counting) beyond this return nothing rather than overflow.
 const MAX_LIST_START: usize = 1 << 40;
 
-/// A job hash, its steps, its log lines, its due time, its error history and (a flow's
-/// parent) its children, as one pipeline reads them.
+/// A job hash, its steps, its log lines, its due time and its error history, as one
+/// pipeline reads them.
 type JobParts = (
     BTreeMap<String, Vec<u8>>,
     BTreeMap<String, Vec<u8>>,
     Vec<String>,
     Option<f64>,
     Vec<Vec<u8>>,
-    Vec<(String, Vec<u8>)>,
 );
 
 /// The seven state sets' sizes (wait, prioritized, delayed, active, completed, failed,
@@ -229,13 +228,12 @@ impl Queue {
         self.bounded(async {
             let k = &self.keys;
             let mut c = self.conn().await?;
-            let (h, steps, logs, due, errors, children): JobParts = redis::pipe()
+            let (h, steps, logs, due, errors): JobParts = redis::pipe()
                 .hgetall(k.job(id))
                 .hgetall(k.steps(id))
                 .lrange(k.logs(id), 0, -1)
                 .zscore(k.delayed(), id)
                 .lrange(k.errors(id), 0, -1)
-                .hgetall(k.children(id))
                 .query_async(&mut c)
                 .await?;
             if h.is_empty() {
@@ -282,7 +280,7 @@ impl Queue {
                 group: tails.group,
                 dedup: tails.dedup,
                 parent: tails.parent.map(|(p, _)| p),
-                children: parse_children(children, open)
+                children: parse_children(&h, open)
                     .into_iter()
                     .map(ChildInfo::from)
                     .collect(),

@@ -181,14 +181,14 @@ impl JobContext {
     /// so each is completed (read it with [`Child::result`](crate::Child::result)) or,
     /// under [`ChildFailure::Ignore`](crate::ChildFailure::Ignore), failed.
     pub async fn children(&self) -> Result<Vec<crate::job::Child>> {
-        let key = self.inner.keys.children(&self.inner.id);
-        let raw: Vec<(String, Vec<u8>)> = self
+        let key = self.inner.keys.job(&self.inner.id);
+        let raw: std::collections::BTreeMap<String, Vec<u8>> = self
             .inner
             .conn
             .run(async |c| Ok(c.hgetall(key).await?))
             .await?;
         let keyring = self.inner.keyring.as_deref();
-        Ok(crate::job::parse_children(raw, |b| {
+        Ok(crate::job::parse_children(&raw, |b| {
             crate::crypto::open(keyring, b)
                 .map(|p| p.into_owned())
                 .unwrap_or_else(|e| e.placeholder().into_bytes())
