@@ -57,6 +57,8 @@ fn form_page(
     status: StatusCode,
 ) -> Response {
     let post_to = format!("/ui/queues/{}/add", enc(queue));
+    // Placeholders show what an empty field leaves.
+    let defaults = JobOptions::default();
     let body = html! {
         h1 { "Add a job to " a.mono href={ "/ui/queues/" (enc(queue)) } { (queue) } }
         (fields::error(why))
@@ -64,15 +66,15 @@ fn form_page(
             (csrf_field(v))
             (fields::text(f, "name", "Name", "send-email", "what kind of work: workers pick their handler by it"))
             (fields::json_area(f, "data", "Payload", "{\"to\": \"ada@example.com\"}"))
-            (fields::text(f, "delay", "Delay", "30s", "run no earlier than this from now"))
+            (fields::text(f, "delay", "Delay", "none", "run no earlier than this from now (30s, 5m)"))
             (fields::text(f, "priority", "Priority", "none", "1 is the highest, larger numbers lower"))
-            (fields::text(f, "attempts", "Attempts", "3", "in all (1 = no retry)"))
+            (fields::text(f, "attempts", "Attempts", &defaults.attempts.to_string(), "in all (1 = no retry)"))
             (fields::text(f, "group", "Group", "", "jobs of one group share the group's limits"))
             (fields::text(f, "job_id", "Job id", "generated", "your own id: adding an existing one changes nothing"))
             (fields::text(f, "dedup", "Dedup key", "", "while a job added with it stands, adds with it add nothing"))
             (fields::text(f, "dedup_ttl", "… for", "", "ttl mode: ignore adds with the key this long (1h)"))
             (fields::text(f, "debounce", "… or debounce", "", "run this long after the last add with the key, with its payload (5s)"))
-            (fields::text(f, "backoff", "Backoff", "exponential:1s", "between attempts: fixed:5s or exponential:1s[:10m]"))
+            (fields::text(f, "backoff", "Backoff", "exponential:1s:10m", "between attempts: fixed:5s or exponential:1s[:10m]"))
             (fields::text(f, "timeout", "Timeout", "none", "limit on one attempt's run time (30s)"))
             div.bar.span {
                 button.primary #add type="submit" { "Add job" }

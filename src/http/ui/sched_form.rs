@@ -147,7 +147,7 @@ fn form_page(
             (fields::text(f, "name", "Job name", "the id", "each job's name"))
             (fields::json_area(f, "data", "Payload", "{\"report\": \"daily\"}"))
             (fields::text(f, "priority", "Priority", "none", "each job's: 1 is the highest"))
-            (fields::text(f, "attempts", "Attempts", "1", "each job's, in all"))
+            (fields::text(f, "attempts", "Attempts", &crate::job::JobOptions::default().attempts.to_string(), "each job's, in all"))
             (fields::text(f, "limit", "Limit", "none", "at most this many jobs in all"))
             (fields::text(f, "start", "Start", "", "no tick before (2026-12-01T08:00:00Z)"))
             (fields::text(f, "end", "End", "", "no tick after"))
