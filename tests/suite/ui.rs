@@ -7,6 +7,8 @@
 
 mod big_queue;
 mod browser;
+mod events_stall;
+mod forms;
 mod more;
 mod security;
 pub(crate) mod server;

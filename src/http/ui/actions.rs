@@ -1,7 +1,7 @@
 //! The dashboard's actions (`POST .../actions`), each through the library: retry,
 //! cancel, remove, run now (promote) on one job, on ticked jobs or on every job of a
-//! state; pause, resume and clean a queue; set its limits (`limits`); remove a job
-//! scheduler.
+//! state; pause, resume and clean a queue; set its limits (`limits`); turn its events
+//! stream on or off (`events`); remove a job scheduler.
 //!
 //! Every action but pause/resume answers first with a confirmation page that repeats
 //! the form with `confirmed=1`. "Every job of a state" runs in a task of the server in
@@ -234,6 +234,14 @@ pub(super) async fn queue_action(
         }
         Some("limits") => {
             return match super::limits::apply(&q, |k| form.get(k).map(String::from)).await {
+                Ok(said) => redirect_with_flash(&back, &said),
+                Err(e @ Error::Invalid(_)) => bad(&e.to_string()),
+                Err(e) => layout::fail(e),
+            };
+        }
+        Some(a @ ("events_on" | "events_off")) => {
+            let on = a == "events_on";
+            return match super::events::apply(&q, on, form.get("max_len")).await {
                 Ok(said) => redirect_with_flash(&back, &said),
                 Err(e @ Error::Invalid(_)) => bad(&e.to_string()),
                 Err(e) => layout::fail(e),

@@ -65,6 +65,9 @@ fn body(v: &Viewer, j: &JobInfo, token: Option<u64>, now: u64) -> Markup {
             }
             // Parent job: flows (jobs made by other jobs) are not built yet. When they
             // are, the parent's link goes here; nothing is shown until then.
+            @if let Some(t) = &j.traceparent {
+                dt { "Trace" } dd.mono #job-traceparent title="W3C traceparent: the trace the producer sent" { (t) }
+            }
             dt { "Worker" } dd.mono { (j.worker.as_deref().unwrap_or("—")) }
             dt { "Fencing token" } dd.mono { @match token { Some(t) => (t), None => "—" } }
             dt { "Created" } dd { (when(j.created_ms, now)) }

@@ -11,8 +11,11 @@
 //!   from the page's offset, and says so.
 //! - **Actions** go through the library ([`crate::Queue`]): retry, cancel, remove, run
 //!   a delayed job now, on one job, on ticked jobs or on every job of a state (in
-//!   batches run by the server, with a progress page), pause/resume and clean. Each (except
-//!   pause/resume) first shows a confirmation page.
+//!   batches run by the server, with a progress page), pause/resume and clean. Each
+//!   that destroys first shows a confirmation page. Limits, the events stream and
+//!   removing a scheduler are set from the queue page; adding a job (`add_job`) and
+//!   creating or editing a job scheduler (`sched_form`) have form pages of their own,
+//!   read with the same parsers as the CLI and the API.
 //! - **Safety** (`session`): the API's tokens; a login form sets an HttpOnly,
 //!   SameSite=Strict session cookie (the API keeps its bearer header); every POST
 //!   carries a CSRF token bound to the session; a strict Content-Security-Policy (no
@@ -22,8 +25,11 @@
 //!   server-rendered HTML) every few seconds, without reloading the page.
 
 mod actions;
+mod add_job;
 mod assets;
 mod bulk;
+mod events;
+mod fields;
 mod job_page;
 mod layout;
 mod limits;
@@ -31,6 +37,7 @@ mod login;
 mod names;
 mod overview;
 mod queue_page;
+mod sched_form;
 mod schedulers;
 mod session;
 
@@ -107,6 +114,14 @@ pub(crate) fn router(state: UiState) -> Router {
         .route("/", get(overview::page))
         .route("/ui/queues/{queue}", get(queue_page::page))
         .route("/ui/queues/{queue}/actions", post(actions::queue_action))
+        .route(
+            "/ui/queues/{queue}/add",
+            get(add_job::page).post(add_job::add),
+        )
+        .route(
+            "/ui/queues/{queue}/scheduler",
+            get(sched_form::page).post(sched_form::save),
+        )
         .route("/ui/queues/{queue}/bulk/{run}", get(bulk::progress_page))
         .route("/ui/queues/{queue}/jobs/{id}", get(job_page::page))
         .route(

@@ -109,6 +109,7 @@ fn body(
     name: Option<&str>,
     list: &Listing,
     scheds: &[crate::schedule::SchedulerInfo],
+    events: &[crate::queue::Event],
     now: u64,
 ) -> Markup {
     let total = counts.get(state);
@@ -136,6 +137,9 @@ fn body(
                         button type="submit" name="action" value="pause" { "Pause queue" }
                     }
                 }
+            }
+            @if v.can_act {
+                a.button #add-job-link href={ "/ui/queues/" (enc(queue)) "/add" } { "Add a job" }
             }
             form.inline method="get" action={ "/ui/queues/" (enc(queue)) } role="search" {
                 input type="text" name="find" placeholder="job id" aria-label="Find a job by id";
@@ -258,6 +262,7 @@ fn body(
             }
         }
         (super::schedulers::section(queue, scheds, now, v.can_act.then_some(v)))
+        (super::events::section(queue, counts.events, events, v, &here, now))
     }
 }
 
@@ -315,8 +320,16 @@ pub(super) async fn page(
         Ok(x) => x,
         Err(e) => return layout::fail(e),
     };
+    // Only while the stream is on: off, the page reads nothing of it.
+    let events = match counts.events {
+        Some(_) => match super::events::recent(&s.conn, &handle).await {
+            Ok(e) => e,
+            Err(e) => return layout::fail(e),
+        },
+        None => Vec::new(),
+    };
     let b = body(
-        &v, &queue, &counts, state, offset, size, name, &list, &scheds, now,
+        &v, &queue, &counts, state, offset, size, name, &list, &scheds, &events, now,
     );
     if q.part.as_deref() == Some("live") {
         return layout::part(b);

@@ -31,9 +31,9 @@ fn rule(s: &SchedulerInfo) -> String {
     }
 }
 
-/// The queue page's schedulers section (nothing when the queue has none).
-/// The queue's schedulers; with `v` (a viewer who may act) each row has a remove button
-/// (the action asks to confirm first).
+/// The queue page's schedulers section. With `v` (a viewer who may act) it offers a new
+/// scheduler, and each row an edit link and a remove button (the action asks to
+/// confirm first); a reader sees nothing when the queue has none.
 pub(super) fn section(
     queue: &str,
     list: &[SchedulerInfo],
@@ -42,8 +42,13 @@ pub(super) fn section(
 ) -> Markup {
     let action_url = format!("/ui/queues/{}/actions", enc(queue));
     html! {
-        @if !list.is_empty() {
+        @if !list.is_empty() || v.is_some() {
             h2 #schedulers { "Job schedulers" }
+        }
+        @if v.is_some() {
+            p { a.button #new-scheduler href={ "/ui/queues/" (enc(queue)) "/scheduler" } { "New job scheduler" } }
+        }
+        @if !list.is_empty() {
             table #scheduler-list {
                 thead { tr {
                     th { "Id" } th { "Rule" } th { "Job name" } th { "Next run" } th { "Last run" } th.num { "Runs" } @if v.is_some() { th { "" } }
@@ -61,7 +66,8 @@ pub(super) fn section(
                             } }
                             td.num { (s.runs) @if let Some(l) = s.limit { " of " (l) } }
                             @if let Some(v) = v {
-                                td { form.inline method="post" action=(action_url) {
+                                td { a.button.edit href={ "/ui/queues/" (enc(queue)) "/scheduler?id=" (enc(&s.id)) } { "Edit" } " "
+                                    form.inline method="post" action=(action_url) {
                                     (super::layout::csrf_field(v))
                                     input type="hidden" name="scheduler" value=(s.id);
                                     button type="submit" name="action" value="remove_scheduler" { "Remove" }

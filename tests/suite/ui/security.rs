@@ -1,4 +1,5 @@
-//! Read-only mode, read-only tokens, CSRF, the login cookie and the security headers.
+//! Read-only mode, read-only tokens, CSRF, the login cookie and the security headers;
+//! the form pages and the events actions gated like every action.
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -233,4 +234,120 @@ async fn csrf_login_and_headers() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+}
+
+/// The new forms and actions are gated like every other: a reader gets no link and a
+/// 403 for the form and its post; a post without the CSRF token is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_forms_refuse_readers_and_forged_posts() {
+    let redis = RedisServer::start();
+    let q = Queue::connect(redis.url(), "gated").unwrap();
+    q.add("x", &json!({}), JobOptions::default()).await.unwrap();
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let s = Serve::start(
+        &redis.url(),
+        &[("BATON_API_TOKEN", ADMIN), ("BATON_API_READ_TOKEN", READER)],
+        &[],
+    )
+    .await;
+    let session = |token: &'static str| {
+        let (http, s) = (&http, &s);
+        async move {
+            let r = http
+                .post(s.url("/ui/login"))
+                .form(&[("token", token), ("next", "/")])
+                .send()
+                .await
+                .unwrap();
+            let set = r.headers()["set-cookie"].to_str().unwrap();
+            let cookie = set.split(';').next().unwrap().to_string();
+            let page = http
+                .get(s.url("/ui/queues/gated"))
+                .header("cookie", &cookie)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            let csrf = page
+                .split("name=\"csrf\" value=\"")
+                .nth(1)
+                .unwrap()
+                .split('"')
+                .next()
+                .unwrap()
+                .to_string();
+            (cookie, csrf, page)
+        }
+    };
+    let (cookie, csrf, page) = session(READER).await;
+    for absent in ["add-job-link", "new-scheduler", "events-form"] {
+        assert!(!page.contains(absent), "a reader sees no {absent}");
+    }
+    for path in ["/ui/queues/gated/add", "/ui/queues/gated/scheduler"] {
+        let r = http
+            .get(s.url(path))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "GET {path}");
+    }
+    let posts: [(&str, Vec<(&str, &str)>); 3] = [
+        ("/ui/queues/gated/add", vec![("name", "x"), ("data", "{}")]),
+        (
+            "/ui/queues/gated/scheduler",
+            vec![("id", "s"), ("every", "1m")],
+        ),
+        (
+            "/ui/queues/gated/actions",
+            vec![("action", "events_on"), ("max_len", "100")],
+        ),
+    ];
+    let send = |path: &'static str,
+                form: Vec<(&'static str, &'static str)>,
+                cookie: String,
+                csrf: Option<String>| {
+        let http = &http;
+        let url = s.url(path);
+        async move {
+            let mut form: Vec<(&str, String)> =
+                form.into_iter().map(|(k, v)| (k, v.to_string())).collect();
+            if let Some(c) = csrf {
+                form.push(("csrf", c));
+            }
+            http.post(url)
+                .header("cookie", cookie)
+                .form(&form)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    for (path, form) in &posts {
+        let st = send(path, form.clone(), cookie.clone(), Some(csrf.clone())).await;
+        assert_eq!(st, StatusCode::FORBIDDEN, "a reader's POST {path}");
+    }
+    // An admin without the CSRF token: refused too; with it, the same posts work.
+    let (cookie, csrf, page) = session(ADMIN).await;
+    assert!(page.contains("add-job-link") && page.contains("events-form"));
+    for (path, form) in &posts {
+        let st = send(path, form.clone(), cookie.clone(), None).await;
+        assert_eq!(st, StatusCode::FORBIDDEN, "no CSRF token: POST {path}");
+    }
+    let c = q.counts().await.unwrap();
+    assert_eq!((c.waiting, c.events), (1, None), "nothing done");
+    assert!(q.schedulers().await.unwrap().is_empty());
+    for (path, form) in &posts {
+        let st = send(path, form.clone(), cookie.clone(), Some(csrf.clone())).await;
+        assert_eq!(st, StatusCode::SEE_OTHER, "admin POST {path}");
+    }
+    let c = q.counts().await.unwrap();
+    assert_eq!((c.waiting, c.events), (2, Some(100)));
+    assert_eq!(q.schedulers().await.unwrap().len(), 1);
 }
