@@ -8,6 +8,7 @@
 mod big_queue;
 mod browser;
 mod events_stall;
+mod flows;
 mod forms;
 mod more;
 mod security;

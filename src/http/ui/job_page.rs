@@ -33,6 +33,11 @@ async fn fencing_token(s: &UiState, queue: &str, id: &str) -> crate::Result<Opti
     }
 }
 
+/// The page of job `id` of `queue`.
+fn job_href(queue: &str, id: &str) -> String {
+    format!("/ui/queues/{}/jobs/{}", enc(queue), enc(id))
+}
+
 const HIDDEN: &str = "hidden from read-only viewers (--hide-payloads-from-readers)";
 
 fn body(v: &Viewer, j: &JobInfo, token: Option<u64>, now: u64) -> Markup {
@@ -57,14 +62,21 @@ fn body(v: &Viewer, j: &JobInfo, token: Option<u64>, now: u64) -> Markup {
             dt { "Queue" } dd { a href={ "/ui/queues/" (enc(q)) "?state=" (state) } { (q) } }
             dt { "Name" } dd #job-name { (j.name) }
             dt { "Attempt" } dd #job-attempt { (j.attempt) " of " (j.attempts) }
-            @if j.stalled > 0 { dt { "Stalled" } dd { (j.stalled) " times (lease expired, recovered)" } }
+            @if j.stalled > 0 {
+                dt { "Stalled" }
+                dd { (j.stalled) " times (lease expired" @if j.state != crate::JobState::Failed { ", recovered" } ")" }
+            }
             dt { "Priority" } dd { @if j.priority == 0 { "none" } @else { (j.priority) } }
             @if let Some((sid, tick)) = super::schedulers::of_job(&j.id) {
                 dt { "Scheduler" }
                 dd #job-scheduler { a.mono href=(super::schedulers::link(q, sid)) { (sid) } " · tick " (when(tick, now)) }
             }
-            // Parent job: flows (jobs made by other jobs) are not built yet. When they
-            // are, the parent's link goes here; nothing is shown until then.
+            @if let Some(p) = &j.parent {
+                dt { "Parent" }
+                dd #job-parent { a.mono href=(job_href(&p.queue, &p.id)) { (p.queue) "/" (p.id) } }
+            }
+            @if let Some(g) = &j.group { dt { "Group" } dd.mono #job-group { (g) } }
+            @if let Some(d) = &j.dedup { dt { "Dedup key" } dd.mono #job-dedup { (d) } }
             @if let Some(t) = &j.traceparent {
                 dt { "Trace" } dd.mono #job-traceparent title="W3C traceparent: the trace the producer sent" { (t) }
             }
@@ -96,6 +108,29 @@ fn body(v: &Viewer, j: &JobInfo, token: Option<u64>, now: u64) -> Markup {
                     }
                 }
                 p.muted.small { "Newest first; the last 25 attempts are kept." }
+            }
+        }
+        @if !j.children.is_empty() {
+            h2 { "Children" }
+            table #job-children {
+                thead { tr { th { "Job" } th { "State" } th { "Result or error" } } }
+                tbody {
+                    @for c in &j.children {
+                        tr data-child=(c.id) data-state=(c.state) {
+                            td { a.mono href=(job_href(&c.queue, &c.id)) { (c.queue) "/" (c.id) } }
+                            td { span.badge.{ "state-" (c.state) } { (c.state) } }
+                            td.mono {
+                                @if v.hide_payloads && c.state != "pending" { span.muted { "hidden" } }
+                                @else if let Some(r) = &c.result { (r.to_string()) }
+                                @else if let Some(e) = &c.error { (e) }
+                            }
+                        }
+                    }
+                }
+            }
+            p.muted.small {
+                @if j.state == crate::JobState::WaitingChildren { "The job starts once every child is done." }
+                @else { "Outcomes as each child ended." }
             }
         }
         h2 { "Payload" }
