@@ -6,7 +6,7 @@ scripts of each `--lua DIR` as bench/script_profile.py does (claim a batch, fini
 and reads the instruction count of each phase (callgrind_control --zero / --dump).
 
 Usage: bench/script_instructions.py [--jobs 2000] [--batch 50] [--keep none]
-       [--groups N] [--lua DIR ...] [--dedup s|t]      (needs valgrind and `pip install redis`)
+       [--groups N] [--flow N] [--lua DIR ...] [--dedup s|t]      (needs valgrind and `pip install redis`)
 """
 import argparse, glob, os, re, shutil, socket, subprocess, sys, tempfile, time
 
@@ -20,6 +20,7 @@ ap.add_argument('--keep', default='none')
 ap.add_argument('--lua', action='append', default=[])
 ap.add_argument('--dedup', choices=['s', 't'], help='every job with a dedup key of its own: s simple, t ttl')
 ap.add_argument('--groups', type=int, default=0, help='spread the jobs over this many groups (job option group)')
+ap.add_argument('--flow', type=int, default=0, help='add the jobs as flows of one parent and this many children (jobs: a multiple of flow + 1)')
 ap.add_argument('--annotate', type=int, default=0, help='print the N functions with the most instructions per phase')
 a = ap.parse_args()
 if not a.lua:
@@ -66,6 +67,7 @@ try:
         p = Profile(r, lua, a.jobs, a.batch, a.keep, dedup=a.dedup)
         p.quiet = True
         p.groups = a.groups
+        p.flow = a.flow
         r.flushall()
         add = counted(lambda: p.add({}))
         proc = counted(lambda: p.process({}, {}))
@@ -78,7 +80,7 @@ try:
         fin = counted(lambda: p.finish_all(leases))
         print(f'{lua}: add {add / a.jobs:,.0f} instructions/job; claim + finish {proc / a.jobs:,.0f} '
               f'(apart: claim {claim / a.jobs:,.0f}, finish {fin / a.jobs:,.0f}) '
-              f'(batch {a.batch}, keep {a.keep}, dedup {a.dedup or "off"}, {a.jobs} jobs, groups {a.groups})')
+              f'(batch {a.batch}, keep {a.keep}, dedup {a.dedup or "off"}, {a.jobs} jobs, groups {a.groups}, flow {a.flow})')
 finally:
     vg.terminate()
     vg.wait()

@@ -54,6 +54,7 @@ class Profile:
         self.keep, self.strict = keep_arg(keep), strict
         self.quiet = False  # no INFO commandstats calls (for INFO cpu alone)
         self.groups = 0  # > 0: jobs spread round-robin over this many groups (g0, g1, ...)
+        self.flow = 0  # > 0: jobs added as flows (flow.lua) of one parent and this many children
         self.fresh = 'groups of 8' in open(os.path.join(lua, 'add.lua')).read()
         self.opts = OPTS if os.environ.get('OPTS') != 'named' else OPTS_NAMED
         # Scripts with the events stream take its key last (KEYS of add, claim, finish).
@@ -82,7 +83,26 @@ class Profile:
                 t[0] += c - c0
                 t[1] += u - u0
 
+    def add_flows(self, into):
+        """Adds the jobs as flows: one parent (the first of each group) waiting for
+        `self.flow` children, all on this queue."""
+        sha = self.load('flow.lua')
+        per = self.flow + 1
+        assert self.jobs % per == 0, 'jobs must be a multiple of flow + 1'
+        for b in range(0, self.jobs, per):
+            pid, args = f'j{b}', [per]
+            for i in range(b, b + per):
+                child = i > b
+                keep = self.keep + (f'|pf0:{len(pid)}:{pid}' if child else '')
+                args += [P, f'j{i}', 'n', b'\x81\xa1i' + i.to_bytes(4, 'big'), self.opts, 0, 0,
+                         keep, 1 if child else 0, 0 if child else self.flow]
+            x = self.stats()
+            self.r.evalsha(sha, 1, K('meta'), *args)
+            self.acc(into, x, self.stats())
+
     def add(self, into):
+        if self.flow:
+            return self.add_flows(into)
         sha = self.load('add.lua')
         if os.environ.get('EVENTS'):
             self.r.hset(K('meta'), 'events', os.environ['EVENTS'])

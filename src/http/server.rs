@@ -44,7 +44,8 @@ pub struct Limits {
     /// both). Default 10 s: ample for any real client, Prometheus reconnects for free.
     pub header_read_timeout: Duration,
     /// Longest a request may take from its headers to its response, the body upload
-    /// included; then the answer is 408. Default 30 s (Redis calls give up after 2 s).
+    /// included; then the answer is 408. Default 35 s: a `?wait=` of up to 30 s plus
+    /// the read after it (Redis calls give up after 2 s).
     pub request_timeout: Duration,
     /// Connections open at once; a new one beyond this is closed at once. Also kept
     /// below the process's descriptor limit (less a reserve for Redis connections and
@@ -59,7 +60,7 @@ impl Default for Limits {
     fn default() -> Limits {
         Limits {
             header_read_timeout: Duration::from_secs(10),
-            request_timeout: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(35),
             max_connections: 4096,
             max_connection_age: Duration::from_secs(600),
         }

@@ -208,8 +208,8 @@ pub(super) async fn add_job(
 }
 
 /// The longest `?wait=` of `GET /v1/queues/{queue}/jobs/{id}`: below the server's
-/// 30 s request timeout.
-pub const MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(25);
+/// 35 s request timeout, with room for the job's read after the wait.
+pub const MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The query of `GET /v1/queues/{queue}/jobs/{id}`.
 #[derive(Debug, Deserialize)]
@@ -233,7 +233,7 @@ pub(super) async fn get_job(
             .map_err(|e| ApiError::bad(format!("wait '{w}' is not a duration (e.g. 20s): {e}")))?;
         if wait > MAX_WAIT {
             return Err(ApiError::bad(format!(
-                "wait is at most {}s (the server answers every request within 30s), got {w}",
+                "wait is at most {}s (the server answers every request within 35s), got {w}",
                 MAX_WAIT.as_secs()
             )));
         }

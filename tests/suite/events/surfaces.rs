@@ -149,7 +149,7 @@ async fn http_sse_resumes_and_get_job_waits() {
     let (status, job) = api
         .call(
             reqwest::Method::GET,
-            &format!("/v1/queues/web/jobs/{id}?wait=20s"),
+            &format!("/v1/queues/web/jobs/{id}?wait=30s"),
             None,
         )
         .await;
