@@ -95,7 +95,7 @@ class Profile:
                 child = i > b
                 keep = self.keep + (f'|pf0:{len(pid)}:{pid}' if child else '')
                 args += [P, f'j{i}', 'n', b'\x81\xa1i' + i.to_bytes(4, 'big'), self.opts, 0, 0,
-                         keep, 1 if child else 0, 0 if child else self.flow]
+                         keep, 1 if child else 0, 0 if child else self.flow, '1']
             x = self.stats()
             self.r.evalsha(sha, 1, K('meta'), *args)
             self.acc(into, x, self.stats())

@@ -423,39 +423,46 @@ end
 -- field (split_tail). Every job of a flow is in one Cluster slot (the Rust side checks
 -- before adding), so a script may reach the parent's and children's keys.
 
--- All children of a parent are done: it becomes ready (its delay is not used).
-local function release_parent(pp, pid, pjk, keep, pri, now)
+-- All children of a parent are done: it becomes ready (its delay is not used). `...`:
+-- more fields of the parent to write in the same HSET (one write command, one AOF entry).
+local function release_parent(pp, pid, pjk, keep, pri, now, ...)
   redis.call('ZREM', pp .. 'waiting-children', pid)
-  redis.call('HSET', pjk, 'state', 'waiting', 'ready', now)
+  redis.call('HSET', pjk, 'state', 'waiting', 'ready', now, ...)
   push_job(pp, pp .. 'wait', pp .. 'prioritized', pp .. 'meta', pid, tonumber(pri) or 0, false,
     group_of(keep))
   wake(pp .. 'wake')
 end
 
 -- Child `id` of queue `prefix` finished for good as `state` with `value` (its result, or
--- its error): recorded in its parent's children hash, once (a child not pending there
--- was recorded before, or its parent is gone). A parent still waiting either fails (a
+-- its error): recorded in its parent's job hash, once (a child not pending there was
+-- recorded before, or its parent is gone). A parent still waiting either fails (a
 -- child failed or was cancelled under policy 'f': through finish_job, so its own parent
--- hears of it in turn) or counts the child off and, at the last, becomes ready.
+-- hears of it in turn) or counts the child off and, at the last, becomes ready. One
+-- HMGET and one HSET of the parent per child (the outcome and the count together).
 child_finished = function(prefix, id, p, state, value, now)
   local pp = p.queue == '' and prefix or prefix_of(p.queue)
   local pjk = pp .. 'job:' .. p.id
   local ref = '\t' .. queue_of(prefix) .. '\t' .. id
-  if redis.call('HGET', pjk, ref) ~= '' then return end
+  local f = redis.call('HMGET', pjk, ref, 'state', 'deps', 'keep', 'pri')
+  if f[1] ~= '' then return end
   local ok = state == 'completed'
-  redis.call('HSET', pjk, ref, (ok and 'r' or 'e') .. value)
-  local f = redis.call('HMGET', pjk, 'state', 'keep', 'pri')
-  if f[1] ~= 'waiting-children' then return end
-  if not ok and p.policy == 'f' then
+  local out = (ok and 'r' or 'e') .. value
+  if f[2] ~= 'waiting-children' then
+    redis.call('HSET', pjk, ref, out)
+  elseif not ok and p.policy == 'f' then
+    redis.call('HSET', pjk, ref, out)
     redis.call('ZREM', pp .. 'waiting-children', p.id)
-    local _, _, kf, kfa, dd = keep_of(f[2])
+    local _, _, kf, kfa, dd = keep_of(f[4])
     local why = 'child ' .. queue_of(prefix) .. '/' .. id .. ' ' .. state .. ': ' .. value
     finish_job(pp, pp .. 'failed', pjk, p.id, 'failed', 'error', why, now, kf, kfa, dd)
     if pp == prefix then emit('failed', p.id, 'error', why) end
-    return
-  end
-  if redis.call('HINCRBY', pjk, 'deps', -1) <= 0 then
-    release_parent(pp, p.id, pjk, f[2], f[3], now)
+  else
+    local left = (tonumber(f[3]) or 1) - 1
+    if left > 0 then
+      redis.call('HSET', pjk, ref, out, 'deps', left)
+    else
+      release_parent(pp, p.id, pjk, f[4], f[5], now, ref, out, 'deps', 0)
+    end
   end
 end
 
@@ -465,10 +472,14 @@ local function child_removed(prefix, id, p, now)
   local pp = p.queue == '' and prefix or prefix_of(p.queue)
   local pjk = pp .. 'job:' .. p.id
   local ref = '\t' .. queue_of(prefix) .. '\t' .. id
-  if redis.call('HGET', pjk, ref) ~= '' then return end
+  local f = redis.call('HMGET', pjk, ref, 'state', 'deps', 'keep', 'pri')
+  if f[1] ~= '' then return end
   redis.call('HDEL', pjk, ref)
-  local f = redis.call('HMGET', pjk, 'state', 'keep', 'pri')
-  if f[1] == 'waiting-children' and redis.call('HINCRBY', pjk, 'deps', -1) <= 0 then
-    release_parent(pp, p.id, pjk, f[2], f[3], now)
+  if f[2] ~= 'waiting-children' then return end
+  local left = (tonumber(f[3]) or 1) - 1
+  if left > 0 then
+    redis.call('HSET', pjk, 'deps', left)
+  else
+    release_parent(pp, p.id, pjk, f[4], f[5], now, 'deps', 0)
   end
 end

@@ -48,7 +48,8 @@ pub(crate) async fn add_flow<C: ConnectionLike + Send>(
             .arg(j.priority)
             .arg(&n.keep)
             .arg(n.parent)
-            .arg(n.children);
+            .arg(n.children)
+            .arg(if j.fresh { "1" } else { "0" });
     }
     let out: Vec<Value> = inv.invoke_async(c).await?;
     match out.as_slice() {
