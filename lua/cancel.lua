@@ -17,6 +17,7 @@ local f = redis.call('HMGET', jk, 'state', 'keep')
 local state = f[1]
 if not state then return { -1, '' } end
 if state == 'completed' or state == 'failed' or state == 'cancelled' then return { -2, state } end
+if state == 'waiting' and is_leased(prefix, id) then state = 'active' end
 if state == 'active' then
   redis.call('HSET', jk, 'cancel', '1', 'cancel_reason', ARGV[4])
   redis.call(ARGV[5] == 'SPUBLISH' and 'SPUBLISH' or 'PUBLISH', ARGV[3], id)

@@ -106,11 +106,16 @@ impl Queue {
             for id in ids {
                 p.cmd("HMGET").arg(self.keys.job(id)).arg(&FIELDS[..]);
             }
-            let rows: Vec<Vec<Option<Vec<u8>>>> = p.query_async(&mut c).await?;
+            // A leased job's hash still says waiting: its lease is in the leases hash.
+            p.cmd("HMGET").arg(self.keys.leases()).arg(ids);
+            let mut rows: Vec<Vec<Option<Vec<u8>>>> = p.query_async(&mut c).await?;
+            let leases = rows.pop().unwrap_or_default();
             Ok(ids
                 .iter()
                 .zip(rows)
-                .map(|(id, f)| {
+                .zip(leases)
+                .map(|((id, f), lease)| {
+                    let lease = lease.as_deref().and_then(crate::scripts::LeaseEntry::parse);
                     let f: BTreeMap<&str, Vec<u8>> = FIELDS
                         .iter()
                         .zip(f)
@@ -128,13 +133,19 @@ impl Queue {
                     Some(JobSummary {
                         id: id.clone(),
                         name: f.get("name").map(text).unwrap_or_default(),
-                        state: f
-                            .get("state")
-                            .and_then(|s| JobState::parse(&text(s)))
-                            .unwrap_or(JobState::Waiting),
-                        attempt: num("attempt").unwrap_or(0) as u32,
+                        state: match lease {
+                            Some(_) => JobState::Active,
+                            None => f
+                                .get("state")
+                                .and_then(|s| JobState::parse(&text(s)))
+                                .unwrap_or(JobState::Waiting),
+                        },
+                        attempt: lease
+                            .as_ref()
+                            .map(|l| l.attempt)
+                            .unwrap_or(num("attempt").unwrap_or(0) as u32),
                         created_ms: num("ts").unwrap_or(0),
-                        started_ms: num("started"),
+                        started_ms: lease.as_ref().map(|l| l.started_ms).or(num("started")),
                         finished_ms: num("finished"),
                         error,
                     })

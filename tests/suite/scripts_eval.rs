@@ -13,7 +13,11 @@
 use crate::common::RedisServer;
 use redis::{Connection, RedisResult, Script, Value};
 
-const COMMON: &str = include_str!("../../lua/common.lua");
+const COMMON: &str = concat!(
+    include_str!("../../lua/common.lua"),
+    "\n",
+    include_str!("../../lua/lease.lua")
+);
 
 macro_rules! lua {
     ($f:literal) => {
