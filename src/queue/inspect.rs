@@ -264,7 +264,11 @@ impl Queue {
                 .unwrap_or(JobState::Waiting);
             // A leased job's hash still says waiting: its lease is in the leases hash.
             let lease = lease.as_deref().and_then(scripts::LeaseEntry::parse);
-            let state = if lease.is_some() { JobState::Active } else { state };
+            let state = if lease.is_some() {
+                JobState::Active
+            } else {
+                state
+            };
             Ok(Some(JobInfo {
                 id: id.to_string(),
                 queue: self.name().to_string(),

@@ -32,6 +32,7 @@ mod flow_control;
 mod groups;
 mod http_api;
 mod http_hardening;
+mod leases;
 mod lifecycle;
 mod lost_reply;
 mod many_queues;
