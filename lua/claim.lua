@@ -207,6 +207,7 @@ if #due > 0 then
 end
 
 local out = { -1, now }
+local PAD = ' ' .. string.rep('-', 64)
 -- A queue-wide cap on active jobs (meta 'concurrency', set by Queue::set_concurrency):
 -- lease no more than the room left under it, counted in the lease table, so it holds
 -- exactly across every worker (a claim is atomic) and frees itself as leases go.
@@ -253,7 +254,8 @@ if meta[1] ~= '1' and not hold and max > 0 then
   -- there are ids; written with the leases.
   local seq = 0
   if #ids > 0 then
-    seq = math.max(tonumber(redis.call('HGET', KEYS[10], '')) or 0, now * 100)
+    local last = redis.call('HGET', KEYS[10], '')
+    seq = math.max(tonumber(last and string.match(last, '^%d+')) or 0, now * 100)
   end
   local entries = { '', 0 }
   for _, id in ipairs(ids) do
@@ -286,7 +288,11 @@ if meta[1] ~= '1' and not hold and max > 0 then
   -- sequence.
   if #leases > 0 then
     redis.call('ZADD', KEYS[4], unpack(leases))
-    entries[2] = string.format('%d', seq)
+    -- Padded past hash-max-listpack-value (64 bytes): the leases hash stays a hash
+    -- table, where a batch's HSET, HMGET and HDEL cost O(1) a field instead of a scan
+    -- of the listpack each.
+    entries[2] = string.format('%d', seq) .. PAD
+
     redis.call('HSET', KEYS[10], unpack(entries))
   end
   leased = #leases / 2
