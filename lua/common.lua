@@ -315,7 +315,7 @@ local finished_text = nil
 -- `dd` is the job's dedup tail (keep_of): a simple or debounce key naming the job is
 -- released here, so every way a job finishes releases it.
 -- Every script that finishes a job calls this and retain_finished, nothing else.
--- `...`: more field/value pairs for the same HSET (the ended lease's, see lease_fields).
+-- `...`: more field/value pairs for the same HSET (the ended lease's, see lease.lua).
 local function finish_job(prefix, set, jk, id, state, field, value, now, count, age, dd, ...)
   if dd ~= '' then release_dedup(prefix, id, dd, false) end
   if count == 0 then

@@ -20,7 +20,7 @@
 -- (error), 'retried' (error, delay_ms), each with the attempt; a hand back none.
 -- Cost: one HMGET of meta and one HMGET of the leases per call; one HMGET of the
 -- job's hash (cancel, pri, keep) per job and, for a job kept or retried, the write
--- (which also records the ended lease: attempt, token, worker, started); a retry or a
+-- (which also records the ended lease: field 'lease', lease.lua); a retry or a
 -- failure also one LPUSH to the job's error history, errors:<id>. The lease release
 -- (ZREM and HDEL) and the deletion of jobs kept by none of their retention (DEL) are
 -- one command each for the batch. An unkept completion writes nothing of its own.
@@ -84,9 +84,9 @@ for i = 0, n - 1 do
     if kind == 'h' or kind == 'l' or (kind == 'r' and delay <= 0) then
       f, corrupt = check_job(jk, fields, raw) -- 2 pri
     end
-    -- The attempt is needed by every kind but an unkept completion without events.
+    -- The attempt is needed by every kind but a completion without events.
     local _, attempt = nil, nil
-    if kind ~= 'c' or kc ~= 0 or events_key then _, attempt = lease_parts(entry) end
+    if kind ~= 'c' or events_key then _, attempt = lease_parts(entry) end
     if corrupt then
       redis.call('HSET', jk, 'state', 'delayed', 'ready', now, lease_fields(entry))
       if kind == 'r' then redis.call('HSET', jk, 'error', value) end
@@ -94,17 +94,17 @@ for i = 0, n - 1 do
       woke = true
     elseif kind == 'c' then
       finish_job(prefix, KEYS[5], jk, id, 'completed', 'result', value, now, kc, kca, dd,
-        lease_fields(kc ~= 0 and entry))
+        lease_field(entry))
       emit('completed', id, 'result', value, 'attempt', attempt)
     elseif kind == 'f' then
       if finish_job(prefix, KEYS[6], jk, id, 'failed', 'error', value, now, kf, kfa, dd,
-        lease_fields(entry)) then
+        lease_field(entry)) then
         record_error(prefix, id, attempt, now, value)
       end
       emit('failed', id, 'error', value, 'attempt', attempt)
     elseif kind == 'x' then
       finish_job(prefix, KEYS[7], jk, id, 'cancelled', 'error', value, now, kf, kfa, dd,
-        lease_fields(entry))
+        lease_field(entry))
       emit('cancelled', id, 'error', value, 'attempt', attempt)
     elseif kind == 'r' then
       emit('retried', id, 'error', value, 'attempt', attempt, 'delay_ms', ARGV[b + 4])

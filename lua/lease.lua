@@ -7,8 +7,10 @@
 -- or in neither). A leased job's own hash still says 'waiting' (or 'delayed' ... as
 -- it was when it was claimed: 'waiting'), so 'waiting' in a job hash means "ready or
 -- leased": a script that must tell them apart asks is_leased. When a lease ends and the
--- job is kept, its attempt, worker, started and token go into the job hash with the
--- write the script makes anyway (lease_fields). Tokens come from one sequence per
+-- job is kept, the entry goes into the job hash with the write the script makes anyway:
+-- a finished job as one field 'lease' (lease_field: one field costs less than four,
+-- and needs no parsing), a retried one as attempt, token, worker and started
+-- (lease_fields: the next claim counts on its attempt). Tokens come from one sequence per
 -- queue (field '' of 'leases', no job id is empty), never below now_ms * 100, so a
 -- token is never issued twice even if the table is deleted by hand.
 -- A job leased before this table existed has no entry: its lease is in its own hash
@@ -30,6 +32,12 @@ local function lease_fields(v)
   local token, attempt, started, worker = lease_parts(v)
   if not token then return end
   return 'attempt', attempt, 'token', token, 'worker', worker, 'started', started
+end
+
+-- The job hash field that records a finished job's last lease (for finish_job's
+-- `...`); nothing for no entry.
+local function lease_field(v)
+  if v then return 'lease', v end
 end
 
 -- Whether job `id` holds a lease of the lease table ('waiting' in its hash says

@@ -45,7 +45,7 @@ for _, m in ipairs(mine) do
     elseif f[2] == '1' then
       local _, _, kf, kfa, dd = keep_of(f[3])
       finish_job(prefix, KEYS[6], jk, id, 'cancelled', 'error', 'cancelled by request', now, kf, kfa, dd,
-        lease_fields(entry))
+        lease_field(entry))
       emit('cancelled', id, 'error', 'cancelled by request')
     else
       hand_back(prefix, KEYS[2], KEYS[3], KEYS[4], jk, id, attempt, f[1], now, group)

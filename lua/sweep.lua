@@ -55,14 +55,14 @@ for k, id in ipairs(ids) do
     end
     if f[2] == '1' then
       finish_job(prefix, KEYS[5], jk, id, 'cancelled', 'error',
-        'cancelled (its worker stopped responding)', now, kf, kfa, dd, lease_fields(entry))
+        'cancelled (its worker stopped responding)', now, kf, kfa, dd, lease_field(entry))
       emit('cancelled', id, 'error', 'cancelled (its worker stopped responding)')
       out[#out + 1], out[#out + 2] = id, 'cancelled'
     elseif stalled > max_stalled then
       local why = 'job stalled ' .. stalled .. ' times (its lease expired; max_stalled is '
         .. max_stalled .. ')'
       if finish_job(prefix, KEYS[4], jk, id, 'failed', 'error', why, now, kf, kfa, dd,
-        lease_fields(entry)) then
+        lease_field(entry)) then
         record_error(prefix, id, f[6], now, why)
       end
       emit('stalled', id, 'stalled', stalled)

@@ -262,13 +262,16 @@ impl Queue {
             let state = s("state")
                 .and_then(|st| JobState::parse(&st))
                 .unwrap_or(JobState::Waiting);
-            // A leased job's hash still says waiting: its lease is in the leases hash.
-            let lease = lease.as_deref().and_then(scripts::LeaseEntry::parse);
-            let state = if lease.is_some() {
+            // A leased job's hash still says waiting: its lease is in the leases hash; a
+            // finished job's last lease is its field `lease`.
+            let live = lease.as_deref().and_then(scripts::LeaseEntry::parse);
+            let state = if live.is_some() {
                 JobState::Active
             } else {
                 state
             };
+            let lease =
+                scripts::shown_lease(state, lease.as_deref(), h.get("lease").map(|v| &v[..]));
             Ok(Some(JobInfo {
                 id: id.to_string(),
                 queue: self.name().to_string(),
@@ -300,7 +303,10 @@ impl Queue {
                 traceparent: opts.as_ref().and_then(|o| o.trace).map(|t| t.to_string()),
                 error_attempt: h
                     .contains_key("error")
-                    .then(|| n("attempt").map(|a| a as u32))
+                    .then(|| match &lease {
+                        Some(l) if state != JobState::Active => Some(l.attempt),
+                        _ => n("attempt").map(|a| a as u32),
+                    })
                     .flatten()
                     .filter(|a| *a > 0),
                 errors: errors

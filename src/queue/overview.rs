@@ -98,8 +98,8 @@ impl Queue {
             return Ok(Vec::new());
         }
         self.bounded(async {
-            const FIELDS: [&str; 7] = [
-                "name", "state", "attempt", "ts", "started", "finished", "error",
+            const FIELDS: [&str; 8] = [
+                "name", "state", "attempt", "ts", "started", "finished", "error", "lease",
             ];
             let mut c = self.conn().await?;
             let mut p = redis::pipe();
@@ -115,7 +115,6 @@ impl Queue {
                 .zip(rows)
                 .zip(leases)
                 .map(|((id, f), lease)| {
-                    let lease = lease.as_deref().and_then(crate::scripts::LeaseEntry::parse);
                     let f: BTreeMap<&str, Vec<u8>> = FIELDS
                         .iter()
                         .zip(f)
@@ -124,6 +123,20 @@ impl Queue {
                     f.get("state")?;
                     let text = |v: &Vec<u8>| String::from_utf8_lossy(v).into_owned();
                     let num = |name: &str| f.get(name).and_then(|v| text(v).parse::<u64>().ok());
+                    // A leased job's hash still says waiting: its lease is in the
+                    // leases hash; a finished job's last lease is its field `lease`.
+                    let state = match lease {
+                        Some(_) => JobState::Active,
+                        None => f
+                            .get("state")
+                            .and_then(|s| JobState::parse(&text(s)))
+                            .unwrap_or(JobState::Waiting),
+                    };
+                    let lease = crate::scripts::shown_lease(
+                        state,
+                        lease.as_deref(),
+                        f.get("lease").map(|v| &v[..]),
+                    );
                     let error = f.get("error").map(|e| {
                         let full: String =
                             self.reveal(e, |t| String::from_utf8_lossy(t).into_owned());
@@ -133,13 +146,7 @@ impl Queue {
                     Some(JobSummary {
                         id: id.clone(),
                         name: f.get("name").map(text).unwrap_or_default(),
-                        state: match lease {
-                            Some(_) => JobState::Active,
-                            None => f
-                                .get("state")
-                                .and_then(|s| JobState::parse(&text(s)))
-                                .unwrap_or(JobState::Waiting),
-                        },
+                        state,
                         attempt: lease
                             .as_ref()
                             .map(|l| l.attempt)

@@ -38,6 +38,22 @@ impl LeaseEntry {
     }
 }
 
+/// The lease to show for a job in `state`: its live one (the leases hash entry,
+/// `live`), else for a finished job the last one, recorded in its hash as field
+/// `lease` (`recorded`). Other jobs show the fields of their hash.
+pub(crate) fn shown_lease(
+    state: crate::JobState,
+    live: Option<&[u8]>,
+    recorded: Option<&[u8]>,
+) -> Option<LeaseEntry> {
+    use crate::JobState::{Cancelled, Completed, Failed};
+    live.and_then(LeaseEntry::parse).or_else(|| {
+        matches!(state, Completed | Failed | Cancelled)
+            .then(|| recorded.and_then(LeaseEntry::parse))
+            .flatten()
+    })
+}
+
 /// What `renew.lua` found.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct RenewReply {

@@ -329,7 +329,7 @@ mod lease;
 mod schedule;
 
 pub(crate) use admin::{cancel, clean, promote, record, reencrypt, remove, retry, Record, Rewrite};
-pub(crate) use lease::{reconcile, renew, sweep, LeaseEntry, Swept};
+pub(crate) use lease::{reconcile, renew, shown_lease, sweep, LeaseEntry, Swept};
 pub(crate) use schedule::{
     schedule_fire, schedule_read, schedule_remove, schedule_upsert, Move, Pending, Read, ReadEntry,
     TickJob, Upsert,

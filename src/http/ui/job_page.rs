@@ -14,18 +14,21 @@ use super::UiState;
 use crate::job::JobInfo;
 
 /// The job's fencing token, bounded like every call: its live lease's (the leases
-/// hash), else the last one recorded in its hash (a finished job's, or a lease from
-/// before the leases hash).
+/// hash), else the last one recorded in its hash (field `lease` of a finished job,
+/// `token` of a retried one or of a lease from before the leases hash).
 async fn fencing_token(s: &UiState, queue: &str, id: &str) -> crate::Result<Option<u64>> {
     let keys = s.queue(queue).keys().clone();
     let read = s.conn.run(async |c| {
-        let (lease, t): (Option<Vec<u8>>, Option<u64>) = redis::pipe()
+        let (live, (last, t)): (Option<Vec<u8>>, (Option<Vec<u8>>, Option<u64>)) = redis::pipe()
             .hget(keys.leases(), id)
-            .hget(keys.job(id), "token")
+            .cmd("HMGET")
+            .arg(keys.job(id))
+            .arg("lease")
+            .arg("token")
             .query_async(c)
             .await?;
-        let live = lease.as_deref().and_then(crate::scripts::LeaseEntry::parse);
-        Ok(live.map(|l| l.token).or(t))
+        let parse = |v: Option<Vec<u8>>| v.as_deref().and_then(crate::scripts::LeaseEntry::parse);
+        Ok(parse(live).or(parse(last)).map(|l| l.token).or(t))
     });
     match tokio::time::timeout(crate::conn::PRODUCER_TIMEOUT, read).await {
         Ok(r) => r,
