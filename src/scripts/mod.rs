@@ -3,9 +3,9 @@
 //! finish) is here; leases (renew, sweep) in `lease`, the admin scripts in `admin`,
 //! the job schedulers' in `schedule`.
 //!
-//! Every script is `lua/common.lua` and `lua/lease.lua` followed by its own file. [`redis::Script`] calls
-//! EVALSHA and falls back to EVAL on NOSCRIPT, so a Redis restart (which empties the
-//! script cache) costs one extra round trip, not an error.
+//! Every script is `lua/common.lua` and `lua/lease.lua` followed by its own file.
+//! [`redis::Script`] calls EVALSHA and falls back to EVAL on NOSCRIPT, so a Redis
+//! restart (which empties the script cache) costs one extra round trip, not an error.
 
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -33,9 +33,10 @@ const COMMON: &str = concat!(
 
 /// A script's text: the file's first line, its `#!lua` shebang with its Redis 7 script
 /// flags (Redis reads flags from the very first line only), then `lua/common.lua` and
-/// `lua/lease.lua`, then the rest of the file. A script without `no-writes` or `allow-oom` is refused whole
-/// (OOM) when Redis is over maxmemory, before its first command; without
-/// `allow-cross-slot-keys` Redis also checks that every key it touches is in one slot.
+/// `lua/lease.lua`, then the rest of the file. A script without `no-writes` or
+/// `allow-oom` is refused whole (OOM) when Redis is over maxmemory, before its first
+/// command; without `allow-cross-slot-keys` Redis also checks that every key it touches
+/// is in one slot.
 /// Flags need Redis 7.0 or later.
 fn assemble(file: &str) -> String {
     let (shebang, body) = file

@@ -1,9 +1,9 @@
 //! Every Lua script run by EVAL on prepared state, checking the keys it leaves behind.
 //!
 //! The script text is assembled as `src/scripts` does it: the file's `#!lua` line (its
-//! Redis 7 script flags) first, then `lua/common.lua`, then the rest of the file. The
-//! KEYS and ARGV orders below follow each file's header, the contract `src/scripts`
-//! keeps too.
+//! Redis 7 script flags) first, then `lua/common.lua` and `lua/lease.lua`, then the rest
+//! of the file. The KEYS and ARGV orders below follow each file's header, the contract
+//! `src/scripts` keeps too.
 //!
 //! What is proven here: a corrupt job record fails alone (no other job lost, nothing
 //! half-written, no duplicates); finished sets are trimmed only by a job that was kept;
