@@ -4,15 +4,16 @@
 -- Leases (keys.rs: leases). claim.lua writes no job's hash: each lease is an entry of
 -- the queue's HASH 'leases', id -> "token:attempt:started:worker", all of a claim's
 -- in one HSET, beside the lease table (ZSET 'active', id -> deadline; an id is in both
--- or in neither). A leased job's own hash still says 'waiting' (or 'delayed' ... as
--- it was when it was claimed: 'waiting'), so 'waiting' in a job hash means "ready or
--- leased": a script that must tell them apart asks is_leased. When a lease ends and the
+-- or in neither). A leased job's own hash still says 'waiting', as when it was
+-- claimed, so 'waiting' in a job hash means "ready or leased": a script that must tell
+-- them apart asks is_leased. When a lease ends and the
 -- job is kept, the entry goes into the job hash with the write the script makes anyway:
 -- a finished job as one field 'lease' (lease_field: one field costs less than four,
 -- and needs no parsing), a retried one as attempt, token, worker and started
--- (lease_fields: the next claim counts on its attempt). Tokens come from one sequence per
--- queue (field '' of 'leases', no job id is empty), never below now_ms * 100, so a
--- token is never issued twice even if the table is deleted by hand.
+-- (lease_fields: the next claim counts on its attempt). Tokens come from one sequence
+-- per queue (field '' of 'leases', no job id is empty; its value is padded past 64
+-- bytes so the hash stays a hash table), never below now_ms * 100, so a token is never
+-- issued twice even if the table is deleted by hand.
 -- A job leased before this table existed has no entry: its lease is in its own hash
 -- (state 'active', token, worker, started, attempt), as old workers wrote and still
 -- check it; sweep.lua recovers such a lease from there (and raises its token, which
