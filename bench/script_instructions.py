@@ -21,7 +21,9 @@ ap.add_argument('--lua', action='append', default=[])
 ap.add_argument('--dedup', choices=['s', 't'], help='every job with a dedup key of its own: s simple, t ttl')
 ap.add_argument('--groups', type=int, default=0, help='spread the jobs over this many groups (job option group)')
 ap.add_argument('--flow', type=int, default=0, help='add the jobs as flows of one parent and this many children (jobs: a multiple of flow + 1)')
-ap.add_argument('--annotate', type=int, default=0, help='print the N functions with the most instructions per phase')
+ap.add_argument('--config', action='append', default=[], help='NAME=VALUE: CONFIG SET before the runs (experiments)')
+ap.add_argument('--annotate', type=int, default=0, help='print the N functions with the most instructions per phase '
+                '(and keep each phase\'s profile as /tmp/cg-<n-th --lua>-<phase>.out)')
 a = ap.parse_args()
 if not a.lua:
     a.lua = [os.path.join(here, '..', 'lua')]
@@ -42,11 +44,13 @@ for _ in range(300):
         break
     except redis.ConnectionError:
         time.sleep(0.1)
+for kv in a.config:
+    r.config_set(*kv.split('=', 1))
 sys.path.insert(0, here)
 from script_profile import Profile  # noqa: E402
 
 
-def counted(f):
+def counted(f, name=''):
     subprocess.run(['callgrind_control', '--zero', str(vg.pid)], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     f()
     for old in glob.glob(f'{d}/cg.out*'):
@@ -57,27 +61,28 @@ def counted(f):
     if a.annotate:
         ann = subprocess.run(['callgrind_annotate', out], capture_output=True, text=True).stdout
         rows = [l for l in ann.splitlines() if re.match(r'^\s*[\d,]+ \(', l)][1:a.annotate + 1]
-        shutil.copy(out, f'/tmp/cg-last-{len(a.lua)}.out')
+        shutil.copy(out, f'/tmp/cg-{counted.version}-{name}.out')  # for callgrind_annotate
         print('\n'.join('    ' + l.strip() for l in rows))
     return int(m.group(1))
 
 
 try:
-    for lua in a.lua:
+    for i, lua in enumerate(a.lua):
+        counted.version = i + 1
         p = Profile(r, lua, a.jobs, a.batch, a.keep, dedup=a.dedup)
         p.quiet = True
         p.groups = a.groups
         p.flow = a.flow
         r.flushall()
-        add = counted(lambda: p.add({}))
-        proc = counted(lambda: p.process({}, {}))
+        add = counted(lambda: p.add({}), 'add')
+        proc = counted(lambda: p.process({}, {}), 'process')
         # Claim and finish apart: every job claimed first (a lease table of all jobs),
         # then every one finished.
         r.flushall()
         p.add({})
         leases = []
-        claim = counted(lambda: leases.extend(p.claim_all()))
-        fin = counted(lambda: p.finish_all(leases))
+        claim = counted(lambda: leases.extend(p.claim_all()), 'claim')
+        fin = counted(lambda: p.finish_all(leases), 'finish')
         print(f'{lua}: add {add / a.jobs:,.0f} instructions/job; claim + finish {proc / a.jobs:,.0f} '
               f'(apart: claim {claim / a.jobs:,.0f}, finish {fin / a.jobs:,.0f}) '
               f'(batch {a.batch}, keep {a.keep}, dedup {a.dedup or "off"}, {a.jobs} jobs, groups {a.groups}, flow {a.flow})')

@@ -59,9 +59,13 @@ class Profile:
         self.opts = OPTS if os.environ.get('OPTS') != 'named' else OPTS_NAMED
         # Scripts with the events stream take its key last (KEYS of add, claim, finish).
         self.ev = [K('events')] if '[6] events' in open(os.path.join(lua, 'add.lua')).read() else []
+        # Scripts with the lease table take the leases HASH after events (claim, finish).
+        self.lk = [K('leases')] if os.path.exists(os.path.join(lua, 'lease.lua')) else []
 
     def load(self, name):
         common = open(os.path.join(self.lua, 'common.lua')).read()
+        if os.path.exists(os.path.join(self.lua, 'lease.lua')):  # since the lease table
+            common += '\n' + open(os.path.join(self.lua, 'lease.lua')).read()
         first, body = open(os.path.join(self.lua, name)).read().split('\n', 1)
         return self.r.script_load(first + '\n' + common + '\n' + body)
 
@@ -126,7 +130,7 @@ class Profile:
         while True:
             x = self.stats()
             keys = [K('wait'), K('prioritized'), K('delayed'), K('active'), K('meta'), K('wake'),
-                    K('failed'), K('limiter')] + self.ev
+                    K('failed'), K('limiter')] + self.ev + self.lk
             out = self.r.evalsha(claim, len(keys), *keys, P, self.batch, 'w1', 30000)
             y = self.stats()
             self.acc(s_claim, x, y)
@@ -138,7 +142,7 @@ class Profile:
             for j in got:
                 args += [j[0], j[1], 'c', '\x90', 0]
             keys = [K('active'), K('wait'), K('prioritized'), K('delayed'), K('completed'),
-                    K('failed'), K('cancelled'), K('meta'), K('wake')] + self.ev
+                    K('failed'), K('cancelled'), K('meta'), K('wake')] + self.ev + self.lk
             out = self.r.evalsha(fin, len(keys), *keys, *args)
             assert all(v == 1 for v in out) or not self.strict, out
             self.acc(s_fin, y, self.stats())
@@ -150,7 +154,7 @@ class Profile:
         got = []
         while True:
             keys = [K('wait'), K('prioritized'), K('delayed'), K('active'), K('meta'), K('wake'),
-                    K('failed'), K('limiter')] + self.ev
+                    K('failed'), K('limiter')] + self.ev + self.lk
             out = self.r.evalsha(claim, len(keys), *keys, P, self.batch, 'w1', 30000)
             if len(out) == 2:
                 return got
@@ -164,7 +168,7 @@ class Profile:
             for id, tok in leases[i:i + self.batch]:
                 args += [id, tok, 'c', '\x90', 0]
             keys = [K('active'), K('wait'), K('prioritized'), K('delayed'), K('completed'),
-                    K('failed'), K('cancelled'), K('meta'), K('wake')] + self.ev
+                    K('failed'), K('cancelled'), K('meta'), K('wake')] + self.ev + self.lk
             self.r.evalsha(fin, len(keys), *keys, *args)
 
     def round(self):

@@ -52,6 +52,7 @@ local function standing(dk, mode, data, delay)
     if st == 'waiting' or st == 'delayed' or st == 'active' then return cur end
     return nil
   end
+  if st == 'waiting' and is_leased(prefix, cur) then return nil end
   if st ~= 'waiting' and st ~= 'delayed' then return nil end
   if st == 'waiting' then
     moved = moved or {}

@@ -27,6 +27,7 @@ local function cancel(prefix, id, reason)
   local state = f[1]
   if not state then return { -1, '' } end
   if state == 'completed' or state == 'failed' or state == 'cancelled' then return { -2, state } end
+  if state == 'waiting' and is_leased(prefix, id) then state = 'active' end
   if state == 'active' then
     redis.call('HSET', jk, 'cancel', '1', 'cancel_reason', reason)
     redis.call(publish, prefix .. 'cancel', id)

@@ -3,7 +3,7 @@
 -- Flags: none, so Redis refuses the whole script (OOM) when over maxmemory: a worker
 -- must not lease jobs whose leases and outcomes it could not write.
 -- KEYS: [1] wait  [2] prioritized  [3] delayed  [4] active  [5] meta  [6] wake
---       [7] failed  [8] limiter  [9] events
+--       [7] failed  [8] limiter  [9] events  [10] leases
 -- ARGV: [1] key prefix  [2] max jobs  [3] worker id  [4] lease ms
 -- Reads meta 'paused' (lease nothing), 'concurrency' (lease at most that many in all)
 -- and 'rate' = "N:MS" (start at most N jobs per window of MS ms: a fixed window, counted
@@ -13,8 +13,11 @@
 -- fields attempt and worker; 'failed' for a corrupt one), all in one HMGET per call.
 -- Returns: { next_delayed_due_ms (-1 if none), now_ms,
 --            then per claimed job 8 values: id, token, attempt, name, data, opts, ready_ms, stalled }
--- The token is the job's fencing token: every later write about this attempt must
--- present it. Ids left in wait or delayed without a job hash (a race with remove) are
+-- The token is the lease's fencing token: every later write about this attempt must
+-- present it. No job hash is written for a lease: the leases go into the lease table
+-- (one ZADD) and the leases HASH (one HSET for the batch, see lease.lua), so a leased
+-- job's hash still says 'waiting'. Tokens come from the queue's sequence (field ''
+-- of leases), at least now_ms * 100. Ids left in wait or delayed without a job hash (a race with remove) are
 -- skipped. A job whose record is corrupt (a field it needs missing or not a number) is
 -- not leased: it ends failed with the reason as its error, the rest of the batch goes on.
 -- A claim that leases nothing deletes a wake key that is not a LIST (junk), so the
@@ -204,6 +207,7 @@ if #due > 0 then
 end
 
 local out = { -1, now }
+local PAD = ' ' .. string.rep('-', 64)
 -- A queue-wide cap on active jobs (meta 'concurrency', set by Queue::set_concurrency):
 -- lease no more than the room left under it, counted in the lease table, so it holds
 -- exactly across every worker (a claim is atomic) and frees itself as leases go.
@@ -244,11 +248,20 @@ if meta[1] ~= '1' and not hold and max > 0 then
   -- Redis turns a Lua number argument into text (sprintf) at every call: once here.
   local now_s = tostring(now)
   local leases = {}
-  local fields = { 'name', 'data', 'opts', 'ready', 'ts', 'stalled', 'token', 'attempt' }
+  local fields = { 'name', 'data', 'opts', 'ready', 'ts', 'stalled', 'attempt' }
+  -- The fencing tokens of this batch: the queue's sequence on, never below now * 100
+  -- (so a sequence deleted by hand never hands out a token again). Read only once
+  -- there are ids; written with the leases.
+  local seq = 0
+  if #ids > 0 then
+    local last = redis.call('HGET', KEYS[10], '')
+    seq = math.max(tonumber(last and string.match(last, '^%d+')) or 0, now * 100)
+  end
+  local entries = { '', 0 }
   for _, id in ipairs(ids) do
     local jk = prefix .. 'job:' .. id
     local f, corrupt = read_job(jk, fields)
-    -- f: 1 name, 2 data, 3 opts, 4 ready, 5 ts, 6 stalled, 7 token, 8 attempt
+    -- f: 1 name, 2 data, 3 opts, 4 ready, 5 ts, 6 stalled, 7 attempt
     if f and not corrupt and not (f[4] or f[5]) then corrupt = corrupt_reason('ts', f[5]) end
     if f and corrupt then
       fail_corrupt(prefix, KEYS[7], jk, id, corrupt, now)
@@ -257,9 +270,12 @@ if meta[1] ~= '1' and not hold and max > 0 then
         local g = plan.group_of_id[id]
         if g then plan.leased[g] = (plan.leased[g] or 0) + 1 end
       end
-      local token, attempt = f[7] + 1, f[8] + 1
-      redis.call('HSET', jk, 'state', 'active', 'worker', ARGV[3], 'started', now_s,
-        'token', token, 'attempt', attempt)
+      seq = seq + 1
+      local token, attempt = seq, f[7] + 1
+      -- %d: tostring would write a 15-digit token as 1.7e+14.
+      local e = #entries
+      entries[e + 1] = id
+      entries[e + 2] = string.format('%d:%d:', token, attempt) .. now_s .. ':' .. ARGV[3]
       leases[#leases + 1] = deadline
       leases[#leases + 1] = id
       local n = #out
@@ -268,8 +284,17 @@ if meta[1] ~= '1' and not hold and max > 0 then
       emit('active', id, 'attempt', attempt, 'worker', ARGV[3])
     end
   end
-  -- One ZADD for the whole batch: the lease table.
-  if #leases > 0 then redis.call('ZADD', KEYS[4], unpack(leases)) end
+  -- One ZADD for the whole batch: the lease table; one HSET: the leases and the
+  -- sequence.
+  if #leases > 0 then
+    redis.call('ZADD', KEYS[4], unpack(leases))
+    -- Padded past hash-max-listpack-value (64 bytes): the leases hash stays a hash
+    -- table, where a batch's HSET, HMGET and HDEL cost O(1) a field instead of a scan
+    -- of the listpack each.
+    entries[2] = string.format('%d', seq) .. PAD
+
+    redis.call('HSET', KEYS[10], unpack(entries))
+  end
   leased = #leases / 2
   if rate_n and #leases > 0 then
     if started == 0 then

@@ -348,8 +348,9 @@ local finished_text = nil
 -- `dd` is the job's dedup tail (keep_of): a simple or debounce key naming the job is
 -- released here, so every way a job finishes releases it.
 -- Every script that finishes a job calls this and retain_finished, nothing else.
+-- `...`: more field/value pairs for the same HSET (the ended lease's, see lease.lua).
 -- A flow child (a parent tail in `dd`) tells its parent (child_finished).
-local function finish_job(prefix, set, jk, id, state, field, value, now, count, age, dd)
+local function finish_job(prefix, set, jk, id, state, field, value, now, count, age, dd, ...)
   if dd ~= '' then
     release_dedup(prefix, id, dd, false)
     local parent = split_tail(dd)
@@ -362,7 +363,7 @@ local function finish_job(prefix, set, jk, id, state, field, value, now, count, 
     return false
   end
   finished_text = finished_text or tostring(now)
-  redis.call('HSET', jk, 'state', state, field, value, 'finished', finished_text)
+  redis.call('HSET', jk, 'state', state, field, value, 'finished', finished_text, ...)
   local members = entering[set]
   if not members then
     members = {}

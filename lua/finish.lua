@@ -3,7 +3,7 @@
 -- Flags: none, so Redis refuses the whole script (OOM) when over maxmemory; the worker
 -- keeps the outcomes and tries again.
 -- KEYS: [1] active  [2] wait  [3] prioritized  [4] delayed  [5] completed  [6] failed
---       [7] cancelled  [8] meta  [9] wake  [10] events
+--       [7] cancelled  [8] meta  [9] wake  [10] events  [11] leases
 -- ARGV: [1] key prefix  [2] number of outcomes n, then n groups of 5:
 --       id, token, kind, value, delay_ms
 --       kind: 'c' completed (value = result), 'r' retry after delay_ms (value = error),
@@ -18,10 +18,16 @@
 --          was written.
 -- Events (meta 'events' on): 'completed' (result), 'failed' (error), 'cancelled'
 -- (error), 'retried' (error, delay_ms), each with the attempt; a hand back none.
--- Cost: one HMGET of meta per call ('concurrency', 'events'); one HMGET and the write
--- per job (a retry or a failure also one LPUSH to the job's error history,
--- errors:<id>; a completion nothing more); the lease release (ZREM) and the deletion of
--- jobs kept by none of their retention (DEL) are one command each for the batch.
+-- Cost: one HMGET of meta and one HMGET of the leases per call; one HMGET of the
+-- job's hash (cancel, pri, keep) per job and, for a job kept or retried, the write
+-- (which also records the ended lease: field 'lease', lease.lua); a retry or a
+-- failure also one LPUSH to the job's error history, errors:<id>. The lease release
+-- (ZREM and HDEL) and the deletion of jobs kept by none of their retention (DEL) are
+-- one command each for the batch. An unkept completion writes nothing of its own.
+-- A lease is checked in the leases HASH (lease.lua): the entry must be there and
+-- carry the token. A job leased before that table existed (its lease in its own hash)
+-- is refused here (0, lock lost): only the old worker that holds it, with its own
+-- scripts, can finish it, and sweep.lua recovers it when that worker is gone.
 -- A retry now or a hand back needs the job's priority (and a hand back its attempt):
 -- when those fields are corrupt the job is put in delayed, due now, and is written as
 -- asked (1); the next claim fails it with the reason.
@@ -35,68 +41,88 @@ local woke = false
 local released = {}
 local seen = {}
 local group_leases = nil
--- 'state' is 'active' exactly while the job is in the lease table (claim sets both;
--- every script that ends a lease changes both), so it stands in for a ZSCORE per job.
-local fields = { 'token', 'cancel', 'pri', 'keep', 'attempt', 'state' }
+-- A lease entry is there exactly while the job is in the lease table (claim writes
+-- both; every script that ends a lease removes both), so it stands in for a ZSCORE.
+local fields = { 'cancel', 'pri', 'keep' }
 local meta = redis.call('HMGET', KEYS[8], 'concurrency', 'events')
 events_init(KEYS[10], meta[2])
+local ids = {}
+for i = 0, n - 1 do ids[i + 1] = ARGV[3 + i * 5] end
+local entries = n > 0 and redis.call('HMGET', KEYS[11], unpack(ids)) or {}
 
 for i = 0, n - 1 do
   local b = 3 + i * 5
   local id, token, kind, value = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
   local jk = prefix .. 'job:' .. id
-  local raw = redis.call('HMGET', jk, unpack(fields))
-  if raw[1] ~= token or raw[6] ~= 'active' or seen[id] then
+  local entry = entries[i + 1]
+  -- The entry starts with the token: a plain find, no pattern, on the hot path.
+  local raw = entry and string.find(entry, token .. ':', 1, true) == 1 and not seen[id]
+    and redis.call('HMGET', jk, unpack(fields))
+  -- Every job has 'keep' (add.lua); without it, a hash gone (removed by hand) only
+  -- releases its lease.
+  if raw and not raw[3] and redis.call('EXISTS', jk) == 0 then
+    seen[id] = true
+    released[#released + 1] = id
+    raw = nil
+  end
+  if not raw then
     out[#out + 1] = 0
   else
     seen[id] = true
     released[#released + 1] = id
-    local kc, kca, kf, kfa, dd, group = keep_of(raw[4])
+    local kc, kca, kf, kfa, dd, group = keep_of(raw[3])
     if group then
       group_leases = group_leases or {}
       group_leases[group] = (group_leases[group] or 0) + 1
     end
     local result = 1
-    if raw[2] == '1' and kind ~= 'x' then
+    if raw[1] == '1' and kind ~= 'x' then
       kind, value, result = 'x', 'cancelled while running', 2
     end
     local delay = tonumber(ARGV[b + 4])
     local f, corrupt
     if kind == 'h' or kind == 'l' or (kind == 'r' and delay <= 0) then
-      f, corrupt = check_job(jk, fields, raw) -- 3 pri, 5 attempt
+      f, corrupt = check_job(jk, fields, raw) -- 2 pri
     end
+    -- The attempt is needed by every kind but a completion without events.
+    local _, attempt = nil, nil
+    if kind ~= 'c' or events_key then _, attempt = lease_parts(entry) end
     if corrupt then
-      redis.call('HSET', jk, 'state', 'delayed', 'ready', now)
+      redis.call('HSET', jk, 'state', 'delayed', 'ready', now, lease_fields(entry))
       if kind == 'r' then redis.call('HSET', jk, 'error', value) end
       redis.call('ZADD', KEYS[4], now, id)
       woke = true
     elseif kind == 'c' then
-      finish_job(prefix, KEYS[5], jk, id, 'completed', 'result', value, now, kc, kca, dd)
-      emit('completed', id, 'result', value, 'attempt', raw[5] or '0')
+      finish_job(prefix, KEYS[5], jk, id, 'completed', 'result', value, now, kc, kca, dd,
+        lease_field(entry))
+      emit('completed', id, 'result', value, 'attempt', attempt)
     elseif kind == 'f' then
-      if finish_job(prefix, KEYS[6], jk, id, 'failed', 'error', value, now, kf, kfa, dd) then
-        record_error(prefix, id, raw[5], now, value)
+      if finish_job(prefix, KEYS[6], jk, id, 'failed', 'error', value, now, kf, kfa, dd,
+        lease_field(entry)) then
+        record_error(prefix, id, attempt, now, value)
       end
-      emit('failed', id, 'error', value, 'attempt', raw[5] or '0')
+      emit('failed', id, 'error', value, 'attempt', attempt)
     elseif kind == 'x' then
-      finish_job(prefix, KEYS[7], jk, id, 'cancelled', 'error', value, now, kf, kfa, dd)
-      emit('cancelled', id, 'error', value, 'attempt', raw[5] or '0')
+      finish_job(prefix, KEYS[7], jk, id, 'cancelled', 'error', value, now, kf, kfa, dd,
+        lease_field(entry))
+      emit('cancelled', id, 'error', value, 'attempt', attempt)
     elseif kind == 'r' then
-      emit('retried', id, 'error', value, 'attempt', raw[5] or '0', 'delay_ms', ARGV[b + 4])
-      record_error(prefix, id, raw[5], now, value)
+      emit('retried', id, 'error', value, 'attempt', attempt, 'delay_ms', ARGV[b + 4])
+      record_error(prefix, id, attempt, now, value)
       if delay > 0 then
-        redis.call('HSET', jk, 'state', 'delayed', 'error', value, 'ready', now + delay)
+        redis.call('HSET', jk, 'state', 'delayed', 'error', value, 'ready', now + delay,
+          lease_fields(entry))
         redis.call('ZADD', KEYS[4], now + delay, id)
       else
-        redis.call('HSET', jk, 'state', 'waiting', 'error', value, 'ready', now)
-        push_job(prefix, KEYS[2], KEYS[3], KEYS[8], id, f[3], false, group)
+        redis.call('HSET', jk, 'state', 'waiting', 'error', value, 'ready', now,
+          lease_fields(entry))
+        push_job(prefix, KEYS[2], KEYS[3], KEYS[8], id, f[2], false, group)
       end
       woke = true
     elseif kind == 'l' then
-      local attempt = f[5]
-      if attempt > 0 then attempt = attempt - 1 end
       local until_ms = now + math.max(delay, 0)
-      redis.call('HSET', jk, 'state', 'delayed', 'error', value, 'ready', until_ms, 'attempt', attempt)
+      -- The attempt is not consumed: the hash keeps the one from before the claim.
+      redis.call('HSET', jk, 'state', 'delayed', 'error', value, 'ready', until_ms)
       redis.call('ZADD', KEYS[4], until_ms, id)
       if group then
         group_hold(prefix, group, until_ms)
@@ -104,16 +130,17 @@ for i = 0, n - 1 do
         redis.call('HSET', KEYS[8], 'hold', until_ms)
       end
       woke = true
-    else -- 'h'
-      hand_back(prefix, KEYS[2], KEYS[3], KEYS[8], jk, id, f[5], f[3], now, group)
+    else -- 'h': the attempt is not consumed (hand_back counts the lease's one off)
+      hand_back(prefix, KEYS[2], KEYS[3], KEYS[8], jk, id, attempt, f[2], now, group)
       woke = true
     end
     out[#out + 1] = result
   end
 end
--- One ZREM for the whole batch: these leases are released.
+-- One ZREM and one HDEL for the whole batch: these leases are released.
 if #released > 0 then
   redis.call('ZREM', KEYS[1], unpack(released))
+  redis.call('HDEL', KEYS[11], unpack(released))
   -- Under a queue-wide concurrency cap, idle workers may be blocked for want of room,
   -- not of jobs: the room just freed wakes one if jobs are waiting.
   if not woke and meta[1]

@@ -1,15 +1,15 @@
 #!lua
 -- record.lua: a running attempt writes about itself (step result, progress, log line).
 -- Flags: none (refused whole when over maxmemory).
--- Fenced: only the holder of the current lease may write.
--- KEYS: [1] active  [2] job  [3] steps  [4] logs  [5] meta  [6] events
+-- Fenced: only the holder of the current lease may write (its entry in leases,
+-- lease.lua, carries the token).
+-- KEYS: [1] leases  [2] job  [3] steps  [4] logs  [5] meta  [6] events
 -- ARGV: [1] id  [2] token  [3] kind ('s' step, 'p' progress, 'l' log line)
 --       [4] field (step name)  [5] value  [6] max log lines kept
 -- Event (meta 'events' on, read only for progress): 'progress' (field progress: the
 -- value as written).
 -- Returns: 1 written, 0 lock lost.
-local f = redis.call('HGET', KEYS[2], 'token')
-if f ~= ARGV[2] or not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
+if lease_parts(redis.call('HGET', KEYS[1], ARGV[1])) ~= ARGV[2] then return 0 end
 local kind = ARGV[3]
 if kind == 's' then
   redis.call('HSET', KEYS[3], ARGV[4], ARGV[5])

@@ -15,6 +15,7 @@ local prefix, id = ARGV[1], ARGV[2]
 local f = redis.call('HMGET', prefix .. 'job:' .. id, 'state', 'keep')
 local state = f[1]
 if not state then return { -1, '' } end
+if state == 'waiting' and is_leased(prefix, id) then state = 'active' end
 if state == 'active' then return { -2, state } end
 local group = group_of(f[2])
 if group then group_unlist(prefix, group, id) end

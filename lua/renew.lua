@@ -5,7 +5,7 @@
 -- that exist (lease deadlines, the worker's own registration), and a worker that keeps
 -- its leases then is not swept once memory frees; claim, finish and sweep are refused
 -- whole until then.
--- KEYS: [1] active  [2] workers  [3] workers:info
+-- KEYS: [1] active  [2] workers  [3] workers:info  [4] leases
 -- ARGV: [1] key prefix  [2] worker id  [3] lease ms  [4] worker ttl ms
 --       [5] worker description (JSON)  then pairs: id, token
 -- Returns: { lost_ids, cancel_requested_ids }. A lost id's lease is gone or another
@@ -14,13 +14,21 @@ local prefix = ARGV[1]
 local now = now_ms()
 local deadline = now + tonumber(ARGV[3])
 local lost, cancels, renewed = {}, {}, {}
-for i = 6, #ARGV, 2 do
-  local id, token = ARGV[i], ARGV[i + 1]
-  -- 'state' is 'active' exactly while the job is in the lease table (see finish.lua).
-  local f = redis.call('HMGET', prefix .. 'job:' .. id, 'token', 'cancel', 'state')
-  if f[1] == token and f[3] == 'active' then
+-- The lease entries of all held jobs in one HMGET (chunks keep unpack below Lua's
+-- stack limit): an entry is there exactly while the job is in the lease table.
+local ids = {}
+for i = 6, #ARGV, 2 do ids[#ids + 1] = ARGV[i] end
+local entries = {}
+for i = 1, #ids, 1000 do
+  local part = redis.call('HMGET', KEYS[4], unpack(ids, i, math.min(i + 999, #ids)))
+  for j = 1, #part do entries[i + j - 1] = part[j] end
+end
+for k, id in ipairs(ids) do
+  if lease_parts(entries[k]) == ARGV[5 + 2 * k] then
     renewed[#renewed + 1], renewed[#renewed + 2] = deadline, id
-    if f[2] == '1' then cancels[#cancels + 1] = id end
+    if redis.call('HGET', prefix .. 'job:' .. id, 'cancel') == '1' then
+      cancels[#cancels + 1] = id
+    end
   else
     lost[#lost + 1] = id
   end

@@ -52,6 +52,15 @@ impl Keys {
     pub fn active(&self) -> String {
         self.key("active")
     }
+    /// HASH of the live leases: job id → `token:attempt:started:worker`, written with
+    /// one HSET per claim batch (not into each job's hash: every write command in a
+    /// script costs its own AOF propagation). Field `""` (no job id is empty) holds
+    /// the last fencing token issued. A job leased before this table existed has its
+    /// lease in its own hash instead (`state` = `active`, `token`, `worker`,
+    /// `started`); see `lua/common.lua` on leases.
+    pub fn leases(&self) -> String {
+        self.key("leases")
+    }
     /// ZSET of completed job ids by finish time.
     pub fn completed(&self) -> String {
         self.key("completed")

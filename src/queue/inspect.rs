@@ -27,6 +27,7 @@ type JobParts = (
     Vec<String>,
     Option<f64>,
     Vec<Vec<u8>>,
+    Option<Vec<u8>>,
 );
 
 /// The seven state sets' sizes (wait, prioritized, delayed, active, completed, failed,
@@ -228,12 +229,13 @@ impl Queue {
         self.bounded(async {
             let k = &self.keys;
             let mut c = self.conn().await?;
-            let (h, steps, logs, due, errors): JobParts = redis::pipe()
+            let (h, steps, logs, due, errors, lease): JobParts = redis::pipe()
                 .hgetall(k.job(id))
                 .hgetall(k.steps(id))
                 .lrange(k.logs(id), 0, -1)
                 .zscore(k.delayed(), id)
                 .lrange(k.errors(id), 0, -1)
+                .hget(k.leases(), id)
                 .query_async(&mut c)
                 .await?;
             if h.is_empty() {
@@ -251,12 +253,25 @@ impl Queue {
                     .map(|p| p.into_owned())
                     .unwrap_or_else(|e| e.placeholder().into_bytes())
             };
+            // A leased job's hash still says waiting: its lease is in the leases hash; a
+            // finished job's last lease is its field `lease`.
+            let live = lease.as_deref().and_then(scripts::LeaseEntry::parse);
+            let state = if live.is_some() {
+                JobState::Active
+            } else {
+                state
+            };
+            let lease =
+                scripts::shown_lease(state, lease.as_deref(), h.get("lease").map(|v| &v[..]));
             Ok(Some(JobInfo {
                 id: id.to_string(),
                 queue: self.name().to_string(),
                 name: s("name").unwrap_or_default(),
                 state,
-                attempt: n("attempt").unwrap_or(0) as u32,
+                attempt: lease
+                    .as_ref()
+                    .map(|l| l.attempt)
+                    .unwrap_or(n("attempt").unwrap_or(0) as u32),
                 attempts: opts.as_ref().map(|o| o.attempts).unwrap_or(1),
                 stalled: n("stalled").unwrap_or(0) as u32,
                 priority: n("pri").unwrap_or(0) as u32,
@@ -270,10 +285,10 @@ impl Queue {
                     .map(|b| self.reveal(b, |t| String::from_utf8_lossy(t).into_owned())),
                 progress: s("progress")
                     .map(|p| serde_json::from_str(&p).unwrap_or(serde_json::Value::String(p))),
-                worker: s("worker"),
+                worker: lease.as_ref().map(|l| l.worker.clone()).or(s("worker")),
                 cancel_requested: s("cancel").as_deref() == Some("1"),
                 created_ms: n("ts").unwrap_or(0),
-                started_ms: n("started"),
+                started_ms: lease.as_ref().map(|l| l.started_ms).or(n("started")),
                 finished_ms: n("finished"),
                 due_ms: due.map(|d| d as u64),
                 traceparent: opts.as_ref().and_then(|o| o.trace).map(|t| t.to_string()),
@@ -286,7 +301,10 @@ impl Queue {
                     .collect(),
                 error_attempt: h
                     .contains_key("error")
-                    .then(|| n("attempt").map(|a| a as u32))
+                    .then(|| match &lease {
+                        Some(l) if state != JobState::Active => Some(l.attempt),
+                        _ => n("attempt").map(|a| a as u32),
+                    })
                     .flatten()
                     .filter(|a| *a > 0),
                 errors: errors

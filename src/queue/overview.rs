@@ -98,19 +98,23 @@ impl Queue {
             return Ok(Vec::new());
         }
         self.bounded(async {
-            const FIELDS: [&str; 7] = [
-                "name", "state", "attempt", "ts", "started", "finished", "error",
+            const FIELDS: [&str; 8] = [
+                "name", "state", "attempt", "ts", "started", "finished", "error", "lease",
             ];
             let mut c = self.conn().await?;
             let mut p = redis::pipe();
             for id in ids {
                 p.cmd("HMGET").arg(self.keys.job(id)).arg(&FIELDS[..]);
             }
-            let rows: Vec<Vec<Option<Vec<u8>>>> = p.query_async(&mut c).await?;
+            // A leased job's hash still says waiting: its lease is in the leases hash.
+            p.cmd("HMGET").arg(self.keys.leases()).arg(ids);
+            let mut rows: Vec<Vec<Option<Vec<u8>>>> = p.query_async(&mut c).await?;
+            let leases = rows.pop().unwrap_or_default();
             Ok(ids
                 .iter()
                 .zip(rows)
-                .map(|(id, f)| {
+                .zip(leases)
+                .map(|((id, f), lease)| {
                     let f: BTreeMap<&str, Vec<u8>> = FIELDS
                         .iter()
                         .zip(f)
@@ -119,6 +123,20 @@ impl Queue {
                     f.get("state")?;
                     let text = |v: &Vec<u8>| String::from_utf8_lossy(v).into_owned();
                     let num = |name: &str| f.get(name).and_then(|v| text(v).parse::<u64>().ok());
+                    // A leased job's hash still says waiting: its lease is in the
+                    // leases hash; a finished job's last lease is its field `lease`.
+                    let state = match lease {
+                        Some(_) => JobState::Active,
+                        None => f
+                            .get("state")
+                            .and_then(|s| JobState::parse(&text(s)))
+                            .unwrap_or(JobState::Waiting),
+                    };
+                    let lease = crate::scripts::shown_lease(
+                        state,
+                        lease.as_deref(),
+                        f.get("lease").map(|v| &v[..]),
+                    );
                     let error = f.get("error").map(|e| {
                         let full: String =
                             self.reveal(e, |t| String::from_utf8_lossy(t).into_owned());
@@ -128,13 +146,13 @@ impl Queue {
                     Some(JobSummary {
                         id: id.clone(),
                         name: f.get("name").map(text).unwrap_or_default(),
-                        state: f
-                            .get("state")
-                            .and_then(|s| JobState::parse(&text(s)))
-                            .unwrap_or(JobState::Waiting),
-                        attempt: num("attempt").unwrap_or(0) as u32,
+                        state,
+                        attempt: lease
+                            .as_ref()
+                            .map(|l| l.attempt)
+                            .unwrap_or(num("attempt").unwrap_or(0) as u32),
                         created_ms: num("ts").unwrap_or(0),
-                        started_ms: num("started"),
+                        started_ms: lease.as_ref().map(|l| l.started_ms).or(num("started")),
                         finished_ms: num("finished"),
                         error,
                     })

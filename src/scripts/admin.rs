@@ -108,7 +108,7 @@ pub(crate) async fn record<C: ConnectionLike + Send>(
     value: &[u8],
 ) -> Result<bool> {
     let mut inv = RECORD.prepare_invoke();
-    inv.key(k.active())
+    inv.key(k.leases())
         .key(k.job(id))
         .key(k.steps(id))
         .key(k.logs(id))

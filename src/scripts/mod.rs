@@ -3,9 +3,9 @@
 //! finish) is here; leases (renew, sweep) in `lease`, the admin scripts in `admin`,
 //! the job schedulers' in `schedule`.
 //!
-//! Every script is `lua/common.lua` followed by its own file. [`redis::Script`] calls
-//! EVALSHA and falls back to EVAL on NOSCRIPT, so a Redis restart (which empties the
-//! script cache) costs one extra round trip, not an error.
+//! Every script is `lua/common.lua` and `lua/lease.lua` followed by its own file.
+//! [`redis::Script`] calls EVALSHA and falls back to EVAL on NOSCRIPT, so a Redis
+//! restart (which empties the script cache) costs one extra round trip, not an error.
 
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -23,13 +23,20 @@ macro_rules! script {
     };
 }
 
-const COMMON: &str = include_str!("../../lua/common.lua");
+/// `lua/common.lua`, then `lua/lease.lua` (the lease helpers, kept apart so each file
+/// stays readable).
+const COMMON: &str = concat!(
+    include_str!("../../lua/common.lua"),
+    "\n",
+    include_str!("../../lua/lease.lua")
+);
 
 /// A script's text: the file's first line, its `#!lua` shebang with its Redis 7 script
-/// flags (Redis reads flags from the very first line only), then `lua/common.lua`, then
-/// the rest of the file. A script without `no-writes` or `allow-oom` is refused whole
-/// (OOM) when Redis is over maxmemory, before its first command; without
-/// `allow-cross-slot-keys` Redis also checks that every key it touches is in one slot.
+/// flags (Redis reads flags from the very first line only), then `lua/common.lua` and
+/// `lua/lease.lua`, then the rest of the file. A script without `no-writes` or
+/// `allow-oom` is refused whole (OOM) when Redis is over maxmemory, before its first
+/// command; without `allow-cross-slot-keys` Redis also checks that every key it touches
+/// is in one slot.
 /// Flags need Redis 7.0 or later.
 fn assemble(file: &str) -> String {
     let (shebang, body) = file
@@ -175,7 +182,8 @@ pub(crate) async fn claim<C: ConnectionLike + Send>(
         .key(k.wake())
         .key(k.failed())
         .key(k.limiter())
-        .key(k.events());
+        .key(k.events())
+        .key(k.leases());
     inv.arg(k.prefix())
         .arg(max)
         .arg(worker)
@@ -297,7 +305,8 @@ pub(crate) async fn finish<C: ConnectionLike + Send>(
         .key(k.cancelled())
         .key(k.meta())
         .key(k.wake())
-        .key(k.events());
+        .key(k.events())
+        .key(k.leases());
     inv.arg(k.prefix()).arg(outcomes.len());
     for o in outcomes {
         inv.arg(&o.id)
@@ -324,7 +333,7 @@ mod schedule;
 
 pub(crate) use admin::{cancel, clean, promote, record, reencrypt, remove, retry, Record, Rewrite};
 pub(crate) use flow::{add_flow, FlowNode, FlowReply};
-pub(crate) use lease::{reconcile, renew, sweep, Swept};
+pub(crate) use lease::{reconcile, renew, shown_lease, sweep, LeaseEntry, Swept};
 pub(crate) use schedule::{
     schedule_fire, schedule_read, schedule_remove, schedule_upsert, Move, Pending, Read, ReadEntry,
     TickJob, Upsert,

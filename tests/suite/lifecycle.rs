@@ -261,14 +261,20 @@ async fn lost_lease_cancels_the_handler() {
     })
     .await;
     // Fence the worker off behind its back (as a takeover would): its next renewal
-    // finds the token changed. The job's lease then runs out and the sweeper recovers it.
+    // finds the token of its lease entry changed. The job's lease then runs out and the
+    // sweeper recovers it.
     let mut c = redis.conn();
-    let _: () = redis::cmd("HINCRBY")
-        .arg(format!("baton:{{lost}}:job:{}", a.id))
-        .arg("token")
-        .arg(1)
-        .query(&mut c)
-        .unwrap();
+    let raised: i64 = redis::Script::new(
+        "local v = redis.call('HGET', KEYS[1], ARGV[1]) \
+         local t, rest = string.match(v, '^(%d+)(:.*)$') \
+         redis.call('HSET', KEYS[1], ARGV[1], string.format('%d', tonumber(t) + 1) .. rest) \
+         return 1",
+    )
+    .key("baton:{lost}:leases")
+    .arg(&a.id)
+    .invoke(&mut c)
+    .unwrap();
+    assert_eq!(raised, 1);
     wait_until(Duration::from_secs(5), "handler cancelled", || async {
         !cancelled_attempts.lock().unwrap().is_empty()
     })

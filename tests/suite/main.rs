@@ -33,6 +33,7 @@ mod flows;
 mod groups;
 mod http_api;
 mod http_hardening;
+mod leases;
 mod lifecycle;
 mod lost_reply;
 mod many_queues;

@@ -1,9 +1,9 @@
 //! Every Lua script run by EVAL on prepared state, checking the keys it leaves behind.
 //!
 //! The script text is assembled as `src/scripts` does it: the file's `#!lua` line (its
-//! Redis 7 script flags) first, then `lua/common.lua`, then the rest of the file. The
-//! KEYS and ARGV orders below follow each file's header, the contract `src/scripts`
-//! keeps too.
+//! Redis 7 script flags) first, then `lua/common.lua` and `lua/lease.lua`, then the rest
+//! of the file. The KEYS and ARGV orders below follow each file's header, the contract
+//! `src/scripts` keeps too.
 //!
 //! What is proven here: a corrupt job record fails alone (no other job lost, nothing
 //! half-written, no duplicates); finished sets are trimmed only by a job that was kept;
@@ -13,7 +13,11 @@
 use crate::common::RedisServer;
 use redis::{Connection, RedisResult, Script, Value};
 
-const COMMON: &str = include_str!("../../lua/common.lua");
+const COMMON: &str = concat!(
+    include_str!("../../lua/common.lua"),
+    "\n",
+    include_str!("../../lua/lease.lua")
+);
 
 macro_rules! lua {
     ($f:literal) => {
@@ -166,6 +170,7 @@ impl T {
             "failed",
             "limiter",
             "events",
+            "leases",
         ] {
             inv.key(self.k(k));
         }
@@ -216,6 +221,7 @@ impl T {
             "meta",
             "wake",
             "events",
+            "leases",
         ] {
             inv.key(self.k(k));
         }
@@ -230,7 +236,7 @@ impl T {
     fn renew(&mut self, held: &[(&str, u64)]) -> RedisResult<(Vec<String>, Vec<String>)> {
         let s = lua!("renew.lua");
         let mut inv = s.prepare_invoke();
-        for k in ["active", "workers", "workers:info"] {
+        for k in ["active", "workers", "workers:info", "leases"] {
             inv.key(self.k(k));
         }
         inv.arg(&self.p).arg("w").arg(60_000).arg(60_000).arg("{}");
@@ -255,6 +261,7 @@ impl T {
             "workers",
             "workers:info",
             "events",
+            "leases",
         ] {
             inv.key(self.k(k));
         }
@@ -331,7 +338,7 @@ impl T {
     ) -> RedisResult<i64> {
         let s = lua!("record.lua");
         let mut inv = s.prepare_invoke();
-        inv.key(self.k("active"))
+        inv.key(self.k("leases"))
             .key(self.job(id))
             .key(self.k(&format!("steps:{id}")))
             .key(self.k(&format!("logs:{id}")))
@@ -367,6 +374,7 @@ impl T {
             "cancelled",
             "failed",
             "events",
+            "leases",
         ] {
             inv.key(self.k(k));
         }
@@ -386,6 +394,38 @@ impl T {
             "leased"
         );
         got.into_iter().map(|j| j.1).collect()
+    }
+
+    /// The lease entry of `id` (lua/lease.lua: token:attempt:started:worker).
+    fn lease_entry(&mut self, id: &str) -> Option<String> {
+        let k = self.k("leases");
+        self.cmd(&["HGET", &k, id])
+    }
+
+    /// Asserts `id` is leased to worker `w` with `token` for `attempt`: in the lease
+    /// table and the leases hash, its own hash still "waiting" with no lease fields.
+    fn assert_leased(&mut self, id: &str, token: u64, attempt: u32) {
+        let e = self
+            .lease_entry(id)
+            .unwrap_or_else(|| panic!("{id}: no lease entry"));
+        let parts: Vec<&str> = e.splitn(4, ':').collect();
+        assert_eq!(parts[0], token.to_string(), "{id}: token in {e}");
+        assert_eq!(parts[1], attempt.to_string(), "{id}: attempt in {e}");
+        assert!(
+            parts[2].parse::<u64>().unwrap() > 1_600_000_000_000,
+            "{id}: started in {e}"
+        );
+        assert_eq!(parts[3], "w", "{id}: worker in {e}");
+        assert!(
+            self.zscore("active", id).is_some(),
+            "{id} in the lease table"
+        );
+        assert_eq!(self.hget(id, "state").as_deref(), Some("waiting"), "{id}");
+        assert_eq!(
+            self.hget(id, "worker"),
+            None,
+            "{id}: no lease field in its hash"
+        );
     }
 
     /// Makes the leases of `ids` expired.
@@ -500,11 +540,8 @@ fn claim_fails_a_corrupt_job_alone_and_leases_the_rest_of_the_batch() {
             Some("abc"),
             Some("corrupt job record: field attempt is 'abc'"),
         ),
-        (
-            "token",
-            Some("1.5"),
-            Some("corrupt job record: field token is '1.5'"),
-        ),
+        // No token case: the claim does not read the job's token (tokens come from the
+        // queue's sequence, see lua/lease.lua).
         (
             "stalled",
             Some("-1"),
@@ -519,11 +556,6 @@ fn claim_fails_a_corrupt_job_alone_and_leases_the_rest_of_the_batch() {
             "ts",
             Some("x10"),
             Some("corrupt job record: field ts is 'x10'"),
-        ),
-        (
-            "token",
-            Some("99999999999999999999"),
-            Some("corrupt job record: field token is '99999999999999999999'"),
         ),
         ("attempt", Some("nan"), Some("corrupt job record: field attempt is 'nan'")),
         ("attempt", Some("inf"), Some("corrupt job record: field attempt is 'inf'")),
@@ -563,9 +595,13 @@ fn claim_fails_a_corrupt_job_alone_and_leases_the_rest_of_the_batch() {
         assert_eq!(ids, ["g1", "g2", "g3", "g4"], "case {c:?}");
         assert_eq!(t.zset("active"), ["g1", "g2", "g3", "g4"], "case {c:?}");
         assert!(t.line("wait").is_empty(), "case {c:?}");
+        let mut last = 0;
         for (id, token, attempt) in &got {
-            assert_eq!((*token, *attempt), (1, 1), "case {c:?}: {id}");
-            assert_eq!(t.hget(id, "state").as_deref(), Some("active"));
+            assert!(*token > last, "case {c:?}: {id}: fresh tokens, in order");
+            last = *token;
+            assert_eq!(*attempt, 1, "case {c:?}: {id}");
+            // The lease is in the leases hash; the job's own hash is not written.
+            t.assert_leased(id, *token, 1);
         }
         match c.2 {
             Some(reason) => t.assert_corrupt_failed("bad", reason),
@@ -646,11 +682,8 @@ fn sweep_fails_a_corrupt_job_alone_and_recovers_the_rest() {
             Some("abc"),
             Some("corrupt job record: field stalled is 'abc'"),
         ),
-        (
-            "token",
-            Some("x"),
-            Some("corrupt job record: field token is 'x'"),
-        ),
+        // No token case: a lease's token is in its entry (lua/lease.lua), not read
+        // from the job's hash (sweep_recovers_a_lease_from_before_the_leases_hash).
         (
             "attempt",
             Some("2.5"),
@@ -686,7 +719,9 @@ fn sweep_fails_a_corrupt_job_alone_and_recovers_the_rest() {
         );
         for id in ["a", "b"] {
             assert_eq!(t.hget(id, "stalled").as_deref(), Some("1"), "case {c:?}");
-            assert_eq!(t.hget(id, "token").as_deref(), Some("2"), "case {c:?}");
+            // Fenced off by its entry's deletion; the job hash needs no token.
+            assert_eq!(t.lease_entry(id), None, "case {c:?}");
+            assert_eq!(t.hget(id, "token"), None, "case {c:?}");
             assert_eq!(t.hget(id, "attempt").as_deref(), Some("0"), "case {c:?}");
         }
         match c.2 {
@@ -707,23 +742,13 @@ fn sweep_fails_a_corrupt_job_alone_and_recovers_the_rest() {
 
 #[test]
 fn reconcile_fails_a_corrupt_job_alone_and_hands_back_the_rest() {
-    let cases: &[Corruption] = &[
-        (
-            "token",
-            Some("x"),
-            Some("corrupt job record: field token is 'x'"),
-        ),
-        (
-            "attempt",
-            Some("abc"),
-            Some("corrupt job record: field attempt is 'abc'"),
-        ),
-        (
-            "pri",
-            Some("1.5"),
-            Some("corrupt job record: field pri is '1.5'"),
-        ),
-    ];
+    // No token or attempt case: reconcile takes both from the lease entry
+    // (lua/lease.lua), and hands a job back with the attempt from before its claim.
+    let cases: &[Corruption] = &[(
+        "pri",
+        Some("1.5"),
+        Some("corrupt job record: field pri is '1.5'"),
+    )];
     let redis = redis();
     for (i, &c) in cases.iter().enumerate() {
         let mut t = T::on(&redis, &format!("reconcile{i}"));
@@ -736,6 +761,14 @@ fn reconcile_fails_a_corrupt_job_alone_and_hands_back_the_rest() {
         back.sort();
         assert_eq!(back, ["a", "b", "bad"], "case {c:?}");
         assert_eq!(t.zset("active"), ["held"], "case {c:?}");
+        for id in ["a", "b", "bad"] {
+            assert_eq!(
+                t.lease_entry(id),
+                None,
+                "case {c:?}: {id}'s lease fenced off"
+            );
+        }
+        assert!(t.lease_entry("held").is_some(), "case {c:?}");
         assert_eq!(t.line("wait"), ["b", "a"], "case {c:?}");
         t.assert_corrupt_failed("bad", c.2.unwrap());
     }
@@ -743,8 +776,9 @@ fn reconcile_fails_a_corrupt_job_alone_and_hands_back_the_rest() {
 
 #[test]
 fn finish_writes_the_whole_batch_when_one_record_is_corrupt() {
-    // A retry-now or hand-back needs the job's priority (and a hand-back its attempt):
-    // a corrupt one goes to delayed, due now, and the next claim fails it with the reason.
+    // A retry-now or hand-back needs the job's priority: a corrupt one goes to delayed,
+    // due now, and the next claim fails it with the reason. (The attempt comes from
+    // the lease entry, lua/lease.lua, not from the job's hash.)
     let cases: &[(&str, Corruption)] = &[
         (
             "r",
@@ -760,14 +794,6 @@ fn finish_writes_the_whole_batch_when_one_record_is_corrupt() {
                 "pri",
                 Some("abc"),
                 Some("corrupt job record: field pri is 'abc'"),
-            ),
-        ),
-        (
-            "h",
-            (
-                "attempt",
-                Some("x"),
-                Some("corrupt job record: field attempt is 'x'"),
             ),
         ),
     ];
@@ -1092,15 +1118,26 @@ fn each_script_does_what_its_header_says() {
                 let got = t.claim(3).unwrap();
                 let ids: Vec<&str> = got.iter().map(|j| j.0.as_str()).collect();
                 assert_eq!(ids, ["a", "b", "p1"]);
-                assert!(got.iter().all(|j| (j.1, j.2) == (1, 1)));
+                // Tokens: the queue's sequence, never below Redis's clock in ms × 100.
+                let now_ms = t.cmd::<Vec<u64>>(&["TIME"])[0] * 1000;
+                assert!(got[0].1 >= (now_ms - 60_000) * 100, "token {}", got[0].1);
+                assert_eq!(got[1].1, got[0].1 + 1);
+                assert_eq!(got[2].1, got[0].1 + 2);
+                assert!(got.iter().all(|j| j.2 == 1));
+                for j in &got {
+                    t.assert_leased(&j.0, j.1, 1);
+                }
                 assert_eq!(t.zset("prioritized"), ["p2"]);
-                assert_eq!(t.hget("a", "worker").as_deref(), Some("w"));
                 assert!(t.zscore("active", "a").is_some());
                 assert_eq!(
                     t.line("wake").len(),
                     1,
                     "jobs are left: the next worker is woken"
                 );
+                // A token is never handed out twice, even with the sequence deleted.
+                let leases = t.k("leases");
+                let _: () = t.cmd(&["HDEL", &leases, ""]);
+                assert!(t.claim(1).unwrap()[0].1 > got[2].1);
             },
         ),
         (
@@ -1138,6 +1175,15 @@ fn each_script_does_what_its_header_says() {
                 assert_eq!(out, [1, 1, 1, 1, 1, 1, 0, 2]);
                 assert_eq!(t.zset("completed"), ["c"]);
                 assert_eq!(t.hget("c", "result").as_deref(), Some("res"));
+                // A kept job records its last lease with the write finish makes anyway.
+                assert_eq!(t.hget("c", "state").as_deref(), Some("completed"));
+                let last = t.hget("c", "lease").unwrap();
+                assert!(last.starts_with(&format!("{}:1:", tk[0])), "{last}");
+                assert!(last.ends_with(":w"), "{last}");
+                assert_eq!(t.hget("r", "attempt").as_deref(), Some("1"));
+                assert_eq!(t.hget("r", "token"), Some(tk[1].to_string()));
+                assert_eq!(t.lease_entry("c"), None, "released");
+                assert!(t.lease_entry("lost").is_some(), "not released");
                 assert_eq!(t.zset("delayed"), ["r"]);
                 assert_eq!(t.line("wait"), ["h", "r0"], "hand back is first in line");
                 assert_eq!(t.hget("h", "attempt").as_deref(), Some("0"));
@@ -1178,7 +1224,7 @@ fn each_script_does_what_its_header_says() {
                 assert_eq!(t.sweep(2).unwrap(), ["a", "requeued", "b", "failed"]);
                 assert_eq!(t.line("wait"), ["a", "new"]);
                 assert_eq!(t.hget("a", "stalled").as_deref(), Some("1"));
-                assert_eq!(t.hget("a", "token").as_deref(), Some("2"));
+                assert_eq!(t.lease_entry("a"), None, "fenced off");
                 assert!(t.hget("b", "error").unwrap().contains("stalled 3 times"));
                 assert_eq!(t.zset("active"), ["live"]);
                 assert!(t.zset("workers").is_empty());
@@ -1253,14 +1299,15 @@ fn each_script_does_what_its_header_says() {
         (
             "reconcile: hands back this worker's unheld jobs first in line",
             |t| {
-                t.add(&["a", "held", "other"]);
-                t.lease(&["a", "held", "other"]);
-                t.hset("other", "worker", "w2");
+                t.add(&["a", "held"]);
+                t.lease(&["a", "held"]);
+                t.add(&["other"]);
+                assert_eq!(t.claim_raw(1, "w2", 60_000).unwrap().len(), 10);
                 t.add(&["new"]);
                 assert_eq!(t.reconcile(&["held"]).unwrap(), ["a"]);
                 assert_eq!(t.line("wait"), ["a", "new"]);
                 assert_eq!(t.hget("a", "attempt").as_deref(), Some("0"));
-                assert_eq!(t.hget("a", "token").as_deref(), Some("2"));
+                assert_eq!(t.lease_entry("a"), None, "fenced off");
                 let mut active = t.zset("active");
                 active.sort();
                 assert_eq!(active, ["held", "other"]);

@@ -13,16 +13,22 @@ use super::session::Viewer;
 use super::UiState;
 use crate::job::JobInfo;
 
-/// The job's fencing token (the `token` field claims raise), bounded like every call.
+/// The job's fencing token, bounded like every call: its live lease's (the leases
+/// hash), else the last one recorded in its hash (field `lease` of a finished job,
+/// `token` of a retried one or of a lease from before the leases hash).
 async fn fencing_token(s: &UiState, queue: &str, id: &str) -> crate::Result<Option<u64>> {
-    let key = s.queue(queue).keys().job(id);
+    let keys = s.queue(queue).keys().clone();
     let read = s.conn.run(async |c| {
-        let t: Option<u64> = redis::cmd("HGET")
-            .arg(&key)
+        let (live, (last, t)): (Option<Vec<u8>>, (Option<Vec<u8>>, Option<u64>)) = redis::pipe()
+            .hget(keys.leases(), id)
+            .cmd("HMGET")
+            .arg(keys.job(id))
+            .arg("lease")
             .arg("token")
             .query_async(c)
             .await?;
-        Ok(t)
+        let parse = |v: Option<Vec<u8>>| v.as_deref().and_then(crate::scripts::LeaseEntry::parse);
+        Ok(parse(live).or(parse(last)).map(|l| l.token).or(t))
     });
     match tokio::time::timeout(crate::conn::PRODUCER_TIMEOUT, read).await {
         Ok(r) => r,

@@ -209,11 +209,17 @@ pub async fn check(
             }
         }
         if info.state == JobState::Completed {
-            let token: Option<u64> = redis::cmd("HGET")
+            // The token of its last lease: field `lease` ("token:attempt:started:worker",
+            // see lua/lease.lua), else `token` (a job finished before that field).
+            let (lease, token): (Option<String>, Option<u64>) = redis::cmd("HMGET")
                 .arg(keys.job(id))
+                .arg("lease")
                 .arg("token")
                 .query_async(&mut conn)
                 .await?;
+            let token = lease
+                .and_then(|l| l.split(':').next()?.parse::<u64>().ok())
+                .or(token);
             let ran = runs.get(id).cloned().unwrap_or_default();
             let result_token = info.result.as_ref().and_then(|r| r["token"].as_u64());
             if ran.is_empty() {
@@ -322,8 +328,17 @@ pub async fn sabotage(
                 c
             }
             "stale" => {
-                let mut c = redis::cmd("HINCRBY");
-                c.arg(k.job(id)).arg("token").arg(1);
+                // The recorded lease's token raised by one (lua/lease.lua).
+                let mut c = redis::cmd("EVAL");
+                c.arg(
+                    "local v = redis.call('HGET', KEYS[1], 'lease') \
+                     local t, rest = string.match(v or '', '^(%d+)(:.*)$') \
+                     if not t then return redis.call('HINCRBY', KEYS[1], 'token', 1) end \
+                     return redis.call('HSET', KEYS[1], 'lease', \
+                       string.format('%d', tonumber(t) + 1) .. rest)",
+                )
+                .arg(1)
+                .arg(k.job(id));
                 c
             }
             "stuck" => {
