@@ -22,6 +22,8 @@ ap.add_argument('--dedup', choices=['s', 't'], help='every job with a dedup key 
 ap.add_argument('--groups', type=int, default=0, help='spread the jobs over this many groups (job option group)')
 ap.add_argument('--flow', type=int, default=0, help='add the jobs as flows of one parent and this many children (jobs: a multiple of flow + 1)')
 ap.add_argument('--config', action='append', default=[], help='NAME=VALUE: CONFIG SET before the runs (experiments)')
+ap.add_argument('--meta', action='append', default=[], help="FIELD=VALUE: the queue's meta field set before each phase "
+                '(concurrency=1000000, rate=1000000:1000: limits on but never reached)')
 ap.add_argument('--annotate', type=int, default=0, help='print the N functions with the most instructions per phase '
                 '(and keep each phase\'s profile as /tmp/cg-<n-th --lua>-<phase>.out)')
 a = ap.parse_args()
@@ -47,7 +49,14 @@ for _ in range(300):
 for kv in a.config:
     r.config_set(*kv.split('=', 1))
 sys.path.insert(0, here)
-from script_profile import Profile  # noqa: E402
+from script_profile import Profile, K  # noqa: E402
+
+
+def flush():
+    """An empty Redis, with the queue's meta fields of --meta."""
+    r.flushall()
+    for kv in a.meta:
+        r.hset(K('meta'), *kv.split('=', 1))
 
 
 def counted(f, name=''):
@@ -73,19 +82,19 @@ try:
         p.quiet = True
         p.groups = a.groups
         p.flow = a.flow
-        r.flushall()
+        flush()
         add = counted(lambda: p.add({}), 'add')
         proc = counted(lambda: p.process({}, {}), 'process')
         # Claim and finish apart: every job claimed first (a lease table of all jobs),
         # then every one finished.
-        r.flushall()
+        flush()
         p.add({})
         leases = []
         claim = counted(lambda: leases.extend(p.claim_all()), 'claim')
         fin = counted(lambda: p.finish_all(leases), 'finish')
         print(f'{lua}: add {add / a.jobs:,.0f} instructions/job; claim + finish {proc / a.jobs:,.0f} '
               f'(apart: claim {claim / a.jobs:,.0f}, finish {fin / a.jobs:,.0f}) '
-              f'(batch {a.batch}, keep {a.keep}, dedup {a.dedup or "off"}, {a.jobs} jobs, groups {a.groups}, flow {a.flow})')
+              f'(batch {a.batch}, keep {a.keep}, dedup {a.dedup or "off"}, {a.jobs} jobs, groups {a.groups}, flow {a.flow}, meta {a.meta or "none"})')
 finally:
     vg.terminate()
     vg.wait()
