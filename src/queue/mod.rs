@@ -352,8 +352,10 @@ impl Queue {
         }
         let (n, ms) = rate.map_or((0, 0), |(n, per)| (n, per.as_millis() as u64));
         let spec = format!("{}:{n}:{ms}", concurrency.unwrap_or(0));
-        self.change_meta_and_wake(|p| {
-            p.hset(self.keys.meta(), "groups", spec).ignore();
+        // A script, not a meta write: groups at their old cap go back in line.
+        self.bounded(async {
+            scripts::group_limits(&mut self.conn().await?, &self.keys, &spec).await?;
+            Ok(())
         })
         .await
     }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use redis::aio::ConnectionLike;
 
-use super::{CANCEL, CLEAN, PROMOTE, RECORD, REENCRYPT, REMOVE, RETRY};
+use super::{CANCEL, CLEAN, GROUP_LIMITS, PROMOTE, RECORD, REENCRYPT, REMOVE, RETRY};
 use crate::error::Result;
 use crate::keys::Keys;
 
@@ -33,6 +33,19 @@ pub(crate) async fn cancel<C: ConnectionLike + Send>(
         .arg(k.cancel_channel())
         .arg(reason)
         .arg(if sharded { "SPUBLISH" } else { "PUBLISH" });
+    Ok(inv.invoke_async(c).await?)
+}
+
+/// `group_limits.lua`: sets the per-group limits (`spec` as meta stores it) and puts
+/// back in line the groups with ready jobs; returns how many.
+pub(crate) async fn group_limits<C: ConnectionLike + Send>(
+    c: &mut C,
+    k: &Keys,
+    spec: &str,
+) -> Result<u64> {
+    let mut inv = GROUP_LIMITS.prepare_invoke();
+    inv.key(k.meta()).key(k.groups_active()).key(k.wake());
+    inv.arg(k.prefix()).arg(spec);
     Ok(inv.invoke_async(c).await?)
 }
 

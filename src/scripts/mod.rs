@@ -64,6 +64,7 @@ script!(SCHEDULE_UPSERT, "schedule_upsert.lua");
 script!(SCHEDULE_REMOVE, "schedule_remove.lua");
 script!(PROMOTE, "promote.lua");
 script!(FLOW, "flow.lua");
+script!(GROUP_LIMITS, "group_limits.lua");
 
 /// A job as `add.lua` takes it.
 #[derive(Debug, Clone)]
@@ -331,7 +332,9 @@ mod flow;
 mod lease;
 mod schedule;
 
-pub(crate) use admin::{cancel, clean, promote, record, reencrypt, remove, retry, Record, Rewrite};
+pub(crate) use admin::{
+    cancel, clean, group_limits, promote, record, reencrypt, remove, retry, Record, Rewrite,
+};
 pub(crate) use flow::{add_flow, FlowNode, FlowReply};
 pub(crate) use lease::{reconcile, renew, shown_lease, sweep, LeaseEntry, Swept};
 pub(crate) use schedule::{

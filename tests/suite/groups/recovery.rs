@@ -69,3 +69,23 @@ async fn a_handed_back_jobs_group_room_comes_back() {
     let a0 = q.job("a.0").await.unwrap().unwrap();
     assert_eq!(a0.attempt, 1, "the hand back consumed no attempt");
 }
+
+#[tokio::test]
+async fn raising_a_groups_concurrency_starts_its_waiting_jobs_at_once() {
+    // Group `a` capped at 1 runs a slow job; raised to 3, its other jobs start now, not
+    // when the slow one ends (a group at its cap is out of line until a lease ends).
+    let env = Env::single();
+    let q = env.queue("graise");
+    q.set_group_limits(Some(1), None).await.unwrap();
+    let jobs = vec![job("a", 0, "slow"), job("a", 1, "ok"), job("a", 2, "ok")];
+    q.add_bulk(&jobs).await.unwrap();
+    let _w = env.worker("graise", 3);
+    until_started(&env, "a.0").await;
+    q.set_group_limits(Some(3), None).await.unwrap();
+    wait_until(Duration::from_secs(10), "a.1 and a.2 completed", || async {
+        q.job("a.2").await.unwrap().is_some_and(|j| j.state == JobState::Completed)
+            && q.job("a.1").await.unwrap().is_some_and(|j| j.state == JobState::Completed)
+    })
+    .await;
+    assert_eq!(q.job("a.0").await.unwrap().unwrap().state, JobState::Active);
+}
