@@ -25,6 +25,7 @@
 //!   server-rendered HTML) every few seconds, without reloading the page.
 
 mod actions;
+mod add_flow;
 mod add_job;
 mod assets;
 mod bulk;
@@ -117,6 +118,10 @@ pub(crate) fn router(state: UiState) -> Router {
         .route(
             "/ui/queues/{queue}/add",
             get(add_job::page).post(add_job::add),
+        )
+        .route(
+            "/ui/queues/{queue}/flow",
+            get(add_flow::page).post(add_flow::add),
         )
         .route(
             "/ui/queues/{queue}/scheduler",

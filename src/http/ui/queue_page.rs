@@ -140,6 +140,7 @@ fn body(
             }
             @if v.can_act {
                 a.button #add-job-link href={ "/ui/queues/" (enc(queue)) "/add" } { "Add a job" }
+                a.button #add-flow-link href={ "/ui/queues/" (enc(queue)) "/flow" } { "Add a flow" }
             }
             form.inline method="get" action={ "/ui/queues/" (enc(queue)) } role="search" {
                 input type="text" name="find" placeholder="job id" aria-label="Find a job by id";

@@ -61,3 +61,35 @@ async fn a_flow_parent_shows_its_children_and_a_child_its_parent() {
     a.stop().await;
     c.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flow_is_added_from_the_queue_page() {
+    let redis = RedisServer::start();
+    let q = Queue::connect(redis.url(), "{m}main").unwrap();
+    let s = Serve::start(&redis.url(), &[], &[]).await;
+    let b = Browser::start().await;
+    b.goto(&s.url("/ui/queues/%7Bm%7Dmain")).await;
+    b.click("#add-flow-link").await;
+    assert_eq!(b.path().await, "/ui/queues/%7Bm%7Dmain/flow");
+    // A refusal says where, keeps what was typed and adds nothing.
+    let bad = r#"{"name": "p", "job_id": "p1", "children": [{"name": "a"}, {"data": 1}]}"#;
+    b.type_into("#flow", bad).await;
+    b.click("#add").await;
+    let why = b.wait_text("#form-error", LIMIT, |t| !t.is_empty()).await;
+    assert!(why.contains("children[1]: name is required"), "{why}");
+    assert!(q.job("p1").await.unwrap().is_none());
+    let good = r#"{"name": "p", "job_id": "p1", "children": [
+        {"name": "a", "job_id": "k1"}, {"name": "b", "job_id": "k2", "queue": "{m}side"}]}"#;
+    b.goto(&s.url("/ui/queues/%7Bm%7Dmain/flow")).await;
+    b.type_into("#flow", good).await;
+    b.screenshot("add-flow").await;
+    b.click("#add").await;
+    b.wait_text("#job-state", LIMIT, |t| t == "waiting-children").await;
+    assert_eq!(b.path().await, "/ui/queues/%7Bm%7Dmain/jobs/p1");
+    assert!(b.text("#job-children").await.contains("{m}side/k2"));
+    let side = Queue::connect(redis.url(), "{m}side").unwrap();
+    assert_eq!(side.job("k2").await.unwrap().unwrap().parent.unwrap().to_string(), "{m}main/p1");
+    // The refusal was a 400 page, which the browser logs as a failed load: the page's
+    // own error collector must still be empty.
+    assert_eq!(b.eval("return window.batonErrors").await, serde_json::json!([]));
+}

@@ -285,10 +285,14 @@ async fn the_forms_refuse_readers_and_forged_posts() {
         }
     };
     let (cookie, csrf, page) = session(READER).await;
-    for absent in ["add-job-link", "new-scheduler", "events-form"] {
+    for absent in ["add-job-link", "add-flow-link", "new-scheduler", "events-form"] {
         assert!(!page.contains(absent), "a reader sees no {absent}");
     }
-    for path in ["/ui/queues/gated/add", "/ui/queues/gated/scheduler"] {
+    for path in [
+        "/ui/queues/gated/add",
+        "/ui/queues/gated/flow",
+        "/ui/queues/gated/scheduler",
+    ] {
         let r = http
             .get(s.url(path))
             .header("cookie", &cookie)
@@ -297,8 +301,12 @@ async fn the_forms_refuse_readers_and_forged_posts() {
             .unwrap();
         assert_eq!(r.status(), StatusCode::FORBIDDEN, "GET {path}");
     }
-    let posts: [(&str, Vec<(&str, &str)>); 3] = [
+    let posts: [(&str, Vec<(&str, &str)>); 4] = [
         ("/ui/queues/gated/add", vec![("name", "x"), ("data", "{}")]),
+        (
+            "/ui/queues/gated/flow",
+            vec![("flow", r#"{"name": "p", "children": [{"name": "c"}]}"#)],
+        ),
         (
             "/ui/queues/gated/scheduler",
             vec![("id", "s"), ("every", "1m")],
@@ -341,13 +349,14 @@ async fn the_forms_refuse_readers_and_forged_posts() {
         assert_eq!(st, StatusCode::FORBIDDEN, "no CSRF token: POST {path}");
     }
     let c = q.counts().await.unwrap();
-    assert_eq!((c.waiting, c.events), (1, None), "nothing done");
+    assert_eq!((c.waiting, c.waiting_children, c.events), (1, 0, None), "nothing done");
     assert!(q.schedulers().await.unwrap().is_empty());
     for (path, form) in &posts {
         let st = send(path, form.clone(), cookie.clone(), Some(csrf.clone())).await;
         assert_eq!(st, StatusCode::SEE_OTHER, "admin POST {path}");
     }
     let c = q.counts().await.unwrap();
-    assert_eq!((c.waiting, c.events), (2, Some(100)));
+    // The job, and the flow's child (its parent waits for it).
+    assert_eq!((c.waiting, c.waiting_children, c.events), (2 + 1, 1, Some(100)));
     assert_eq!(q.schedulers().await.unwrap().len(), 1);
 }
