@@ -71,7 +71,7 @@ pub use job::{
     Dedup, DedupMode, JobInfo, JobOptions, JobRef, JobState, Rate, Retention, TraceParent,
 };
 pub use queue::{
-    Added, Cancelled, Event, FlowAdded, FlowJob, Finished, JobOutcome, JobSummary, NewJob, Queue,
+    Added, Cancelled, Event, Finished, FlowAdded, FlowJob, JobOutcome, JobSummary, NewJob, Queue,
 };
 pub use schedule::{Repeat, Scheduler, SchedulerInfo};
 pub use worker::{

@@ -162,7 +162,11 @@ pub(crate) struct KeepTails {
 /// The parent tail of a child on `queue` whose parent is `parent`:
 /// `|p<policy><qlen>:<idlen>:<queue><id>`, the queue empty when it is the child's own.
 pub(crate) fn parent_tail(queue: &str, parent: &JobRef, policy: ChildFailure) -> String {
-    let pq = if parent.queue == queue { "" } else { &parent.queue };
+    let pq = if parent.queue == queue {
+        ""
+    } else {
+        &parent.queue
+    };
     format!(
         "|p{}{}:{}:{pq}{}",
         policy.mark(),

@@ -105,12 +105,7 @@ struct Flattener<'a> {
 impl Flattener<'_> {
     /// Adds `job` (on `queue`, under the parent at `parent`, 1-based, 0 for none) and
     /// its children; returns the tree of ids.
-    fn add(
-        &mut self,
-        job: &FlowJob,
-        queue: &str,
-        parent: usize,
-    ) -> Result<FlowAdded> {
+    fn add(&mut self, job: &FlowJob, queue: &str, parent: usize) -> Result<FlowAdded> {
         let queue = job.queue.as_deref().unwrap_or(queue);
         crate::validate::queue_name(queue)?;
         if self.nodes.len() >= MAX_FLOW_JOBS {
@@ -140,7 +135,14 @@ impl Flattener<'_> {
                 limit: self.queue.max_payload,
             });
         }
-        let args = build(&job.name, o, id, delay, payload, self.queue.keyring.as_deref());
+        let args = build(
+            &job.name,
+            o,
+            id,
+            delay,
+            payload,
+            self.queue.keyring.as_deref(),
+        );
         let (kc, kf) = (args.keep_completed, args.keep_failed);
         let mut keep = format!("{}:{}:{}:{}", kc.0, kc.1, kf.0, kf.1);
         if let Some(g) = &args.group {

@@ -62,7 +62,11 @@ pub(super) async fn grouped_ids(
         }
         let need = count - out.len();
         let mut ids: Vec<String> = c
-            .lrange(k.group_wait(&g), -((skip + need) as isize), -(skip as isize) - 1)
+            .lrange(
+                k.group_wait(&g),
+                -((skip + need) as isize),
+                -(skip as isize) - 1,
+            )
             .await?;
         ids.reverse();
         out.extend(ids);
@@ -73,4 +77,3 @@ pub(super) async fn grouped_ids(
     }
     Ok(out)
 }
-

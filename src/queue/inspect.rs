@@ -170,7 +170,9 @@ impl Queue {
                         let before: usize = c.llen::<_, usize>(k.wait()).await?
                             + c.zcard::<_, usize>(k.prioritized()).await?;
                         let need = count - ids.len();
-                        ids.extend(grouped_ids(&mut c, k, start.saturating_sub(before), need).await?);
+                        ids.extend(
+                            grouped_ids(&mut c, k, start.saturating_sub(before), need).await?,
+                        );
                     }
                     ids
                 }

@@ -47,9 +47,8 @@ fn node(v: Value, at: &str, count: &mut usize) -> Result<FlowJob> {
     };
     let on_failure: ChildFailure = match m.remove("on_failure") {
         None | Some(Value::Null) => ChildFailure::default(),
-        Some(v) => serde_json::from_value(v).map_err(|_| {
-            here("on_failure must be \"fail-parent\" or \"ignore\"".into())
-        })?,
+        Some(v) => serde_json::from_value(v)
+            .map_err(|_| here("on_failure must be \"fail-parent\" or \"ignore\"".into()))?,
     };
     let children = match m.remove("children") {
         None | Some(Value::Null) => Vec::new(),
@@ -62,7 +61,9 @@ fn node(v: Value, at: &str, count: &mut usize) -> Result<FlowJob> {
         return Err(here("name is required".into()));
     };
     let opts = req.options().map_err(|e| here(message(e)))?;
-    let mut job = FlowJob::new(name, &req.data).opts(opts).on_failure(on_failure);
+    let mut job = FlowJob::new(name, &req.data)
+        .opts(opts)
+        .on_failure(on_failure);
     if let Some(q) = queue {
         job = job.queue(q);
     }
@@ -103,17 +104,26 @@ mod tests {
     #[test]
     fn refusals_say_where() {
         let e = flow(json!({"name": "p", "children": [{"name": "a"}, {"data": 1}]})).unwrap_err();
-        assert_eq!(e.to_string(), "invalid argument: children[1]: name is required");
+        assert_eq!(
+            e.to_string(),
+            "invalid argument: children[1]: name is required"
+        );
         let e = flow(json!({"name": "p", "children": [{"name": "a", "children": [
             {"name": "b", "on_failure": "explode"}]}]}))
         .unwrap_err();
-        assert!(e.to_string().contains("children[0].children[0]: on_failure must be"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("children[0].children[0]: on_failure must be"),
+            "{e}"
+        );
         let e = flow(json!({"name": "p", "colour": "red"})).unwrap_err();
         assert!(e.to_string().contains("unknown field `colour`"), "{e}");
         let e = flow(json!({"name": "p", "queue": "a b"})).unwrap_err();
         assert!(e.to_string().contains("whitespace"), "{e}");
-        assert!(flow(json!({"name": "p", "children": [{"name": "c", "queue": "{t}x",
-            "on_failure": "ignore", "attempts": 3}]}))
+        assert!(flow(
+            json!({"name": "p", "children": [{"name": "c", "queue": "{t}x",
+            "on_failure": "ignore", "attempts": 3}]})
+        )
         .is_ok());
     }
 }

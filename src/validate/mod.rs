@@ -249,8 +249,18 @@ mod tests {
         assert!(queue_name("{shop}orders").is_ok());
         assert!(queue_name("{shop}").is_ok());
         for bad in [
-            "", "a{b", "a}b", "a b", "a\tb", "bad queue!", "a\0b", "{}x", "{a{b}x", "{a}b}",
-            "{a}{b}c", "{ab",
+            "",
+            "a{b",
+            "a}b",
+            "a b",
+            "a\tb",
+            "bad queue!",
+            "a\0b",
+            "{}x",
+            "{a{b}x",
+            "{a}b}",
+            "{a}{b}c",
+            "{ab",
         ] {
             assert!(queue_name(bad).is_err(), "{bad:?}");
         }

@@ -33,12 +33,13 @@ pub struct AddFlowArgs {
 pub async fn add_flow(url: &SharedConn, a: AddFlowArgs) -> Result<ExitCode> {
     let queue = crate::admin::queue(url, &a.queue)?;
     let text = crate::add::read_input(&a.file)?;
-    let mut v: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| Error::Invalid(format!("{}: {e}", a.file)))?;
+    let mut v: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| Error::Invalid(format!("{}: {e}", a.file)))?;
     if let Some(t) = &a.traceparent {
         baton::validate::set_trace(&mut v, t);
     }
-    let flow = baton::validate::flow(v).map_err(|e| Error::Invalid(format!("{}: {}", a.file, strip(e))))?;
+    let flow = baton::validate::flow(v)
+        .map_err(|e| Error::Invalid(format!("{}: {}", a.file, strip(e))))?;
     let added = queue.add_flow(&flow).await?;
     if a.json {
         println!("{}", serde_json::to_string(&added).expect("serializes"));
@@ -53,7 +54,6 @@ pub async fn add_flow(url: &SharedConn, a: AddFlowArgs) -> Result<ExitCode> {
         None => Ok(ExitCode::SUCCESS),
     }
 }
-
 
 fn strip(e: Error) -> String {
     match e {

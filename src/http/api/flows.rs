@@ -41,4 +41,3 @@ pub(super) async fn add_flow(
     };
     Ok((status, Json(added)).into_response())
 }
-

@@ -23,7 +23,13 @@ const EXAMPLE: &str = r#"{"name": "report", "data": {"month": 11},
    {"name": "tally", "data": {"region": "us"}, "on_failure": "ignore"}
  ]}"#;
 
-fn form_page(v: &Viewer, queue: &str, f: &Fields, why: Option<&str>, status: StatusCode) -> Response {
+fn form_page(
+    v: &Viewer,
+    queue: &str,
+    f: &Fields,
+    why: Option<&str>,
+    status: StatusCode,
+) -> Response {
     let post_to = format!("/ui/queues/{}/flow", enc(queue));
     let body = html! {
         h1 { "Add a flow to " a.mono href={ "/ui/queues/" (enc(queue)) } { (queue) } }

@@ -13,9 +13,11 @@ async fn state(q: &Queue, id: &str) -> JobState {
 }
 
 async fn until_state(q: &Queue, id: &str, want: JobState) {
-    wait_until(Duration::from_secs(20), &format!("{id} {want:?}"), || async {
-        q.job(id).await.unwrap().is_some_and(|j| j.state == want)
-    })
+    wait_until(
+        Duration::from_secs(20),
+        &format!("{id} {want:?}"),
+        || async { q.job(id).await.unwrap().is_some_and(|j| j.state == want) },
+    )
     .await;
 }
 
@@ -51,7 +53,10 @@ async fn parent_after_children(env: Env) {
     let c = parents.counts().await.unwrap();
     assert_eq!((c.waiting_children, c.waiting), (1, 3));
     assert_eq!(
-        parents.list(JobState::WaitingChildren, 0, 10).await.unwrap(),
+        parents
+            .list(JobState::WaitingChildren, 0, 10)
+            .await
+            .unwrap(),
         vec!["root".to_string()]
     );
     let root = parents.job("root").await.unwrap().unwrap();
@@ -71,13 +76,24 @@ async fn parent_after_children(env: Env) {
     assert!(root.children.iter().all(|c| c.state == "completed"));
     // The parent started after every child finished (Redis clock).
     let started = root.started_ms.unwrap();
-    for (q, id) in [(&parents, "c1"), (&parents, "c2"), (&parents, "c3"), (&work, "w4"), (&work, "w5")] {
+    for (q, id) in [
+        (&parents, "c1"),
+        (&parents, "c2"),
+        (&parents, "c3"),
+        (&work, "w4"),
+        (&work, "w5"),
+    ] {
         let c = q.job(id).await.unwrap().unwrap();
-        assert!(c.finished_ms.unwrap() <= started, "{id} finished after the parent started");
+        assert!(
+            c.finished_ms.unwrap() <= started,
+            "{id} finished after the parent started"
+        );
     }
     let w5 = work.job("w5").await.unwrap().unwrap();
     for id in ["g1", "g2"] {
-        assert!(work.job(id).await.unwrap().unwrap().finished_ms.unwrap() <= w5.started_ms.unwrap());
+        assert!(
+            work.job(id).await.unwrap().unwrap().finished_ms.unwrap() <= w5.started_ms.unwrap()
+        );
     }
     assert_eq!(parents.counts().await.unwrap().waiting_children, 0);
     a.stop().await;
@@ -102,7 +118,10 @@ async fn on_a_cluster_a_flow_across_slots_is_refused_before_anything_is_written(
         .opts(JobOptions::default().job_id("p"))
         .child(FlowJob::new("c", &1).queue("emails"));
     let e = q.add_flow(&flow).await.unwrap_err().to_string();
-    assert!(e.contains("\"emails\" is not in the Redis Cluster slot of queue \"orders\""), "{e}");
+    assert!(
+        e.contains("\"emails\" is not in the Redis Cluster slot of queue \"orders\""),
+        "{e}"
+    );
     assert!(e.contains("{tag}"), "{e}");
     assert!(q.job("p").await.unwrap().is_none());
 }
@@ -139,7 +158,10 @@ async fn a_child_failing_for_good_fails_its_parent() {
     );
     assert_eq!(p.attempt, 0, "the parent never ran");
     let bad = p.children.iter().find(|c| c.id == "bad").unwrap();
-    assert_eq!((bad.state, bad.error.as_deref()), ("failed", Some("told to fail")));
+    assert_eq!(
+        (bad.state, bad.error.as_deref()),
+        ("failed", Some("told to fail"))
+    );
 }
 
 #[tokio::test]

@@ -49,10 +49,14 @@ async fn cancelling_a_parent_cancels_its_unfinished_children_and_theirs() {
     let busy_worker = start(w);
     let idle = env.queue("{c}idle");
     let done_q = env.queue("{c}done");
-    wait_until(Duration::from_secs(10), "run started, done completed", || async {
-        started.load(Ordering::SeqCst)
-            && done_q.job("done").await.unwrap().unwrap().state == JobState::Completed
-    })
+    wait_until(
+        Duration::from_secs(10),
+        "run started, done completed",
+        || async {
+            started.load(Ordering::SeqCst)
+                && done_q.job("done").await.unwrap().unwrap().state == JobState::Completed
+        },
+    )
     .await;
 
     q.cancel("p").await.unwrap();
@@ -61,12 +65,21 @@ async fn cancelling_a_parent_cancels_its_unfinished_children_and_theirs() {
     for (qq, j) in [(&idle, "waits"), (&idle, "mid"), (&idle, "grand")] {
         let c = qq.job(j).await.unwrap().unwrap();
         assert_eq!(c.state, JobState::Cancelled, "{j}");
-        assert!(c.error.unwrap().starts_with("parent {c}"), "{j} says its parent was cancelled");
+        assert!(
+            c.error.unwrap().starts_with("parent {c}"),
+            "{j} says its parent was cancelled"
+        );
     }
-    assert_eq!(idle.counts().await.unwrap().waiting, 0, "nothing left to run");
-    wait_until(Duration::from_secs(10), "the running child cancelled", || async {
-        busy.job("run").await.unwrap().unwrap().state == JobState::Cancelled
-    })
+    assert_eq!(
+        idle.counts().await.unwrap().waiting,
+        0,
+        "nothing left to run"
+    );
+    wait_until(
+        Duration::from_secs(10),
+        "the running child cancelled",
+        || async { busy.job("run").await.unwrap().unwrap().state == JobState::Cancelled },
+    )
     .await;
     assert_eq!(
         done_q.job("done").await.unwrap().unwrap().state,
@@ -94,7 +107,10 @@ async fn removing_a_pending_child_releases_its_parent_when_it_was_the_last() {
         q.job("b").await.unwrap().unwrap().state == JobState::Completed
     })
     .await;
-    assert_eq!(q.job("p").await.unwrap().unwrap().state, JobState::WaitingChildren);
+    assert_eq!(
+        q.job("p").await.unwrap().unwrap().state,
+        JobState::WaitingChildren
+    );
     q.remove("a").await.unwrap();
     wait_until(Duration::from_secs(10), "parent completed", || async {
         q.job("p").await.unwrap().unwrap().state == JobState::Completed
@@ -123,9 +139,18 @@ async fn a_flow_sent_again_changes_nothing_and_a_taken_child_id_refuses_it_whole
         .child(FlowJob::new("n", &1).opts(id("fresh")))
         .child(FlowJob::new("n", &2).opts(id("k1")));
     let e = q.add_flow(&other).await.unwrap_err();
-    assert!(matches!(&e, Error::Invalid(m) if m.contains("\"k1\"")), "{e}");
-    assert!(q.job("root2").await.unwrap().is_none(), "nothing of it written");
-    assert!(q.job("fresh").await.unwrap().is_none(), "nothing of it written");
+    assert!(
+        matches!(&e, Error::Invalid(m) if m.contains("\"k1\"")),
+        "{e}"
+    );
+    assert!(
+        q.job("root2").await.unwrap().is_none(),
+        "nothing of it written"
+    );
+    assert!(
+        q.job("fresh").await.unwrap().is_none(),
+        "nothing of it written"
+    );
 
     // Refused before sending: a dedup key, a parent with a delay.
     let dedup = FlowJob::new("p", &0)

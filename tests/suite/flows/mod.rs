@@ -68,7 +68,10 @@ impl Env {
                 if n < 0 {
                     return Err(JobError::fatal("told to fail"));
                 }
-                let kids = ctx.children().await.map_err(|e| JobError::retry(e.to_string()))?;
+                let kids = ctx
+                    .children()
+                    .await
+                    .map_err(|e| JobError::retry(e.to_string()))?;
                 if kids.is_empty() {
                     return Ok(n * 10);
                 }

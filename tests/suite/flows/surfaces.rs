@@ -69,9 +69,15 @@ impl Procs {
     /// The parent `root` started after every other job's end, each once.
     fn assert_parent_last(&self, jobs: usize) {
         let l = self.ledger();
-        let root = l.iter().position(|x| x == "start root").expect("root started");
+        let root = l
+            .iter()
+            .position(|x| x == "start root")
+            .expect("root started");
         let ends = l[..root].iter().filter(|x| x.starts_with("end ")).count();
-        assert_eq!(ends, jobs, "every child ended before the parent started: {l:?}");
+        assert_eq!(
+            ends, jobs,
+            "every child ended before the parent started: {l:?}"
+        );
         assert_eq!(l.iter().filter(|x| *x == "start root").count(), 1, "{l:?}");
     }
 }
@@ -95,7 +101,14 @@ fn results(children: &Value) -> Vec<(String, Value)> {
         .iter()
         .map(|c| {
             assert_eq!(c["state"], "completed", "{c}");
-            (format!("{}/{}", c["queue"].as_str().unwrap(), c["id"].as_str().unwrap()), c["result"].clone())
+            (
+                format!(
+                    "{}/{}",
+                    c["queue"].as_str().unwrap(),
+                    c["id"].as_str().unwrap()
+                ),
+                c["result"].clone(),
+            )
         })
         .collect();
     v.sort_by(|a, b| a.0.cmp(&b.0));
@@ -108,18 +121,36 @@ async fn the_cli_adds_a_flow_that_exec_workers_run_parent_last() {
     let file = p.dir.path().join("flow.json");
     std::fs::write(&file, flow_json().to_string()).unwrap();
     let out = p.cli(&["add-flow", "{p}main", file.to_str().unwrap(), "--json"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let added: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(added["added"], true);
     assert_eq!(added["children"][2]["queue"], "{p}side");
     let listed = p.cli(&["list", "{p}main", "waiting-children"]);
     assert!(String::from_utf8_lossy(&listed.stdout).contains("root"));
 
-    let _w = [p.worker("{p}main"), p.worker("{p}main"), p.worker("{p}side")];
+    let _w = [
+        p.worker("{p}main"),
+        p.worker("{p}main"),
+        p.worker("{p}side"),
+    ];
     // The same flow again, waiting for the root: nothing added, its result printed.
-    let out = p.cli(&["add-flow", "{p}main", file.to_str().unwrap(), "--wait", "30s"]);
+    let out = p.cli(&[
+        "add-flow",
+        "{p}main",
+        file.to_str().unwrap(),
+        "--wait",
+        "30s",
+    ]);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout} {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("exists already"), "{stdout}");
     let result: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
     assert_eq!(
@@ -134,7 +165,10 @@ async fn the_cli_adds_a_flow_that_exec_workers_run_parent_last() {
     p.assert_parent_last(4);
     let shown = p.cli(&["job", "{p}main", "root"]);
     let shown = String::from_utf8_lossy(&shown.stdout);
-    assert!(shown.contains("child     {p}side/c completed: 3"), "{shown}");
+    assert!(
+        shown.contains("child     {p}side/c completed: 3"),
+        "{shown}"
+    );
     let shown = p.cli(&["job", "{p}side", "c"]);
     assert!(String::from_utf8_lossy(&shown.stdout).contains("parent    {p}main/root"));
 }
@@ -144,14 +178,26 @@ async fn the_http_api_adds_a_flow_and_refuses_a_bad_one_saying_where() {
     let p = Procs::new();
     let api = Api::start(&p.redis.url(), None).await;
     let (st, body) = api
-        .call(Method::POST, "/v1/queues/%7Bp%7Dmain/flows", Some(flow_json()))
+        .call(
+            Method::POST,
+            "/v1/queues/%7Bp%7Dmain/flows",
+            Some(flow_json()),
+        )
         .await;
     assert_eq!(st, StatusCode::CREATED, "{body}");
     assert_eq!(body["id"], "root");
     let (st, body) = api
-        .call(Method::POST, "/v1/queues/%7Bp%7Dmain/flows", Some(flow_json()))
+        .call(
+            Method::POST,
+            "/v1/queues/%7Bp%7Dmain/flows",
+            Some(flow_json()),
+        )
         .await;
-    assert_eq!((st, &body["added"]), (StatusCode::OK, &json!(false)), "{body}");
+    assert_eq!(
+        (st, &body["added"]),
+        (StatusCode::OK, &json!(false)),
+        "{body}"
+    );
     let (st, body) = api
         .call(
             Method::POST,
@@ -160,15 +206,26 @@ async fn the_http_api_adds_a_flow_and_refuses_a_bad_one_saying_where() {
         )
         .await;
     assert_eq!(st, StatusCode::BAD_REQUEST);
-    assert!(body["error"].as_str().unwrap().starts_with("children[0]: on_failure"), "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("children[0]: on_failure"),
+        "{body}"
+    );
 
     let _w = [p.worker("{p}main"), p.worker("{p}side")];
     let q = baton::Queue::connect(p.redis.url(), "{p}main").unwrap();
     wait_until(Duration::from_secs(30), "root completed", || async {
-        q.job("root").await.unwrap().is_some_and(|j| j.state == JobState::Completed)
+        q.job("root")
+            .await
+            .unwrap()
+            .is_some_and(|j| j.state == JobState::Completed)
     })
     .await;
-    let (st, body) = api.call(Method::GET, "/v1/queues/%7Bp%7Dmain/jobs/root", None).await;
+    let (st, body) = api
+        .call(Method::GET, "/v1/queues/%7Bp%7Dmain/jobs/root", None)
+        .await;
     assert_eq!(st, StatusCode::OK);
     assert_eq!(body["children"].as_array().unwrap().len(), 4, "{body}");
     assert_eq!(results(&body["result"]).len(), 4);

@@ -83,8 +83,14 @@ async fn raising_a_groups_concurrency_starts_its_waiting_jobs_at_once() {
     until_started(&env, "a.0").await;
     q.set_group_limits(Some(3), None).await.unwrap();
     wait_until(Duration::from_secs(10), "a.1 and a.2 completed", || async {
-        q.job("a.2").await.unwrap().is_some_and(|j| j.state == JobState::Completed)
-            && q.job("a.1").await.unwrap().is_some_and(|j| j.state == JobState::Completed)
+        q.job("a.2")
+            .await
+            .unwrap()
+            .is_some_and(|j| j.state == JobState::Completed)
+            && q.job("a.1")
+                .await
+                .unwrap()
+                .is_some_and(|j| j.state == JobState::Completed)
     })
     .await;
     assert_eq!(q.job("a.0").await.unwrap().unwrap().state, JobState::Active);

@@ -89,7 +89,9 @@ async fn waiting_jobs_of_groups_are_listed_after_the_others_page_by_page() {
     let env = Env::single();
     let q = env.queue("lq");
     for id in ["u1", "u2"] {
-        q.add("n", &0, JobOptions::default().job_id(id)).await.unwrap();
+        q.add("n", &0, JobOptions::default().job_id(id))
+            .await
+            .unwrap();
     }
     for (g, ids) in [("b", ["b1", "b2"]), ("a", ["a1", "a2"])] {
         for id in ids {

@@ -26,7 +26,8 @@ async fn a_flow_parent_shows_its_children_and_a_child_its_parent() {
     q.add_flow(&flow).await.unwrap();
     let s = Serve::start(&redis.url(), &[], &[]).await;
     let b = Browser::start().await;
-    b.goto(&s.url("/ui/queues/%7Br%7Dreports/jobs/month-11")).await;
+    b.goto(&s.url("/ui/queues/%7Br%7Dreports/jobs/month-11"))
+        .await;
     assert_eq!(b.text("#job-state").await, "waiting-children");
     assert_eq!(b.text("#job-group").await, "tenant-7");
     let rows = "#job-children tr[data-state='pending']";
@@ -50,7 +51,10 @@ async fn a_flow_parent_shows_its_children_and_a_child_its_parent() {
     let table = b
         .wait_text("#job-children", LIMIT, |t| !t.contains("pending"))
         .await;
-    assert!(table.contains("{r}slow/us") && table.contains("200"), "{table}");
+    assert!(
+        table.contains("{r}slow/us") && table.contains("200"),
+        "{table}"
+    );
     b.screenshot("job-flow-done").await;
     b.click("#job-children tr[data-child='us'] a").await;
     assert_eq!(b.path().await, "/ui/queues/%7Br%7Dslow/jobs/us");
@@ -84,12 +88,25 @@ async fn a_flow_is_added_from_the_queue_page() {
     b.type_into("#flow", good).await;
     b.screenshot("add-flow").await;
     b.click("#add").await;
-    b.wait_text("#job-state", LIMIT, |t| t == "waiting-children").await;
+    b.wait_text("#job-state", LIMIT, |t| t == "waiting-children")
+        .await;
     assert_eq!(b.path().await, "/ui/queues/%7Bm%7Dmain/jobs/p1");
     assert!(b.text("#job-children").await.contains("{m}side/k2"));
     let side = Queue::connect(redis.url(), "{m}side").unwrap();
-    assert_eq!(side.job("k2").await.unwrap().unwrap().parent.unwrap().to_string(), "{m}main/p1");
+    assert_eq!(
+        side.job("k2")
+            .await
+            .unwrap()
+            .unwrap()
+            .parent
+            .unwrap()
+            .to_string(),
+        "{m}main/p1"
+    );
     // The refusal was a 400 page, which the browser logs as a failed load: the page's
     // own error collector must still be empty.
-    assert_eq!(b.eval("return window.batonErrors").await, serde_json::json!([]));
+    assert_eq!(
+        b.eval("return window.batonErrors").await,
+        serde_json::json!([])
+    );
 }

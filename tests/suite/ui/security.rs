@@ -285,7 +285,12 @@ async fn the_forms_refuse_readers_and_forged_posts() {
         }
     };
     let (cookie, csrf, page) = session(READER).await;
-    for absent in ["add-job-link", "add-flow-link", "new-scheduler", "events-form"] {
+    for absent in [
+        "add-job-link",
+        "add-flow-link",
+        "new-scheduler",
+        "events-form",
+    ] {
         assert!(!page.contains(absent), "a reader sees no {absent}");
     }
     for path in [
@@ -349,7 +354,11 @@ async fn the_forms_refuse_readers_and_forged_posts() {
         assert_eq!(st, StatusCode::FORBIDDEN, "no CSRF token: POST {path}");
     }
     let c = q.counts().await.unwrap();
-    assert_eq!((c.waiting, c.waiting_children, c.events), (1, 0, None), "nothing done");
+    assert_eq!(
+        (c.waiting, c.waiting_children, c.events),
+        (1, 0, None),
+        "nothing done"
+    );
     assert!(q.schedulers().await.unwrap().is_empty());
     for (path, form) in &posts {
         let st = send(path, form.clone(), cookie.clone(), Some(csrf.clone())).await;
@@ -357,6 +366,9 @@ async fn the_forms_refuse_readers_and_forged_posts() {
     }
     let c = q.counts().await.unwrap();
     // The job, and the flow's child (its parent waits for it).
-    assert_eq!((c.waiting, c.waiting_children, c.events), (2 + 1, 1, Some(100)));
+    assert_eq!(
+        (c.waiting, c.waiting_children, c.events),
+        (2 + 1, 1, Some(100))
+    );
     assert_eq!(q.schedulers().await.unwrap().len(), 1);
 }
