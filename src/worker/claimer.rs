@@ -30,7 +30,6 @@ pub enum QueueOrder {
     Weighted,
 }
 
-
 /// What the claim loop uses, and nothing else.
 pub(crate) struct ClaimerParams {
     /// The queues, in the order given (at least one).

@@ -13,13 +13,16 @@ use super::session::Viewer;
 use super::UiState;
 use crate::job::JobInfo;
 
+/// A live lease entry, then the job hash's `lease` and `token` fields, as stored.
+type StoredLeases = (Option<Vec<u8>>, (Option<Vec<u8>>, Option<u64>));
+
 /// The job's fencing token, bounded like every call: its live lease's (the leases
 /// hash), else the last one recorded in its hash (field `lease` of a finished job,
 /// `token` of a retried one or of a lease from before the leases hash).
 async fn fencing_token(s: &UiState, queue: &str, id: &str) -> crate::Result<Option<u64>> {
     let keys = s.queue(queue).keys().clone();
     let read = s.conn.run(async |c| {
-        let (live, (last, t)): (Option<Vec<u8>>, (Option<Vec<u8>>, Option<u64>)) = redis::pipe()
+        let (live, (last, t)): StoredLeases = redis::pipe()
             .hget(keys.leases(), id)
             .cmd("HMGET")
             .arg(keys.job(id))
