@@ -216,7 +216,7 @@ if hold and hold <= now then hold = nil end
 local gconf = meta[6]
 local cap = tonumber(meta[2])
 if cap and cap > 0 then
-  local room = cap - redis.call('ZCARD', KEYS[4])
+  local room = cap - lease_count(KEYS[4])
   if room < max then max = room end
 end
 local rate_n, rate_ms = string.match(meta[3] or '', '^(%d+):(%d+)$')
@@ -287,6 +287,7 @@ if meta[1] ~= '1' and not hold and max > 0 then
   -- One ZADD for the whole batch: the lease table; one HSET: the leases and the
   -- sequence.
   if #leases > 0 then
+    leases[#leases + 1], leases[#leases + 2] = '+inf', ACTIVE_KEEPER
     redis.call('ZADD', KEYS[4], unpack(leases))
     -- Padded past hash-max-listpack-value (64 bytes): the leases hash stays a hash
     -- table, where a batch's HSET, HMGET and HDEL cost O(1) a field instead of a scan
@@ -295,12 +296,12 @@ if meta[1] ~= '1' and not hold and max > 0 then
 
     redis.call('HSET', KEYS[10], unpack(entries))
   end
-  leased = #leases / 2
+  leased = #leases > 0 and #leases / 2 - 1 or 0
   if rate_n and #leases > 0 then
     if started == 0 then
-      redis.call('SET', KEYS[8], #leases / 2, 'PX', rate_ms)
+      redis.call('SET', KEYS[8], leased, 'PX', rate_ms)
     else
-      redis.call('INCRBY', KEYS[8], #leases / 2)
+      redis.call('INCRBY', KEYS[8], leased)
     end
   end
   if plan then group_done(prefix, KEYS[5], plan, now) end

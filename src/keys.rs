@@ -169,6 +169,13 @@ impl Keys {
     /// STRING set (to the time, ms) once a full SCAN for meta keys has merged the
     /// queues made before the registry into [`Keys::QUEUES`].
     pub const QUEUES_SCANNED: &'static str = "baton:queues:scanned";
+    /// The lease table's keeper (`lua/lease.lua`, `ACTIVE_KEEPER`): a member of
+    /// [`Keys::active`] that is no job (a NUL first, which no job id holds) and never
+    /// expires (score +inf), longer than 64 bytes so the ZSET is a skiplist rather than
+    /// a listpack, which makes a claim's and a finish's writes cheaper. Counting or
+    /// listing `active` leaves it out.
+    pub const ACTIVE_KEEPER: &'static str =
+        "\0baton: keeps this lease table a skiplist ................................";
     /// SCAN pattern matching the meta key of every queue.
     pub const META_PATTERN: &'static str = "baton:{*}:meta";
 }

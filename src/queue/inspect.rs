@@ -77,7 +77,8 @@ impl Queue {
                 .llen(k.wait())
                 .zcard(k.prioritized())
                 .zcard(k.delayed())
-                .zcard(k.active())
+                // Leases only: the table's keeper (score +inf) is left out.
+                .zcount(k.active(), "-inf", "(+inf")
                 .zcard(k.completed())
                 .zcard(k.failed())
                 .zcard(k.cancelled())
@@ -180,7 +181,17 @@ impl Queue {
                 JobState::WaitingChildren => {
                     c.zrange(k.waiting_children(), start as isize, end).await?
                 }
-                JobState::Active => c.zrange(k.active(), start as isize, end).await?,
+                // Leases only: the table's keeper (score +inf) is left out.
+                JobState::Active => {
+                    c.zrangebyscore_limit(
+                        k.active(),
+                        "-inf",
+                        "(+inf",
+                        start as isize,
+                        count as isize,
+                    )
+                    .await?
+                }
                 JobState::Completed => c.zrevrange(k.completed(), start as isize, end).await?,
                 JobState::Failed => c.zrevrange(k.failed(), start as isize, end).await?,
                 JobState::Cancelled => c.zrevrange(k.cancelled(), start as isize, end).await?,

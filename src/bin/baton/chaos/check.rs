@@ -107,7 +107,8 @@ async fn memberships_of(
         } else {
             redis::cmd("ZRANGE")
         };
-        let ids: Vec<String> = c.arg(&key).arg(0).arg(-1).query_async(conn).await?;
+        let mut ids: Vec<String> = c.arg(&key).arg(0).arg(-1).query_async(conn).await?;
+        ids.retain(|id| id != baton::keys::Keys::ACTIVE_KEEPER);
         for id in ids {
             out.entry(id).or_default().push(state);
         }
