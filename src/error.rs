@@ -159,6 +159,16 @@ pub(crate) const MISCONFIGURED: [&str; 2] = ["authentication failed", "TLS hands
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// The error as a refusal says it to a person: an [`Error::Invalid`]'s message
+    /// without the "invalid argument: " prefix (the page, the API's reply or the CLI
+    /// already says it was refused), anything else as it displays.
+    pub fn reason(&self) -> String {
+        match self {
+            Error::Invalid(m) => m.clone(),
+            e => e.to_string(),
+        }
+    }
+
     /// True when the error is about reaching Redis (worth retrying later) rather than
     /// about the request itself.
     pub fn is_connection(&self) -> bool {

@@ -60,7 +60,7 @@ fn node(v: Value, at: &str, count: &mut usize) -> Result<FlowJob> {
     let Some(name) = req.name.clone() else {
         return Err(here("name is required".into()));
     };
-    let opts = req.options().map_err(|e| here(message(e)))?;
+    let opts = req.options().map_err(|e| here(e.reason()))?;
     let mut job = FlowJob::new(name, &req.data)
         .opts(opts)
         .on_failure(on_failure);
@@ -86,13 +86,6 @@ pub fn set_trace(v: &mut Value, t: &str) {
         if let Some(Value::Array(kids)) = m.get_mut("children") {
             kids.iter_mut().for_each(|k| set_trace(k, t));
         }
-    }
-}
-
-fn message(e: Error) -> String {
-    match e {
-        Error::Invalid(m) => m,
-        e => e.to_string(),
     }
 }
 

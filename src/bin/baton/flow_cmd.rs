@@ -39,7 +39,7 @@ pub async fn add_flow(url: &SharedConn, a: AddFlowArgs) -> Result<ExitCode> {
         baton::validate::set_trace(&mut v, t);
     }
     let flow = baton::validate::flow(v)
-        .map_err(|e| Error::Invalid(format!("{}: {}", a.file, strip(e))))?;
+        .map_err(|e| Error::Invalid(format!("{}: {}", a.file, e.reason())))?;
     let added = queue.add_flow(&flow).await?;
     if a.json {
         println!("{}", serde_json::to_string(&added).expect("serializes"));
@@ -52,13 +52,6 @@ pub async fn add_flow(url: &SharedConn, a: AddFlowArgs) -> Result<ExitCode> {
     match a.wait {
         Some(w) => crate::add::waited(&queue, &added.id, w, a.json).await,
         None => Ok(ExitCode::SUCCESS),
-    }
-}
-
-fn strip(e: Error) -> String {
-    match e {
-        Error::Invalid(m) => m,
-        e => e.to_string(),
     }
 }
 

@@ -66,13 +66,9 @@ pub(super) fn fail(queue: &str, op: &'static str, e: Error) -> ApiError {
         tracing::warn!(queue, op, error = %e, "redis call failed");
         metrics::counter!(m::REDIS_ERRORS, "queue" => queue.to_string(), "op" => op).increment(1);
     }
-    let message = match &e {
-        // Said without the library's "invalid argument: " prefix, as the API's own
-        // checks say it.
-        Error::Invalid(m) => m.clone(),
-        e => e.to_string(),
-    };
-    ApiError::new(status, message)
+    // Said without the library's "invalid argument: " prefix, as the API's own checks
+    // say it.
+    ApiError::new(status, e.reason())
 }
 
 /// The router's fallback: a JSON 404.

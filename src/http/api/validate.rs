@@ -7,20 +7,12 @@ use crate::validate::JobRequest;
 /// Checks a queue name by the rule of [`crate::validate::queue_name`], the one the
 /// library and the CLI apply.
 pub fn validate_queue_name(q: &str) -> Result<(), String> {
-    crate::validate::queue_name(q).map_err(|e| message(&e))
-}
-
-/// A library error's message without the "invalid argument: " prefix.
-fn message(e: &crate::Error) -> String {
-    match e {
-        crate::Error::Invalid(m) => m.clone(),
-        e => e.to_string(),
-    }
+    crate::validate::queue_name(q).map_err(|e| e.reason())
 }
 
 /// A 400 from a refusal of [`crate::validate`].
 pub(super) fn invalid(e: crate::Error) -> ApiError {
-    ApiError::bad(message(&e))
+    ApiError::bad(e.reason())
 }
 
 // The API's documented bound on durations is the library's.

@@ -84,7 +84,7 @@ pub(super) async fn add(
     let refused = |why: String| form_page(&v, &queue, &f, Some(&why), StatusCode::BAD_REQUEST);
     let flow = match f
         .json("flow", "the flow")
-        .and_then(|j| crate::validate::flow(j).map_err(|e| fields::refusal(&e)))
+        .and_then(|j| crate::validate::flow(j).map_err(|e| e.reason()))
     {
         Ok(flow) => flow,
         Err(why) => return refused(why),
@@ -100,7 +100,7 @@ pub(super) async fn add(
             redirect_with_flash(&to, &said)
         }
         Err(e @ (Error::Invalid(_) | Error::Encode(_) | Error::PayloadTooLarge { .. })) => {
-            refused(fields::refusal(&e))
+            refused(e.reason())
         }
         Err(e) => layout::fail(e),
     }

@@ -44,7 +44,7 @@ fn read(f: &Fields) -> Result<(String, serde_json::Value, JobOptions), String> {
         debounce: f.opt("debounce"),
         ..JobRequest::default()
     };
-    let opts = req.options().map_err(|e| fields::refusal(&e))?;
+    let opts = req.options().map_err(|e| e.reason())?;
     Ok((name, data, opts))
 }
 
@@ -137,13 +137,7 @@ pub(super) async fn add(
             redirect_with_flash(&to, &said)
         }
         Err(e @ (Error::Invalid(_) | Error::Encode(_) | Error::PayloadTooLarge { .. })) => {
-            form_page(
-                &v,
-                &queue,
-                &f,
-                Some(&fields::refusal(&e)),
-                StatusCode::BAD_REQUEST,
-            )
+            form_page(&v, &queue, &f, Some(&e.reason()), StatusCode::BAD_REQUEST)
         }
         Err(e) => layout::fail(e),
     }

@@ -59,15 +59,6 @@ impl Fields {
     }
 }
 
-/// A library refusal as the form shows it: its message without the "invalid argument"
-/// prefix (the page already says it was refused).
-pub(super) fn refusal(e: &crate::Error) -> String {
-    match e {
-        crate::Error::Invalid(m) => m.clone(),
-        e => e.to_string(),
-    }
-}
-
 /// One labelled text field, shown with what was typed.
 pub(super) fn text(f: &Fields, name: &str, label: &str, placeholder: &str, hint: &str) -> Markup {
     html! {

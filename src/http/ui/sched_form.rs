@@ -217,7 +217,7 @@ pub(super) async fn page(
             form_page(&v, &queue, &f, None, false, None, StatusCode::OK)
         }
         Err(e @ Error::Invalid(_)) => {
-            let why = fields::refusal(&e);
+            let why = e.reason();
             form_page(
                 &v,
                 &queue,
@@ -261,7 +261,7 @@ pub(super) async fn save(
     };
     let scheduler = match req.scheduler(&id) {
         Ok(s) => s,
-        Err(e) => return refused(&fields::refusal(&e)),
+        Err(e) => return refused(&e.reason()),
     };
     let q = s.queue(&queue);
     // "Create" must not silently replace a scheduler of the same id: that is "Edit".
@@ -273,7 +273,7 @@ pub(super) async fn save(
                     "job scheduler {id} exists already: edit it from the queue page instead"
                 ))
             }
-            Err(e @ Error::Invalid(_)) => return refused(&fields::refusal(&e)),
+            Err(e @ Error::Invalid(_)) => return refused(&e.reason()),
             Err(e) => return layout::fail(e),
         }
     }
@@ -289,7 +289,7 @@ pub(super) async fn save(
             )
         }
         Err(e @ (Error::Invalid(_) | Error::Encode(_) | Error::PayloadTooLarge { .. })) => {
-            refused(&fields::refusal(&e))
+            refused(&e.reason())
         }
         Err(e) => layout::fail(e),
     }
