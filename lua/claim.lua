@@ -244,8 +244,9 @@ if meta[1] ~= '1' and not hold and max > 0 then
       for i = 1, #z, 2 do ids[#ids + 1] = z[i] end
     end
   end
-  local deadline = now + tonumber(ARGV[4])
-  -- Redis turns a Lua number argument into text (sprintf) at every call: once here.
+  -- Redis turns a Lua number argument into text (sprintf "%.17g") at every call: the
+  -- batch's numbers once here, as text.
+  local deadline = string.format('%d', now + tonumber(ARGV[4]))
   local now_s = tostring(now)
   local leases = {}
   local fields = { 'name', 'data', 'opts', 'ready', 'ts', 'stalled', 'attempt' }

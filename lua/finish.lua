@@ -19,7 +19,7 @@
 -- Events (meta 'events' on): 'completed' (result), 'failed' (error), 'cancelled'
 -- (error), 'retried' (error, delay_ms), each with the attempt; a hand back none.
 -- Cost: one HMGET of meta and one HMGET of the leases per call; one HMGET of the
--- job's hash (cancel, pri, keep) per job and, for a job kept or retried, the write
+-- job's hash (cancel, pri, keep, side) per job and, for a job kept or retried, the write
 -- (which also records the ended lease: field 'lease', lease.lua); a retry or a
 -- failure also one LPUSH to the job's error history, errors:<id>. The lease release
 -- (ZREM and HDEL) and the deletion of jobs kept by none of their retention (DEL) are
@@ -43,7 +43,7 @@ local seen = {}
 local group_leases = nil
 -- A lease entry is there exactly while the job is in the lease table (claim writes
 -- both; every script that ends a lease removes both), so it stands in for a ZSCORE.
-local fields = { 'cancel', 'pri', 'keep' }
+local fields = { 'cancel', 'pri', 'keep', 'side' }
 local meta = redis.call('HMGET', KEYS[8], 'concurrency', 'events')
 events_init(KEYS[10], meta[2])
 local ids = {}
@@ -93,18 +93,18 @@ for i = 0, n - 1 do
       redis.call('ZADD', KEYS[4], now, id)
       woke = true
     elseif kind == 'c' then
-      finish_job(prefix, KEYS[5], jk, id, 'completed', 'result', value, now, kc, kca, dd,
-        lease_field(entry))
+      finish_job_side(raw[4], prefix, KEYS[5], jk, id, 'completed', 'result', value, now,
+        kc, kca, dd, lease_field(entry))
       emit('completed', id, 'result', value, 'attempt', attempt)
     elseif kind == 'f' then
-      if finish_job(prefix, KEYS[6], jk, id, 'failed', 'error', value, now, kf, kfa, dd,
-        lease_field(entry)) then
+      if finish_job_side(raw[4], prefix, KEYS[6], jk, id, 'failed', 'error', value, now,
+        kf, kfa, dd, lease_field(entry)) then
         record_error(prefix, id, attempt, now, value)
       end
       emit('failed', id, 'error', value, 'attempt', attempt)
     elseif kind == 'x' then
-      finish_job(prefix, KEYS[7], jk, id, 'cancelled', 'error', value, now, kf, kfa, dd,
-        lease_field(entry))
+      finish_job_side(raw[4], prefix, KEYS[7], jk, id, 'cancelled', 'error', value, now,
+        kf, kfa, dd, lease_field(entry))
       emit('cancelled', id, 'error', value, 'attempt', attempt)
     elseif kind == 'r' then
       emit('retried', id, 'error', value, 'attempt', attempt, 'delay_ms', ARGV[b + 4])

@@ -8,17 +8,19 @@
 --       [4] field (step name)  [5] value  [6] max log lines kept
 -- Event (meta 'events' on, read only for progress): 'progress' (field progress: the
 -- value as written).
+-- A step or log line that creates its key marks the job hash (mark_side): finish.lua
+-- then knows to delete that key with the job.
 -- Returns: 1 written, 0 lock lost.
 if lease_parts(redis.call('HGET', KEYS[1], ARGV[1])) ~= ARGV[2] then return 0 end
 local kind = ARGV[3]
 if kind == 's' then
-  redis.call('HSET', KEYS[3], ARGV[4], ARGV[5])
+  if redis.call('HSET', KEYS[3], ARGV[4], ARGV[5]) == 1 then mark_side(KEYS[2]) end
 elseif kind == 'p' then
   redis.call('HSET', KEYS[2], 'progress', ARGV[5])
   events_init(KEYS[6], redis.call('HGET', KEYS[5], 'events'))
   emit('progress', ARGV[1], 'progress', ARGV[5])
 else
-  redis.call('RPUSH', KEYS[4], ARGV[5])
+  if redis.call('RPUSH', KEYS[4], ARGV[5]) == 1 then mark_side(KEYS[2]) end
   redis.call('LTRIM', KEYS[4], -tonumber(ARGV[6]), -1)
 end
 return 1

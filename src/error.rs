@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 /// Everything that can go wrong calling baton.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
     /// Redis answered with an error, or the connection failed or timed out.
     #[error("redis: {0}")]

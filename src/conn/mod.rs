@@ -68,6 +68,9 @@ pub struct SharedConn {
     cached: Arc<std::sync::Mutex<Option<(RedisConn, u64)>>>,
     /// One connect at a time: callers that find no connection wait for the same one.
     connecting: Arc<tokio::sync::Mutex<()>>,
+    /// Single adds waiting to ride in the next call to their queue (see
+    /// `queue::coalesce`): shared by every queue handle on this connection.
+    add_lanes: Arc<crate::queue::AddLanes>,
 }
 
 impl std::fmt::Debug for SharedConn {
@@ -86,7 +89,13 @@ impl SharedConn {
             reply_timeout,
             cached: Default::default(),
             connecting: Default::default(),
+            add_lanes: Default::default(),
         }
+    }
+
+    /// The single adds waiting to be merged, per queue (see `queue::coalesce`).
+    pub(crate) fn add_lanes(&self) -> &crate::queue::AddLanes {
+        &self.add_lanes
     }
 
     /// A shared connection for producers ([`PRODUCER_TIMEOUT`] on replies) to `cfg`.

@@ -91,8 +91,13 @@ impl Queue {
         self.check_name()?;
         let args = encode(name, data, &opts, self.max_payload, self.keyring.as_deref())?;
         let id = args.id.clone();
-        let out = self.send_add(std::slice::from_ref(&args)).await?;
-        let added = Added::of(id, out.into_iter().next().unwrap_or(AddOutcome::Exists));
+        let out = if self.durable.is_none() {
+            self.add_merged(args).await?
+        } else {
+            let out = self.send_add(std::slice::from_ref(&args)).await?;
+            out.into_iter().next().unwrap_or(AddOutcome::Exists)
+        };
+        let added = Added::of(id, out);
         if added.added {
             metrics::counter!(m::JOBS_ENQUEUED, "queue" => self.name().to_string()).increment(1);
         }
@@ -137,7 +142,7 @@ impl Queue {
 
     /// Sends one `add.lua` call. An error after the call was sent that leaves its fate
     /// unknown (no reply in time, the connection broke) becomes [`Error::MaybeAdded`].
-    async fn send_add(&self, args: &[NewJobArgs]) -> Result<Vec<AddOutcome>> {
+    pub(super) async fn send_add(&self, args: &[NewJobArgs]) -> Result<Vec<AddOutcome>> {
         // Once per process and queue: the registry lists the queue from now on. Its own
         // time budget, outside the add's (on a Cluster the registry is on another node,
         // maybe one more connection to make); a failure does not stop the add and is

@@ -17,6 +17,7 @@
 //! with them is always safe.
 
 mod add;
+mod coalesce;
 mod durable;
 mod events;
 mod flow;
@@ -29,6 +30,7 @@ mod schedulers;
 mod wait;
 
 pub use add::{Added, NewJob};
+pub(crate) use coalesce::AddLanes;
 pub use events::{Event, EventFollower, JobOutcome, EVENTS_PAGE};
 pub use flow::{FlowAdded, FlowJob, MAX_FLOW_JOBS};
 pub use overview::{Finished, JobSummary};
