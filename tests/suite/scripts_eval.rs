@@ -551,6 +551,9 @@ fn finish_deletes_the_unkept_jobs_of_a_batch_with_their_steps_and_logs() {
         let logs = t.k(&format!("logs:{id}"));
         let _: () = t.cmd(&["HSET", &steps, "s", "v"]);
         let _: () = t.cmd(&["RPUSH", &logs, "line"]);
+        // As record.lua does when it creates either key (mark_side in common.lua):
+        // finish names a job's steps, logs and errors keys only when it is marked.
+        let _: () = t.cmd(&["HSET", &t.k(&format!("job:{id}")), "side", "1"]);
     }
     let outcomes: Vec<_> = leased
         .iter()
