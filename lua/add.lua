@@ -32,6 +32,9 @@
 local prefix = ARGV[1]
 local n = tonumber(ARGV[2])
 local now = now_ms()
+-- Redis formats a Lua number argument as text (sprintf "%.17g") at every call: the
+-- add time, written into every job, once here.
+local now_s = string.format('%d', now)
 local out = {}
 local seq = nil
 local ready = {}
@@ -72,6 +75,9 @@ local meta = redis.call('HMGET', KEYS[4], 'created', 'events')
 if not meta[1] then redis.call('HSETNX', KEYS[4], 'created', now) end
 events_init(KEYS[6], meta[2])
 local grouped = false
+-- The HSET of each job (see below): the field names and the add time never change.
+local hset_args = { false, 'name', false, 'data', false, 'opts', false, 'state', false,
+  'ts', now_s, 'keep', false }
 for i = 0, n - 1 do
   local b = 3 + i * 8
   local id = ARGV[b]
@@ -105,11 +111,15 @@ for i = 0, n - 1 do
     else
       local pri = tonumber(ARGV[b + 5])
       -- One HSET per job, with pri and ready only when set.
-      local f = { jk, 'name', ARGV[b + 1], 'data', ARGV[b + 2], 'opts', ARGV[b + 3],
-        'state', delay > 0 and 'delayed' or 'waiting', 'ts', now, 'keep', keep }
-      if pri > 0 then f[#f + 1], f[#f + 2] = 'pri', pri end
-      if delay > 0 then f[#f + 1], f[#f + 2] = 'ready', now + delay end
-      redis.call('HSET', unpack(f))
+      -- One table for every job of the call (a table a job costs Lua an allocation
+      -- and its collection): the first 13 entries are rewritten, the rest counted.
+      local f = hset_args
+      f[1], f[3], f[5], f[7] = jk, ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
+      f[9], f[13] = delay > 0 and 'delayed' or 'waiting', keep
+      local nf = 13
+      if pri > 0 then f[nf + 1], f[nf + 2], nf = 'pri', pri, nf + 2 end
+      if delay > 0 then f[nf + 1], f[nf + 2], nf = 'ready', now + delay, nf + 2 end
+      redis.call('HSET', unpack(f, 1, nf))
       local group = group_of(keep)
       if group and not grouped then
         grouped = true

@@ -19,7 +19,8 @@
 -- Events (meta 'events' on): 'completed' (result), 'failed' (error), 'cancelled'
 -- (error), 'retried' (error, delay_ms), each with the attempt; a hand back none.
 -- Cost: one HMGET of meta and one HMGET of the leases per call; one HMGET of the
--- job's hash (cancel, pri, keep, side) per job and, for a job kept or retried, the write
+-- job's hash (cancel, keep, side) per job (and one of pri for a retry now, hand back or
+-- rate-limited job) and, for a job kept or retried, the write
 -- (which also records the ended lease: field 'lease', lease.lua); a retry or a
 -- failure also one LPUSH to the job's error history, errors:<id>. The lease release
 -- (ZREM and HDEL) and the deletion of jobs kept by none of their retention (DEL) are
@@ -43,7 +44,10 @@ local seen = {}
 local group_leases = nil
 -- A lease entry is there exactly while the job is in the lease table (claim writes
 -- both; every script that ends a lease removes both), so it stands in for a ZSCORE.
-local fields = { 'cancel', 'pri', 'keep', 'side' }
+local fields = { 'cancel', 'keep', 'side' }
+-- Only a retry now, a hand back and a rate-limited job need the priority: read apart
+-- (each field an HMGET reads that the job lacks costs a scan of its hash).
+local PRI = { 'pri' }
 local meta = redis.call('HMGET', KEYS[8], 'concurrency', 'events')
 events_init(KEYS[10], meta[2])
 local ids = {}
@@ -60,7 +64,7 @@ for i = 0, n - 1 do
     and redis.call('HMGET', jk, unpack(fields))
   -- Every job has 'keep' (add.lua); without it, a hash gone (removed by hand) only
   -- releases its lease.
-  if raw and not raw[3] and redis.call('EXISTS', jk) == 0 then
+  if raw and not raw[2] and redis.call('EXISTS', jk) == 0 then
     seen[id] = true
     released[#released + 1] = id
     raw = nil
@@ -70,7 +74,7 @@ for i = 0, n - 1 do
   else
     seen[id] = true
     released[#released + 1] = id
-    local kc, kca, kf, kfa, dd, group = keep_of(raw[3])
+    local kc, kca, kf, kfa, dd, group = keep_of(raw[2])
     if group then
       group_leases = group_leases or {}
       group_leases[group] = (group_leases[group] or 0) + 1
@@ -82,7 +86,7 @@ for i = 0, n - 1 do
     local delay = tonumber(ARGV[b + 4])
     local f, corrupt
     if kind == 'h' or kind == 'l' or (kind == 'r' and delay <= 0) then
-      f, corrupt = check_job(jk, fields, raw) -- 2 pri
+      f, corrupt = read_job(jk, PRI) -- 1 pri
     end
     -- The attempt is needed by every kind but a completion without events.
     local _, attempt = nil, nil
@@ -93,17 +97,17 @@ for i = 0, n - 1 do
       redis.call('ZADD', KEYS[4], now, id)
       woke = true
     elseif kind == 'c' then
-      finish_job_side(raw[4], prefix, KEYS[5], jk, id, 'completed', 'result', value, now,
+      finish_job_side(raw[3], prefix, KEYS[5], jk, id, 'completed', 'result', value, now,
         kc, kca, dd, lease_field(entry))
       emit('completed', id, 'result', value, 'attempt', attempt)
     elseif kind == 'f' then
-      if finish_job_side(raw[4], prefix, KEYS[6], jk, id, 'failed', 'error', value, now,
+      if finish_job_side(raw[3], prefix, KEYS[6], jk, id, 'failed', 'error', value, now,
         kf, kfa, dd, lease_field(entry)) then
         record_error(prefix, id, attempt, now, value)
       end
       emit('failed', id, 'error', value, 'attempt', attempt)
     elseif kind == 'x' then
-      finish_job_side(raw[4], prefix, KEYS[7], jk, id, 'cancelled', 'error', value, now,
+      finish_job_side(raw[3], prefix, KEYS[7], jk, id, 'cancelled', 'error', value, now,
         kf, kfa, dd, lease_field(entry))
       emit('cancelled', id, 'error', value, 'attempt', attempt)
     elseif kind == 'r' then
@@ -116,7 +120,7 @@ for i = 0, n - 1 do
       else
         redis.call('HSET', jk, 'state', 'waiting', 'error', value, 'ready', now,
           lease_fields(entry))
-        push_job(prefix, KEYS[2], KEYS[3], KEYS[8], id, f[2], false, group)
+        push_job(prefix, KEYS[2], KEYS[3], KEYS[8], id, f[1], false, group)
       end
       woke = true
     elseif kind == 'l' then
@@ -131,7 +135,7 @@ for i = 0, n - 1 do
       end
       woke = true
     else -- 'h': the attempt is not consumed (hand_back counts the lease's one off)
-      hand_back(prefix, KEYS[2], KEYS[3], KEYS[8], jk, id, attempt, f[2], now, group)
+      hand_back(prefix, KEYS[2], KEYS[3], KEYS[8], jk, id, attempt, f[1], now, group)
       woke = true
     end
     out[#out + 1] = result
