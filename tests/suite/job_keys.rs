@@ -88,3 +88,36 @@ async fn a_job_deleted_at_its_finish_leaves_no_key_behind() {
     );
     assert_eq!(seen.len(), 4, "rich ran twice, lost twice: {seen:?}");
 }
+
+#[tokio::test]
+async fn a_job_trimmed_by_retention_leaves_no_key_behind() {
+    let redis = RedisServer::start();
+    let q = Queue::connect(redis.url(), "trimmed").unwrap();
+    let last_one = || JobOptions::default().keep_completed(Retention::last(1));
+    let w = Worker::builder(redis.url(), "trimmed")
+        .build(handler_fn(|_d: Value, ctx: JobContext| async move {
+            if ctx.name() == "rich" {
+                ctx.step("s", async { Ok::<_, JobError>(1u8) }).await?;
+                ctx.log("a line").await.map_err(|e| JobError::retry(e.to_string()))?;
+            }
+            Ok::<_, JobError>(json!(1))
+        }))
+        .unwrap();
+    let run = start(w);
+    // Each completion keeps the last one only: the one before is trimmed.
+    let mut ids = Vec::new();
+    for name in ["rich", "plain", "last"] {
+        let id = q.add(name, &json!({}), last_one()).await.unwrap().id;
+        wait_until(Duration::from_secs(20), "completed", || async {
+            q.job(&id).await.unwrap().map(|j| j.state) == Some(baton::JobState::Completed)
+        })
+        .await;
+        ids.push(id);
+    }
+    run.stop().await;
+    for id in &ids[..2] {
+        assert!(q.job(id).await.unwrap().is_none(), "{id} trimmed");
+        assert_eq!(keys_of(&redis, "trimmed", id), Vec::<String>::new(), "job {id}");
+    }
+    assert!(q.job(&ids[2]).await.unwrap().is_some(), "the last one is kept");
+}
