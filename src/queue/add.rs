@@ -87,6 +87,12 @@ impl Queue {
     /// a bad queue name, job id or job name, out-of-range options, a payload over the
     /// limit. When the reply does not come back, [`Error::MaybeAdded`] names the id to
     /// add again.
+    ///
+    /// Adds to one queue that callers make at the same time over one connection (any
+    /// handle made from it) ride in one script call: an add waits for at most the call
+    /// already on its way, never for a timer, and each job is still added on its own
+    /// as if it came alone (see `src/queue/coalesce.rs`). Not for a
+    /// [`Queue::durable`] handle.
     pub async fn add<T: Serialize>(&self, name: &str, data: &T, opts: JobOptions) -> Result<Added> {
         self.check_name()?;
         let args = encode(name, data, &opts, self.max_payload, self.keyring.as_deref())?;

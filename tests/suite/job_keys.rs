@@ -98,7 +98,9 @@ async fn a_job_trimmed_by_retention_leaves_no_key_behind() {
         .build(handler_fn(|_d: Value, ctx: JobContext| async move {
             if ctx.name() == "rich" {
                 ctx.step("s", async { Ok::<_, JobError>(1u8) }).await?;
-                ctx.log("a line").await.map_err(|e| JobError::retry(e.to_string()))?;
+                ctx.log("a line")
+                    .await
+                    .map_err(|e| JobError::retry(e.to_string()))?;
             }
             Ok::<_, JobError>(json!(1))
         }))
@@ -117,7 +119,14 @@ async fn a_job_trimmed_by_retention_leaves_no_key_behind() {
     run.stop().await;
     for id in &ids[..2] {
         assert!(q.job(id).await.unwrap().is_none(), "{id} trimmed");
-        assert_eq!(keys_of(&redis, "trimmed", id), Vec::<String>::new(), "job {id}");
+        assert_eq!(
+            keys_of(&redis, "trimmed", id),
+            Vec::<String>::new(),
+            "job {id}"
+        );
     }
-    assert!(q.job(&ids[2]).await.unwrap().is_some(), "the last one is kept");
+    assert!(
+        q.job(&ids[2]).await.unwrap().is_some(),
+        "the last one is kept"
+    );
 }
