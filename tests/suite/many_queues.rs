@@ -227,19 +227,30 @@ async fn the_cli_serves_several_queues_with_weights_and_labels_metrics_by_queue(
         a.counts().await.unwrap().completed == 5 && b.counts().await.unwrap().completed == 5
     })
     .await;
-    let body = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    for q in ["a", "b"] {
-        let line = body
-            .lines()
+    // The worker counts a batch once finish.lua's reply is back, a moment after Redis
+    // shows the jobs completed: wait for the counters, with a deadline.
+    let metrics = format!("http://127.0.0.1:{port}/metrics");
+    let completed = |body: &str, q: &str| -> Option<String> {
+        body.lines()
             .find(|l| {
                 l.starts_with("baton_jobs_completed_total") && l.contains(&format!("queue=\"{q}\""))
             })
-            .unwrap_or_else(|| panic!("no completed counter for {q}:\n{body}"));
-        assert!(line.ends_with(" 5"), "{line}");
+            .map(str::to_string)
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let body = reqwest::get(&metrics).await.unwrap().text().await.unwrap();
+        let lines: Vec<Option<String>> = ["a", "b"].iter().map(|q| completed(&body, q)).collect();
+        if lines
+            .iter()
+            .all(|l| l.as_deref().is_some_and(|l| l.ends_with(" 5")))
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "completed counters of a and b not 5: {lines:?}\n{body}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
