@@ -110,7 +110,11 @@ async fn bulk_retry_of_thousands_shows_progress() {
     b.goto(&s.url("/ui/queues/many?state=cancelled")).await;
     b.click("#all button[value=retry]").await;
     b.click("#confirm").await;
-    assert!(b.path().await.starts_with("/ui/queues/many/bulk/"));
+    // The click returns before the browser has followed the redirect.
+    wait_until(LIMIT, "on the bulk progress page", || async {
+        b.path().await.starts_with("/ui/queues/many/bulk/")
+    })
+    .await;
     // Whatever it shows first, it is "queued again X of 3 000" or the end.
     let first = b.text("#bulk-progress").await;
     assert!(
