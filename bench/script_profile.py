@@ -55,7 +55,12 @@ class Profile:
         self.quiet = False  # no INFO commandstats calls (for INFO cpu alone)
         self.groups = 0  # > 0: jobs spread round-robin over this many groups (g0, g1, ...)
         self.flow = 0  # > 0: jobs added as flows (flow.lua) of one parent and this many children
-        self.fresh = 'groups of 8' in open(os.path.join(lua, 'add.lua')).read()
+        add_text = open(os.path.join(lua, 'add.lua')).read()
+        # Scripts since session 8 take a job's name, opts and data as one spec argument
+        # (src/job/spec.rs) and reply 6 values per claimed job instead of 8.
+        self.spec = 'groups of 6' in add_text
+        self.fresh = self.spec or 'groups of 8' in add_text
+        self.width = 6 if self.spec else 8
         self.opts = OPTS if os.environ.get('OPTS') != 'named' else OPTS_NAMED
         # Scripts with the events stream take its key last (KEYS of add, claim, finish).
         self.ev = [K('events')] if '[6] events' in open(os.path.join(lua, 'add.lua')).read() else []
@@ -98,11 +103,18 @@ class Profile:
             for i in range(b, b + per):
                 child = i > b
                 keep = self.keep + (f'|pf0:{len(pid)}:{pid}' if child else '')
-                args += [P, f'j{i}', 'n', b'\x81\xa1i' + i.to_bytes(4, 'big'), self.opts, 0, 0,
+                args += [P, f'j{i}', *self.job_args(i), 0, 0,
                          keep, 1 if child else 0, 0 if child else self.flow, '1']
             x = self.stats()
             self.r.evalsha(sha, 1, K('meta'), *args)
             self.acc(into, x, self.stats())
+
+    def job_args(self, i):
+        """Job i's name, data and opts as the scripts take them: one spec, or three."""
+        data = b'\x81\xa1i' + i.to_bytes(4, 'big')
+        if self.spec:
+            return [b'n\x00' + str(len(self.opts)).encode() + b':' + self.opts + data]
+        return ['n', data, self.opts]
 
     def add(self, into):
         if self.flow:
@@ -114,7 +126,7 @@ class Profile:
             args = [P, 100]
             for i in range(b, b + 100):
                 keep = self.keep + (f'|g{i % self.groups}' if self.groups else '')
-                args += [f'j{i}', 'n', b'\x81\xa1i' + i.to_bytes(4, 'big'), self.opts, 0, 0, keep]
+                args += [f'j{i}', *self.job_args(i), 0, 0, keep]
                 if self.dedup:
                     args.append(f"1{self.dedup}{60000 if self.dedup == 't' else 0}:k{i}")
                 elif self.fresh:
@@ -134,7 +146,8 @@ class Profile:
             out = self.r.evalsha(claim, len(keys), *keys, P, self.batch, 'w1', 30000)
             y = self.stats()
             self.acc(s_claim, x, y)
-            got = [out[2 + i * 8:2 + (i + 1) * 8] for i in range((len(out) - 2) // 8)]
+            w = self.width
+            got = [out[2 + i * w:2 + (i + 1) * w] for i in range((len(out) - 2) // w)]
             if not got:
                 break
             n += len(got)
@@ -158,7 +171,8 @@ class Profile:
             out = self.r.evalsha(claim, len(keys), *keys, P, self.batch, 'w1', 30000)
             if len(out) == 2:
                 return got
-            got += [(out[2 + i * 8], out[3 + i * 8]) for i in range((len(out) - 2) // 8)]
+            w = self.width
+            got += [(out[2 + i * w], out[3 + i * w]) for i in range((len(out) - 2) // w)]
 
     def finish_all(self, leases):
         """Completes `leases`, batch by batch."""

@@ -2,8 +2,9 @@
 -- add.lua: enqueue one or many jobs atomically.
 -- Flags: none (refused whole when over maxmemory).
 -- KEYS: [1] wait  [2] prioritized  [3] delayed  [4] meta  [5] wake  [6] events
--- ARGV: [1] key prefix  [2] number of jobs n, then n groups of 8:
---       id, name, data (MessagePack), opts (MessagePack), delay_ms, priority,
+-- ARGV: [1] key prefix  [2] number of jobs n, then n groups of 6:
+--       id, spec (name, run options and payload as one value: src/job/spec.rs),
+--       delay_ms, priority,
 --       keep ("kc:kca:kf:kfa", see keep_of in common.lua; "kc:kca:kf:kfa|g<group>" for
 --       a job of a group: it goes to its group's list, not the wait list, and its
 --       priority is not used; see group_of; the script appends the dedup tail),
@@ -12,17 +13,18 @@
 --       caller, or sent again), followed for a job with a dedup key by
 --       "<mode><ms>:<key>": mode 's' simple, 't' ttl (ms: how long), 'd' debounce (ms:
 --       the window, which is also the job's delay_ms)
--- Only the fields every job needs are written; attempt, stalled and token start absent
--- (read as 0), pri only when set, ready only when delayed (else ts): fewer hash fields
--- is less Redis CPU per add. Ready jobs without priority go into the wait list with one
+-- Only the fields every job needs are written (spec, state, ts, keep); attempt, stalled
+-- and token start absent (read as 0), pri only when set, ready only when delayed (else
+-- ts): fewer hash fields is less Redis CPU per add. Ready jobs without priority go into the wait list with one
 -- LPUSH for the batch, in the order given.
 -- Dedup (key `dedup:<key>`, a STRING naming the job that stands): the key is checked
 -- lazily, so a key naming a job that is gone or finished is stale and the add proceeds
 -- (a path that forgot to release it costs nothing worse than a look-up):
 --   simple    stands while its job is waiting, delayed or active;
 --   ttl       stands while the key lives (SET PX), whatever its job does;
---   debounce  a waiting or delayed job that stands gets the new payload and is due
---             delay_ms from now (moved to delayed); an active or finished one does not
+--   debounce  a waiting or delayed job that stands gets the new payload (its name and
+--             options stay: spec_with_data) and is due delay_ms from now (moved to
+--             delayed); an active or finished one does not
 --             stand, and the new job takes the key.
 -- Reads meta 'created' and 'events' in one HMGET (it writes 'created' only the first
 -- time); with events on, one 'added' event per job added (fields: name, delayed = its
@@ -43,13 +45,13 @@ local ready = {}
 local moved = nil
 
 -- The id of the job that stands under dedup key `dk` for an add in `mode`, or nil.
--- Debounce: moves that job to delayed, due at now + delay, with payload `data`.
-local function standing(dk, mode, data, delay)
+-- Debounce: moves that job to delayed, due at now + delay, with the payload of `spec`.
+local function standing(dk, mode, spec, delay)
   local cur = redis.pcall('GET', dk)
   if type(cur) ~= 'string' then return nil end
   if mode == 't' then return cur end
   local sjk = prefix .. 'job:' .. cur
-  local f = redis.call('HMGET', sjk, 'state', 'pri')
+  local f = redis.call('HMGET', sjk, 'state', 'pri', 'spec')
   local st = f[1]
   if mode == 's' then
     if st == 'waiting' or st == 'delayed' or st == 'active' then return cur end
@@ -66,7 +68,12 @@ local function standing(dk, mode, data, delay)
       redis.call('LREM', KEYS[1], 1, cur)
     end
   end
-  redis.call('HSET', sjk, 'data', data, 'state', 'delayed', 'ready', now + delay)
+  if f[3] then
+    redis.call('HSET', sjk, 'spec', spec_with_data(f[3], spec), 'state', 'delayed', 'ready',
+      now + delay)
+  else -- a job from before the spec field keeps its own three
+    redis.call('HSET', sjk, 'data', spec_data(spec), 'state', 'delayed', 'ready', now + delay)
+  end
   redis.call('ZADD', KEYS[3], now + delay, cur)
   return cur
 end
@@ -76,27 +83,26 @@ if not meta[1] then redis.call('HSETNX', KEYS[4], 'created', now) end
 events_init(KEYS[6], meta[2])
 local grouped = false
 -- The HSET of each job (see below): the field names and the add time never change.
-local hset_args = { false, 'name', false, 'data', false, 'opts', false, 'state', false,
-  'ts', now_s, 'keep', false }
+local hset_args = { false, 'spec', false, 'state', false, 'ts', now_s, 'keep', false }
 for i = 0, n - 1 do
-  local b = 3 + i * 8
+  local b = 3 + i * 6
   local id = ARGV[b]
   local jk = prefix .. 'job:' .. id
-  local fresh = ARGV[b + 7]
+  local fresh = ARGV[b + 5]
   local mode, ms, dkey
   if #fresh > 1 then
     fresh, mode, ms, dkey = string.match(fresh, '^([01])([std])(%d+):(.+)$')
-    if not fresh then return redis.error_reply('ERR add.lua: bad dedup argument ' .. ARGV[b + 7]) end
+    if not fresh then return redis.error_reply('ERR add.lua: bad dedup argument ' .. ARGV[b + 5]) end
   end
   local stands = nil
   if fresh ~= '1' and redis.call('EXISTS', jk) == 1 then
     out[#out + 1] = 0
   else
-    local delay = tonumber(ARGV[b + 4])
-    local keep = ARGV[b + 6]
+    local delay = tonumber(ARGV[b + 2])
+    local keep = ARGV[b + 4]
     if dkey then
       local dk = prefix .. 'dedup:' .. dkey
-      stands = standing(dk, mode, ARGV[b + 2], delay)
+      stands = standing(dk, mode, ARGV[b + 1], delay)
       if not stands then
         if mode == 't' then
           redis.call('SET', dk, id, 'PX', ms)
@@ -109,14 +115,13 @@ for i = 0, n - 1 do
     if stands then
       out[#out + 1] = stands
     else
-      local pri = tonumber(ARGV[b + 5])
+      local pri = tonumber(ARGV[b + 3])
       -- One HSET per job, with pri and ready only when set.
       -- One table for every job of the call (a table a job costs Lua an allocation
-      -- and its collection): the first 13 entries are rewritten, the rest counted.
+      -- and its collection): the first 9 entries are rewritten, the rest counted.
       local f = hset_args
-      f[1], f[3], f[5], f[7] = jk, ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
-      f[9], f[13] = delay > 0 and 'delayed' or 'waiting', keep
-      local nf = 13
+      f[1], f[3], f[5], f[9] = jk, ARGV[b + 1], delay > 0 and 'delayed' or 'waiting', keep
+      local nf = 9
       if pri > 0 then f[nf + 1], f[nf + 2], nf = 'pri', pri, nf + 2 end
       if delay > 0 then f[nf + 1], f[nf + 2], nf = 'ready', now + delay, nf + 2 end
       redis.call('HSET', unpack(f, 1, nf))
@@ -140,9 +145,9 @@ for i = 0, n - 1 do
       out[#out + 1] = 1
       if events_key then
         if delay > 0 then
-          emit('added', id, 'name', ARGV[b + 1], 'delayed', now + delay)
+          emit('added', id, 'name', spec_name(ARGV[b + 1]), 'delayed', now + delay)
         else
-          emit('added', id, 'name', ARGV[b + 1])
+          emit('added', id, 'name', spec_name(ARGV[b + 1]))
         end
       end
     end

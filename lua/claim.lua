@@ -12,7 +12,8 @@
 -- and 'events' (the events stream's cap: with it on, one 'active' event per job leased,
 -- fields attempt and worker; 'failed' for a corrupt one), all in one HMGET per call.
 -- Returns: { next_delayed_due_ms (-1 if none), now_ms,
---            then per claimed job 8 values: id, token, attempt, name, data, opts, ready_ms, stalled }
+--            then per claimed job 6 values: id, token, attempt, spec, ready_ms, stalled }
+-- (spec: the job's name, run options and payload as one value, src/job/spec.rs)
 -- The token is the lease's fencing token: every later write about this attempt must
 -- present it. No job hash is written for a lease: the leases go into the lease table
 -- (one ZADD) and the leases HASH (one HSET for the batch, see lease.lua), so a leased
@@ -192,7 +193,7 @@ end
 
 local due = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, 1000)
 if #due > 0 then
-  local fields = { 'pri', 'name', 'keep' }
+  local fields = { 'pri', 'state', 'keep' }
   for _, id in ipairs(due) do
     local jk = prefix .. 'job:' .. id
     local f, corrupt = read_job(jk, fields)
@@ -249,7 +250,7 @@ if meta[1] ~= '1' and not hold and max > 0 then
   local deadline = string.format('%d', now + tonumber(ARGV[4]))
   local now_s = tostring(now)
   local leases = {}
-  local fields = { 'name', 'data', 'opts', 'ready', 'ts', 'stalled', 'attempt' }
+  local fields = { 'spec', 'ready', 'ts', 'stalled', 'attempt' }
   -- The fencing tokens of this batch: the queue's sequence on, never below now * 100
   -- (so a sequence deleted by hand never hands out a token again). Read only once
   -- there are ids; written with the leases.
@@ -262,8 +263,8 @@ if meta[1] ~= '1' and not hold and max > 0 then
   for _, id in ipairs(ids) do
     local jk = prefix .. 'job:' .. id
     local f, corrupt = read_job(jk, fields)
-    -- f: 1 name, 2 data, 3 opts, 4 ready, 5 ts, 6 stalled, 7 attempt
-    if f and not corrupt and not (f[4] or f[5]) then corrupt = corrupt_reason('ts', f[5]) end
+    -- f: 1 spec, 2 ready, 3 ts, 4 stalled, 5 attempt
+    if f and not corrupt and not (f[2] or f[3]) then corrupt = corrupt_reason('ts', f[3]) end
     if f and corrupt then
       fail_corrupt(prefix, KEYS[7], jk, id, corrupt, now)
     elseif f then
@@ -272,7 +273,7 @@ if meta[1] ~= '1' and not hold and max > 0 then
         if g then plan.leased[g] = (plan.leased[g] or 0) + 1 end
       end
       seq = seq + 1
-      local token, attempt = seq, f[7] + 1
+      local token, attempt = seq, f[5] + 1
       -- %d: tostring would write a 15-digit token as 1.7e+14.
       local e = #entries
       entries[e + 1] = id
@@ -280,8 +281,8 @@ if meta[1] ~= '1' and not hold and max > 0 then
       leases[#leases + 1] = deadline
       leases[#leases + 1] = id
       local n = #out
-      out[n + 1], out[n + 2], out[n + 3], out[n + 4] = id, token, attempt, f[1]
-      out[n + 5], out[n + 6], out[n + 7], out[n + 8] = f[2], f[3], f[4] or f[5], f[6]
+      out[n + 1], out[n + 2], out[n + 3] = id, token, attempt
+      out[n + 4], out[n + 5], out[n + 6] = f[1], f[2] or f[3], f[4]
       emit('active', id, 'attempt', attempt, 'worker', ARGV[3])
     end
   end

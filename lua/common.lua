@@ -96,7 +96,51 @@ end
 -- 'ready' and 'ts' have no default.
 local INT_FIELDS = { attempt = 0, stalled = 0, token = 0, pri = 0, ready = false, ts = false }
 -- The fields a job cannot run without.
-local REQUIRED = { name = true, data = true, opts = true }
+local REQUIRED = { spec = true, state = true }
+
+-- A job's spec (src/job/spec.rs): its name, run options and payload as one hash field,
+-- "<name> NUL <opts length>:<opts><data>", written by the producer; the scripts pass it
+-- on whole and look inside only here.
+-- The length of the spec's head (name, NUL, length, opts), or nil for a malformed one.
+local function spec_head(spec)
+  local _, e, len = string.find(spec, '^[^%z]*%z(%d+):')
+  if not e then return nil end
+  local h = e + tonumber(len)
+  if h > #spec then return nil end
+  return h
+end
+
+-- The job name in a spec (for events): up to its first NUL.
+local function spec_name(spec)
+  local e = string.find(spec, '\0', 1, true)
+  return e and string.sub(spec, 1, e - 1) or spec
+end
+
+-- The payload in a spec.
+local function spec_data(spec)
+  local h = spec_head(spec)
+  return h and string.sub(spec, h + 1) or ''
+end
+
+-- Spec `old` with the payload of spec `new` (a debounced add: the standing job keeps
+-- its name and options).
+local function spec_with_data(old, new)
+  local h = spec_head(old)
+  if not h then return new end
+  return string.sub(old, 1, h) .. spec_data(new)
+end
+
+-- A job written before the field 'spec' has 'name', 'data' and 'opts' instead: moved
+-- into 'spec' the first time a script reads it (check_job), so the rest of baton reads
+-- one layout. Returns the spec, or nil when one of the three is missing too.
+local function legacy_spec(jk)
+  local f = redis.call('HMGET', jk, 'name', 'data', 'opts')
+  if not (f[1] and f[2] and f[3]) then return nil end
+  local spec = f[1] .. '\0' .. #f[3] .. ':' .. f[3] .. f[2]
+  redis.call('HSET', jk, 'spec', spec)
+  redis.call('HDEL', jk, 'name', 'data', 'opts')
+  return spec
+end
 
 local function corrupt_reason(name, v)
   if not v then return 'corrupt job record: field ' .. name .. ' is missing' end
@@ -110,7 +154,8 @@ end
 --   nil                  the hash does not exist at all (a race with remove: skip it)
 --   raw, nil             all fine
 --   raw, reason          the record is corrupt; reason says which field and how
--- Only reads, so a caller calls it before its first write about the job. In place and
+-- Only reads (but for moving a job from before the spec field to it, which changes
+-- no meaning), so a caller calls it before its first write about the job. In place and
 -- by index, not into a table by name: this runs for every job of every claim.
 local function check_job(jk, names, raw)
   local reason, missing = nil, false
@@ -129,7 +174,15 @@ local function check_job(jk, names, raw)
         raw[i] = default
       end
     elseif not v and REQUIRED[name] then
-      missing = true
+      if name == 'spec' then
+        v = legacy_spec(jk)
+        raw[i] = v or false
+      end
+      if not v then
+        missing = true
+        reason = reason or corrupt_reason(name, v)
+      end
+    elseif name == 'spec' and not spec_head(v) then
       reason = reason or corrupt_reason(name, v)
     end
   end

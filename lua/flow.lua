@@ -3,8 +3,8 @@
 -- Flags: none (refused whole when over maxmemory).
 -- KEYS: [1] the root's queue meta (routes the call to the flow's Cluster slot; every
 --       job of the flow is in that slot: src/queue/flow.rs checks before sending)
--- ARGV: [1] number of jobs n, then n groups of 11, parents before their children:
---       queue prefix, id, name, data (MessagePack), opts (MessagePack), delay_ms,
+-- ARGV: [1] number of jobs n, then n groups of 9, parents before their children:
+--       queue prefix, id, spec (name, run options and payload: src/job/spec.rs), delay_ms,
 --       priority, keep ("kc:kca:kf:kfa", then the "|g<group>" and "|p..." tails: see
 --       keep_of and split_tail in common.lua), parent (1-based index of the job's parent
 --       in this call, 0 for the root), children (how many children it has), fresh ('1':
@@ -22,10 +22,10 @@
 -- Events (each queue's meta 'events' on): 'added' per job (fields name, and parent or
 -- delayed).
 local n = tonumber(ARGV[1])
-local W = 11
+local W = 9
 for i = 0, n - 1 do
   local b = 2 + i * W
-  if ARGV[b + 10] ~= '1' and redis.call('EXISTS', ARGV[b] .. 'job:' .. ARGV[b + 1]) == 1 then
+  if ARGV[b + 8] ~= '1' and redis.call('EXISTS', ARGV[b] .. 'job:' .. ARGV[b + 1]) == 1 then
     if i == 0 then return { 0 } end
     return { -1, ARGV[b + 1] }
   end
@@ -48,7 +48,7 @@ end
 local kids_of = {}
 for i = 0, n - 1 do
   local b = 2 + i * W
-  local parent = tonumber(ARGV[b + 8])
+  local parent = tonumber(ARGV[b + 6])
   if parent > 0 then
     local k = kids_of[parent]
     if not k then
@@ -61,13 +61,12 @@ end
 local grouped = {}
 for i = 0, n - 1 do
   local b = 2 + i * W
-  local prefix, id, name = ARGV[b], ARGV[b + 1], ARGV[b + 2]
-  local delay, pri, keep = tonumber(ARGV[b + 5]), tonumber(ARGV[b + 6]), ARGV[b + 7]
-  local parent, kids = tonumber(ARGV[b + 8]), tonumber(ARGV[b + 9])
+  local prefix, id, spec = ARGV[b], ARGV[b + 1], ARGV[b + 2]
+  local delay, pri, keep = tonumber(ARGV[b + 3]), tonumber(ARGV[b + 4]), ARGV[b + 5]
+  local parent, kids = tonumber(ARGV[b + 6]), tonumber(ARGV[b + 7])
   local q = queue(prefix)
   local state = kids > 0 and 'waiting-children' or (delay > 0 and 'delayed' or 'waiting')
-  local f = { prefix .. 'job:' .. id, 'name', name, 'data', ARGV[b + 3], 'opts', ARGV[b + 4],
-    'state', state, 'ts', now, 'keep', keep }
+  local f = { prefix .. 'job:' .. id, 'spec', spec, 'state', state, 'ts', now, 'keep', keep }
   if pri > 0 then f[#f + 1], f[#f + 2] = 'pri', pri end
   if kids > 0 then
     f[#f + 1], f[#f + 2] = 'deps', kids
@@ -93,7 +92,7 @@ for i = 0, n - 1 do
   end
   if q.events then
     local e = { prefix .. 'events', 'MAXLEN', '~', q.events, '*', 'event', 'added', 'id', id,
-      'name', name }
+      'name', spec_name(spec) }
     if parent > 0 then
       local pb = 2 + (parent - 1) * W
       e[#e + 1], e[#e + 2] = 'parent', queue_of(ARGV[pb]) .. '/' .. ARGV[pb + 1]

@@ -11,7 +11,7 @@
 local prefix, id = ARGV[1], ARGV[2]
 local jk = prefix .. 'job:' .. id
 local f, corrupt = read_job(jk, { 'state', 'pri', 'keep' })
-local state = f[1]
+local state = f and f[1]
 if not state then return { -1, '' } end
 if state ~= 'failed' and state ~= 'cancelled' then return { -2, state } end
 if corrupt then return redis.error_reply('ERR ' .. corrupt) end

@@ -5,8 +5,8 @@
 --       [7] wake  [8] events
 -- ARGV: [1] key prefix  [2] scheduler id  [3] its stored value as read  [4] tick ms
 --       [5] its stored value after this tick  [6] its next tick ms (-1: ended)
---       [7] job id  [8] name  [9] data  [10] opts  [11] priority
---       [12] keep ("kc:kca:kf:kfa", see keep_of in common.lua; with "|g<group>" for a
+--       [7] job id  [8] spec (name, run options and payload: src/job/spec.rs)
+--       [9] priority  [10] keep ("kc:kca:kf:kfa", see keep_of in common.lua; with "|g<group>" for a
 --       template with a group: its jobs go to their group's line, as add.lua's)
 -- A compare-and-set: unless the stored value is still ARGV[3] and the next tick still
 -- ARGV[4], nothing is written (another worker fired this tick, or the scheduler was
@@ -30,12 +30,12 @@ local added = 2
 if redis.call('EXISTS', jk) == 0 then
   added = 1
   redis.call('HSETNX', KEYS[6], 'created', now)
-  local pri = tonumber(ARGV[11])
+  local pri = tonumber(ARGV[9])
   local delayed = tick > now
-  redis.call('HSET', jk, 'name', ARGV[8], 'data', ARGV[9], 'opts', ARGV[10],
-    'state', delayed and 'delayed' or 'waiting', 'ts', now, 'keep', ARGV[12])
+  redis.call('HSET', jk, 'spec', ARGV[8], 'state', delayed and 'delayed' or 'waiting',
+    'ts', now, 'keep', ARGV[10])
   if pri > 0 then redis.call('HSET', jk, 'pri', pri) end
-  local group = group_of(ARGV[12])
+  local group = group_of(ARGV[10])
   if group then redis.call('HSETNX', KEYS[6], 'groups', '0:0:0') end
   if delayed then
     redis.call('HSET', jk, 'ready', tick)
@@ -51,9 +51,9 @@ if redis.call('EXISTS', jk) == 0 then
   wake(KEYS[7])
   events_init(KEYS[8], redis.call('HGET', KEYS[6], 'events'))
   if delayed then
-    emit('added', jid, 'name', ARGV[8], 'delayed', tick, 'scheduler', id)
+    emit('added', jid, 'name', spec_name(ARGV[8]), 'delayed', tick, 'scheduler', id)
   else
-    emit('added', jid, 'name', ARGV[8], 'scheduler', id)
+    emit('added', jid, 'name', spec_name(ARGV[8]), 'scheduler', id)
   end
 end
 

@@ -21,7 +21,7 @@ local prefix = ARGV[1]
 local max_stalled = tonumber(ARGV[2])
 local now = now_ms()
 local out = {}
-local fields = { 'stalled', 'cancel', 'pri', 'keep', 'name', 'attempt' }
+local fields = { 'stalled', 'cancel', 'pri', 'keep', 'state', 'attempt' }
 local group_leases = {}
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[3]))
 local entries = {}
@@ -34,7 +34,7 @@ end
 for k, id in ipairs(ids) do
   local jk = prefix .. 'job:' .. id
   local f, corrupt = read_job(jk, fields)
-  -- f: 1 stalled, 2 cancel, 3 pri, 4 keep, 5 name, 6 attempt
+  -- f: 1 stalled, 2 cancel, 3 pri, 4 keep, 5 state, 6 attempt
   local entry = entries[k]
   local _, lease_attempt = lease_parts(entry)
   if f and lease_attempt then f[6] = lease_attempt end

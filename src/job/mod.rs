@@ -9,12 +9,14 @@ mod dedup;
 mod flow;
 mod policy;
 mod serde_ms;
+mod spec;
 mod trace;
 
 pub use dedup::{Dedup, DedupMode};
 pub(crate) use flow::{parent_tail, parse_children, parse_keep};
 pub use flow::{Child, ChildFailure, ChildInfo, ChildOutcome, JobRef};
 pub use policy::{Backoff, Retention};
+pub(crate) use spec::Spec;
 pub use trace::{BadTraceParent, TraceParent};
 
 /// The state of a job.

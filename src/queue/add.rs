@@ -329,9 +329,7 @@ pub(super) fn build(
     let opts = run.encode();
     NewJobArgs {
         id,
-        name: name.to_string(),
-        data,
-        opts,
+        spec: crate::job::Spec::encode(name, &opts, &data),
         delay,
         priority: o.priority,
         keep_completed: o.keep_completed.script_args(),

@@ -103,7 +103,7 @@ fn take_batch(q: &Queue) -> Option<Vec<Waiting>> {
     }
     let (mut n, mut bytes) = (0, 0);
     while n < waiting.len() && n < MAX_JOBS && (n == 0 || bytes < MAX_BYTES) {
-        bytes += waiting[n].args.data.len();
+        bytes += waiting[n].args.spec.len();
         n += 1;
     }
     Some(waiting.drain(..n).collect())

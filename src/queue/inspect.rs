@@ -256,7 +256,9 @@ impl Queue {
             }
             let s = |f: &str| h.get(f).map(|v| String::from_utf8_lossy(v).into_owned());
             let n = |f: &str| s(f).and_then(|v| v.parse::<u64>().ok());
-            let opts: Option<RunOptions> = h.get("opts").and_then(|b| RunOptions::decode(b).ok());
+            // Name, options and payload: one field (or three, for a job from before it).
+            let spec = crate::job::Spec::from_fields(|f| h.get(f).map(|v| &v[..]));
+            let opts: Option<RunOptions> = spec.and_then(|p| RunOptions::decode(p.opts).ok());
             let state = s("state")
                 .and_then(|st| JobState::parse(&st))
                 .unwrap_or(JobState::Waiting);
@@ -279,7 +281,7 @@ impl Queue {
             Ok(Some(JobInfo {
                 id: id.to_string(),
                 queue: self.name().to_string(),
-                name: s("name").unwrap_or_default(),
+                name: spec.map(|p| p.name.to_string()).unwrap_or_default(),
                 state,
                 attempt: lease
                     .as_ref()
@@ -288,9 +290,8 @@ impl Queue {
                 attempts: opts.as_ref().map(|o| o.attempts).unwrap_or(1),
                 stalled: n("stalled").unwrap_or(0) as u32,
                 priority: n("pri").unwrap_or(0) as u32,
-                data: h
-                    .get("data")
-                    .map(|b| self.reveal(b, msgpack_to_json))
+                data: spec
+                    .map(|p| self.reveal(p.data, msgpack_to_json))
                     .unwrap_or(serde_json::Value::Null),
                 result: h.get("result").map(|b| self.reveal(b, msgpack_to_json)),
                 error: h

@@ -98,8 +98,8 @@ impl Queue {
             return Ok(Vec::new());
         }
         self.bounded(async {
-            const FIELDS: [&str; 8] = [
-                "name", "state", "attempt", "ts", "started", "finished", "error", "lease",
+            const FIELDS: [&str; 7] = [
+                "state", "attempt", "ts", "started", "finished", "error", "lease",
             ];
             let mut c = self.conn().await?;
             let mut p = redis::pipe();
@@ -109,12 +109,15 @@ impl Queue {
             // A leased job's hash still says waiting: its lease is in the leases hash.
             p.cmd("HMGET").arg(self.keys.leases()).arg(ids);
             let mut rows: Vec<Vec<Option<Vec<u8>>>> = p.query_async(&mut c).await?;
+            // The names apart: they head the field that also holds the payload.
+            let names = scripts::job_names(&mut c, &self.keys, ids).await?;
             let leases = rows.pop().unwrap_or_default();
             Ok(ids
                 .iter()
                 .zip(rows)
                 .zip(leases)
-                .map(|((id, f), lease)| {
+                .zip(names)
+                .map(|(((id, f), lease), name)| {
                     let f: BTreeMap<&str, Vec<u8>> = FIELDS
                         .iter()
                         .zip(f)
@@ -145,7 +148,7 @@ impl Queue {
                     });
                     Some(JobSummary {
                         id: id.clone(),
-                        name: f.get("name").map(text).unwrap_or_default(),
+                        name: name.unwrap_or_default(),
                         state,
                         attempt: lease
                             .as_ref()

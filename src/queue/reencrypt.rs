@@ -15,8 +15,10 @@ use crate::crypto::Keyring;
 use crate::error::{Error, Result};
 use crate::scripts::{self, Rewrite};
 
-/// The fields that may hold encrypted values.
-const FIELDS: [&str; 3] = ["data", "result", "error"];
+/// The fields that may hold encrypted values: the payload inside `spec`
+/// ([`crate::job::Spec`]; `data` for a job from before that field), the result and the
+/// error.
+const FIELDS: [&str; 4] = ["spec", "data", "result", "error"];
 
 /// Largest batch of jobs read and rewritten per call.
 pub const MAX_REENCRYPT_BATCH: usize = 1000;
@@ -88,12 +90,24 @@ impl Queue {
             report.jobs += 1;
             let mut rewrites = Vec::new();
             for (field, v) in FIELDS.iter().zip(values) {
-                let Some(old) = v.filter(|v| !keyring.is_current(v)) else {
-                    continue;
+                let Some(old) = v else { continue };
+                // The sealed value: the field, or the payload inside a spec.
+                let spec = (*field == "spec").then(|| crate::job::Spec::decode(&old));
+                let sealed = match spec {
+                    Some(Some(s)) => s.data,
+                    Some(None) => continue, // not a spec: the claim fails that job
+                    None => &old[..],
                 };
-                match crate::crypto::open(Some(keyring), &old) {
+                if keyring.is_current(sealed) {
+                    continue;
+                }
+                match crate::crypto::open(Some(keyring), sealed) {
                     Ok(plain) => {
-                        let new = keyring.encrypt(&plain);
+                        let sealed = keyring.encrypt(&plain);
+                        let new = match spec {
+                            Some(Some(s)) => crate::job::Spec::encode(s.name, s.opts, &sealed),
+                            _ => sealed,
+                        };
                         rewrites.push(Rewrite { field, old, new });
                     }
                     Err(e) => {

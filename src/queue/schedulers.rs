@@ -243,12 +243,17 @@ impl Queue {
             Repeat::Cron { expr, tz } => (Some(expr.clone()), tz.clone(), None),
             Repeat::Every(d) => (None, None, Some(d.as_millis() as u64)),
         };
+        // The sealed payload, out of the spec the add path built (the scheduler stores
+        // its parts and builds each tick's spec: src/schedule/fire.rs).
+        let data = crate::job::Spec::decode(&job.spec)
+            .map(|p| p.data.to_vec())
+            .ok_or_else(|| Error::Decode("a job spec built here did not read back".into()))?;
         let stored = Stored {
             cron,
             tz,
             every_ms,
-            name: job.name,
-            data: job.data,
+            name: s.name.clone(),
+            data,
             run: RunOptions {
                 attempts: s.opts.attempts,
                 backoff: s.opts.backoff,

@@ -52,9 +52,7 @@ pub(crate) async fn fire<C: ConnectionLike + Send>(
     let after = after.encode()?;
     let job = TickJob {
         id: super::job_id(id, tick),
-        name: &stored.name,
-        data: &stored.data,
-        opts: stored.opts_bytes()?,
+        spec: crate::job::Spec::encode(&stored.name, &stored.opts_bytes()?, &stored.data),
         priority: stored.priority,
         keep: &stored.keep,
     };

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use redis::aio::ConnectionLike;
 
-use super::{CANCEL, CLEAN, GROUP_LIMITS, PROMOTE, RECORD, REENCRYPT, REMOVE, RETRY};
+use super::{CANCEL, CLEAN, GROUP_LIMITS, JOB_NAMES, PROMOTE, RECORD, REENCRYPT, REMOVE, RETRY};
 use crate::error::Result;
 use crate::keys::Keys;
 
@@ -33,6 +33,19 @@ pub(crate) async fn cancel<C: ConnectionLike + Send>(
         .arg(k.cancel_channel())
         .arg(reason)
         .arg(if sharded { "SPUBLISH" } else { "PUBLISH" });
+    Ok(inv.invoke_async(c).await?)
+}
+
+/// `job_names.lua`: the names of jobs `ids` (None for no job), without their payloads.
+pub(crate) async fn job_names<C: ConnectionLike + Send>(
+    c: &mut C,
+    k: &Keys,
+    ids: &[String],
+) -> Result<Vec<Option<String>>> {
+    let mut inv = JOB_NAMES.prepare_invoke();
+    for id in ids {
+        inv.key(k.job(id));
+    }
     Ok(inv.invoke_async(c).await?)
 }
 

@@ -41,9 +41,7 @@ pub(crate) async fn add_flow<C: ConnectionLike + Send>(
         let j = &n.job;
         inv.arg(n.keys.prefix())
             .arg(&j.id)
-            .arg(&j.name)
-            .arg(&j.data[..])
-            .arg(&j.opts[..])
+            .arg(&j.spec[..])
             .arg(j.delay.as_millis() as u64)
             .arg(j.priority)
             .arg(&n.keep)

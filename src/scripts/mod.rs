@@ -65,14 +65,14 @@ script!(SCHEDULE_REMOVE, "schedule_remove.lua");
 script!(PROMOTE, "promote.lua");
 script!(FLOW, "flow.lua");
 script!(GROUP_LIMITS, "group_limits.lua");
+script!(JOB_NAMES, "job_names.lua");
 
 /// A job as `add.lua` takes it.
 #[derive(Debug, Clone)]
 pub(crate) struct NewJobArgs {
     pub id: String,
-    pub name: String,
-    pub data: Vec<u8>,
-    pub opts: Vec<u8>,
+    /// Name, run options and payload as one stored value ([`crate::job::Spec`]).
+    pub spec: Vec<u8>,
     pub delay: Duration,
     pub priority: u32,
     pub keep_completed: (i64, u64),
@@ -114,9 +114,7 @@ pub(crate) async fn add<C: ConnectionLike + Send>(
     inv.arg(k.prefix()).arg(jobs.len());
     for j in jobs {
         inv.arg(&j.id)
-            .arg(&j.name)
-            .arg(&j.data[..])
-            .arg(&j.opts[..])
+            .arg(&j.spec[..])
             .arg(j.delay.as_millis() as u64)
             .arg(j.priority);
         let (kc, kf) = (j.keep_completed, j.keep_failed);
@@ -206,19 +204,16 @@ fn parse_claim(v: Vec<Value>) -> Result<ClaimReply> {
             _ => Err(bad(what, v)),
         }
     }
-    fn bytes(what: &str, v: &Value) -> Result<Vec<u8>> {
+    fn text(what: &str, v: &Value) -> Result<String> {
         match v {
-            Value::BulkString(b) => Ok(b.clone()),
-            Value::SimpleString(s) => Ok(s.as_bytes().to_vec()),
+            Value::BulkString(b) => String::from_utf8(b.clone()).map_err(|_| bad(what, v)),
+            Value::SimpleString(s) => Ok(s.clone()),
             _ => Err(bad(what, v)),
         }
     }
-    fn text(what: &str, v: &Value) -> Result<String> {
-        String::from_utf8(bytes(what, v)?).map_err(|_| bad(what, v))
-    }
-    if v.len() < 2 || !(v.len() - 2).is_multiple_of(8) {
+    if v.len() < 2 || !(v.len() - 2).is_multiple_of(6) {
         return Err(Error::Decode(format!(
-            "claim reply: {} values, expected 2 + 8 per job",
+            "claim reply: {} values, expected 2 + 6 per job",
             v.len()
         )));
     }
@@ -226,17 +221,22 @@ fn parse_claim(v: Vec<Value>) -> Result<ClaimReply> {
     if next < -1 {
         return Err(bad("next due time", &v[0]));
     }
-    let mut jobs = Vec::with_capacity((v.len() - 2) / 8);
-    for c in v[2..].chunks_exact(8) {
+    let mut jobs = Vec::with_capacity((v.len() - 2) / 6);
+    for c in v[2..].chunks_exact(6) {
+        let spec = match &c[3] {
+            Value::BulkString(b) => crate::job::Spec::decode(b),
+            _ => None,
+        }
+        .ok_or_else(|| bad("job spec", &c[3]))?;
         jobs.push(Claimed {
             id: text("job id", &c[0])?,
             token: int("token", &c[1])?,
             attempt: int("attempt", &c[2])?,
-            name: text("job name", &c[3])?,
-            data: bytes("data", &c[4])?,
-            opts: bytes("opts", &c[5])?,
-            ready_ms: int("ready time", &c[6])?,
-            stalled: int("stalled count", &c[7])?,
+            name: spec.name.to_string(),
+            data: spec.data.to_vec(),
+            opts: spec.opts.to_vec(),
+            ready_ms: int("ready time", &c[4])?,
+            stalled: int("stalled count", &c[5])?,
         });
     }
     Ok(ClaimReply {
@@ -333,7 +333,8 @@ mod lease;
 mod schedule;
 
 pub(crate) use admin::{
-    cancel, clean, group_limits, promote, record, reencrypt, remove, retry, Record, Rewrite,
+    cancel, clean, group_limits, job_names, promote, record, reencrypt, remove, retry, Record,
+    Rewrite,
 };
 pub(crate) use flow::{add_flow, FlowNode, FlowReply};
 pub(crate) use lease::{reconcile, renew, shown_lease, sweep, LeaseEntry, Swept};
@@ -370,6 +371,7 @@ mod tests {
             &SCHEDULE_UPSERT,
             &SCHEDULE_REMOVE,
             &PROMOTE,
+            &JOB_NAMES,
         ] {
             LazyLock::force(s);
         }
@@ -386,9 +388,7 @@ mod tests {
             bulk("id"),
             token,
             Value::Int(1),
-            bulk("name"),
-            bulk("data"),
-            bulk("opts"),
+            Value::BulkString(crate::job::Spec::encode("name", b"opts", b"data")),
             Value::Int(5),
             Value::Int(0),
         ]
@@ -415,13 +415,23 @@ mod tests {
             ("token not a number", job(bulk("abc"))),
             ("token negative", job(Value::Int(-1))),
             ("token nil", job(Value::Nil)),
-            ("a job cut short", job(Value::Int(1))[..7].to_vec()),
+            ("a job cut short", job(Value::Int(1))[..5].to_vec()),
             ("attempt too large", {
                 let mut j = job(Value::Int(1));
                 j[2] = Value::Int(i64::from(u32::MAX) + 1);
                 j
             }),
-            ("data nil", {
+            ("spec nil", {
+                let mut j = job(Value::Int(1));
+                j[3] = Value::Nil;
+                j
+            }),
+            ("spec not a spec", {
+                let mut j = job(Value::Int(1));
+                j[3] = bulk("name-without-nul");
+                j
+            }),
+            ("ready time nil", {
                 let mut j = job(Value::Int(1));
                 j[4] = Value::Nil;
                 j

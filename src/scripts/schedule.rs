@@ -95,9 +95,8 @@ fn parse_read(v: Vec<Value>) -> Result<ReadReply> {
 #[derive(Debug, Clone)]
 pub(crate) struct TickJob<'a> {
     pub id: String,
-    pub name: &'a str,
-    pub data: &'a [u8],
-    pub opts: Vec<u8>,
+    /// Name, run options and payload as one stored value ([`crate::job::Spec`]).
+    pub spec: Vec<u8>,
     pub priority: u32,
     pub keep: &'a str,
 }
@@ -139,9 +138,7 @@ pub(crate) async fn schedule_fire<C: ConnectionLike + Send>(
         .arg(m.after)
         .arg(ms_or_none(m.next))
         .arg(&job.id)
-        .arg(job.name)
-        .arg(job.data)
-        .arg(&job.opts[..])
+        .arg(&job.spec[..])
         .arg(job.priority)
         .arg(job.keep);
     Ok(inv.invoke_async(c).await?)

@@ -59,7 +59,7 @@ fn stored(redis: &RedisServer, q: &str, id: &str) -> BTreeMap<String, Vec<u8>> {
         .conn()
         .hgetall(format!("baton:{{{q}}}:job:{id}"))
         .unwrap();
-    h.retain(|k, _| ["opts", "keep", "pri", "state", "name", "data"].contains(&k.as_str()));
+    h.retain(|k, _| ["spec", "keep", "pri", "state"].contains(&k.as_str()));
     h
 }
 

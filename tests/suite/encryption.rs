@@ -19,12 +19,28 @@ fn ring(lines: &[&str]) -> Arc<Keyring> {
     Arc::new(Keyring::parse(&lines.join("\n")).unwrap())
 }
 
+/// A job hash field as stored; "data" is the payload, the tail of field `spec`
+/// ("<name> NUL <opts length>:<opts><data>", src/job/spec.rs).
 fn raw(redis: &RedisServer, q: &str, id: &str, field: &str) -> Vec<u8> {
-    let v: Option<Vec<u8>> = redis
-        .conn()
-        .hget(format!("baton:{{{q}}}:job:{id}"), field)
-        .unwrap();
+    let key = format!("baton:{{{q}}}:job:{id}");
+    if field == "data" {
+        let spec: Vec<u8> = redis.conn().hget(&key, "spec").unwrap();
+        let head = spec_head(&spec);
+        return spec[head..].to_vec();
+    }
+    let v: Option<Vec<u8>> = redis.conn().hget(key, field).unwrap();
     v.unwrap_or_else(|| panic!("job {id} has no {field}"))
+}
+
+/// The length of a spec's name, NUL, opts length and opts: where its payload starts.
+fn spec_head(spec: &[u8]) -> usize {
+    let nul = spec.iter().position(|&c| c == 0).expect("a spec has a NUL");
+    let colon = nul + spec[nul..].iter().position(|&c| c == b':').unwrap();
+    let len: usize = std::str::from_utf8(&spec[nul + 1..colon])
+        .unwrap()
+        .parse()
+        .unwrap();
+    colon + 1 + len
 }
 
 fn contains(hay: &[u8], needle: &str) -> bool {
@@ -175,12 +191,12 @@ async fn a_tampered_value_fails_its_job_with_a_reason_and_the_worker_goes_on() {
         )
         .await
         .unwrap();
-    let mut v = raw(&redis, "tamper", &t.id, "data");
+    // The payload is the tail of the spec: one bit of its last byte flipped.
+    let key = format!("baton:{{tamper}}:job:{}", t.id);
+    let mut v: Vec<u8> = redis.conn().hget(&key, "spec").unwrap();
+    assert!(baton::crypto::is_encrypted(&v[spec_head(&v)..]));
     *v.last_mut().unwrap() ^= 0x01;
-    let _: () = redis
-        .conn()
-        .hset(format!("baton:{{tamper}}:job:{}", t.id), "data", v)
-        .unwrap();
+    let _: () = redis.conn().hset(&key, "spec", v).unwrap();
     let next = q
         .add("j", &json!({"echo": "y"}), JobOptions::default())
         .await

@@ -34,6 +34,7 @@ mod groups;
 mod http_api;
 mod http_hardening;
 mod job_keys;
+mod job_spec;
 mod leases;
 mod lifecycle;
 mod lost_reply;

@@ -139,10 +139,9 @@ impl T {
         }
         inv.arg(&self.p).arg(jobs.len());
         for (id, delay, pri, keep) in jobs {
+            // spec: "<name> NUL <opts length>:<opts><data>" (src/job/spec.rs).
             inv.arg(*id)
-                .arg(format!("name-{id}"))
-                .arg(format!("data-{id}"))
-                .arg("opts")
+                .arg(format!("name-{id}\x004:optsdata-{id}"))
                 .arg(*delay)
                 .arg(*pri)
                 .arg(*keep)
@@ -185,9 +184,9 @@ impl T {
     /// claim.lua: the jobs leased, checked to be well formed.
     fn claim(&mut self, max: usize) -> RedisResult<Vec<Leased>> {
         let v = self.claim_raw(max, "w", 60_000)?;
-        assert!(v.len() >= 2 && (v.len() - 2) % 8 == 0, "claim reply {v:?}");
+        assert!(v.len() >= 2 && (v.len() - 2) % 6 == 0, "claim reply {v:?}");
         Ok(v[2..]
-            .chunks_exact(8)
+            .chunks_exact(6)
             .map(|c| {
                 let s = |v: &Value| redis::from_redis_value_ref::<String>(v).unwrap();
                 let n = |v: &Value| redis::from_redis_value_ref::<u64>(v).unwrap();
@@ -605,19 +604,14 @@ fn claim_fails_a_corrupt_job_alone_and_leases_the_rest_of_the_batch() {
             Some("corrupt job record: field ready is 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx...'"),
         ),
         (
-            "name",
+            "spec",
             None,
-            Some("corrupt job record: field name is missing"),
+            Some("corrupt job record: field spec is missing"),
         ),
         (
-            "data",
-            None,
-            Some("corrupt job record: field data is missing"),
-        ),
-        (
-            "opts",
-            None,
-            Some("corrupt job record: field opts is missing"),
+            "spec",
+            Some("no-nul"),
+            Some("corrupt job record: field spec is 'no-nul'"),
         ),
         ("ts", None, Some("corrupt job record: field ts is missing")),
         // The remove race: an id without its hash is just skipped.
@@ -667,9 +661,9 @@ fn a_due_delayed_job_with_a_corrupt_record_fails_alone_without_duplicates() {
             Some("corrupt job record: field pri is '-3'"),
         ),
         (
-            "name",
+            "state",
             None,
-            Some("corrupt job record: field name is missing"),
+            Some("corrupt job record: field state is missing"),
         ),
         ("*", None, None),
     ];
@@ -735,9 +729,9 @@ fn sweep_fails_a_corrupt_job_alone_and_recovers_the_rest() {
             Some("corrupt job record: field pri is 'high'"),
         ),
         (
-            "name",
+            "state",
             None,
-            Some("corrupt job record: field name is missing"),
+            Some("corrupt job record: field state is missing"),
         ),
         ("*", None, None),
     ];
@@ -1342,7 +1336,7 @@ fn each_script_does_what_its_header_says() {
                 t.add(&["a", "held"]);
                 t.lease(&["a", "held"]);
                 t.add(&["other"]);
-                assert_eq!(t.claim_raw(1, "w2", 60_000).unwrap().len(), 10);
+                assert_eq!(t.claim_raw(1, "w2", 60_000).unwrap().len(), 2 + 6);
                 t.add(&["new"]);
                 assert_eq!(t.reconcile(&["held"]).unwrap(), ["a"]);
                 assert_eq!(t.line("wait"), ["a", "new"]);

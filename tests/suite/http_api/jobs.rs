@@ -357,7 +357,7 @@ async fn add_takes_every_library_option_as_the_cli_does() {
             .conn()
             .hgetall(format!("baton:{{o}}:job:{id}"))
             .unwrap();
-        h.retain(|k, _| ["opts", "keep", "pri", "state", "name", "data"].contains(&k.as_str()));
+        h.retain(|k, _| ["spec", "keep", "pri", "state"].contains(&k.as_str()));
         h
     };
     assert_eq!(stored("http"), stored("lib"));

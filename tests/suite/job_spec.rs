@@ -1,0 +1,140 @@
+//! A job's name, run options and payload are one hash field, `spec` (src/job/spec.rs).
+//! A job stored by an earlier baton has the three fields `name`, `data` and `opts`
+//! instead: it is shown, listed, debounced and run as before, and the first script
+//! that reads it for a run moves it to `spec` (lua/common.lua `legacy_spec`).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use baton::{handler_fn, Dedup, JobContext, JobError, JobOptions, JobState, Queue, Worker};
+use redis::Commands;
+use serde_json::{json, Value};
+
+use crate::common::{start, wait_until, RedisServer};
+
+/// Rewrites job `id` of queue `q` as an earlier baton stored it: `name`, `data` and
+/// `opts` instead of `spec` ("<name> NUL <opts length>:<opts><data>").
+fn store_as_before_spec(redis: &RedisServer, q: &str, id: &str) {
+    let key = format!("baton:{{{q}}}:job:{id}");
+    let mut c = redis.conn();
+    let spec: Vec<u8> = c.hget(&key, "spec").unwrap();
+    let nul = spec.iter().position(|&b| b == 0).unwrap();
+    let colon = nul + spec[nul..].iter().position(|&b| b == b':').unwrap();
+    let len: usize = std::str::from_utf8(&spec[nul + 1..colon])
+        .unwrap()
+        .parse()
+        .unwrap();
+    let (name, opts, data) = (
+        &spec[..nul],
+        &spec[colon + 1..colon + 1 + len],
+        &spec[colon + 1 + len..],
+    );
+    let _: () = redis::pipe()
+        .hset(&key, "name", name)
+        .hset(&key, "opts", opts)
+        .hset(&key, "data", data)
+        .hdel(&key, "spec")
+        .query(&mut c)
+        .unwrap();
+}
+
+fn fields(redis: &RedisServer, q: &str, id: &str) -> Vec<String> {
+    let h: BTreeMap<String, Vec<u8>> = redis
+        .conn()
+        .hgetall(format!("baton:{{{q}}}:job:{id}"))
+        .unwrap();
+    h.into_keys().collect()
+}
+
+#[tokio::test]
+async fn a_job_stored_before_the_spec_field_is_shown_debounced_and_run() {
+    let redis = RedisServer::start();
+    let q = Queue::connect(redis.url(), "old").unwrap();
+    let plain = q
+        .add(
+            "greet",
+            &json!({"to": "ada"}),
+            JobOptions::default().attempts(5),
+        )
+        .await
+        .unwrap()
+        .id;
+    let bounce = || {
+        JobOptions::default()
+            .attempts(2)
+            .dedup(Dedup::debounce("d", Duration::from_secs(60)))
+    };
+    let debounced = q.add("tick", &json!(1), bounce()).await.unwrap().id;
+    for id in [&plain, &debounced] {
+        store_as_before_spec(&redis, "old", id);
+        assert!(!fields(&redis, "old", id).contains(&"spec".to_string()));
+    }
+
+    // Shown and listed from the three fields.
+    let j = q.job(&plain).await.unwrap().unwrap();
+    assert_eq!(
+        (j.name.as_str(), &j.data, j.attempts, j.state),
+        ("greet", &json!({"to": "ada"}), 5, JobState::Waiting)
+    );
+    let rows = q.summaries(std::slice::from_ref(&plain)).await.unwrap();
+    assert_eq!(rows[0].as_ref().map(|r| r.name.as_str()), Some("greet"));
+
+    // A debounced add gives the old job its payload.
+    let again = q.add("tick", &json!(2), bounce()).await.unwrap();
+    assert_eq!(again.id, debounced);
+    let d = q.job(&debounced).await.unwrap().unwrap();
+    assert_eq!((d.name.as_str(), &d.data), ("tick", &json!(2)));
+    q.promote(&debounced).await.unwrap();
+
+    // Run: the handler gets its name, payload and options; the kept job has `spec`.
+    let ran: Arc<Mutex<Vec<(String, Value, u32)>>> = Arc::default();
+    let seen = ran.clone();
+    let w = Worker::builder(redis.url(), "old")
+        .build(handler_fn(move |d: Value, ctx: JobContext| {
+            seen.lock()
+                .unwrap()
+                .push((ctx.name().to_string(), d, ctx.attempts()));
+            async move { Ok::<_, JobError>(json!("done")) }
+        }))
+        .unwrap();
+    let run = start(w);
+    wait_until(Duration::from_secs(20), "both completed", || async {
+        q.counts().await.unwrap().completed == 2
+    })
+    .await;
+    run.stop().await;
+    let mut ran = ran.lock().unwrap().clone();
+    ran.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        ran,
+        [
+            ("greet".to_string(), json!({"to": "ada"}), 5),
+            ("tick".to_string(), json!(2), 2)
+        ]
+    );
+    for id in [&plain, &debounced] {
+        let f = fields(&redis, "old", id);
+        assert!(f.contains(&"spec".to_string()), "{id}: {f:?}");
+        for gone in ["name", "data", "opts"] {
+            assert!(!f.contains(&gone.to_string()), "{id}: {f:?}");
+        }
+    }
+    let j = q.job(&plain).await.unwrap().unwrap();
+    assert_eq!(
+        (j.name.as_str(), &j.data, j.state),
+        ("greet", &json!({"to": "ada"}), JobState::Completed)
+    );
+}
+
+#[tokio::test]
+async fn a_job_is_stored_as_one_spec_field() {
+    let redis = RedisServer::start();
+    let q = Queue::connect(redis.url(), "new").unwrap();
+    let id = q
+        .add("n", &json!({"a": 1}), JobOptions::default())
+        .await
+        .unwrap()
+        .id;
+    assert_eq!(fields(&redis, "new", &id), ["keep", "spec", "state", "ts"]);
+}
