@@ -152,6 +152,9 @@ pub(crate) struct Claimed {
     pub opts: Vec<u8>,
     pub ready_ms: u64,
     pub stalled: u32,
+    /// Why the job cannot run, when its stored spec is malformed (the claim hands it
+    /// over unchecked): the worker fails it with this reason.
+    pub corrupt: Option<String>,
 }
 
 /// What `claim.lua` returns.
@@ -223,11 +226,21 @@ fn parse_claim(v: Vec<Value>) -> Result<ClaimReply> {
     }
     let mut jobs = Vec::with_capacity((v.len() - 2) / 6);
     for c in v[2..].chunks_exact(6) {
-        let spec = match &c[3] {
-            Value::BulkString(b) => crate::job::Spec::decode(b),
-            _ => None,
-        }
-        .ok_or_else(|| bad("job spec", &c[3]))?;
+        let Value::BulkString(raw) = &c[3] else {
+            return Err(bad("job spec", &c[3]));
+        };
+        // A malformed spec is that job's problem, not the reply's: the job is leased,
+        // and the worker fails it with the reason (the rest of the batch runs).
+        let spec = crate::job::Spec::decode(raw);
+        let corrupt = spec.is_none().then(|| {
+            let shown = String::from_utf8_lossy(&raw[..raw.len().min(64)]).into_owned();
+            format!("corrupt job record: field spec is {shown:?}")
+        });
+        let spec = spec.unwrap_or(crate::job::Spec {
+            name: "",
+            opts: &[],
+            data: &[],
+        });
         jobs.push(Claimed {
             id: text("job id", &c[0])?,
             token: int("token", &c[1])?,
@@ -237,6 +250,7 @@ fn parse_claim(v: Vec<Value>) -> Result<ClaimReply> {
             opts: spec.opts.to_vec(),
             ready_ms: int("ready time", &c[4])?,
             stalled: int("stalled count", &c[5])?,
+            corrupt,
         });
     }
     Ok(ClaimReply {
@@ -406,7 +420,22 @@ mod tests {
             (j.name.as_str(), &j.data[..], &j.opts[..]),
             ("name", &b"data"[..], &b"opts"[..])
         );
-        assert_eq!((j.ready_ms, j.stalled), (5, 0));
+        assert_eq!((j.ready_ms, j.stalled, &j.corrupt), (5, 0, &None));
+    }
+
+    #[test]
+    fn a_malformed_spec_marks_its_job_not_the_reply() {
+        let mut v = vec![Value::Int(-1), Value::Int(7)];
+        let mut bad = job(Value::Int(3));
+        bad[3] = bulk("name-without-nul");
+        v.extend(bad);
+        v.extend(job(Value::Int(4)));
+        let r = parse_claim(v).unwrap();
+        assert_eq!(
+            r.jobs[0].corrupt.as_deref(),
+            Some("corrupt job record: field spec is \"name-without-nul\"")
+        );
+        assert_eq!((r.jobs[1].token, &r.jobs[1].corrupt), (4, &None));
     }
 
     #[test]
@@ -424,11 +453,6 @@ mod tests {
             ("spec nil", {
                 let mut j = job(Value::Int(1));
                 j[3] = Value::Nil;
-                j
-            }),
-            ("spec not a spec", {
-                let mut j = job(Value::Int(1));
-                j[3] = bulk("name-without-nul");
                 j
             }),
             ("ready time nil", {

@@ -85,7 +85,11 @@ impl Processor {
         let this = self.clone();
         // The options are decoded here, before the span is made, because the span's
         // parent (the producer's trace, carried in them) must be set before it is entered.
-        let opts = RunOptions::decode(&job.opts);
+        let opts = match &job.corrupt {
+            Some(why) => Err(why.clone()),
+            None => RunOptions::decode(&job.opts)
+                .map_err(|e| format!("job options could not be decoded: {e}")),
+        };
         let span = tracing::info_span!("job", queue = %self.p.keys.queue(), job_id = %job.id, attempt = job.attempt, trace_id = tracing::field::Empty);
         if let Some(t) = opts.as_ref().ok().and_then(|o| o.trace) {
             span.record("trace_id", tracing::field::display(t.trace_id_hex()));
@@ -142,11 +146,11 @@ impl Processor {
                 drop(permit);
                 held.running.store(false, Ordering::Relaxed);
                 self.report_in_flight(-1);
-                let msg = format!("job options could not be decoded: {e}");
+                tracing::warn!(queue = %queue, job_id = %job.id, reason = %e, "job failed: its record cannot run");
                 self.outcome(Pending::new(
                     &job,
                     Kind::Failed,
-                    msg.into_bytes(),
+                    e.into_bytes(),
                     Duration::ZERO,
                 ))
                 .await;

@@ -138,3 +138,46 @@ async fn a_job_is_stored_as_one_spec_field() {
         .id;
     assert_eq!(fields(&redis, "new", &id), ["keep", "spec", "state", "ts"]);
 }
+
+#[tokio::test]
+async fn a_job_whose_spec_is_malformed_fails_with_the_reason_and_the_rest_run() {
+    let redis = RedisServer::start();
+    let q = Queue::connect(redis.url(), "bad").unwrap();
+    let broken = q
+        .add("x", &json!(1), JobOptions::default())
+        .await
+        .unwrap()
+        .id;
+    let fine = q
+        .add("y", &json!(2), JobOptions::default())
+        .await
+        .unwrap()
+        .id;
+    let _: () = redis
+        .conn()
+        .hset(format!("baton:{{bad}}:job:{broken}"), "spec", "no nul here")
+        .unwrap();
+    let w = Worker::builder(redis.url(), "bad")
+        .build(handler_fn(|d: Value, _ctx: JobContext| async move {
+            Ok::<_, JobError>(d)
+        }))
+        .unwrap();
+    let run = start(w);
+    wait_until(
+        Duration::from_secs(20),
+        "one failed, one completed",
+        || async {
+            let c = q.counts().await.unwrap();
+            (c.failed, c.completed) == (1, 1)
+        },
+    )
+    .await;
+    run.stop().await;
+    let b = q.job(&broken).await.unwrap().unwrap();
+    assert_eq!(b.state, JobState::Failed);
+    assert_eq!(
+        b.error.as_deref(),
+        Some("corrupt job record: field spec is \"no nul here\"")
+    );
+    assert_eq!(q.job(&fine).await.unwrap().unwrap().result, Some(json!(2)));
+}
