@@ -414,6 +414,17 @@ local retained = {}
 -- retain_finished with one DEL for the whole batch.
 local doomed = {}
 
+-- Dooms job `id` (hash `jk`): its hash, and its steps, logs and errors keys when
+-- `side` says it has any (mark_side).
+local function doom(prefix, jk, id, side)
+  local n = #doomed
+  doomed[n + 1] = jk
+  if side then
+    doomed[n + 2], doomed[n + 3] = prefix .. 'steps:' .. id, prefix .. 'logs:' .. id
+    doomed[n + 4] = prefix .. 'errors:' .. id
+  end
+end
+
 -- Finished set -> { score, id, ... } of the jobs finish_job kept, added by
 -- retain_finished with one ZADD per set.
 local entering = {}
@@ -443,12 +454,7 @@ local function finish_job_side(side, prefix, set, jk, id, state, field, value, n
     if parent then child_finished(prefix, id, parent, state, value, now) end
   end
   if count == 0 then
-    local n = #doomed
-    doomed[n + 1] = jk
-    if side then
-      doomed[n + 2], doomed[n + 3] = prefix .. 'steps:' .. id, prefix .. 'logs:' .. id
-      doomed[n + 4] = prefix .. 'errors:' .. id
-    end
+    doom(prefix, jk, id, side)
     return false
   end
   finished_text = finished_text or tostring(now)

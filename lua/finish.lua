@@ -96,10 +96,15 @@ for i = 0, n - 1 do
       if kind == 'r' then redis.call('HSET', jk, 'error', value) end
       redis.call('ZADD', KEYS[4], now, id)
       woke = true
+    elseif kind == 'c' and kc == 0 and dd == '' then
+      -- Kept by none and in no flow or dedup: deleted with the batch's DEL, as
+      -- finish_job_side would, without its call of 13 arguments.
+      doom(prefix, jk, id, raw[3])
+      if events_key then emit('completed', id, 'result', value, 'attempt', attempt) end
     elseif kind == 'c' then
       finish_job_side(raw[3], prefix, KEYS[5], jk, id, 'completed', 'result', value, now,
         kc, kca, dd, lease_field(entry))
-      emit('completed', id, 'result', value, 'attempt', attempt)
+      if events_key then emit('completed', id, 'result', value, 'attempt', attempt) end
     elseif kind == 'f' then
       if finish_job_side(raw[3], prefix, KEYS[6], jk, id, 'failed', 'error', value, now,
         kf, kfa, dd, lease_field(entry)) then
