@@ -432,6 +432,9 @@ local entering = {}
 -- `now` as text, made once: Redis formats a Lua number argument anew at every call.
 local finished_text = nil
 
+-- The policy finish_job_side noted last (an entry of `retained`).
+local retained_last = nil
+
 -- Finishes a job: moves it to a finished set and records why, then notes the set's
 -- retention for retain_finished. `keep` is the job's own (count, age) for that set
 -- (keep_of). A job whose retention keeps none of its kind is deleted instead (by
@@ -464,8 +467,16 @@ local function finish_job_side(side, prefix, set, jk, id, state, field, value, n
     members = {}
     entering[set] = members
   end
-  members[#members + 1], members[#members + 2] = now, id
-  retained[set .. '|' .. count .. '|' .. age] = { set, count, age, prefix }
+  -- The score as text (Redis would format a number anew for each member), and the
+  -- policy noted once per run of jobs sharing it (a key built per job cost more than
+  -- the ZADD member).
+  members[#members + 1], members[#members + 2] = finished_text, id
+  local last = retained_last
+  if not (last and last[1] == set and last[2] == count and last[3] == age) then
+    last = { set, count, age, prefix }
+    retained[set .. '|' .. count .. '|' .. age] = last
+    retained_last = last
+  end
   return true
 end
 
