@@ -13,19 +13,24 @@ use crate::topology::RedisCluster;
 
 /// The job command: records its start (with the attempt) and end in `$LEDGER`; payload
 /// `{"mode": …}`: `slow` runs for a minute on its first run, `limited` exits 76 ("rate
-/// limited, retry after 700 ms") on its first run.
+/// limited, retry after 700 ms") on its first run. The first run is marked (a file per
+/// job) BEFORE its start is recorded: a test that kills the worker as soon as it sees
+/// the start (its child dies with it) must not find the next run slow again.
 const FIXTURE: &str = r#"#!/bin/sh
 read -r payload
+first=
+if [ ! -e "$LEDGER.$BATON_JOB_ID" ]; then
+  touch "$LEDGER.$BATON_JOB_ID"
+  first=1
+fi
 echo "start $BATON_JOB_ID $BATON_ATTEMPT" >> "$LEDGER"
 case "$payload" in
   *slow*)
-    if [ ! -e "$LEDGER.$BATON_JOB_ID" ]; then
-      touch "$LEDGER.$BATON_JOB_ID"
+    if [ -n "$first" ]; then
       sleep 60
     fi ;;
   *limited*)
-    if [ ! -e "$LEDGER.$BATON_JOB_ID" ]; then
-      touch "$LEDGER.$BATON_JOB_ID"
+    if [ -n "$first" ]; then
       echo "limited $BATON_JOB_ID" >> "$LEDGER"
       echo '{"retry_after_ms": 700}'
       exit 76
