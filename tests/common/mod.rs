@@ -354,6 +354,19 @@ impl Running {
     }
 }
 
+/// The parts of a job's stored `spec` field, `<name> NUL <opts length>:<opts><data>`
+/// (src/job/spec.rs): (name, opts, data). Panics on anything else.
+pub fn spec_parts(spec: &[u8]) -> (&[u8], &[u8], &[u8]) {
+    let nul = spec.iter().position(|&c| c == 0).expect("a spec has a NUL");
+    let colon = nul + spec[nul..].iter().position(|&c| c == b':').unwrap();
+    let len: usize = std::str::from_utf8(&spec[nul + 1..colon])
+        .unwrap()
+        .parse()
+        .unwrap();
+    let (opts, data) = spec[colon + 1..].split_at(len);
+    (&spec[..nul], opts, data)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,7 +6,7 @@ use std::process::{Command, Output};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::common::{baton_bin, start, wait_until, RedisServer};
+use crate::common::{baton_bin, spec_parts, start, wait_until, RedisServer};
 use baton::crypto::Keyring;
 use baton::{handler_fn, JobError, JobOptions, JobState, Queue, Worker};
 use redis::Commands;
@@ -25,22 +25,10 @@ fn raw(redis: &RedisServer, q: &str, id: &str, field: &str) -> Vec<u8> {
     let key = format!("baton:{{{q}}}:job:{id}");
     if field == "data" {
         let spec: Vec<u8> = redis.conn().hget(&key, "spec").unwrap();
-        let head = spec_head(&spec);
-        return spec[head..].to_vec();
+        return spec_parts(&spec).2.to_vec();
     }
     let v: Option<Vec<u8>> = redis.conn().hget(key, field).unwrap();
     v.unwrap_or_else(|| panic!("job {id} has no {field}"))
-}
-
-/// The length of a spec's name, NUL, opts length and opts: where its payload starts.
-fn spec_head(spec: &[u8]) -> usize {
-    let nul = spec.iter().position(|&c| c == 0).expect("a spec has a NUL");
-    let colon = nul + spec[nul..].iter().position(|&c| c == b':').unwrap();
-    let len: usize = std::str::from_utf8(&spec[nul + 1..colon])
-        .unwrap()
-        .parse()
-        .unwrap();
-    colon + 1 + len
 }
 
 fn contains(hay: &[u8], needle: &str) -> bool {
@@ -194,7 +182,7 @@ async fn a_tampered_value_fails_its_job_with_a_reason_and_the_worker_goes_on() {
     // The payload is the tail of the spec: one bit of its last byte flipped.
     let key = format!("baton:{{tamper}}:job:{}", t.id);
     let mut v: Vec<u8> = redis.conn().hget(&key, "spec").unwrap();
-    assert!(baton::crypto::is_encrypted(&v[spec_head(&v)..]));
+    assert!(baton::crypto::is_encrypted(spec_parts(&v).2));
     *v.last_mut().unwrap() ^= 0x01;
     let _: () = redis.conn().hset(&key, "spec", v).unwrap();
     let next = q

@@ -11,7 +11,7 @@ use baton::{handler_fn, Dedup, JobContext, JobError, JobOptions, JobState, Queue
 use redis::Commands;
 use serde_json::{json, Value};
 
-use crate::common::{start, wait_until, RedisServer};
+use crate::common::{spec_parts, start, wait_until, RedisServer};
 
 /// Rewrites job `id` of queue `q` as an earlier baton stored it: `name`, `data` and
 /// `opts` instead of `spec` ("<name> NUL <opts length>:<opts><data>").
@@ -19,17 +19,7 @@ fn store_as_before_spec(redis: &RedisServer, q: &str, id: &str) {
     let key = format!("baton:{{{q}}}:job:{id}");
     let mut c = redis.conn();
     let spec: Vec<u8> = c.hget(&key, "spec").unwrap();
-    let nul = spec.iter().position(|&b| b == 0).unwrap();
-    let colon = nul + spec[nul..].iter().position(|&b| b == b':').unwrap();
-    let len: usize = std::str::from_utf8(&spec[nul + 1..colon])
-        .unwrap()
-        .parse()
-        .unwrap();
-    let (name, opts, data) = (
-        &spec[..nul],
-        &spec[colon + 1..colon + 1 + len],
-        &spec[colon + 1 + len..],
-    );
+    let (name, opts, data) = spec_parts(&spec);
     let _: () = redis::pipe()
         .hset(&key, "name", name)
         .hset(&key, "opts", opts)

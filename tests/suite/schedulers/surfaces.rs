@@ -66,18 +66,12 @@ async fn a_tick_writes_the_job_as_add_does_and_seals_its_data() {
     }
     // spec = "<name> NUL <opts length>:<opts><data>" (src/job/spec.rs): the same name
     // and options; the payloads are sealed (each with its own nonce).
-    let head = |s: &[u8]| {
-        let nul = s.iter().position(|&c| c == 0).unwrap();
-        let colon = nul + s[nul..].iter().position(|&c| c == b':').unwrap();
-        let len: usize = std::str::from_utf8(&s[nul + 1..colon])
-            .unwrap()
-            .parse()
-            .unwrap();
-        colon + 1 + len
-    };
-    let (t, a) = (&by_tick["spec"], &by_add["spec"]);
-    assert_eq!(t[..head(t)], a[..head(a)], "name and options");
-    assert_eq!(t[head(t)], 0xC1, "the data is sealed");
+    let (t, a) = (
+        crate::common::spec_parts(&by_tick["spec"]),
+        crate::common::spec_parts(&by_add["spec"]),
+    );
+    assert_eq!((t.0, t.1), (a.0, a.1), "name and options");
+    assert_eq!(t.2[0], 0xC1, "the data is sealed");
     let job = q.job(&format!("sched:h:{fired}")).await.unwrap().unwrap();
     assert_eq!(job.data, json!({"a": 1}));
     assert_eq!(q.schedulers().await.unwrap()[0].data, json!({"a": 1}));
