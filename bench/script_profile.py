@@ -71,6 +71,8 @@ class Profile:
         common = open(os.path.join(self.lua, 'common.lua')).read()
         if os.path.exists(os.path.join(self.lua, 'lease.lua')):  # since the lease table
             common += '\n' + open(os.path.join(self.lua, 'lease.lua')).read()
+        if os.path.exists(os.path.join(self.lua, 'compact.lua')):  # since compact jobs
+            common += '\n' + open(os.path.join(self.lua, 'compact.lua')).read()
         first, body = open(os.path.join(self.lua, name)).read().split('\n', 1)
         return self.r.script_load(first + '\n' + common + '\n' + body)
 

@@ -13,10 +13,12 @@
 --       caller, or sent again), followed for a job with a dedup key by
 --       "<mode><ms>:<key>": mode 's' simple, 't' ttl (ms: how long), 'd' debounce (ms:
 --       the window, which is also the job's delay_ms)
--- Only the fields every job needs are written (spec, state, ts, keep); attempt, stalled
--- and token start absent (read as 0), pri only when set, ready only when delayed (else
--- ts): fewer hash fields is less Redis CPU per add. Ready jobs without priority go into the wait list with one
--- LPUSH for the batch, in the order given.
+-- A plain job (ready, no priority, group or dedup key) is compact (compact.lua): one
+-- field of the queue's 'jobs' hash, all of the batch's in one HSET. Any other job gets
+-- its hash with only the fields every job needs (spec, state, ts, keep); attempt,
+-- stalled and token start absent (read as 0), pri only when set, ready only when
+-- delayed (else ts): fewer hash fields is less Redis CPU per add. Ready jobs without
+-- priority go into the wait list with one LPUSH for the batch, in the order given.
 -- Dedup (key `dedup:<key>`, a STRING naming the job that stands): the key is checked
 -- lazily, so a key naming a job that is gone or finished is stale and the add proceeds
 -- (a path that forgot to release it costs nothing worse than a look-up):
@@ -43,6 +45,9 @@ local ready = {}
 -- Ids debounce moved to delayed (see standing); only when one of them may be waiting
 -- for this batch's LPUSH does it matter (a key used in two modes in one batch).
 local moved = nil
+-- The batch's compact jobs: id, value, ... for one HSET of 'jobs' at the end, and
+-- their ids (an id given twice in one call is added once).
+local compact, compacted = {}, {}
 
 -- The id of the job that stands under dedup key `dk` for an add in `mode`, or nil.
 -- Debounce: moves that job to delayed, due at now + delay, with the payload of `spec`.
@@ -87,7 +92,6 @@ local hset_args = { false, 'spec', false, 'state', false, 'ts', now_s, 'keep', f
 for i = 0, n - 1 do
   local b = 3 + i * 6
   local id = ARGV[b]
-  local jk = prefix .. 'job:' .. id
   local fresh = ARGV[b + 5]
   local mode, ms, dkey
   if #fresh > 1 then
@@ -95,7 +99,7 @@ for i = 0, n - 1 do
     if not fresh then return redis.error_reply('ERR add.lua: bad dedup argument ' .. ARGV[b + 5]) end
   end
   local stands = nil
-  if fresh ~= '1' and redis.call('EXISTS', jk) == 1 then
+  if fresh ~= '1' and (compacted[id] or job_exists(prefix, id)) then
     out[#out + 1] = 0
   else
     local delay = tonumber(ARGV[b + 2])
@@ -116,16 +120,22 @@ for i = 0, n - 1 do
       out[#out + 1] = stands
     else
       local pri = tonumber(ARGV[b + 3])
-      -- One HSET per job, with pri and ready only when set.
-      -- One table for every job of the call (a table a job costs Lua an allocation
-      -- and its collection): the first 9 entries are rewritten, the rest counted.
-      local f = hset_args
-      f[1], f[3], f[5], f[9] = jk, ARGV[b + 1], delay > 0 and 'delayed' or 'waiting', keep
-      local nf = 9
-      if pri > 0 then f[nf + 1], f[nf + 2], nf = 'pri', pri, nf + 2 end
-      if delay > 0 then f[nf + 1], f[nf + 2], nf = 'ready', now + delay, nf + 2 end
-      redis.call('HSET', unpack(f, 1, nf))
       local group = group_of(keep)
+      if delay <= 0 and pri <= 0 and not group and not dkey then
+        local c = #compact
+        compact[c + 1], compact[c + 2] = id, now_s .. ' ' .. keep .. ' ' .. ARGV[b + 1]
+        if fresh ~= '1' then compacted[id] = true end
+      else
+        -- One HSET per job, with pri and ready only when set.
+        -- One table for every job of the call (a table a job costs Lua an allocation
+        -- and its collection): the first 9 entries are rewritten, the rest counted.
+        local f = hset_args
+        f[1], f[3], f[5], f[9] = prefix .. 'job:' .. id, ARGV[b + 1], delay > 0 and 'delayed' or 'waiting', keep
+        local nf = 9
+        if pri > 0 then f[nf + 1], f[nf + 2], nf = 'pri', pri, nf + 2 end
+        if delay > 0 then f[nf + 1], f[nf + 2], nf = 'ready', now + delay, nf + 2 end
+        redis.call('HSET', unpack(f, 1, nf))
+      end
       if group and not grouped then
         grouped = true
         -- Tells claim.lua to look at groups from now on.
@@ -159,6 +169,15 @@ if moved then
     if not moved[id] then still[#still + 1] = id end
   end
   ready = still
+end
+-- With field '' (no job id is empty) padded past hash-max-listpack-value (64 bytes):
+-- the hash stays a hash table, where the claim's HMGET and the finish's HDEL cost O(1)
+-- a field instead of a scan of a listpack each; the field also keeps the key alive.
+if #compact > 0 then
+  compact[#compact + 1], compact[#compact + 2] = '', COMPACT_PAD
+  for i = 1, #compact, 2000 do
+    redis.call('HSET', prefix .. 'jobs', unpack(compact, i, math.min(i + 1999, #compact)))
+  end
 end
 for i = 1, #ready, 1000 do
   redis.call('LPUSH', KEYS[1], unpack(ready, i, math.min(i + 999, #ready)))

@@ -22,6 +22,7 @@ local publish = ARGV[5] == 'SPUBLISH' and 'SPUBLISH' or 'PUBLISH'
 events_init(KEYS[7], redis.call('HGET', KEYS[6], 'events'))
 
 local function cancel(prefix, id, reason)
+  expand(prefix, id)
   local jk = prefix .. 'job:' .. id
   local f = redis.call('HMGET', jk, 'state', 'keep')
   local state = f[1]

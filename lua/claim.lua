@@ -17,7 +17,8 @@
 -- The token is the lease's fencing token: every later write about this attempt must
 -- present it. No job hash is written for a lease: the leases go into the lease table
 -- (one ZADD) and the leases HASH (one HSET for the batch, see lease.lua), so a leased
--- job's hash still says 'waiting'. Tokens come from the queue's sequence (field ''
+-- job's hash still says 'waiting', and a compact job (compact.lua) stays compact: the
+-- batch's are read with one HMGET of 'jobs'. Tokens come from the queue's sequence (field ''
 -- of leases), at least now_ms * 100. Ids left in wait or delayed without a job hash (a race with remove) are
 -- skipped. A job whose record is corrupt (a field it needs missing or not a number) is
 -- not leased: it ends failed with the reason as its error, the rest of the batch goes on.
@@ -261,21 +262,39 @@ if meta[1] ~= '1' and not hold and max > 0 then
     seq = math.max(tonumber(last and string.match(last, '^%d+')) or 0, now * 100)
   end
   local entries = { '', 0 }
-  for _, id in ipairs(ids) do
-    local jk = prefix .. 'job:' .. id
+  -- The compact jobs among them (compact.lua), in one HMGET.
+  local packed = #ids > 0 and redis.call('HMGET', prefix .. 'jobs', unpack(ids)) or ids
+  -- One table for every compact job of the call, rewritten for each.
+  local cf = { false, false, 0, 0, 0 }
+  for i, id in ipairs(ids) do
     -- f: 1 spec, 2 ready, 3 ts, 4 stalled, 5 attempt
-    local f, corrupt = redis.call('HMGET', jk, unpack(fields)), nil
-    -- A job never run yet (spec and ts only, ts a whole number) is checked right here:
-    -- check_job's loop over the five fields cost about 6 800 instructions a job.
-    local ts = not (f[2] or f[4] or f[5]) and f[1] and tonumber(f[3])
-    if ts and ts >= 0 and ts < 1e15 and ts % 1 == 0 then
-      f[3], f[4], f[5] = ts, 0, 0
-    else
-      f, corrupt = check_job(jk, fields, f)
-      if f and not corrupt and not (f[2] or f[3]) then corrupt = corrupt_reason('ts', f[3]) end
+    local f, corrupt, ts = nil, nil, nil
+    local v = packed[i]
+    if v then
+      local t, _, spec = compact_parts(v)
+      ts = tonumber(t)
+      if ts and ts >= 0 and ts < 1e15 and ts % 1 == 0 then
+        f = cf
+        f[1], f[3] = spec, ts
+      else
+        expand(prefix, id, v)
+      end
+    end
+    if not f then
+      local jk = prefix .. 'job:' .. id
+      f = redis.call('HMGET', jk, unpack(fields))
+      -- A job never run yet (spec and ts only, ts a whole number) is checked right
+      -- here: check_job's loop over the five fields cost about 6 800 instructions a job.
+      ts = not (f[2] or f[4] or f[5]) and f[1] and tonumber(f[3])
+      if ts and ts >= 0 and ts < 1e15 and ts % 1 == 0 then
+        f[3], f[4], f[5] = ts, 0, 0
+      else
+        f, corrupt = check_job(jk, fields, f)
+        if f and not corrupt and not (f[2] or f[3]) then corrupt = corrupt_reason('ts', f[3]) end
+      end
     end
     if f and corrupt then
-      fail_corrupt(prefix, KEYS[7], jk, id, corrupt, now)
+      fail_corrupt(prefix, KEYS[7], prefix .. 'job:' .. id, id, corrupt, now)
     elseif f then
       if plan then
         local g = plan.group_of_id[id]

@@ -25,6 +25,9 @@
 -- failure also one LPUSH to the job's error history, errors:<id>. The lease release
 -- (ZREM and HDEL) and the deletion of jobs kept by none of their retention (DEL) are
 -- one command each for the batch. An unkept completion writes nothing of its own.
+-- A compact job (compact.lua) that completes costs no read of its own (its value came
+-- with the batch's HMGET of 'jobs'): unkept, its field goes with the batch's HDEL;
+-- kept, its hash is written whole with the outcome. Any other outcome expands it first.
 -- A lease is checked in the leases HASH (lease.lua): the entry must be there and
 -- carry the token. A job leased before that table existed (its lease in its own hash)
 -- is refused here (0, lock lost): only the old worker that holds it, with its own
@@ -53,6 +56,12 @@ events_init(KEYS[10], meta[2])
 local ids = {}
 for i = 0, n - 1 do ids[i + 1] = ARGV[3 + i * 5] end
 local entries = n > 0 and redis.call('HMGET', KEYS[11], unpack(ids)) or {}
+-- The compact jobs among them (compact.lua), in one HMGET; those completed are
+-- forgotten (or kept as a hash of their own) with one HDEL of the batch.
+local packed = n > 0 and redis.call('HMGET', prefix .. 'jobs', unpack(ids)) or {}
+local forgotten = {}
+-- What the HMGET of `fields` would give for a compact job: rewritten for each.
+local craw = { false, false, false }
 
 for i = 0, n - 1 do
   local b = 3 + i * 5
@@ -60,8 +69,24 @@ for i = 0, n - 1 do
   local jk = prefix .. 'job:' .. id
   local entry = entries[i + 1]
   -- The entry starts with the token: a plain find, no pattern, on the hot path.
-  local raw = entry and string.find(entry, token .. ':', 1, true) == 1 and not seen[id]
-    and redis.call('HMGET', jk, unpack(fields))
+  local ok = entry and string.find(entry, token .. ':', 1, true) == 1 and not seen[id]
+  local raw, spec, ts = nil, nil, nil
+  local v = ok and packed[i + 1]
+  if v then
+    -- A compact job completed: what finish_job_side would read, from its value; kept,
+    -- its hash is written whole with the outcome. Any other outcome expands it first.
+    local keep
+    ts, keep, spec = compact_parts(v)
+    if ts and kind == 'c' then
+      raw = craw
+      raw[2] = keep
+      forgotten[#forgotten + 1] = id
+    else
+      expand(prefix, id, v)
+      spec = nil
+    end
+  end
+  raw = raw or (ok and redis.call('HMGET', jk, unpack(fields)))
   -- Every job has 'keep' (add.lua); without it, a hash gone (removed by hand) only
   -- releases its lease.
   if raw and not raw[2] and redis.call('EXISTS', jk) == 0 then
@@ -98,8 +123,13 @@ for i = 0, n - 1 do
       woke = true
     elseif kind == 'c' and kc == 0 and dd == '' then
       -- Kept by none and in no flow or dedup: deleted with the batch's DEL, as
-      -- finish_job_side would, without its call of 13 arguments.
-      doom(prefix, jk, id, raw[3])
+      -- finish_job_side would, without its call of 13 arguments (a compact one has no
+      -- key: its field goes with the batch's HDEL).
+      if not spec then doom(prefix, jk, id, raw[3]) end
+      if events_key then emit('completed', id, 'result', value, 'attempt', attempt) end
+    elseif kind == 'c' and spec then
+      finish_job_side(false, prefix, KEYS[5], jk, id, 'completed', 'result', value, now,
+        kc, kca, dd, 'spec', spec, 'ts', ts, 'keep', raw[2], lease_field(entry))
       if events_key then emit('completed', id, 'result', value, 'attempt', attempt) end
     elseif kind == 'c' then
       finish_job_side(raw[3], prefix, KEYS[5], jk, id, 'completed', 'result', value, now,
@@ -145,6 +175,9 @@ for i = 0, n - 1 do
     end
     out[#out + 1] = result
   end
+end
+for i = 1, #forgotten, 1000 do
+  redis.call('HDEL', prefix .. 'jobs', unpack(forgotten, i, math.min(i + 999, #forgotten)))
 end
 -- One ZREM and one HDEL for the whole batch: these leases are released.
 if #released > 0 then

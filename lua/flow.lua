@@ -25,7 +25,7 @@ local n = tonumber(ARGV[1])
 local W = 9
 for i = 0, n - 1 do
   local b = 2 + i * W
-  if ARGV[b + 8] ~= '1' and redis.call('EXISTS', ARGV[b] .. 'job:' .. ARGV[b + 1]) == 1 then
+  if ARGV[b + 8] ~= '1' and job_exists(ARGV[b], ARGV[b + 1]) then
     if i == 0 then return { 0 } end
     return { -1, ARGV[b + 1] }
   end

@@ -8,6 +8,8 @@
 -- Returns: { code, state }: 1 made ready; -1 no such job; -2 not delayed.
 -- Errors (nothing written): "corrupt job record: field pri is '…'".
 local prefix, id = ARGV[1], ARGV[2]
+local compact = compact_state(prefix, id)
+if compact then return { -2, compact } end
 local jk = prefix .. 'job:' .. id
 local f, corrupt = read_job(jk, { 'state', 'pri', 'keep' })
 if not f or not f[1] then return { -1, '' } end

@@ -32,6 +32,7 @@ for i = 1, #all, 1000 do
 end
 for _, m in ipairs(mine) do
   local id, attempt, entry = m[1], m[2], m[3]
+  expand(prefix, id)
   local jk = prefix .. 'job:' .. id
   local f, corrupt = read_job(jk, fields)
   -- f: 1 pri, 2 cancel, 3 keep. Deleting the entry fences off the lease.

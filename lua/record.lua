@@ -12,6 +12,9 @@
 -- then knows to delete that key with the job.
 -- Returns: 1 written, 0 lock lost.
 if lease_parts(redis.call('HGET', KEYS[1], ARGV[1])) ~= ARGV[2] then return 0 end
+-- A compact job (compact.lua) gets its hash first: KEYS[1] is the queue's prefix
+-- followed by 'leases'.
+expand(string.sub(KEYS[1], 1, -7), ARGV[1])
 local kind = ARGV[3]
 if kind == 's' then
   if redis.call('HSET', KEYS[3], ARGV[4], ARGV[5]) == 1 then mark_side(KEYS[2]) end

@@ -4,7 +4,8 @@
 -- Flags: none (refused whole when over maxmemory; a rewrite is never urgent).
 -- The values are opaque here: the caller decrypted and encrypted them; no script needs
 -- to understand the envelope.
--- KEYS: [1..n] job hashes (one queue, so one slot)
+-- KEYS: [1..n] job hashes, or the queue's 'jobs' hash of compact jobs (compact.lua:
+--       the field is the job's id, the value its whole value); one queue, one slot
 -- ARGV: per key, in order: count c, then c groups of 3: field, value read, new value
 -- Returns: { rewritten, changed }: values rewritten, and values left alone because the
 --          field changed meanwhile (the job finished, was retried or removed); a later

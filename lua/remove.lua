@@ -12,6 +12,7 @@
 -- Flows: a child removed before it finished is no longer waited for (child_removed: the
 -- last one releases its parent); a removed parent's children run on, unawaited.
 local prefix, id = ARGV[1], ARGV[2]
+expand(prefix, id)
 local f = redis.call('HMGET', prefix .. 'job:' .. id, 'state', 'keep')
 local state = f[1]
 if not state then return { -1, '' } end

@@ -9,6 +9,8 @@
 -- Returns: { code, state }: 1 queued again; -1 no such job; -2 not failed or cancelled.
 -- Errors (nothing written): "corrupt job record: field pri is '…'".
 local prefix, id = ARGV[1], ARGV[2]
+local compact = compact_state(prefix, id)
+if compact then return { -2, compact } end
 local jk = prefix .. 'job:' .. id
 local f, corrupt = read_job(jk, { 'state', 'pri', 'keep' })
 local state = f and f[1]

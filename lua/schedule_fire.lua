@@ -27,7 +27,7 @@ local now = now_ms()
 local jid = ARGV[7]
 local jk = ARGV[1] .. 'job:' .. jid
 local added = 2
-if redis.call('EXISTS', jk) == 0 then
+if not job_exists(ARGV[1], jid) then
   added = 1
   redis.call('HSETNX', KEYS[6], 'created', now)
   local pri = tonumber(ARGV[9])

@@ -32,6 +32,7 @@ if #ids > 0 then
   redis.call('HDEL', KEYS[11], unpack(ids))
 end
 for k, id in ipairs(ids) do
+  expand(prefix, id)
   local jk = prefix .. 'job:' .. id
   local f, corrupt = read_job(jk, fields)
   -- f: 1 stalled, 2 cancel, 3 pri, 4 keep, 5 state, 6 attempt

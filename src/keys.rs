@@ -48,6 +48,13 @@ impl Keys {
     pub fn delayed(&self) -> String {
         self.key("delayed")
     }
+    /// HASH of the compact jobs: job id → `<ts> <keep> <spec>` ([`crate::job`]'s
+    /// `Compact`, `lua/compact.lua`): a plain job waiting or running, stored without
+    /// a hash of its own. Field `""` (no job id is empty) holds a padding value that
+    /// keeps the hash a hash table.
+    pub fn jobs(&self) -> String {
+        self.key("jobs")
+    }
     /// ZSET of claimed job ids by lease deadline (ms): the lease table.
     pub fn active(&self) -> String {
         self.key("active")

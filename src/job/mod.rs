@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+mod compact;
 mod dedup;
 mod flow;
 mod policy;
@@ -12,6 +13,7 @@ mod serde_ms;
 mod spec;
 mod trace;
 
+pub(crate) use compact::Compact;
 pub use dedup::{Dedup, DedupMode};
 pub(crate) use flow::{parent_tail, parse_children, parse_keep};
 pub use flow::{Child, ChildFailure, ChildInfo, ChildOutcome, JobRef};

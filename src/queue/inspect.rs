@@ -10,7 +10,7 @@ use super::Queue;
 use crate::error::{Error, Result};
 use crate::job::{
     msgpack_to_json, parse_children, parse_error_entry, parse_keep, parse_log_line, AttemptError,
-    ChildInfo, Counts, JobInfo, JobState, RunOptions,
+    ChildInfo, Compact, Counts, JobInfo, JobState, RunOptions,
 };
 use crate::scripts;
 
@@ -19,9 +19,12 @@ use super::grouped::{grouped_ids, grouped_waiting};
 /// Listings starting (or counting) beyond this return nothing rather than overflow.
 const MAX_LIST_START: usize = 1 << 40;
 
-/// A job hash, its steps, its log lines, its due time and its error history, as one
-/// pipeline reads them.
+/// A job's compact value, its hash, its steps, its log lines, its due time, its error
+/// history and its live lease, as one pipeline reads them (the compact value first: a
+/// job stops being compact when its hash is written, never the other way round, so
+/// one that changes in between is found in one or the other).
 type JobParts = (
+    Option<Vec<u8>>,
     BTreeMap<String, Vec<u8>>,
     BTreeMap<String, Vec<u8>>,
     Vec<String>,
@@ -242,7 +245,8 @@ impl Queue {
         self.bounded(async {
             let k = &self.keys;
             let mut c = self.conn().await?;
-            let (h, steps, logs, due, errors, lease): JobParts = redis::pipe()
+            let (compact, mut h, steps, logs, due, errors, lease): JobParts = redis::pipe()
+                .hget(k.jobs(), id)
                 .hgetall(k.job(id))
                 .hgetall(k.steps(id))
                 .lrange(k.logs(id), 0, -1)
@@ -251,6 +255,15 @@ impl Queue {
                 .hget(k.leases(), id)
                 .query_async(&mut c)
                 .await?;
+            // A compact job has no hash: its value stands for it (src/job/compact.rs).
+            if h.is_empty() {
+                if let Some(c) = compact.as_deref().and_then(Compact::parse) {
+                    h = c
+                        .fields()
+                        .map(|(f, v)| (f.to_string(), v.to_vec()))
+                        .collect();
+                }
+            }
             if h.is_empty() {
                 return Ok(None);
             }

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::Queue;
 use crate::error::{Error, Result};
-use crate::job::JobState;
+use crate::job::{Compact, JobState};
 use crate::scripts;
 
 /// Jobs that finished within a window (see [`Queue::finished_since`]).
@@ -81,12 +81,24 @@ impl Queue {
             if ids.is_empty() {
                 return Ok(None);
             }
+            // The compact values first (src/job/compact.rs: a compact job's time is its
+            // add time, and it stops being compact only when its hash is written).
             let mut p = redis::pipe();
+            p.cmd("HMGET").arg(k.jobs()).arg(&ids);
             for id in &ids {
                 p.cmd("HMGET").arg(k.job(id)).arg("ready").arg("ts");
             }
-            let times: Vec<(Option<u64>, Option<u64>)> = p.query_async(&mut c).await?;
-            Ok(times.into_iter().filter_map(|(r, t)| r.or(t)).min())
+            let mut rows: Vec<Vec<Option<Vec<u8>>>> = p.query_async(&mut c).await?;
+            let compact = rows.remove(0);
+            let num = |v: &[u8]| std::str::from_utf8(v).ok()?.parse::<u64>().ok();
+            Ok(rows
+                .into_iter()
+                .zip(compact)
+                .filter_map(|(f, v)| {
+                    let hashed = f.iter().flatten().next().and_then(|t| num(t));
+                    hashed.or_else(|| num(Compact::parse(v.as_deref()?)?.ts))
+                })
+                .min())
         })
         .await
     }
@@ -103,6 +115,9 @@ impl Queue {
             ];
             let mut c = self.conn().await?;
             let mut p = redis::pipe();
+            // The compact values first (src/job/compact.rs): a job stops being compact
+            // only when its hash is written, so one that changes meanwhile is found.
+            p.cmd("HMGET").arg(self.keys.jobs()).arg(ids);
             for id in ids {
                 p.cmd("HMGET").arg(self.keys.job(id)).arg(&FIELDS[..]);
             }
@@ -112,17 +127,28 @@ impl Queue {
             // The names apart: they head the field that also holds the payload.
             let names = scripts::job_names(&mut c, &self.keys, ids).await?;
             let leases = rows.pop().unwrap_or_default();
+            let compact = rows.remove(0);
             Ok(ids
                 .iter()
                 .zip(rows)
+                .zip(compact)
                 .zip(leases)
                 .zip(names)
-                .map(|(((id, f), lease), name)| {
-                    let f: BTreeMap<&str, Vec<u8>> = FIELDS
+                .map(|((((id, f), v), lease), name)| {
+                    let mut f: BTreeMap<&str, Vec<u8>> = FIELDS
                         .iter()
                         .zip(f)
                         .filter_map(|(name, v)| Some((*name, v?)))
                         .collect();
+                    if f.is_empty() {
+                        if let Some(c) = v.as_deref().and_then(Compact::parse) {
+                            f.extend(
+                                c.fields()
+                                    .filter(|(n, _)| FIELDS.contains(n))
+                                    .map(|(n, v)| (n, v.to_vec())),
+                            );
+                        }
+                    }
                     f.get("state")?;
                     let text = |v: &Vec<u8>| String::from_utf8_lossy(v).into_owned();
                     let num = |name: &str| f.get(name).and_then(|v| text(v).parse::<u64>().ok());

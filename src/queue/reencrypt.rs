@@ -1,8 +1,8 @@
 //! Key rotation: rewriting every job's data, result and error under the keyring's
 //! first key (`baton reencrypt`).
 //!
-//! Jobs are found by SCAN over their hash keys (every master of a cluster), a batch at
-//! a time, so a queue of millions costs Redis many small calls rather than one long
+//! Jobs are found by SCAN over their hash keys (every master of a cluster), then HSCAN
+//! over the queue's compact jobs ([`Compact`]), a batch at a time, so a queue of millions costs Redis many small calls rather than one long
 //! one. Each value is decrypted and encrypted here and written back by `reencrypt.lua`
 //! only if the field still holds what was read: a job that finished, retried or was
 //! removed meanwhile keeps what its worker wrote (already under the first key when that
@@ -13,6 +13,7 @@ use serde::Serialize;
 use super::Queue;
 use crate::crypto::Keyring;
 use crate::error::{Error, Result};
+use crate::job::Compact;
 use crate::scripts::{self, Rewrite};
 
 /// The fields that may hold encrypted values: the payload inside `spec`
@@ -66,6 +67,7 @@ impl Queue {
                 self.reencrypt_batch(&keyring, chunk, &mut report).await?;
             }
         }
+        self.reencrypt_compact(&keyring, batch, &mut report).await?;
         Ok(report)
     }
 
@@ -91,36 +93,71 @@ impl Queue {
             let mut rewrites = Vec::new();
             for (field, v) in FIELDS.iter().zip(values) {
                 let Some(old) = v else { continue };
-                // The sealed value: the field, or the payload inside a spec.
-                let spec = (*field == "spec").then(|| crate::job::Spec::decode(&old));
-                let sealed = match spec {
-                    Some(Some(s)) => s.data,
-                    Some(None) => continue, // not a spec: the claim fails that job
-                    None => &old[..],
-                };
-                if keyring.is_current(sealed) {
-                    continue;
-                }
-                match crate::crypto::open(Some(keyring), sealed) {
-                    Ok(plain) => {
-                        let sealed = keyring.encrypt(&plain);
-                        let new = match spec {
-                            Some(Some(s)) => crate::job::Spec::encode(s.name, s.opts, &sealed),
-                            _ => sealed,
-                        };
-                        rewrites.push(Rewrite { field, old, new });
-                    }
-                    Err(e) => {
-                        tracing::warn!(queue = self.name(), job_id = %id, field, reason = %e,
-                            "value left as it is: it does not decrypt with these keys");
-                        report.undecryptable += 1;
-                    }
+                if let Some(new) = resealed(keyring, (self.name(), id), field, &old, report) {
+                    rewrites.push(Rewrite {
+                        field: field.to_string(),
+                        old,
+                        new,
+                    });
                 }
             }
             if !rewrites.is_empty() {
-                jobs.push((id.clone(), rewrites));
+                jobs.push((self.keys.job(id), rewrites));
             }
         }
+        self.rewrite(jobs, report).await
+    }
+
+    /// The compact jobs ([`Compact`]): the payload inside each value of the queue's
+    /// `jobs` hash, read with HSCAN `batch` at a time and rewritten as a whole value.
+    async fn reencrypt_compact(
+        &self,
+        keyring: &Keyring,
+        batch: usize,
+        report: &mut Reencrypted,
+    ) -> Result<()> {
+        let mut cursor = 0u64;
+        loop {
+            let (next, page): (u64, Vec<(String, Vec<u8>)>) = self
+                .bounded(async {
+                    Ok(redis::cmd("HSCAN")
+                        .arg(self.keys.jobs())
+                        .arg(cursor)
+                        .arg("COUNT")
+                        .arg(batch)
+                        .query_async(&mut self.conn().await?)
+                        .await?)
+                })
+                .await?;
+            let mut jobs = Vec::new();
+            // Field "" is the hash's padding, not a job.
+            for (id, old) in page.into_iter().filter(|(id, _)| !id.is_empty()) {
+                report.jobs += 1;
+                let Some(c) = Compact::parse(&old) else {
+                    continue;
+                };
+                let Some(spec) = resealed(keyring, (self.name(), &id), "spec", c.spec, report)
+                else {
+                    continue;
+                };
+                let new = Compact { spec: &spec, ..c }.encode();
+                let field = id;
+                jobs.push((self.keys.jobs(), vec![Rewrite { field, old, new }]));
+            }
+            self.rewrite(jobs, report).await?;
+            if next == 0 {
+                return Ok(());
+            }
+            cursor = next;
+        }
+    }
+
+    /// Writes `jobs` (per key its compare-and-set rewrites) with `reencrypt.lua`.
+    async fn rewrite(
+        &self,
+        jobs: Vec<(String, Vec<Rewrite>)>,
+        report: &mut Reencrypted,
+    ) -> Result<()> {
         // Large payloads: one call carries at most about MAX_CALL_BYTES (at least one
         // job), so no single script holds Redis for long.
         let mut start = 0;
@@ -137,15 +174,50 @@ impl Queue {
             }
             let part = &jobs[start..end];
             let (rewritten, changed) = self
-                .bounded(async {
-                    scripts::reencrypt(&mut self.conn().await?, &self.keys, part).await
-                })
+                .bounded(async { scripts::reencrypt(&mut self.conn().await?, part).await })
                 .await?;
             report.rewritten += rewritten;
             report.changed += changed;
             start = end;
         }
         Ok(())
+    }
+}
+
+/// The value of job `id`'s field `field` (`old`) sealed under the keyring's first key;
+/// None when it is already, or when it does not decrypt (counted in `report`), or when
+/// a spec is not one (the claim fails that job).
+fn resealed(
+    keyring: &Keyring,
+    (queue, id): (&str, &str),
+    field: &str,
+    old: &[u8],
+    report: &mut Reencrypted,
+) -> Option<Vec<u8>> {
+    // The sealed value: the field, or the payload inside a spec.
+    let spec = (field == "spec").then(|| crate::job::Spec::decode(old));
+    let sealed = match spec {
+        Some(Some(s)) => s.data,
+        Some(None) => return None,
+        None => old,
+    };
+    if keyring.is_current(sealed) {
+        return None;
+    }
+    match crate::crypto::open(Some(keyring), sealed) {
+        Ok(plain) => {
+            let sealed = keyring.encrypt(&plain);
+            Some(match spec {
+                Some(Some(s)) => crate::job::Spec::encode(s.name, s.opts, &sealed),
+                _ => sealed,
+            })
+        }
+        Err(e) => {
+            tracing::warn!(queue, job_id = %id, field, reason = %e,
+                "value left as it is: it does not decrypt with these keys");
+            report.undecryptable += 1;
+            None
+        }
     }
 }
 

@@ -114,23 +114,28 @@ impl Queue {
         self.bounded(async {
             let k = &self.keys;
             let mut c = self.conn().await?;
-            let (last, (state, result, error), cap): (redis::Value, _, Option<u64>) = redis::pipe()
-                .cmd("XREVRANGE")
-                .arg(k.events())
-                .arg("+")
-                .arg("-")
-                .arg("COUNT")
-                .arg(1)
-                .cmd("HMGET")
-                .arg(k.job(id))
-                .arg("state")
-                .arg("result")
-                .arg("error")
-                .hget(k.meta(), "events")
-                .query_async(&mut c)
-                .await?;
+            let (last, compact, (state, result, error), cap): (redis::Value, bool, _, Option<u64>) =
+                redis::pipe()
+                    .cmd("XREVRANGE")
+                    .arg(k.events())
+                    .arg("+")
+                    .arg("-")
+                    .arg("COUNT")
+                    .arg(1)
+                    // Before the hash: a compact job (src/job/compact.rs) is waiting or
+                    // running, and stops being compact only when its hash is written.
+                    .hexists(k.jobs(), id)
+                    .cmd("HMGET")
+                    .arg(k.job(id))
+                    .arg("state")
+                    .arg("result")
+                    .arg("error")
+                    .hget(k.meta(), "events")
+                    .query_async(&mut c)
+                    .await?;
             let probe: Probe = ((state, result, error), cap, last);
             let ((state, result, error), cap, last) = probe;
+            let state: Option<String> = state.or(compact.then(|| "waiting".to_string()));
             let Some(state) = state else {
                 return Err(self.not_found(id));
             };

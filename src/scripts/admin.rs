@@ -46,6 +46,7 @@ pub(crate) async fn job_names<C: ConnectionLike + Send>(
     for id in ids {
         inv.key(k.job(id));
     }
+    inv.arg(k.prefix());
     Ok(inv.invoke_async(c).await?)
 }
 
@@ -169,28 +170,29 @@ pub(crate) async fn clean<C: ConnectionLike + Send>(
     Ok(inv.invoke_async(c).await?)
 }
 
-/// One compare-and-set rewrite of a job hash field for `reencrypt.lua`.
+/// One compare-and-set rewrite of a hash field for `reencrypt.lua` (a job hash's
+/// field, or a compact job's value: field = its id in the `jobs` hash).
 #[derive(Debug, Clone)]
 pub(crate) struct Rewrite {
-    pub field: &'static str,
+    pub field: String,
     pub old: Vec<u8>,
     pub new: Vec<u8>,
 }
 
-/// `reencrypt.lua`: per job id its rewrites; returns (rewritten, changed meanwhile).
+/// `reencrypt.lua`: per hash key (of one queue) its rewrites; returns (rewritten,
+/// changed meanwhile).
 pub(crate) async fn reencrypt<C: ConnectionLike + Send>(
     c: &mut C,
-    k: &Keys,
     jobs: &[(String, Vec<Rewrite>)],
 ) -> Result<(u64, u64)> {
     let mut inv = REENCRYPT.prepare_invoke();
-    for (id, _) in jobs {
-        inv.key(k.job(id));
+    for (key, _) in jobs {
+        inv.key(key);
     }
     for (_, rewrites) in jobs {
         inv.arg(rewrites.len());
         for r in rewrites {
-            inv.arg(r.field).arg(&r.old[..]).arg(&r.new[..]);
+            inv.arg(&r.field).arg(&r.old[..]).arg(&r.new[..]);
         }
     }
     Ok(inv.invoke_async(c).await?)

@@ -3,7 +3,8 @@
 //! finish) is here, the claim's strict reply parse in `claim`; leases (renew, sweep)
 //! in `lease`, the admin scripts in `admin`, the job schedulers' in `schedule`.
 //!
-//! Every script is `lua/common.lua` and `lua/lease.lua` followed by its own file.
+//! Every script is `lua/common.lua`, `lua/lease.lua` and `lua/compact.lua` followed by
+//! its own file.
 //! [`redis::Script`] calls EVALSHA and falls back to EVAL on NOSCRIPT, so a Redis
 //! restart (which empties the script cache) costs one extra round trip, not an error.
 
@@ -23,12 +24,14 @@ macro_rules! script {
     };
 }
 
-/// `lua/common.lua`, then `lua/lease.lua` (the lease helpers, kept apart so each file
-/// stays readable).
+/// `lua/common.lua`, then `lua/lease.lua` (the lease helpers) and `lua/compact.lua`
+/// (compact jobs), kept apart so each file stays readable.
 const COMMON: &str = concat!(
     include_str!("../../lua/common.lua"),
     "\n",
-    include_str!("../../lua/lease.lua")
+    include_str!("../../lua/lease.lua"),
+    "\n",
+    include_str!("../../lua/compact.lua")
 );
 
 /// A script's text: the file's first line, its `#!lua` shebang with its Redis 7 script

@@ -2,6 +2,9 @@
 //! on conditions with deadlines instead of sleeping.
 #![allow(dead_code)]
 
+mod stored;
+pub use stored::*;
+
 use std::collections::BTreeSet;
 use std::future::Future;
 use std::net::TcpListener;
@@ -352,19 +355,6 @@ impl Running {
     pub fn is_finished(&self) -> bool {
         self.task.is_finished()
     }
-}
-
-/// The parts of a job's stored `spec` field, `<name> NUL <opts length>:<opts><data>`
-/// (src/job/spec.rs): (name, opts, data). Panics on anything else.
-pub fn spec_parts(spec: &[u8]) -> (&[u8], &[u8], &[u8]) {
-    let nul = spec.iter().position(|&c| c == 0).expect("a spec has a NUL");
-    let colon = nul + spec[nul..].iter().position(|&c| c == b':').unwrap();
-    let len: usize = std::str::from_utf8(&spec[nul + 1..colon])
-        .unwrap()
-        .parse()
-        .unwrap();
-    let (opts, data) = spec[colon + 1..].split_at(len);
-    (&spec[..nul], opts, data)
 }
 
 #[cfg(test)]

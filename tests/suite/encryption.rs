@@ -6,10 +6,11 @@ use std::process::{Command, Output};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::common::{baton_bin, spec_parts, start, wait_until, RedisServer};
+use crate::common::{
+    baton_bin, set_stored_spec, spec_parts, start, stored_job, wait_until, RedisServer,
+};
 use baton::crypto::Keyring;
 use baton::{handler_fn, JobError, JobOptions, JobState, Queue, Worker};
-use redis::Commands;
 use serde_json::{json, Value};
 
 const K1: &str = "k1:AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
@@ -22,13 +23,12 @@ fn ring(lines: &[&str]) -> Arc<Keyring> {
 /// A job hash field as stored; "data" is the payload, the tail of field `spec`
 /// ("<name> NUL <opts length>:<opts><data>", src/job/spec.rs).
 fn raw(redis: &RedisServer, q: &str, id: &str, field: &str) -> Vec<u8> {
-    let key = format!("baton:{{{q}}}:job:{id}");
+    let mut job = stored_job(redis, q, id);
     if field == "data" {
-        let spec: Vec<u8> = redis.conn().hget(&key, "spec").unwrap();
-        return spec_parts(&spec).2.to_vec();
+        return spec_parts(&job["spec"]).2.to_vec();
     }
-    let v: Option<Vec<u8>> = redis.conn().hget(key, field).unwrap();
-    v.unwrap_or_else(|| panic!("job {id} has no {field}"))
+    job.remove(field)
+        .unwrap_or_else(|| panic!("job {id} has no {field}"))
 }
 
 fn contains(hay: &[u8], needle: &str) -> bool {
@@ -180,11 +180,10 @@ async fn a_tampered_value_fails_its_job_with_a_reason_and_the_worker_goes_on() {
         .await
         .unwrap();
     // The payload is the tail of the spec: one bit of its last byte flipped.
-    let key = format!("baton:{{tamper}}:job:{}", t.id);
-    let mut v: Vec<u8> = redis.conn().hget(&key, "spec").unwrap();
+    let mut v = stored_job(&redis, "tamper", &t.id).remove("spec").unwrap();
     assert!(baton::crypto::is_encrypted(spec_parts(&v).2));
     *v.last_mut().unwrap() ^= 0x01;
-    let _: () = redis.conn().hset(&key, "spec", v).unwrap();
+    set_stored_spec(&redis, "tamper", &t.id, &v);
     let next = q
         .add("j", &json!({"echo": "y"}), JobOptions::default())
         .await

@@ -11,11 +11,12 @@ use baton::{handler_fn, Dedup, JobContext, JobError, JobOptions, JobState, Queue
 use redis::Commands;
 use serde_json::{json, Value};
 
-use crate::common::{spec_parts, start, wait_until, RedisServer};
+use crate::common::{expand_by_hand, set_stored_spec, spec_parts, start, wait_until, RedisServer};
 
 /// Rewrites job `id` of queue `q` as an earlier baton stored it: `name`, `data` and
 /// `opts` instead of `spec` ("<name> NUL <opts length>:<opts><data>").
 fn store_as_before_spec(redis: &RedisServer, q: &str, id: &str) {
+    expand_by_hand(redis, q, id);
     let key = format!("baton:{{{q}}}:job:{id}");
     let mut c = redis.conn();
     let spec: Vec<u8> = c.hget(&key, "spec").unwrap();
@@ -118,15 +119,40 @@ async fn a_job_stored_before_the_spec_field_is_shown_debounced_and_run() {
 }
 
 #[tokio::test]
-async fn a_job_is_stored_as_one_spec_field() {
+async fn a_plain_job_is_compact_and_another_is_stored_as_one_spec_field() {
     let redis = RedisServer::start();
     let q = Queue::connect(redis.url(), "new").unwrap();
-    let id = q
+    let plain = q
         .add("n", &json!({"a": 1}), JobOptions::default())
         .await
         .unwrap()
         .id;
-    assert_eq!(fields(&redis, "new", &id), ["keep", "spec", "state", "ts"]);
+    let later = q
+        .add(
+            "n",
+            &json!({"a": 2}),
+            JobOptions::default().delay(Duration::from_secs(60)),
+        )
+        .await
+        .unwrap()
+        .id;
+    // A plain job: one field of the queue's jobs hash, no hash of its own.
+    assert!(fields(&redis, "new", &plain).is_empty());
+    let v: Vec<u8> = redis.conn().hget("baton:{new}:jobs", &plain).unwrap();
+    let (ts, keep, spec) = crate::common::compact_parts(&v);
+    assert!(std::str::from_utf8(ts).unwrap().parse::<u64>().is_ok());
+    assert!(!keep.is_empty());
+    assert_eq!(spec_parts(spec).0, b"n");
+    // A delayed one: its own hash, name, options and payload as one field.
+    assert_eq!(
+        fields(&redis, "new", &later),
+        ["keep", "ready", "spec", "state", "ts"]
+    );
+    let j = q.job(&plain).await.unwrap().unwrap();
+    assert_eq!(
+        (j.name.as_str(), &j.data, j.state),
+        ("n", &json!({"a": 1}), JobState::Waiting)
+    );
 }
 
 #[tokio::test]
@@ -143,10 +169,7 @@ async fn a_job_whose_spec_is_malformed_fails_with_the_reason_and_the_rest_run() 
         .await
         .unwrap()
         .id;
-    let _: () = redis
-        .conn()
-        .hset(format!("baton:{{bad}}:job:{broken}"), "spec", "no nul here")
-        .unwrap();
+    set_stored_spec(&redis, "bad", &broken, b"no nul here");
     let w = Worker::builder(redis.url(), "bad")
         .build(handler_fn(|d: Value, _ctx: JobContext| async move {
             Ok::<_, JobError>(d)

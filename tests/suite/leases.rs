@@ -18,13 +18,15 @@ fn builder(url: &str, q: &str) -> baton::WorkerBuilder {
         .shutdown_timeout(Duration::from_secs(2))
 }
 
-/// A script file as the crate sends it: its `#!lua` line, common.lua, lease.lua, the rest.
+/// A script file as the crate sends it: its `#!lua` line, common.lua, lease.lua,
+/// compact.lua, the rest.
 fn script(file: &str) -> redis::Script {
     let (shebang, body) = file.split_once('\n').unwrap();
     redis::Script::new(&format!(
-        "{shebang}\n{}\n{}\n{body}",
+        "{shebang}\n{}\n{}\n{}\n{body}",
         include_str!("../../lua/common.lua"),
-        include_str!("../../lua/lease.lua")
+        include_str!("../../lua/lease.lua"),
+        include_str!("../../lua/compact.lua")
     ))
 }
 
@@ -50,15 +52,19 @@ async fn a_running_job_shows_its_lease_everywhere() {
     })
     .await;
 
-    // The job's own hash is not written by the claim: the lease is in the leases hash.
+    // The job is not written by the claim (a plain job stays compact, with no hash of
+    // its own, src/job/compact.rs): the lease is in the leases hash.
     let mut c = redis.conn();
-    let (state, worker): (Option<String>, Option<String>) = redis::cmd("HMGET")
+    let stored = crate::common::stored_job(&redis, "ls", &a.id);
+    assert_eq!(
+        (stored.get("state").map(|s| &s[..]), stored.get("worker")),
+        (Some(&b"waiting"[..]), None)
+    );
+    let hashed: bool = redis::cmd("EXISTS")
         .arg(format!("baton:{{ls}}:job:{}", a.id))
-        .arg("state")
-        .arg("worker")
         .query(&mut c)
         .unwrap();
-    assert_eq!((state.as_deref(), worker), (Some("waiting"), None));
+    assert!(!hashed, "a running plain job has no hash of its own");
     let entry: Option<String> = redis::cmd("HGET")
         .arg("baton:{ls}:leases")
         .arg(&a.id)

@@ -157,7 +157,11 @@ async fn a_result_too_large_fails_the_job_and_the_worker_goes_on() {
         // separately encoded integers kept this test's single-threaded runtime busy for
         // seconds in a debug build, long enough for the counts below to time out.
         .build(handler_fn(|big: bool, _ctx| async move {
-            Ok::<_, JobError>(if big { "x".repeat(17 << 20) } else { "y".to_string() })
+            Ok::<_, JobError>(if big {
+                "x".repeat(17 << 20)
+            } else {
+                "y".to_string()
+            })
         }))
         .unwrap();
     let run = start(w);

@@ -1,8 +1,8 @@
 //! Every Lua script run by EVAL on prepared state, checking the keys it leaves behind.
 //!
 //! The script text is assembled as `src/scripts` does it: the file's `#!lua` line (its
-//! Redis 7 script flags) first, then `lua/common.lua` and `lua/lease.lua`, then the rest
-//! of the file. The KEYS and ARGV orders below follow each file's header, the contract
+//! Redis 7 script flags) first, then `lua/common.lua`, `lua/lease.lua` and
+//! `lua/compact.lua`, then the rest of the file. The KEYS and ARGV orders below follow each file's header, the contract
 //! `src/scripts` keeps too.
 //!
 //! What is proven here: a corrupt job record fails alone (no other job lost, nothing
@@ -16,7 +16,9 @@ use redis::{Connection, RedisResult, Script, Value};
 const COMMON: &str = concat!(
     include_str!("../../lua/common.lua"),
     "\n",
-    include_str!("../../lua/lease.lua")
+    include_str!("../../lua/lease.lua"),
+    "\n",
+    include_str!("../../lua/compact.lua")
 );
 
 macro_rules! lua {
@@ -71,24 +73,62 @@ impl T {
         c.query(&mut self.c).unwrap()
     }
 
+    /// A compact job's value (src/job/compact.rs), or None.
+    fn compact(&mut self, id: &str) -> Option<String> {
+        let jobs = self.k("jobs");
+        self.cmd(&["HGET", &jobs, id])
+    }
+
+    /// Gives a compact job its hash, as `expand` in lua/compact.lua does: a test that
+    /// writes a job's hash by hand writes what a script would after expanding it.
+    fn expand(&mut self, id: &str) {
+        if let Some(v) = self.compact(id) {
+            let (ts, keep, spec) = crate::common::compact_parts(v.as_bytes());
+            let (ts, keep) = (String::from_utf8_lossy(ts), String::from_utf8_lossy(keep));
+            let spec = String::from_utf8_lossy(spec);
+            let (jk, jobs) = (self.job(id), self.k("jobs"));
+            let _: () = self.cmd(&[
+                "HSET", &jk, "spec", &spec, "state", "waiting", "ts", &ts, "keep", &keep,
+            ]);
+            let _: () = self.cmd(&["HDEL", &jobs, id]);
+        }
+    }
+
     fn hset(&mut self, id: &str, field: &str, value: &str) {
+        self.expand(id);
         let jk = self.job(id);
         let _: () = self.cmd(&["HSET", &jk, field, value]);
     }
 
     fn hdel(&mut self, id: &str, field: &str) {
+        self.expand(id);
         let jk = self.job(id);
         let _: () = self.cmd(&["HDEL", &jk, field]);
     }
 
+    /// A field of the job's hash, or of what a compact job's value stands for (spec,
+    /// ts, keep, state 'waiting').
     fn hget(&mut self, id: &str, field: &str) -> Option<String> {
         let jk = self.job(id);
-        self.cmd(&["HGET", &jk, field])
+        if self.cmd::<i64>(&["EXISTS", &jk]) == 1 {
+            return self.cmd(&["HGET", &jk, field]);
+        }
+        let v = self.compact(id)?;
+        let (ts, keep, spec) = crate::common::compact_parts(v.as_bytes());
+        let f = match field {
+            "spec" => spec,
+            "ts" => ts,
+            "keep" => keep,
+            "state" => b"waiting",
+            _ => return None,
+        };
+        Some(String::from_utf8_lossy(f).into_owned())
     }
 
+    /// The job exists: its hash, or its compact value.
     fn exists(&mut self, id: &str) -> bool {
         let jk = self.job(id);
-        self.cmd::<i64>(&["EXISTS", &jk]) == 1
+        self.cmd::<i64>(&["EXISTS", &jk]) == 1 || self.compact(id).is_some()
     }
 
     /// Members of a ZSET, lowest score first.
@@ -460,8 +500,14 @@ type Corruption = (&'static str, Option<&'static str>, Option<&'static str>);
 fn corrupt(t: &mut T, id: &str, c: Corruption) {
     match c {
         ("*", _, _) => {
-            let jk = t.job(id);
+            let (jk, jobs) = (t.job(id), t.k("jobs"));
             let _: () = t.cmd(&["DEL", &jk]);
+            let _: () = t.cmd(&["HDEL", &jobs, id]);
+        }
+        // A compact job's whole value (src/job/compact.rs).
+        ("=", Some(v), _) => {
+            let jobs = t.k("jobs");
+            let _: () = t.cmd(&["HSET", &jobs, id, v]);
         }
         (f, Some(v), _) => t.hset(id, f, v),
         (f, None, _) => t.hdel(id, f),
@@ -552,7 +598,7 @@ fn finish_deletes_the_unkept_jobs_of_a_batch_with_their_steps_and_logs() {
         let _: () = t.cmd(&["RPUSH", &logs, "line"]);
         // As record.lua does when it creates either key (mark_side in common.lua):
         // finish names a job's steps, logs and errors keys only when it is marked.
-        let _: () = t.cmd(&["HSET", &t.k(&format!("job:{id}")), "side", "1"]);
+        t.hset(id, "side", "1");
     }
     let outcomes: Vec<_> = leased
         .iter()
@@ -611,6 +657,14 @@ fn claim_fails_a_corrupt_job_alone_and_leases_the_rest_of_the_batch() {
         // A malformed spec is leased as it is: the worker fails that job
         // (tests/suite/job_spec.rs).
         ("ts", None, Some("corrupt job record: field ts is missing")),
+        // A compact job's value that is not one, or whose add time is not a number:
+        // expanded as it is, and failed with the reason.
+        ("=", Some("junk"), Some("corrupt job record: field ts is missing")),
+        (
+            "=",
+            Some("x10 1000:0:10000:0 n\u{0}0:"),
+            Some("corrupt job record: field ts is 'x10'"),
+        ),
         // The remove race: an id without its hash is just skipped.
         ("*", None, None),
     ];
