@@ -14,7 +14,8 @@
 --       "<mode><ms>:<key>": mode 's' simple, 't' ttl (ms: how long), 'd' debounce (ms:
 --       the window, which is also the job's delay_ms)
 -- A plain job (ready, no priority, group or dedup key) is compact (compact.lua): one
--- field of the queue's 'jobs' hash, all of the batch's in one HSET. Any other job gets
+-- field of the queue's 'jobs' hash, all of the batch's in one HSET; only while meta
+-- 'compact' is '1' (the upgrade gate, compact.lua; read with 'created' and 'events'). Any other job gets
 -- its hash with only the fields every job needs (spec, state, ts, keep); attempt,
 -- stalled and token start absent (read as 0), pri only when set, ready only when
 -- delayed (else ts): fewer hash fields is less Redis CPU per add. Ready jobs without
@@ -83,8 +84,11 @@ local function standing(dk, mode, spec, delay)
   return cur
 end
 
-local meta = redis.call('HMGET', KEYS[4], 'created', 'events')
+local meta = redis.call('HMGET', KEYS[4], 'created', 'events', 'compact')
 if not meta[1] then redis.call('HSETNX', KEYS[4], 'created', now) end
+-- Compact jobs only once the gate is open (compact.lua); decided here the first time.
+local compacting = meta[3] == '1'
+if not meta[3] then compacting = compact_gate(prefix, KEYS[4], nil) end
 events_init(KEYS[6], meta[2])
 local grouped = false
 -- The HSET of each job (see below): the field names and the add time never change.
@@ -121,7 +125,7 @@ for i = 0, n - 1 do
     else
       local pri = tonumber(ARGV[b + 3])
       local group = group_of(keep)
-      if delay <= 0 and pri <= 0 and not group and not dkey then
+      if compacting and delay <= 0 and pri <= 0 and not group and not dkey then
         local c = #compact
         compact[c + 1], compact[c + 2] = id, now_s .. ' ' .. keep .. ' ' .. ARGV[b + 1]
         if fresh ~= '1' then compacted[id] = true end

@@ -18,6 +18,29 @@
 -- a compact job by id calls expand before it reads the job's hash; one that asks
 -- whether an id is taken asks job_exists.
 
+-- The upgrade gate. A worker of a baton from before compact jobs pops a compact job's id
+-- and, finding no hash, drops it as removed: the job would be lost. So compact jobs
+-- are made only while meta 'compact' is '1': every worker registered on the queue
+-- (workers:info) says it takes them ('"compact":1' in its description, written by
+-- src/worker/heartbeat.rs). add.lua decides it the first time (no worker registered
+-- counts as all of them), and every heartbeat of a worker that takes them (renew.lua)
+-- sets it anew: '0' as soon as an older worker is registered, '1' once none is.
+-- A rollback to an older baton is not covered: see docs/leases.md.
+local function compact_workers_ready(prefix)
+  for _, d in ipairs(redis.call('HVALS', prefix .. 'workers:info')) do
+    if not string.find(d, '"compact":1', 1, true) then return false end
+  end
+  return true
+end
+
+-- Sets meta 'compact' (key `meta`) to what the registered workers allow, if it says
+-- otherwise; returns true when compact jobs may be made.
+local function compact_gate(prefix, meta, current)
+  local want = compact_workers_ready(prefix) and '1' or '0'
+  if current ~= want then redis.call('HSET', meta, 'compact', want) end
+  return want == '1'
+end
+
 -- The value of the hash's field '' (no job id is empty): longer than
 -- hash-max-listpack-value, so the hash is a hash table (see add.lua).
 local COMPACT_PAD = string.rep('-', 65)

@@ -8,6 +8,8 @@
 -- KEYS: [1] active  [2] workers  [3] workers:info  [4] leases
 -- ARGV: [1] key prefix  [2] worker id  [3] lease ms  [4] worker ttl ms
 --       [5] worker description (JSON)  then pairs: id, token
+-- Also sets meta 'compact', the upgrade gate for compact jobs (compact.lua), from the
+-- registered workers' descriptions: one HGET and one HVALS a beat.
 -- Returns: { lost_ids, cancel_requested_ids }. A lost id's lease is gone or another
 -- worker holds the job (fencing token differs): its handler must stop.
 local prefix = ARGV[1]
@@ -40,4 +42,8 @@ for i = 1, #renewed, 2000 do
 end
 redis.call('ZADD', KEYS[2], now + tonumber(ARGV[4]), ARGV[2])
 redis.call('HSET', KEYS[3], ARGV[2], ARGV[5])
+-- The upgrade gate for compact jobs (compact.lua): shut while an older worker is
+-- registered, open once none is.
+local meta = prefix .. 'meta'
+compact_gate(prefix, meta, redis.call('HGET', meta, 'compact'))
 return { lost, cancels }

@@ -55,6 +55,8 @@ impl About {
             "concurrency": self.concurrency,
             "in_flight": held,
             "started_ms": self.started_ms,
+            // Takes compact jobs (lua/compact.lua's upgrade gate looks for this).
+            "compact": 1,
             // When this description was written: the dashboard's "last heartbeat".
             "beat_ms": std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)

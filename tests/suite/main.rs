@@ -18,6 +18,7 @@ mod chaos;
 mod cli;
 mod cli_output;
 mod cluster;
+mod compact_jobs;
 mod contract;
 mod dashboard;
 mod dedup;
