@@ -248,6 +248,8 @@ local function drop_members(set, prefix, ids)
     end
   end
   redis.call('DEL', unpack(keys))
+  -- A kept completion may be a compact job (lua/compact.lua): its field goes too.
+  redis.call('HDEL', prefix .. 'jobs', unpack(ids))
   redis.call('ZREM', set, unpack(ids))
   return #ids
 end
@@ -435,6 +437,26 @@ local finished_text = nil
 -- The policy finish_job_side noted last (an entry of `retained`).
 local retained_last = nil
 
+-- Notes kept job `id` for its finished set `set` (added by retain_finished, at
+-- finished_text, which the caller has set) and the set's retention (count, age).
+local function enter_finished(prefix, set, id, count, age)
+  local members = entering[set]
+  if not members then
+    members = {}
+    entering[set] = members
+  end
+  -- The score as text (Redis would format a number anew for each member), and the
+  -- policy noted once per run of jobs sharing it (a key built per job cost more than
+  -- the ZADD member).
+  members[#members + 1], members[#members + 2] = finished_text, id
+  local last = retained_last
+  if not (last and last[1] == set and last[2] == count and last[3] == age) then
+    last = { set, count, age, prefix }
+    retained[set .. '|' .. count .. '|' .. age] = last
+    retained_last = last
+  end
+end
+
 -- Finishes a job: moves it to a finished set and records why, then notes the set's
 -- retention for retain_finished. `keep` is the job's own (count, age) for that set
 -- (keep_of). A job whose retention keeps none of its kind is deleted instead (by
@@ -462,21 +484,7 @@ local function finish_job_side(side, prefix, set, jk, id, state, field, value, n
   end
   finished_text = finished_text or tostring(now)
   redis.call('HSET', jk, 'state', state, field, value, 'finished', finished_text, ...)
-  local members = entering[set]
-  if not members then
-    members = {}
-    entering[set] = members
-  end
-  -- The score as text (Redis would format a number anew for each member), and the
-  -- policy noted once per run of jobs sharing it (a key built per job cost more than
-  -- the ZADD member).
-  members[#members + 1], members[#members + 2] = finished_text, id
-  local last = retained_last
-  if not (last and last[1] == set and last[2] == count and last[3] == age) then
-    last = { set, count, age, prefix }
-    retained[set .. '|' .. count .. '|' .. age] = last
-    retained_last = last
-  end
+  enter_finished(prefix, set, id, count, age)
   return true
 end
 

@@ -45,12 +45,37 @@ end
 -- hash-max-listpack-value, so the hash is a hash table (see add.lua).
 local COMPACT_PAD = string.rep('-', 65)
 
--- The parts of a compact job's value: ts (text), keep, spec; nil for a malformed one.
+-- The parts of a waiting or running compact job's value: ts (text), keep, spec; nil
+-- for a completed one or a malformed one. The claim's and the finish's path: one byte
+-- tells a completed value (it starts with 'C', a waiting one with a digit).
 local function compact_parts(v)
+  if string.byte(v) == 67 then return nil end
   local a = string.find(v, ' ', 1, true)
   local b = a and string.find(v, ' ', a + 1, true)
   if not b then return nil end
   return string.sub(v, 1, a - 1), string.sub(v, a + 1, b - 1), string.sub(v, b + 1)
+end
+
+-- A completed compact job that its retention keeps: its outcome ahead of the value it
+-- had while it waited, "C<finished>:<lease length>:<lease><result length>:<result>"
+-- then "<ts> <keep> <spec>" (finish.lua writes it with one HSET a batch; the finished
+-- set and its trimming are as for any kept job, drop_members deletes its field).
+-- Returns finished (text), lease, result and the waiting value, or nil for a value
+-- that is not a completed one.
+local function compact_done(v)
+  local finished, ll, at = string.match(v, '^C(%d+):(%d+):()')
+  if not finished then return nil end
+  ll = tonumber(ll)
+  local rl, at2 = string.match(v, '^(%d+):()', at + ll)
+  if not rl then return nil end
+  rl = tonumber(rl)
+  return finished, string.sub(v, at, at + ll - 1), string.sub(v, at2, at2 + rl - 1),
+    string.sub(v, at2 + rl)
+end
+
+-- The value of a completed compact job: `v` (its waiting value) with its outcome.
+local function compact_completed(v, finished, lease, result)
+  return 'C' .. finished .. ':' .. #lease .. ':' .. lease .. #result .. ':' .. result .. v
 end
 
 -- Expands compact job `id`, if it is one (`v`: its value when the caller read it
@@ -61,23 +86,40 @@ local function expand(prefix, id, v)
   local h = prefix .. 'jobs'
   v = v or redis.call('HGET', h, id)
   if not v then return false end
-  local ts, keep, spec = compact_parts(v)
   local jk = prefix .. 'job:' .. id
-  if ts then
-    redis.call('HSET', jk, 'spec', spec, 'state', 'waiting', 'ts', ts, 'keep', keep)
-  else
-    redis.call('HSET', jk, 'spec', v, 'state', 'waiting')
+  local finished, lease, result, waiting = compact_done(v)
+  local f = { jk, 'state', 'waiting' }
+  if finished then
+    v = waiting
+    f = { jk, 'state', 'completed', 'finished', finished, 'lease', lease, 'result', result }
   end
+  local ts, keep, spec = compact_parts(v)
+  if ts then
+    f[#f + 1], f[#f + 2], f[#f + 3], f[#f + 4] = 'spec', spec, 'ts', ts
+    f[#f + 1], f[#f + 2] = 'keep', keep
+  else
+    f[#f + 1], f[#f + 2] = 'spec', v
+  end
+  redis.call('HSET', unpack(f))
   redis.call('HDEL', h, id)
   return true
 end
 
--- The state of job `id` if it is compact: 'waiting', or 'active' while leased; nil
--- for a job that is not compact. Writes nothing: for the scripts that only refuse a
+-- The state of job `id` if it is compact: 'waiting', 'active' while leased, or
+-- 'completed'; nil for a job that is not compact. Writes nothing: for the scripts that only refuse a
 -- job that is not theirs to change.
 local function compact_state(prefix, id)
-  if redis.call('HEXISTS', prefix .. 'jobs', id) == 0 then return nil end
+  local v = redis.call('HGET', prefix .. 'jobs', id)
+  if not v then return nil end
+  if string.byte(v) == 67 then return 'completed' end
   return is_leased(prefix, id) and 'active' or 'waiting'
+end
+
+-- The spec in any compact job's value, or nil.
+local function compact_spec(v)
+  local _, _, _, waiting = compact_done(v)
+  local _, _, spec = compact_parts(waiting or v)
+  return spec
 end
 
 -- Whether job `id` of the queue at `prefix` exists, compact or not.

@@ -27,7 +27,8 @@
 -- one command each for the batch. An unkept completion writes nothing of its own.
 -- A compact job (compact.lua) that completes costs no read of its own (its value came
 -- with the batch's HMGET of 'jobs'): unkept, its field goes with the batch's HDEL;
--- kept, its hash is written whole with the outcome. Any other outcome expands it first.
+-- kept, it stays compact, its outcome put ahead of its value (compact_completed), with
+-- the batch's HSET. Any other outcome expands it first.
 -- A lease is checked in the leases HASH (lease.lua): the entry must be there and
 -- carry the token. A job leased before that table existed (its lease in its own hash)
 -- is refused here (0, lock lost): only the old worker that holds it, with its own
@@ -57,9 +58,9 @@ local ids = {}
 for i = 0, n - 1 do ids[i + 1] = ARGV[3 + i * 5] end
 local entries = n > 0 and redis.call('HMGET', KEYS[11], unpack(ids)) or {}
 -- The compact jobs among them (compact.lua), in one HMGET; those completed are
--- forgotten (or kept as a hash of their own) with one HDEL of the batch.
+-- forgotten with one HDEL of the batch, or kept compact with one HSET of the batch.
 local packed = n > 0 and redis.call('HMGET', prefix .. 'jobs', unpack(ids)) or {}
-local forgotten = {}
+local forgotten, done = {}, {}
 -- What the HMGET of `fields` would give for a compact job: rewritten for each.
 local craw = { false, false, false }
 
@@ -74,13 +75,12 @@ for i = 0, n - 1 do
   local v = ok and packed[i + 1]
   if v then
     -- A compact job completed: what finish_job_side would read, from its value; kept,
-    -- its hash is written whole with the outcome. Any other outcome expands it first.
+    -- it stays compact with its outcome. Any other outcome expands it first.
     local keep
     ts, keep, spec = compact_parts(v)
     if ts and kind == 'c' then
       raw = craw
       raw[2] = keep
-      forgotten[#forgotten + 1] = id
     else
       expand(prefix, id, v)
       spec = nil
@@ -125,11 +125,18 @@ for i = 0, n - 1 do
       -- Kept by none and in no flow or dedup: deleted with the batch's DEL, as
       -- finish_job_side would, without its call of 13 arguments (a compact one has no
       -- key: its field goes with the batch's HDEL).
-      if not spec then doom(prefix, jk, id, raw[3]) end
+      if spec then
+        forgotten[#forgotten + 1] = id
+      else
+        doom(prefix, jk, id, raw[3])
+      end
       if events_key then emit('completed', id, 'result', value, 'attempt', attempt) end
     elseif kind == 'c' and spec then
-      finish_job_side(false, prefix, KEYS[5], jk, id, 'completed', 'result', value, now,
-        kc, kca, dd, 'spec', spec, 'ts', ts, 'keep', raw[2], lease_field(entry))
+      -- Plain (compact.lua): no dedup key nor parent to tell.
+      finished_text = finished_text or tostring(now)
+      local d = #done
+      done[d + 1], done[d + 2] = id, compact_completed(v, finished_text, entry, value)
+      enter_finished(prefix, KEYS[5], id, kc, kca)
       if events_key then emit('completed', id, 'result', value, 'attempt', attempt) end
     elseif kind == 'c' then
       finish_job_side(raw[3], prefix, KEYS[5], jk, id, 'completed', 'result', value, now,
@@ -178,6 +185,9 @@ for i = 0, n - 1 do
 end
 for i = 1, #forgotten, 1000 do
   redis.call('HDEL', prefix .. 'jobs', unpack(forgotten, i, math.min(i + 999, #forgotten)))
+end
+for i = 1, #done, 2000 do
+  redis.call('HSET', prefix .. 'jobs', unpack(done, i, math.min(i + 1999, #done)))
 end
 -- One ZREM and one HDEL for the whole batch: these leases are released.
 if #released > 0 then

@@ -17,11 +17,7 @@ for i, jk in ipairs(KEYS) do
     out[i] = redis.call('HGET', jk, 'name')
     if not out[i] then
       local v = redis.call('HGET', ARGV[1] .. 'jobs', string.sub(jk, #ARGV[1] + 5))
-      local packed = nil
-      if v then
-        local _, _, spec = compact_parts(v)
-        packed = spec
-      end
+      local packed = v and compact_spec(v)
       out[i] = packed and spec_name(packed) or false
     end
   end

@@ -4,58 +4,125 @@
 //! Redis more than the fields in it, and a batch of compact jobs is written, read and
 //! forgotten with one command each).
 //!
-//! A compact job is waiting, or active while its lease is in the leases hash; its
+//! A compact job is waiting, or active while its lease is in the leases hash, or
+//! completed and kept: then its outcome heads the value,
+//! `C<finished>:<lease length>:<lease><result length>:<result>` (`finish.lua`). Its
 //! hash, once something more is written about it, holds exactly the fields this value
-//! carries with `state` = `waiting` (`expand` in `lua/compact.lua`). So a reader that
-//! finds no job hash asks the `jobs` hash, and reads the value's fields through
-//! [`Compact::field`] as if they were the hash's.
+//! carries (`expand` in `lua/compact.lua`). So a reader that finds no job hash asks the
+//! `jobs` hash, and reads the value's fields through [`Compact::field`] as if they
+//! were the hash's.
+
+/// A kept completion's outcome, as a compact job's value holds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Done<'a> {
+    /// When it finished, ms (decimal text).
+    pub finished: &'a [u8],
+    /// Its last lease, as the leases hash held it (`token:attempt:started:worker`).
+    pub lease: &'a [u8],
+    /// The result as stored (MessagePack, or sealed).
+    pub result: &'a [u8],
+}
 
 /// The parts of a compact job's value, borrowed from it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Compact<'a> {
+pub struct Compact<'a> {
     /// The add time, ms (decimal text).
     pub ts: &'a [u8],
     /// The retention, as the hash field `keep` holds it.
     pub keep: &'a [u8],
     /// The spec ([`crate::job::Spec`]).
     pub spec: &'a [u8],
+    /// The outcome of a completed one that its retention keeps.
+    pub done: Option<Done<'a>>,
+}
+
+/// `<decimal>:` at the head of `v`: the number and the rest.
+fn counted(v: &[u8]) -> Option<(usize, &[u8])> {
+    let colon = v.iter().position(|&c| c == b':')?;
+    let digits = &v[..colon];
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some((
+        std::str::from_utf8(digits).ok()?.parse().ok()?,
+        &v[colon + 1..],
+    ))
 }
 
 impl<'a> Compact<'a> {
     /// The parts of a stored value; None when it is not one.
     pub fn parse(v: &'a [u8]) -> Option<Compact<'a>> {
+        let (done, v) = match v.strip_prefix(b"C") {
+            Some(rest) => {
+                let (finished, rest) = counted_digits(rest)?;
+                let (ll, rest) = counted(rest)?;
+                let lease = rest.get(..ll)?;
+                let (rl, rest) = counted(&rest[ll..])?;
+                let result = rest.get(..rl)?;
+                let done = Done {
+                    finished,
+                    lease,
+                    result,
+                };
+                (Some(done), &rest[rl..])
+            }
+            None => (None, v),
+        };
         let a = v.iter().position(|&c| c == b' ')?;
         let b = a + 1 + v[a + 1..].iter().position(|&c| c == b' ')?;
         Some(Compact {
             ts: &v[..a],
             keep: &v[a + 1..b],
             spec: &v[b + 1..],
+            done,
         })
     }
 
     /// The stored value of a compact job.
     pub fn encode(&self) -> Vec<u8> {
-        [self.ts, self.keep, self.spec].join(&b' ')
+        let mut out = Vec::new();
+        if let Some(d) = &self.done {
+            out.push(b'C');
+            out.extend_from_slice(d.finished);
+            out.extend_from_slice(format!(":{}:", d.lease.len()).as_bytes());
+            out.extend_from_slice(d.lease);
+            out.extend_from_slice(format!("{}:", d.result.len()).as_bytes());
+            out.extend_from_slice(d.result);
+        }
+        out.extend_from_slice(&[self.ts, self.keep, self.spec].join(&b' '));
+        out
     }
 
-    /// The job hash field `name` as its hash would hold it: `spec`, `ts`, `keep`, and
-    /// `state` (`waiting`: a leased job's hash says so too); None for any other.
+    /// The job hash field `name` as its hash would hold it: `spec`, `ts`, `keep`,
+    /// `state` (`waiting`, which a leased job's hash says too, or `completed`), and a
+    /// completed one's `finished`, `lease` and `result`; None for any other.
     pub fn field(&self, name: &str) -> Option<&'a [u8]> {
-        match name {
-            "spec" => Some(self.spec),
-            "ts" => Some(self.ts),
-            "keep" => Some(self.keep),
-            "state" => Some(b"waiting"),
+        match (name, &self.done) {
+            ("spec", _) => Some(self.spec),
+            ("ts", _) => Some(self.ts),
+            ("keep", _) => Some(self.keep),
+            ("state", None) => Some(b"waiting"),
+            ("state", Some(_)) => Some(b"completed"),
+            ("finished", Some(d)) => Some(d.finished),
+            ("lease", Some(d)) => Some(d.lease),
+            ("result", Some(d)) => Some(d.result),
             _ => None,
         }
     }
 
     /// The job hash a compact job stands for (the fields [`Compact::field`] gives).
     pub fn fields(&self) -> impl Iterator<Item = (&'static str, &'a [u8])> + '_ {
-        ["spec", "ts", "keep", "state"]
+        ["spec", "ts", "keep", "state", "finished", "lease", "result"]
             .into_iter()
             .filter_map(|f| self.field(f).map(|v| (f, v)))
     }
+}
+
+/// The digits at the head of `v` up to its `:`, and the rest after it.
+fn counted_digits(v: &[u8]) -> Option<(&[u8], &[u8])> {
+    let colon = v.iter().position(|&c| c == b':')?;
+    let digits = &v[..colon];
+    (!digits.is_empty() && digits.iter().all(u8::is_ascii_digit)).then(|| (digits, &v[colon + 1..]))
 }
 
 #[cfg(test)]
@@ -73,6 +140,38 @@ mod tests {
         assert_eq!(c.field("state"), Some(&b"waiting"[..]));
         assert_eq!(c.field("result"), None);
         assert_eq!(c.fields().count(), 4);
+    }
+
+    #[test]
+    fn parses_and_encodes_a_completed_one() {
+        // A lease and a result holding spaces and colons: both are counted.
+        let (lease, result) = (&b"170000000000001:1:17:w x"[..], &b"r: s"[..]);
+        let waiting = b"1700000000000 -1:0:-1:0 n\x000:x y";
+        let v = [
+            &b"C1700000000500:"[..],
+            format!("{}:", lease.len()).as_bytes(),
+            lease,
+            format!("{}:", result.len()).as_bytes(),
+            result,
+            waiting,
+        ]
+        .concat();
+        let c = Compact::parse(&v).unwrap();
+        let d = c.done.unwrap();
+        assert_eq!(
+            (d.finished, d.lease, d.result),
+            (&b"1700000000500"[..], lease, result)
+        );
+        assert_eq!((c.ts, c.keep), (&b"1700000000000"[..], &b"-1:0:-1:0"[..]));
+        assert_eq!(c.spec, b"n\x000:x y");
+        assert_eq!(c.encode(), v);
+        assert_eq!(c.field("state"), Some(&b"completed"[..]));
+        assert_eq!(c.fields().count(), 7);
+        assert_eq!(
+            Compact::parse(&v[..v.len() - waiting.len() - 2]),
+            None,
+            "cut short"
+        );
     }
 
     #[test]

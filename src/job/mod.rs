@@ -13,7 +13,7 @@ mod serde_ms;
 mod spec;
 mod trace;
 
-pub(crate) use compact::Compact;
+pub use compact::{Compact, Done};
 pub use dedup::{Dedup, DedupMode};
 pub(crate) use flow::{parent_tail, parse_children, parse_keep};
 pub use flow::{Child, ChildFailure, ChildInfo, ChildOutcome, JobRef};

@@ -13,7 +13,7 @@ use serde::Serialize;
 use super::Queue;
 use crate::crypto::Keyring;
 use crate::error::{Error, Result};
-use crate::job::Compact;
+use crate::job::{Compact, Done};
 use crate::scripts::{self, Rewrite};
 
 /// The fields that may hold encrypted values: the payload inside `spec`
@@ -98,6 +98,7 @@ impl Queue {
                         field: field.to_string(),
                         old,
                         new,
+                        values: 1,
                     });
                 }
             }
@@ -136,13 +137,32 @@ impl Queue {
                 let Some(c) = Compact::parse(&old) else {
                     continue;
                 };
-                let Some(spec) = resealed(keyring, (self.name(), &id), "spec", c.spec, report)
-                else {
+                let at = (self.name(), id.as_str());
+                let spec = resealed(keyring, at, "spec", c.spec, report);
+                let result = c
+                    .done
+                    .and_then(|d| resealed(keyring, at, "result", d.result, report));
+                if spec.is_none() && result.is_none() {
                     continue;
-                };
-                let new = Compact { spec: &spec, ..c }.encode();
+                }
+                let new = Compact {
+                    spec: spec.as_deref().unwrap_or(c.spec),
+                    done: c.done.map(|d| Done {
+                        result: result.as_deref().unwrap_or(d.result),
+                        ..d
+                    }),
+                    ..c
+                }
+                .encode();
+                let values = u64::from(spec.is_some()) + u64::from(result.is_some());
                 let field = id;
-                jobs.push((self.keys.jobs(), vec![Rewrite { field, old, new }]));
+                let rewrite = Rewrite {
+                    field,
+                    old,
+                    new,
+                    values,
+                };
+                jobs.push((self.keys.jobs(), vec![rewrite]));
             }
             self.rewrite(jobs, report).await?;
             if next == 0 {

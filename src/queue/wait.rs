@@ -16,6 +16,7 @@ use tokio::time::Instant;
 use super::events::JobOutcome;
 use super::Queue;
 use crate::error::{Error, Result};
+use crate::job::Compact;
 use crate::job::{msgpack_to_json, JobOptions};
 
 /// The poll interval when the stream is off: the first, and the cap.
@@ -114,28 +115,41 @@ impl Queue {
         self.bounded(async {
             let k = &self.keys;
             let mut c = self.conn().await?;
-            let (last, compact, (state, result, error), cap): (redis::Value, bool, _, Option<u64>) =
-                redis::pipe()
-                    .cmd("XREVRANGE")
-                    .arg(k.events())
-                    .arg("+")
-                    .arg("-")
-                    .arg("COUNT")
-                    .arg(1)
-                    // Before the hash: a compact job (src/job/compact.rs) is waiting or
-                    // running, and stops being compact only when its hash is written.
-                    .hexists(k.jobs(), id)
-                    .cmd("HMGET")
-                    .arg(k.job(id))
-                    .arg("state")
-                    .arg("result")
-                    .arg("error")
-                    .hget(k.meta(), "events")
-                    .query_async(&mut c)
-                    .await?;
+            let (last, compact, (state, result, error), cap): (
+                redis::Value,
+                Option<Vec<u8>>,
+                _,
+                Option<u64>,
+            ) = redis::pipe()
+                .cmd("XREVRANGE")
+                .arg(k.events())
+                .arg("+")
+                .arg("-")
+                .arg("COUNT")
+                .arg(1)
+                // Before the hash: a compact job (src/job/compact.rs) stops being
+                // compact only when its hash is written.
+                .hget(k.jobs(), id)
+                .cmd("HMGET")
+                .arg(k.job(id))
+                .arg("state")
+                .arg("result")
+                .arg("error")
+                .hget(k.meta(), "events")
+                .query_async(&mut c)
+                .await?;
             let probe: Probe = ((state, result, error), cap, last);
             let ((state, result, error), cap, last) = probe;
-            let state: Option<String> = state.or(compact.then(|| "waiting".to_string()));
+            // A compact job: its value stands for its hash (src/job/compact.rs).
+            let compact = compact.as_deref().and_then(Compact::parse);
+            let (state, result): (Option<String>, Option<Vec<u8>>) = match compact {
+                Some(c) if state.is_none() => (
+                    c.field("state")
+                        .map(|s| String::from_utf8_lossy(s).into_owned()),
+                    c.field("result").map(<[u8]>::to_vec),
+                ),
+                _ => (state, result),
+            };
             let Some(state) = state else {
                 return Err(self.not_found(id));
             };

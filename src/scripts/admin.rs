@@ -177,6 +177,8 @@ pub(crate) struct Rewrite {
     pub field: String,
     pub old: Vec<u8>,
     pub new: Vec<u8>,
+    /// Sealed values the field holds (a kept compact completion: payload and result).
+    pub values: u64,
 }
 
 /// `reencrypt.lua`: per hash key (of one queue) its rewrites; returns (rewritten,
@@ -192,7 +194,10 @@ pub(crate) async fn reencrypt<C: ConnectionLike + Send>(
     for (_, rewrites) in jobs {
         inv.arg(rewrites.len());
         for r in rewrites {
-            inv.arg(&r.field).arg(&r.old[..]).arg(&r.new[..]);
+            inv.arg(&r.field)
+                .arg(&r.old[..])
+                .arg(&r.new[..])
+                .arg(r.values);
         }
     }
     Ok(inv.invoke_async(c).await?)

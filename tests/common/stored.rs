@@ -16,19 +16,8 @@ pub fn spec_parts(spec: &[u8]) -> (&[u8], &[u8], &[u8]) {
     (&spec[..nul], opts, data)
 }
 
-/// The parts of a compact job's value in its queue's `jobs` hash, `<ts> <keep> <spec>`
-/// (src/job/compact.rs): (ts, keep, spec). Panics on anything else.
-pub fn compact_parts(v: &[u8]) -> (&[u8], &[u8], &[u8]) {
-    let a = v
-        .iter()
-        .position(|&c| c == b' ')
-        .expect("a compact value has a space");
-    let b = a + 1 + v[a + 1..].iter().position(|&c| c == b' ').unwrap();
-    (&v[..a], &v[a + 1..b], &v[b + 1..])
-}
-
-/// Job `id` of queue `q` as stored: its hash, or for a compact job (src/job/compact.rs)
-/// the fields its value stands for (spec, ts, keep, and state `waiting`).
+/// Job `id` of queue `q` as stored: its hash, or for a compact job the fields its value
+/// stands for ([`baton::job::Compact::fields`]).
 pub fn stored_job(
     redis: &RedisServer,
     q: &str,
@@ -43,20 +32,14 @@ pub fn stored_job(
     }
     let v: Option<Vec<u8>> = c.hget(format!("baton:{{{q}}}:jobs"), id).unwrap();
     let Some(v) = v else { return h };
-    let (ts, keep, spec) = compact_parts(&v);
-    [
-        ("spec", spec),
-        ("ts", ts),
-        ("keep", keep),
-        ("state", &b"waiting"[..]),
-    ]
-    .into_iter()
-    .map(|(f, v)| (f.to_string(), v.to_vec()))
-    .collect()
+    let job = baton::job::Compact::parse(&v).expect("a compact value");
+    job.fields()
+        .map(|(f, v)| (f.to_string(), v.to_vec()))
+        .collect()
 }
 
 /// Rewrites the stored spec of job `id` of queue `q`: in its hash, or inside its
-/// compact value (src/job/compact.rs), wherever it is.
+/// compact value ([`baton::job::Compact`]), wherever it is.
 pub fn set_stored_spec(redis: &RedisServer, q: &str, id: &str, spec: &[u8]) {
     use redis::Commands;
     let mut c = redis.conn();
@@ -64,8 +47,8 @@ pub fn set_stored_spec(redis: &RedisServer, q: &str, id: &str, spec: &[u8]) {
     let v: Option<Vec<u8>> = c.hget(&jobs, id).unwrap();
     match v {
         Some(v) => {
-            let (ts, keep, _) = compact_parts(&v);
-            let v = [ts, keep, spec].join(&b' ');
+            let job = baton::job::Compact::parse(&v).expect("a compact value");
+            let v = baton::job::Compact { spec, ..job }.encode();
             let _: () = c.hset(&jobs, id, v).unwrap();
         }
         None => {
@@ -82,21 +65,17 @@ pub fn set_stored_spec(redis: &RedisServer, q: &str, id: &str, spec: &[u8]) {
 pub fn expand_by_hand(redis: &RedisServer, q: &str, id: &str) {
     use redis::Commands;
     let mut c = redis.conn();
-    let jobs = format!("baton:{{{q}}}:jobs");
-    let v: Option<Vec<u8>> = c.hget(&jobs, id).unwrap();
-    let Some(v) = v else { return };
-    let (ts, keep, spec) = compact_parts(&v);
+    if !c
+        .hexists::<_, _, bool>(format!("baton:{{{q}}}:jobs"), id)
+        .unwrap()
+    {
+        return;
+    }
+    let fields = stored_job(redis, q, id);
+    let fields: Vec<(String, Vec<u8>)> = fields.into_iter().collect();
     let _: () = redis::pipe()
-        .hset_multiple(
-            format!("baton:{{{q}}}:job:{id}"),
-            &[
-                ("spec", spec),
-                ("ts", ts),
-                ("keep", keep),
-                ("state", b"waiting"),
-            ],
-        )
-        .hdel(&jobs, id)
+        .hset_multiple(format!("baton:{{{q}}}:job:{id}"), &fields)
+        .hdel(format!("baton:{{{q}}}:jobs"), id)
         .query(&mut c)
         .unwrap();
 }

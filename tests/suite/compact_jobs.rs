@@ -1,8 +1,9 @@
 //! Compact jobs (src/job/compact.rs, lua/compact.lua): a plain job is one field of its
 //! queue's `jobs` hash while it waits and runs, and every way to look at it or act on
 //! it sees the same job as before: listed, shown, waited on, cancelled, removed,
-//! refused where a waiting job is refused; the first write beyond its spec (progress, a
-//! kept outcome) gives it its hash; one that nothing keeps leaves nothing behind.
+//! refused where a waiting job is refused; the first write beyond its spec (progress,
+//! a retry...) gives it its hash; a kept completion stays compact with its outcome; one
+//! that nothing keeps leaves nothing behind.
 
 use std::time::Duration;
 
@@ -99,7 +100,7 @@ async fn a_compact_job_is_listed_shown_and_acted_on_like_any_waiting_job() {
 }
 
 #[tokio::test]
-async fn a_running_compact_job_gets_its_hash_at_its_first_write_and_is_waited_on() {
+async fn a_compact_job_gets_its_hash_at_its_first_write_and_is_waited_on() {
     let redis = RedisServer::start();
     let q = Queue::connect(redis.url(), "cr").unwrap();
     let (go_tx, go_rx) = tokio::sync::watch::channel(false);
@@ -147,12 +148,16 @@ async fn a_running_compact_job_gets_its_hash_at_its_first_write_and_is_waited_on
             q.job(id).await.unwrap().map(|j| j.state) == Some(JobState::Completed)
         })
         .await;
-        // Kept (the default retention): a hash of its own now, whole.
-        assert!(!is_compact(&redis, "cr", id));
         let j = q.job(id).await.unwrap().unwrap();
         assert_eq!((j.name.as_str(), j.attempt), ("n", 1));
         assert!(j.created_ms > 0 && j.finished_ms.is_some());
     }
+    // Kept (the default retention): the quiet one stays compact, its outcome in its
+    // value; the one that wrote progress got its hash then.
+    assert!(is_compact(&redis, "cr", &quiet));
+    assert!(!is_compact(&redis, "cr", &talks));
+    let j = q.job(&quiet).await.unwrap().unwrap();
+    assert_eq!(j.result, Some(json!("quiet")));
     let j = q.job(&talks).await.unwrap().unwrap();
     assert_eq!(j.progress, Some(json!({"half": true})));
     assert_eq!(j.result, Some(json!("progress")));

@@ -139,10 +139,10 @@ async fn a_plain_job_is_compact_and_another_is_stored_as_one_spec_field() {
     // A plain job: one field of the queue's jobs hash, no hash of its own.
     assert!(fields(&redis, "new", &plain).is_empty());
     let v: Vec<u8> = redis.conn().hget("baton:{new}:jobs", &plain).unwrap();
-    let (ts, keep, spec) = crate::common::compact_parts(&v);
-    assert!(std::str::from_utf8(ts).unwrap().parse::<u64>().is_ok());
-    assert!(!keep.is_empty());
-    assert_eq!(spec_parts(spec).0, b"n");
+    let job = baton::job::Compact::parse(&v).unwrap();
+    assert!(std::str::from_utf8(job.ts).unwrap().parse::<u64>().is_ok());
+    assert!(!job.keep.is_empty() && job.done.is_none());
+    assert_eq!(spec_parts(job.spec).0, b"n");
     // A delayed one: its own hash, name, options and payload as one field.
     assert_eq!(
         fields(&redis, "new", &later),

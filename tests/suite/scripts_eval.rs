@@ -83,13 +83,17 @@ impl T {
     /// writes a job's hash by hand writes what a script would after expanding it.
     fn expand(&mut self, id: &str) {
         if let Some(v) = self.compact(id) {
-            let (ts, keep, spec) = crate::common::compact_parts(v.as_bytes());
-            let (ts, keep) = (String::from_utf8_lossy(ts), String::from_utf8_lossy(keep));
-            let spec = String::from_utf8_lossy(spec);
+            let job = baton::job::Compact::parse(v.as_bytes()).expect("a compact value");
+            let fields: Vec<(&str, String)> = job
+                .fields()
+                .map(|(f, v)| (f, String::from_utf8_lossy(v).into_owned()))
+                .collect();
             let (jk, jobs) = (self.job(id), self.k("jobs"));
-            let _: () = self.cmd(&[
-                "HSET", &jk, "spec", &spec, "state", "waiting", "ts", &ts, "keep", &keep,
-            ]);
+            let _: () = redis::cmd("HSET")
+                .arg(&jk)
+                .arg(&fields)
+                .query(&mut self.c)
+                .unwrap();
             let _: () = self.cmd(&["HDEL", &jobs, id]);
         }
     }
@@ -106,23 +110,16 @@ impl T {
         let _: () = self.cmd(&["HDEL", &jk, field]);
     }
 
-    /// A field of the job's hash, or of what a compact job's value stands for (spec,
-    /// ts, keep, state 'waiting').
+    /// A field of the job's hash, or of what a compact job's value stands for
+    /// ([`baton::job::Compact::field`]).
     fn hget(&mut self, id: &str, field: &str) -> Option<String> {
         let jk = self.job(id);
         if self.cmd::<i64>(&["EXISTS", &jk]) == 1 {
             return self.cmd(&["HGET", &jk, field]);
         }
         let v = self.compact(id)?;
-        let (ts, keep, spec) = crate::common::compact_parts(v.as_bytes());
-        let f = match field {
-            "spec" => spec,
-            "ts" => ts,
-            "keep" => keep,
-            "state" => b"waiting",
-            _ => return None,
-        };
-        Some(String::from_utf8_lossy(f).into_owned())
+        let job = baton::job::Compact::parse(v.as_bytes()).expect("a compact value");
+        Some(String::from_utf8_lossy(job.field(field)?).into_owned())
     }
 
     /// The job exists: its hash, or its compact value.

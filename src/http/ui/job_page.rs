@@ -13,8 +13,13 @@ use super::session::Viewer;
 use super::UiState;
 use crate::job::JobInfo;
 
-/// A live lease entry, then the job hash's `lease` and `token` fields, as stored.
-type StoredLeases = (Option<Vec<u8>>, (Option<Vec<u8>>, Option<u64>));
+/// A live lease entry, a compact job's value, then the job hash's `lease` and `token`
+/// fields, as stored.
+type StoredLeases = (
+    Option<Vec<u8>>,
+    Option<Vec<u8>>,
+    (Option<Vec<u8>>, Option<u64>),
+);
 
 /// The job's fencing token, bounded like every call: its live lease's (the leases
 /// hash), else the last one recorded in its hash (field `lease` of a finished job,
@@ -22,8 +27,9 @@ type StoredLeases = (Option<Vec<u8>>, (Option<Vec<u8>>, Option<u64>));
 async fn fencing_token(s: &UiState, queue: &str, id: &str) -> crate::Result<Option<u64>> {
     let keys = s.queue(queue).keys().clone();
     let read = s.conn.run(async |c| {
-        let (live, (last, t)): StoredLeases = redis::pipe()
+        let (live, compact, (last, t)): StoredLeases = redis::pipe()
             .hget(keys.leases(), id)
+            .hget(keys.jobs(), id)
             .cmd("HMGET")
             .arg(keys.job(id))
             .arg("lease")
@@ -31,7 +37,14 @@ async fn fencing_token(s: &UiState, queue: &str, id: &str) -> crate::Result<Opti
             .query_async(c)
             .await?;
         let parse = |v: Option<Vec<u8>>| v.as_deref().and_then(crate::scripts::LeaseEntry::parse);
-        Ok(parse(live).or(parse(last)).map(|l| l.token).or(t))
+        // A kept compact completion's last lease is in its value (src/job/compact.rs).
+        let done = compact.as_deref().and_then(crate::job::Compact::parse);
+        let done = done.and_then(|c| c.field("lease")).map(<[u8]>::to_vec);
+        Ok(parse(live)
+            .or(parse(last))
+            .or(parse(done))
+            .map(|l| l.token)
+            .or(t))
     });
     match tokio::time::timeout(crate::conn::PRODUCER_TIMEOUT, read).await {
         Ok(r) => r,

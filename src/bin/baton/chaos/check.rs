@@ -19,6 +19,12 @@ use serde::Serialize;
 use super::producer::{Book, Kind};
 use super::server::ChaosRedis;
 
+/// A job hash's `lease` and `token` fields.
+type StoredLease = (Option<Vec<u8>>, Option<u64>);
+
+/// One HSCAN reply: the next cursor, then field/value pairs.
+type HashPage = (u64, Vec<(String, Vec<u8>)>);
+
 /// What the check found.
 #[derive(Debug, Default, Serialize)]
 pub struct Findings {
@@ -211,15 +217,27 @@ pub async fn check(
         }
         if info.state == JobState::Completed {
             // The token of its last lease: field `lease` ("token:attempt:started:worker",
-            // see lua/lease.lua), else `token` (a job finished before that field).
-            let (lease, token): (Option<String>, Option<u64>) = redis::cmd("HMGET")
+            // see lua/lease.lua), else `token` (a job finished before that field), else
+            // the lease in a compact job's value (baton::job::Compact).
+            let ((lease, token), compact): (StoredLease, Option<Vec<u8>>) = redis::pipe()
+                .cmd("HMGET")
                 .arg(keys.job(id))
                 .arg("lease")
                 .arg("token")
+                .hget(keys.jobs(), id)
                 .query_async(&mut conn)
                 .await?;
+            let compact = compact.as_deref().and_then(baton::job::Compact::parse);
+            let lease = lease.as_deref().or(compact.and_then(|c| c.field("lease")));
             let token = lease
-                .and_then(|l| l.split(':').next()?.parse::<u64>().ok())
+                .and_then(|l| {
+                    std::str::from_utf8(l)
+                        .ok()?
+                        .split(':')
+                        .next()?
+                        .parse::<u64>()
+                        .ok()
+                })
                 .or(token);
             let ran = runs.get(id).cloned().unwrap_or_default();
             let result_token = info.result.as_ref().and_then(|r| r["token"].as_u64());
@@ -281,6 +299,32 @@ async fn stats_vs_records(redis: &ChaosRedis, q: &Queue) -> Result<Option<String
                 break;
             }
         }
+        // The compact jobs (baton::job::Compact), on the node that holds their hash
+        // (another node of a cluster refuses: MOVED).
+        let jobs = baton::keys::Keys::new(q.name()).jobs();
+        let mut cursor = 0u64;
+        loop {
+            let page: redis::RedisResult<HashPage> = redis::cmd("HSCAN")
+                .arg(&jobs)
+                .arg(cursor)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut conn)
+                .await;
+            let Ok((next, fields)) = page else { break };
+            for (_, v) in fields.iter().filter(|(id, _)| !id.is_empty()) {
+                let st = baton::job::Compact::parse(v)
+                    .and_then(|c| c.field("state"))
+                    .map(|s| String::from_utf8_lossy(s).into_owned());
+                *by_state
+                    .entry(st.unwrap_or_else(|| "none".into()))
+                    .or_default() += 1;
+            }
+            cursor = next;
+            if cursor == 0 {
+                break;
+            }
+        }
     }
     let get = |s: &str| by_state.get(s).copied().unwrap_or(0);
     let records = [
@@ -301,55 +345,4 @@ async fn stats_vs_records(redis: &ChaosRedis, q: &Queue) -> Result<Option<String
     ];
     Ok((records != stats || get("none") > 0)
         .then(|| format!("stats {stats:?} vs job records {by_state:?} (waiting, delayed, active, completed, failed, cancelled)")))
-}
-
-/// Breaks the outcome on purpose (see `--sabotage`): `lose` deletes an acknowledged
-/// job, `stale` rewrites a completed job's token, `stuck` puts a finished job back in
-/// the wait list without telling its record.
-pub async fn sabotage(
-    redis: &ChaosRedis,
-    qs: &[Queue],
-    book: &Book,
-    what: &[String],
-) -> Result<()> {
-    let ids: Vec<(String, usize)> = book
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|(_, e)| e.acked.is_some() && e.kind == Kind::Ok && !e.cancelled)
-        .map(|(id, e)| (id.clone(), e.queue))
-        .collect();
-    let mut c = redis.conn().await?;
-    for (w, (id, qi)) in what.iter().zip(ids.iter()) {
-        let k = baton::keys::Keys::new(qs[*qi].name());
-        let cmd = match w.as_str() {
-            "lose" => {
-                let mut c = redis::cmd("DEL");
-                c.arg(k.job(id));
-                c
-            }
-            "stale" => {
-                // The recorded lease's token raised by one (lua/lease.lua).
-                let mut c = redis::cmd("EVAL");
-                c.arg(
-                    "local v = redis.call('HGET', KEYS[1], 'lease') \
-                     local t, rest = string.match(v or '', '^(%d+)(:.*)$') \
-                     if not t then return redis.call('HINCRBY', KEYS[1], 'token', 1) end \
-                     return redis.call('HSET', KEYS[1], 'lease', \
-                       string.format('%d', tonumber(t) + 1) .. rest)",
-                )
-                .arg(1)
-                .arg(k.job(id));
-                c
-            }
-            "stuck" => {
-                let mut c = redis::cmd("LPUSH");
-                c.arg(k.wait()).arg(id);
-                c
-            }
-            other => return Err(baton::Error::Invalid(format!("unknown sabotage {other}"))),
-        };
-        let _: redis::Value = cmd.query_async(&mut c).await?;
-    }
-    Ok(())
 }

@@ -13,6 +13,7 @@ mod leases;
 mod producer;
 mod proxy;
 mod report;
+mod sabotage;
 mod server;
 mod workers;
 
@@ -284,7 +285,7 @@ pub async fn run(args: ChaosArgs) -> Result<ExitCode> {
     }
     workers.stop_all(Duration::from_secs(10)).await;
 
-    check::sabotage(&redis, &qs, &book, &args.sabotage).await?;
+    sabotage::sabotage(&redis, &qs, &book, &args.sabotage).await?;
     let window = match args.fsync {
         Fsync::Always => Duration::ZERO,
         Fsync::Everysec => Duration::from_secs(2),
