@@ -235,21 +235,28 @@ end
 -- own, which costs Redis more than the write itself).
 local function drop_members(set, prefix, ids)
   if #ids == 0 then return 0 end
-  local keys = {}
-  for _, id in ipairs(ids) do
-    local jk = prefix .. 'job:' .. id
-    local n = #keys
-    keys[n + 1] = jk
-    -- Its steps, logs and errors keys only if it has any (mark_side): one HGET costs
-    -- less than three more keys in the DEL and its AOF entry.
-    if redis.call('HGET', jk, 'side') then
-      keys[n + 2], keys[n + 3] = prefix .. 'steps:' .. id, prefix .. 'logs:' .. id
-      keys[n + 4] = prefix .. 'errors:' .. id
+  -- A kept completion may be a compact job (lua/compact.lua): a field of 'jobs', no
+  -- key of its own; the batch's are found with one HMGET and deleted with one HDEL.
+  local jobs = prefix .. 'jobs'
+  local packed = redis.call('HMGET', jobs, unpack(ids))
+  local keys, compact = {}, {}
+  for i, id in ipairs(ids) do
+    if packed[i] then
+      compact[#compact + 1] = id
+    else
+      local jk = prefix .. 'job:' .. id
+      local n = #keys
+      keys[n + 1] = jk
+      -- Its steps, logs and errors keys only if it has any (mark_side): one HGET
+      -- costs less than three more keys in the DEL and its AOF entry.
+      if redis.call('HGET', jk, 'side') then
+        keys[n + 2], keys[n + 3] = prefix .. 'steps:' .. id, prefix .. 'logs:' .. id
+        keys[n + 4] = prefix .. 'errors:' .. id
+      end
     end
   end
-  redis.call('DEL', unpack(keys))
-  -- A kept completion may be a compact job (lua/compact.lua): its field goes too.
-  redis.call('HDEL', prefix .. 'jobs', unpack(ids))
+  if #keys > 0 then redis.call('DEL', unpack(keys)) end
+  if #compact > 0 then redis.call('HDEL', jobs, unpack(compact)) end
   redis.call('ZREM', set, unpack(ids))
   return #ids
 end
