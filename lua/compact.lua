@@ -5,16 +5,18 @@
 -- id -> "<ts> <keep> <spec>" (its add time in ms, its retention 'keep', its spec:
 -- src/job/compact.rs), instead of a hash of its own: add.lua writes a whole batch of
 -- them with one HSET, claim.lua reads a batch with one HMGET, and finish.lua forgets a
--- completed one that nothing keeps with one HDEL a batch. A key a job costs Redis more
--- than the fields in it (its creation, lookup and deletion), so this is the hot path's
+-- completed one that nothing keeps with one HDEL a batch, or puts a kept one's outcome
+-- in its value with one HSET a batch (compact_done). A key a job costs Redis more than
+-- the fields in it (its creation, lookup and deletion), so this is the hot path's
 -- largest saving.
 -- Only a plain job is compact: added ready (no delay), without priority, group, dedup
 -- key or parent, so its 'keep' is "kc:kca:kf:kfa" alone (no spaces). It stays compact
--- while it waits and while it runs (its lease is in the leases hash, lease.lua). The
--- first write about it beyond that (a retry, a failure, a kept completion, progress,
--- steps, logs, a cancel, a removal...) expands it: its hash job:<id> is written with
--- the fields a plain job's hash holds (spec, state 'waiting', ts, keep) and its field
--- here is deleted, so from then on it is a job like any other. A script that may touch
+-- while it waits, while it runs (its lease is in the leases hash, lease.lua) and once
+-- completed and kept. Any other write about it (a retry, a failure, progress, steps,
+-- logs, a cancel, a removal...) expands it: its hash job:<id> is written with the
+-- fields its value stands for (spec, state, ts, keep; a completed one's finished,
+-- lease, result) and its field here is deleted, so from then on it is a job like any
+-- other. A script that may touch
 -- a compact job by id calls expand before it reads the job's hash; one that asks
 -- whether an id is taken asks job_exists.
 
@@ -76,6 +78,15 @@ end
 -- The value of a completed compact job: `v` (its waiting value) with its outcome.
 local function compact_completed(v, finished, lease, result)
   return 'C' .. finished .. ':' .. #lease .. ':' .. lease .. #result .. ':' .. result .. v
+end
+
+-- The 'keep' of a waiting or running compact job's value, without copying its spec
+-- (finish.lua's path: a spec may be kilobytes); nil for a completed or malformed one.
+local function compact_keep(v)
+  if string.byte(v) == 67 then return nil end
+  local a = string.find(v, ' ', 1, true)
+  local b = a and string.find(v, ' ', a + 1, true)
+  return b and string.sub(v, a + 1, b - 1)
 end
 
 -- Expands compact job `id`, if it is one (`v`: its value when the caller read it

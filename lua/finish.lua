@@ -67,25 +67,24 @@ local craw = { false, false, false }
 for i = 0, n - 1 do
   local b = 3 + i * 5
   local id, token, kind, value = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
-  local jk = prefix .. 'job:' .. id
   local entry = entries[i + 1]
   -- The entry starts with the token: a plain find, no pattern, on the hot path.
   local ok = entry and string.find(entry, token .. ':', 1, true) == 1 and not seen[id]
-  local raw, spec, ts = nil, nil, nil
+  local raw, compact = nil, nil
   local v = ok and packed[i + 1]
   if v then
     -- A compact job completed: what finish_job_side would read, from its value; kept,
     -- it stays compact with its outcome. Any other outcome expands it first.
-    local keep
-    ts, keep, spec = compact_parts(v)
-    if ts and kind == 'c' then
-      raw = craw
+    local keep = kind == 'c' and compact_keep(v)
+    if keep then
+      raw, compact = craw, true
       raw[2] = keep
     else
       expand(prefix, id, v)
-      spec = nil
     end
   end
+  -- A compact job has no hash: its key is not built.
+  local jk = not compact and prefix .. 'job:' .. id
   raw = raw or (ok and redis.call('HMGET', jk, unpack(fields)))
   -- Every job has 'keep' (add.lua); without it, a hash gone (removed by hand) only
   -- releases its lease.
@@ -125,13 +124,13 @@ for i = 0, n - 1 do
       -- Kept by none and in no flow or dedup: deleted with the batch's DEL, as
       -- finish_job_side would, without its call of 13 arguments (a compact one has no
       -- key: its field goes with the batch's HDEL).
-      if spec then
+      if compact then
         forgotten[#forgotten + 1] = id
       else
         doom(prefix, jk, id, raw[3])
       end
       if events_key then emit('completed', id, 'result', value, 'attempt', attempt) end
-    elseif kind == 'c' and spec then
+    elseif kind == 'c' and compact then
       -- Plain (compact.lua): no dedup key nor parent to tell.
       finished_text = finished_text or tostring(now)
       local d = #done
