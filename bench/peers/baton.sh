@@ -11,5 +11,6 @@ args=(--jobs "${JOBS:-20000}" --concurrency "${CONCURRENCY:-50}"
   --latency-jobs "${LATENCY_JOBS:-5000}" --rss-jobs "${RSS_JOBS:-100000}"
   --idle-queues "${IDLE_QUEUES:-100}" --idle-seconds "${IDLE_SECONDS:-10}"
   --many-workers "${MANY_WORKERS:-10}" --json)
+[[ -n "${MANY_JOBS:-}" ]] && args+=(--many-jobs "$MANY_JOBS")
 [[ -n "${PHASES:-}" ]] && args+=(--phases "$PHASES")
 exec "$BATON" --redis-url "redis://${REDIS_HOST:-127.0.0.1}:${REDIS_PORT:?REDIS_PORT is required}" bench "${args[@]}"

@@ -92,6 +92,8 @@ fn every_bench_phase_reports_every_figure() {
             "1",
             "--many-workers",
             "2",
+            "--many-jobs",
+            "400",
         ],
     );
     assert_eq!(v["peer"], "baton");
@@ -161,8 +163,8 @@ fn every_bench_phase_reports_every_figure() {
 
     let w = &v["many_workers"];
     assert_eq!(num(w, "workers"), 2.0);
-    drained(&w["one"], 300.0, 1.0);
-    drained(&w["many"], 300.0, 2.0);
+    drained(&w["one"], 400.0, 1.0);
+    drained(&w["many"], 400.0, 2.0);
     pos(w, "rate_ratio");
     pos(w, "commands_per_job_ratio");
 }

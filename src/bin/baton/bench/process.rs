@@ -17,10 +17,10 @@ const POLL: Duration = Duration::from_millis(20);
 /// `workers` worker processes of `--concurrency` each. The clock runs from the resume
 /// of the queue, paused while the processes started and their workers registered,
 /// until the queue has nothing waiting or running.
-pub async fn process(ctx: &Ctx, q: &Queue, workers: usize) -> Result<Value> {
+pub async fn process(ctx: &Ctx, q: &Queue, workers: usize, jobs: usize) -> Result<Value> {
     let waiting = q.counts().await?.waiting as usize;
-    if waiting < ctx.args.jobs {
-        adds::bulk(ctx, q, ctx.args.jobs - waiting).await?;
+    if waiting < jobs {
+        adds::bulk(ctx, q, jobs - waiting).await?;
     }
     let n = q.counts().await?.waiting as usize;
     // Paused while the worker processes start and register, resumed when the clock
@@ -88,12 +88,13 @@ pub fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
 }
 
-/// `many_workers`: the same drain by one worker process, then by `--many-workers`
-/// processes, each of `--concurrency`, on fresh queues; commands per job show claim
+/// `many_workers`: the same drain (`--many-jobs`) by one worker process, then by
+/// `--many-workers` processes, each of `--concurrency`, on fresh queues; commands per job show claim
 /// storms (more commands per job with more workers).
 pub async fn many_workers(ctx: &Ctx) -> Result<Value> {
-    let one = process(ctx, &ctx.queue("mw1")?, 1).await?;
-    let many = process(ctx, &ctx.queue("mwn")?, ctx.args.many_workers).await?;
+    let jobs = ctx.args.many_jobs.unwrap_or(ctx.args.jobs * 5);
+    let one = process(ctx, &ctx.queue("mw1")?, 1, jobs).await?;
+    let many = process(ctx, &ctx.queue("mwn")?, ctx.args.many_workers, jobs).await?;
     let ratio = |k: &str| many[k].as_f64().unwrap_or(0.0) / one[k].as_f64().unwrap_or(1.0);
     Ok(json!({
         "workers": ctx.args.many_workers,
