@@ -15,10 +15,10 @@
 --       the window, which is also the job's delay_ms)
 -- A plain job (ready, no priority, group or dedup key) is compact (compact.lua): one
 -- field of the queue's 'jobs' hash, all of the batch's in one HSET; only while meta
--- 'compact' is '1' (the upgrade gate, compact.lua; read with 'created' and 'events'). Any other job gets
--- its hash with only the fields every job needs (spec, state, ts, keep); attempt,
--- stalled and token start absent (read as 0), pri only when set, ready only when
--- delayed (else ts): fewer hash fields is less Redis CPU per add. Ready jobs without
+-- 'compact' is '1' (the upgrade gate, compact.lua; read with 'created' and 'events').
+-- Any other job gets its hash with only the fields every job needs (spec, state, ts,
+-- keep); attempt, stalled and token start absent (read as 0), pri only when set,
+-- ready only when delayed (else ts): fewer hash fields is less Redis CPU per add. Ready jobs without
 -- priority go into the wait list with one LPUSH for the batch, in the order given.
 -- Dedup (key `dedup:<key>`, a STRING naming the job that stands): the key is checked
 -- lazily, so a key naming a job that is gone or finished is stale and the add proceeds
@@ -134,7 +134,8 @@ for i = 0, n - 1 do
         -- One table for every job of the call (a table a job costs Lua an allocation
         -- and its collection): the first 9 entries are rewritten, the rest counted.
         local f = hset_args
-        f[1], f[3], f[5], f[9] = prefix .. 'job:' .. id, ARGV[b + 1], delay > 0 and 'delayed' or 'waiting', keep
+        f[1], f[3], f[5] = prefix .. 'job:' .. id, ARGV[b + 1], delay > 0 and 'delayed' or 'waiting'
+        f[9] = keep
         local nf = 9
         if pri > 0 then f[nf + 1], f[nf + 2], nf = 'pri', pri, nf + 2 end
         if delay > 0 then f[nf + 1], f[nf + 2], nf = 'ready', now + delay, nf + 2 end
