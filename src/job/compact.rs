@@ -30,7 +30,7 @@ pub struct Compact<'a> {
     pub ts: &'a [u8],
     /// The retention, as the hash field `keep` holds it.
     pub keep: &'a [u8],
-    /// The spec ([`crate::job::Spec`]).
+    /// The spec: `<name> NUL <opts length>:<opts><data>` (src/job/spec.rs).
     pub spec: &'a [u8],
     /// The outcome of a completed one that its retention keeps.
     pub done: Option<Done<'a>>,
