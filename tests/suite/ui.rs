@@ -300,8 +300,12 @@ async fn bulk_retry_ticked_then_every_failed_job() {
         .await
         .contains("every failed job of queue bulk (28 now)"));
     b.click("#confirm").await;
-    // The server runs it and the progress page follows it to the end.
-    assert!(b.path().await.starts_with("/ui/queues/bulk/bulk/"));
+    // The server runs it and the progress page follows it to the end. The click
+    // returns before the browser has followed the redirect.
+    wait_until(LIMIT, "on the bulk progress page", || async {
+        b.path().await.starts_with("/ui/queues/bulk/bulk/")
+    })
+    .await;
     b.wait_text("#bulk-progress", LIMIT, |t| {
         t.starts_with("Done: queued again 28 jobs")
     })
