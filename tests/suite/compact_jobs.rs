@@ -168,6 +168,26 @@ async fn a_compact_job_gets_its_hash_at_its_first_write_and_is_waited_on() {
             result: json!("quiet")
         })
     );
+    // A completed compact job is listed with its outcome, refused a retry, and removed
+    // whole (expanded first, then deleted with its finished-set entry).
+    let done = q.list(JobState::Completed, 0, 10).await.unwrap();
+    let rows = q.summaries(&done).await.unwrap();
+    assert!(
+        rows.len() == 2 && rows.iter().all(Option::is_some),
+        "{rows:?}"
+    );
+    for r in rows.iter().flatten() {
+        assert_eq!(r.state, JobState::Completed);
+        assert!(r.finished_ms.is_some() && r.name == "n");
+    }
+    assert!(matches!(
+        q.retry(&quiet).await,
+        Err(Error::InvalidState { .. })
+    ));
+    q.remove(&quiet).await.unwrap();
+    assert!(q.job(&quiet).await.unwrap().is_none());
+    assert!(!is_compact(&redis, "cr", &quiet));
+    assert_eq!(q.counts().await.unwrap().completed, 1);
     run.stop().await;
 }
 
