@@ -27,6 +27,7 @@ mod overview;
 mod reencrypt;
 pub(crate) mod registry;
 mod schedulers;
+mod uncompact;
 mod wait;
 
 pub use add::{Added, NewJob};

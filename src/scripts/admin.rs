@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use redis::aio::ConnectionLike;
 
-use super::{CANCEL, CLEAN, GROUP_LIMITS, JOB_NAMES, PROMOTE, RECORD, REENCRYPT, REMOVE, RETRY};
+use super::{
+    CANCEL, CLEAN, GROUP_LIMITS, JOB_NAMES, PROMOTE, RECORD, REENCRYPT, REMOVE, RETRY, UNCOMPACT,
+};
 use crate::error::Result;
 use crate::keys::Keys;
 
@@ -201,4 +203,22 @@ pub(crate) async fn reencrypt<C: ConnectionLike + Send>(
         }
     }
     Ok(inv.invoke_async(c).await?)
+}
+
+/// `uncompact.lua`: shuts the compact-job gate and expands one HSCAN page (`count`
+/// fields from `cursor`) of the queue's compact jobs; returns (next cursor, expanded).
+pub(crate) async fn uncompact<C: ConnectionLike + Send>(
+    c: &mut C,
+    k: &Keys,
+    cursor: u64,
+    count: usize,
+) -> Result<(u64, u64)> {
+    let mut inv = UNCOMPACT.prepare_invoke();
+    inv.key(k.meta()).key(k.jobs());
+    inv.arg(k.prefix()).arg(cursor).arg(count);
+    let (next, n): (String, u64) = inv.invoke_async(c).await?;
+    let next = next
+        .parse()
+        .map_err(|_| crate::Error::Invalid(format!("uncompact.lua: bad cursor {next}")))?;
+    Ok((next, n))
 }

@@ -69,6 +69,7 @@ script!(PROMOTE, "promote.lua");
 script!(FLOW, "flow.lua");
 script!(GROUP_LIMITS, "group_limits.lua");
 script!(JOB_NAMES, "job_names.lua");
+script!(UNCOMPACT, "uncompact.lua");
 
 /// A job as `add.lua` takes it.
 #[derive(Debug, Clone)]
@@ -232,8 +233,8 @@ mod lease;
 mod schedule;
 
 pub(crate) use admin::{
-    cancel, clean, group_limits, job_names, promote, record, reencrypt, remove, retry, Record,
-    Rewrite,
+    cancel, clean, group_limits, job_names, promote, record, reencrypt, remove, retry, uncompact,
+    Record, Rewrite,
 };
 pub(crate) use claim::{claim, ClaimReply, Claimed};
 pub(crate) use flow::{add_flow, FlowNode, FlowReply};

@@ -283,3 +283,61 @@ async fn no_compact_job_is_made_while_an_older_worker_is_registered() {
         .id;
     assert!(is_compact(&redis, "cg", &next));
 }
+
+/// A rollback: `baton uncompact` gives every compact job, waiting or completed, a hash
+/// of its own (older workers read only hashes) and shuts the gate, so adds make hashes.
+#[tokio::test]
+async fn uncompact_expands_every_compact_job_and_shuts_the_gate() {
+    let redis = RedisServer::start();
+    let q = Queue::connect(redis.url(), "cu").unwrap();
+    let mut ids = Vec::new();
+    for i in 0..1200 {
+        ids.push(
+            q.add("n", &json!(i), JobOptions::default())
+                .await
+                .unwrap()
+                .id,
+        );
+    }
+    let w = Worker::builder(redis.url(), "cu")
+        .build(handler_fn(|d: Value, _ctx: JobContext| async move {
+            Ok::<_, JobError>(d)
+        }))
+        .unwrap();
+    let run = start(w);
+    wait_until(Duration::from_secs(20), "200 completed", || async {
+        q.counts().await.unwrap().completed >= 200
+    })
+    .await;
+    run.stop().await;
+    assert!(ids.iter().any(|id| is_compact(&redis, "cu", id)));
+    let before = q.counts().await.unwrap();
+
+    let out = std::process::Command::new(crate::common::baton_bin())
+        .args(["--redis-url", &redis.url(), "uncompact", "cu"])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains("compact jobs of cu expanded"), "{said}");
+
+    assert!(!ids.iter().any(|id| is_compact(&redis, "cu", id)));
+    assert_eq!(q.counts().await.unwrap(), before, "nothing lost or moved");
+    for id in [&ids[0], &ids[1199]] {
+        let j = q.job(id).await.unwrap().unwrap();
+        assert_eq!(j.name, "n");
+        assert!(matches!(j.state, JobState::Completed | JobState::Waiting));
+    }
+    let gate: Option<String> = redis.conn().hget("baton:{cu}:meta", "compact").unwrap();
+    assert_eq!(gate.as_deref(), Some("0"));
+    let next = q
+        .add("n", &json!(0), JobOptions::default())
+        .await
+        .unwrap()
+        .id;
+    assert!(!is_compact(&redis, "cu", &next));
+}

@@ -12,6 +12,7 @@ mod private_redis;
 mod redis_args;
 mod reencrypt;
 mod schedule;
+mod uncompact;
 mod watch;
 mod worker_cmd;
 
@@ -19,7 +20,7 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 
 /// A durable job queue on Redis.
 #[derive(Debug, Parser)]
@@ -210,6 +211,9 @@ enum Cmd {
     },
     /// Rewrite every job of a queue under the first encryption key (key rotation).
     Reencrypt(reencrypt::ReencryptArgs),
+    /// Give every compact job of a queue a hash of its own and make no more (before
+    /// older workers run on it again: docs/leases.md).
+    Uncompact { queue: String },
     /// Run a worker that runs a command per job.
     Worker(worker_cmd::WorkerArgs),
     /// Run the HTTP API and the web dashboard (at `/`).
@@ -241,10 +245,6 @@ enum Cmd {
     /// that no job was lost, stuck or wrongly failed (exit 1 if one was).
     Chaos(chaos::ChaosArgs),
 }
-
-/// Options shared by commands that take a duration-ish job option.
-#[derive(Debug, Args)]
-pub struct Common {}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -339,6 +339,7 @@ async fn run(cli: Cli) -> baton::Result<ExitCode> {
         } => watch::run(url, queue, interval, iterations).await,
         Cmd::Worker(w) => worker_cmd::run(&cfg, w).await,
         Cmd::Reencrypt(r) => reencrypt::run(url, r).await,
+        Cmd::Uncompact { queue } => uncompact::run(url, &queue).await,
         Cmd::Serve {
             listen,
             read_only,
