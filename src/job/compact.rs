@@ -38,15 +38,8 @@ pub struct Compact<'a> {
 
 /// `<decimal>:` at the head of `v`: the number and the rest.
 fn counted(v: &[u8]) -> Option<(usize, &[u8])> {
-    let colon = v.iter().position(|&c| c == b':')?;
-    let digits = &v[..colon];
-    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    Some((
-        std::str::from_utf8(digits).ok()?.parse().ok()?,
-        &v[colon + 1..],
-    ))
+    let (digits, rest) = counted_digits(v)?;
+    Some((std::str::from_utf8(digits).ok()?.parse().ok()?, rest))
 }
 
 impl<'a> Compact<'a> {
