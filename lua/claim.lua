@@ -192,7 +192,14 @@ local function group_done(prefix, meta_key, plan, now)
   end
 end
 
-local due = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, 1000)
+-- The first delayed job, read once: when it is not due (or there is none) the call
+-- promotes nothing and the reply's next due time is this one, with no second read.
+local first_delayed = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
+local due = {}
+if #first_delayed > 0 and tonumber(first_delayed[2]) <= now then
+  due = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, 1000)
+  first_delayed = nil
+end
 if #due > 0 then
   local fields = { 'pri', 'state', 'keep' }
   for _, id in ipairs(due) do
@@ -309,7 +316,9 @@ if meta[1] ~= '1' and not hold and max > 0 then
       -- %d: tostring would write a 15-digit token as 1.7e+14.
       local e = #entries
       entries[e + 1] = id
-      entries[e + 2] = string.format('%d:%d', token, attempt) .. tail
+      -- A job's first attempt (every compact job's): one number to format, not two.
+      entries[e + 2] = (attempt == 1 and string.format('%d:1', token)
+        or string.format('%d:%d', token, attempt)) .. tail
       leases[#leases + 1] = deadline
       leases[#leases + 1] = id
       local n = #out
@@ -354,7 +363,8 @@ end
 retain_finished(prefix, now)
 -- Nothing leased: the worker blocks on the wake key next.
 if #out == 2 then clear_junk_wake(KEYS[6]) end
-local next_due = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
+-- Nothing this call did adds to delayed: the first read stands unless it promoted.
+local next_due = first_delayed or redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
 if #next_due > 0 then out[1] = tonumber(next_due[2]) end
 if gconf and not hold then
   local first = redis.call('ZRANGE', prefix .. 'glimited', 0, 0, 'WITHSCORES')

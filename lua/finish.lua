@@ -107,7 +107,8 @@ for i = 0, n - 1 do
     if raw[1] == '1' and kind ~= 'x' then
       kind, value, result = 'x', 'cancelled while running', 2
     end
-    local delay = tonumber(ARGV[b + 4])
+    -- Read only for the kinds that take one (a completion is the hot path).
+    local delay = kind ~= 'c' and tonumber(ARGV[b + 4])
     local f, corrupt
     if kind == 'h' or kind == 'l' or (kind == 'r' and delay <= 0) then
       f, corrupt = read_job(jk, PRI) -- 1 pri
