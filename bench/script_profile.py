@@ -17,7 +17,7 @@ stream's length cap) before the jobs are added: the cost of events on.
 Usage: bench/script_profile.py --port P [--batch 50] [--jobs 20000] [--keep none]
        [--repeat 5] [--lua DIR ...]
 """
-import argparse, os, statistics
+import argparse, os, re, statistics
 
 import redis
 
@@ -31,6 +31,43 @@ OPTS_NAMED = bytes.fromhex('83a8617474656d70747303a76261636b6f666684a474797065ab
                            '6ca462617365cd03e8a36d6178ce000927c0a66a6974746572c3a774696d656f7574c0')
 Q = 'prof'
 P = 'baton:{%s}:' % Q
+
+
+def _words(text):
+    return {w for line in text.splitlines() if not line.lstrip().startswith('--')
+            for w in re.findall(r'[A-Za-z_][A-Za-z0-9_]*', line)}
+
+
+def _defined(line):
+    m = re.match(r'local (?:function )?([A-Za-z_][A-Za-z0-9_, ]*)', line)
+    if m:
+        return [n.strip() for n in m.group(1).split(',') if n.strip()]
+    m = re.match(r'([A-Za-z_][A-Za-z0-9_]*) = ', line)
+    return [m.group(1)] if m else []
+
+
+def needed(common, body):
+    """The helpers `body` uses, as src/scripts/prelude.rs assembles a script (the same
+    rules: a top-level statement per `local`/assignment line, kept when a kept text
+    names what it defines)."""
+    units, cur = [], [[], '']
+    for line in common.splitlines(keepends=True):
+        d = _defined(line)
+        if d:
+            units.append(cur)
+            cur = [d, '']
+        cur[1] += line
+    units.append(cur)
+    keep = [not u[0] for u in units]
+    want = _words(body)
+    more = True
+    while more:
+        more = False
+        for i, (d, text) in enumerate(units):
+            if not keep[i] and want.intersection(d):
+                keep[i], more = True, True
+                want |= _words(text)
+    return ''.join(u[1] for u, k in zip(units, keep) if k)
 
 
 def K(s):
@@ -66,6 +103,9 @@ class Profile:
         self.ev = [K('events')] if '[6] events' in open(os.path.join(lua, 'add.lua')).read() else []
         # Scripts with the lease table take the leases HASH after events (claim, finish).
         self.lk = [K('leases')] if os.path.exists(os.path.join(lua, 'lease.lua')) else []
+        # Scripts since session 10 take completions as groups of 3 (id, token, result)
+        # ahead of the count of the other outcomes.
+        self.c3 = 'groups of 3' in open(os.path.join(lua, 'finish.lua')).read()
 
     def load(self, name):
         # Loaded once per Profile: a SCRIPT LOAD compiles the script (about 3 M
@@ -82,6 +122,8 @@ class Profile:
         if os.path.exists(os.path.join(self.lua, 'compact.lua')):  # since compact jobs
             common += '\n' + open(os.path.join(self.lua, 'compact.lua')).read()
         first, body = open(os.path.join(self.lua, name)).read().split('\n', 1)
+        if os.environ.get('SHAKE', '1') == '1':  # SHAKE=0: every helper, as before session 10
+            common = needed(common, body)
         return self.r.script_load(first + '\n' + common + '\n' + body)
 
     def stats(self):
@@ -166,7 +208,9 @@ class Profile:
             n += len(got)
             args = [P, len(got)]
             for j in got:
-                args += [j[0], j[1], 'c', '\x90', 0]
+                args += [j[0], j[1], '\x90'] if self.c3 else [j[0], j[1], 'c', '\x90', 0]
+            if self.c3:
+                args.append(0)
             keys = [K('active'), K('wait'), K('prioritized'), K('delayed'), K('completed'),
                     K('failed'), K('cancelled'), K('meta'), K('wake')] + self.ev + self.lk
             out = self.r.evalsha(fin, len(keys), *keys, *args)
@@ -193,7 +237,9 @@ class Profile:
         for i in range(0, len(leases), self.batch):
             args = [P, len(leases[i:i + self.batch])]
             for id, tok in leases[i:i + self.batch]:
-                args += [id, tok, 'c', '\x90', 0]
+                args += [id, tok, '\x90'] if self.c3 else [id, tok, 'c', '\x90', 0]
+            if self.c3:
+                args.append(0)
             keys = [K('active'), K('wait'), K('prioritized'), K('delayed'), K('completed'),
                     K('failed'), K('cancelled'), K('meta'), K('wake')] + self.ev + self.lk
             self.r.evalsha(fin, len(keys), *keys, *args)

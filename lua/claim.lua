@@ -349,7 +349,12 @@ if meta[1] ~= '1' and not hold and max > 0 then
     end
   end
   if plan then group_done(prefix, KEYS[5], plan, now) end
-  if #ids == max and (redis.call('LLEN', KEYS[1]) > 0 or redis.call('ZCARD', KEYS[2]) > 0
+  -- A full claim may leave jobs for idle workers: wake one, unless a wake-up token is
+  -- already there (a busy worker's steady state: one TYPE, no look at the lists; a
+  -- wake key of another type is junk, which wake replaces).
+  local wt = #ids == max and redis.call('TYPE', KEYS[6])
+  if wt and (wt.ok or wt) ~= 'list'
+    and (redis.call('LLEN', KEYS[1]) > 0 or redis.call('ZCARD', KEYS[2]) > 0
     or (plan and redis.call('ZCARD', prefix .. 'gready') > 0)) then
     wake(KEYS[6])
   end

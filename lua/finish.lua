@@ -4,7 +4,9 @@
 -- keeps the outcomes and tries again.
 -- KEYS: [1] active  [2] wait  [3] prioritized  [4] delayed  [5] completed  [6] failed
 --       [7] cancelled  [8] meta  [9] wake  [10] events  [11] leases
--- ARGV: [1] key prefix  [2] number of outcomes n, then n groups of 5:
+-- ARGV: [1] key prefix  [2] number of completions c, then c groups of 3:
+--       id, token, result (kind 'c', the ack's hot path: two arguments a job fewer);
+--       then the number of other outcomes o, then o groups of 5:
 --       id, token, kind, value, delay_ms
 --       kind: 'c' completed (value = result), 'r' retry after delay_ms (value = error),
 --             'f' failed (value = error), 'x' cancelled (value = reason),
@@ -12,7 +14,7 @@
 --             'l' rate limited: delayed for delay_ms, the attempt not consumed, and
 --             its group (or, without a group, the whole queue) held as long: no job
 --             of it starts before then (value = reason)
--- Returns: one integer per outcome: 1 written as asked; 2 the job ended cancelled
+-- Returns: one integer per outcome, in the order of ARGV (completions first): 1 written as asked; 2 the job ended cancelled
 --          instead, because a cancel was requested; 0 lock lost (the lease is gone or
 --          another worker holds the job; or the same lease twice in one call): nothing
 --          was written.
@@ -39,7 +41,14 @@
 -- A grouped job (group_of its 'keep') also counts its group's lease off; a hand back or
 -- retry now puts it in its group's list.
 local prefix = ARGV[1]
-local n = tonumber(ARGV[2])
+local nc = tonumber(ARGV[2])
+local others = 3 + nc * 3 -- where the count of the other outcomes is
+local n = nc + tonumber(ARGV[others])
+-- Where outcome i (0-based) starts in ARGV: its id, then token, (kind,) value.
+local function at(i)
+  if i < nc then return 3 + i * 3 end
+  return others + 1 + (i - nc) * 5
+end
 local now = now_ms()
 local out = {}
 local woke = false
@@ -55,7 +64,7 @@ local PRI = { 'pri' }
 local meta = redis.call('HMGET', KEYS[8], 'concurrency', 'events')
 events_init(KEYS[10], meta[2])
 local ids = {}
-for i = 0, n - 1 do ids[i + 1] = ARGV[3 + i * 5] end
+for i = 0, n - 1 do ids[i + 1] = ARGV[at(i)] end
 local entries = n > 0 and redis.call('HMGET', KEYS[11], unpack(ids)) or {}
 -- The compact jobs among them (compact.lua), in one HMGET; those completed are
 -- forgotten with one HDEL of the batch, or kept compact with one HSET of the batch.
@@ -65,8 +74,9 @@ local forgotten, done = {}, {}
 local craw = { false, false, false }
 
 for i = 0, n - 1 do
-  local b = 3 + i * 5
-  local id, token, kind, value = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
+  local b = at(i)
+  local id, token, kind, value = ARGV[b], ARGV[b + 1], 'c', ARGV[b + 2]
+  if i >= nc then kind, value = ARGV[b + 2], ARGV[b + 3] end
   local entry = entries[i + 1]
   -- The entry starts with the token: a plain find, no pattern, on the hot path.
   local ok = entry and string.find(entry, token .. ':', 1, true) == 1 and not seen[id]
@@ -107,8 +117,8 @@ for i = 0, n - 1 do
     if raw[1] == '1' and kind ~= 'x' then
       kind, value, result = 'x', 'cancelled while running', 2
     end
-    -- Read only for the kinds that take one (a completion is the hot path).
-    local delay = kind ~= 'c' and tonumber(ARGV[b + 4])
+    -- Only the groups of 5 have one (a completion's group of 3 is the hot path).
+    local delay = i >= nc and tonumber(ARGV[b + 4])
     local f, corrupt
     if kind == 'h' or kind == 'l' or (kind == 'r' and delay <= 0) then
       f, corrupt = read_job(jk, PRI) -- 1 pri

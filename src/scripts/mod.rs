@@ -3,8 +3,8 @@
 //! finish) is here, the claim's strict reply parse in `claim`; leases (renew, sweep)
 //! in `lease`, the admin scripts in `admin`, the job schedulers' in `schedule`.
 //!
-//! Every script is `lua/common.lua`, `lua/lease.lua` and `lua/compact.lua` followed by
-//! its own file.
+//! Every script is the helpers of `lua/common.lua`, `lua/lease.lua` and
+//! `lua/compact.lua` that it uses (`prelude`), followed by its own file.
 //! [`redis::Script`] calls EVALSHA and falls back to EVAL on NOSCRIPT, so a Redis
 //! restart (which empties the script cache) costs one extra round trip, not an error.
 
@@ -35,8 +35,9 @@ const COMMON: &str = concat!(
 );
 
 /// A script's text: the file's first line, its `#!lua` shebang with its Redis 7 script
-/// flags (Redis reads flags from the very first line only), then `lua/common.lua` and
-/// `lua/lease.lua`, then the rest of the file. A script without `no-writes` or
+/// flags (Redis reads flags from the very first line only), then the helpers of
+/// [`COMMON`] the rest of the file uses ([`prelude::needed`]), then the rest of the
+/// file. A script without `no-writes` or
 /// `allow-oom` is refused whole (OOM) when Redis is over maxmemory, before its first
 /// command; without `allow-cross-slot-keys` Redis also checks that every key it touches
 /// is in one slot.
@@ -46,7 +47,7 @@ fn assemble(file: &str) -> String {
         .split_once('\n')
         .filter(|(first, _)| first.starts_with("#!lua"))
         .expect("every lua/*.lua file starts with its #!lua line");
-    format!("{shebang}\n{COMMON}\n{body}")
+    format!("{shebang}\n{}\n{body}", prelude::needed(COMMON, body))
 }
 
 script!(ADD, "add.lua");
@@ -207,8 +208,16 @@ pub(crate) async fn finish<C: ConnectionLike + Send>(
         .key(k.wake())
         .key(k.events())
         .key(k.leases());
-    inv.arg(k.prefix()).arg(outcomes.len());
-    for o in outcomes {
+    // Completions first, as groups of 3 (id, token, result), then the rest as groups
+    // of 5; the reply follows that order, mapped back to `outcomes`' below.
+    let done = |o: &&Outcome| o.kind == Kind::Completed;
+    let completions = outcomes.iter().filter(done).count();
+    inv.arg(k.prefix()).arg(completions);
+    for o in outcomes.iter().filter(done) {
+        inv.arg(&o.id).arg(o.token).arg(&o.value[..]);
+    }
+    inv.arg(outcomes.len() - completions);
+    for o in outcomes.iter().filter(|o| !done(o)) {
         inv.arg(&o.id)
             .arg(o.token)
             .arg(o.kind.code())
@@ -216,12 +225,24 @@ pub(crate) async fn finish<C: ConnectionLike + Send>(
             .arg(o.delay.as_millis() as u64);
     }
     let out: Vec<i64> = inv.invoke_async(c).await?;
-    Ok(out
-        .into_iter()
-        .map(|v| match v {
-            1 => Written::AsAsked,
-            2 => Written::CancelledInstead,
-            _ => Written::LockLost,
+    if out.len() != outcomes.len() {
+        return Err(Error::Decode(format!(
+            "finish.lua answered {} outcomes of {}",
+            out.len(),
+            outcomes.len()
+        )));
+    }
+    let written = |v: i64| match v {
+        1 => Written::AsAsked,
+        2 => Written::CancelledInstead,
+        _ => Written::LockLost,
+    };
+    let (mut first, mut rest) = (out[..completions].iter(), out[completions..].iter());
+    Ok(outcomes
+        .iter()
+        .map(|o| {
+            let v = if done(&o) { first.next() } else { rest.next() };
+            written(*v.expect("as many answers as outcomes"))
         })
         .collect())
 }
@@ -230,6 +251,7 @@ mod admin;
 mod claim;
 mod flow;
 mod lease;
+mod prelude;
 mod schedule;
 
 pub(crate) use admin::{

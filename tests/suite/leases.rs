@@ -160,11 +160,11 @@ async fn a_lease_from_before_the_leases_hash_is_refused_then_recovered_and_fence
     ] {
         fin.key(format!("baton:{{old}}:{k}"));
     }
+    // One completion (a group of 3: id, token, result), no other outcome.
     fin.arg("baton:{old}:")
         .arg(1)
         .arg(&a.id)
         .arg(3)
-        .arg("c")
         .arg("x")
         .arg(0);
     let out: Vec<i64> = fin.invoke(&mut c).unwrap();

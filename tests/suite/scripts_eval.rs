@@ -265,8 +265,20 @@ impl T {
         ] {
             inv.key(self.k(k));
         }
-        inv.arg(&self.p).arg(outcomes.len());
-        for (id, token, kind, value, delay) in outcomes {
+        // All completions: as groups of 3 (the worker's hot path); any other kind among
+        // them: every one as a group of 5 (a completion may be one too), so the reply
+        // keeps the order given.
+        let all_done = outcomes.iter().all(|o| o.2 == "c");
+        if all_done {
+            inv.arg(&self.p).arg(outcomes.len());
+            for (id, token, _, value, _) in outcomes {
+                inv.arg(*id).arg(*token).arg(*value);
+            }
+            inv.arg(0);
+        } else {
+            inv.arg(&self.p).arg(0).arg(outcomes.len());
+        }
+        for (id, token, kind, value, delay) in outcomes.iter().filter(|_| !all_done) {
             inv.arg(*id).arg(*token).arg(*kind).arg(*value).arg(*delay);
         }
         inv.invoke(&mut self.c)
