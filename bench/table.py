@@ -105,14 +105,22 @@ for label, ret, pay, path, better, target in FIGURES:
           f"{fmt(ratio['bullmq-node'])}{'×' if ratio['bullmq-node'] else ''} | "
           f"{fmt(ratio['bullmq-rs'])}{'×' if ratio['bullmq-rs'] else ''} | {tgt} | {ok} |")
 
-# Retention and payload against baton's own no-retention rate (targets: within 15 % / 25 %).
-base = med("baton", "none", 0, "process.jobs_per_s")[0]
-for label, ret, pay, bound in [("default retention", "default", 0, 0.85), ("1 KiB payload, default retention", "default", 1024, 0.75)]:
-    v = med("baton", ret, pay, "process.jobs_per_s")[0]
+# Default retention against baton's own no-retention rate with the same payload (issue
+# 10: "with baton's default retention the processing rate stays within 15 % of the
+# no-retention rate, and with 1 KiB payloads within 25 %"): the cost of retention alone.
+# Until session 10 the 1 KiB row was divided by the tiny no-retention rate (payload and
+# retention together); that figure is still printed, without a target.
+for label, pay, base_pay, bound in [("default retention / no retention, tiny payload", 0, 0, 0.85),
+                                    ("1 KiB payload, default retention / no retention, 1 KiB payload", 1024, 1024, 0.75),
+                                    ("1 KiB payload, default retention / no retention, tiny payload", 1024, 0, None)]:
+    v = med("baton", "default", pay, "process.jobs_per_s")[0]
+    base = med("baton", "none", base_pay, "process.jobs_per_s")[0]
     if base and v:
-        ok = "yes" if v / base >= bound else "**no**"
-        met.append(ok)
-        print(f"| baton process rate, {label} / no retention, tiny payload | ↑ | {v / base:.2f}× | | | | | ≥ {bound:.2f}× | {ok} |")
+        ok = "" if bound is None else ("yes" if v / base >= bound else "**no**")
+        if ok:
+            met.append(ok)
+        tgt = "" if bound is None else f"≥ {bound:.2f}×"
+        print(f"| baton process rate, {label} | ↑ | {v / base:.2f}× | | | | | {tgt} | {ok} |")
 
 print()
 print(f"targets met: {met.count('yes')} of {len([m for m in met if m != '–'])} checked.")
