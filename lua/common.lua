@@ -235,12 +235,20 @@ end
 -- own, which costs Redis more than the write itself).
 local function drop_members(set, prefix, ids)
   if #ids == 0 then return 0 end
-  -- A kept completion may be a compact job (lua/compact.lua): a field of 'jobs', no
-  -- key of its own; the batch's are found with one HMGET and deleted with one HDEL.
-  local jobs = prefix .. 'jobs'
-  local packed = redis.call('HMGET', jobs, unpack(ids))
-  local keys, compact = {}, {}
+  -- A kept completion may be a compact job (lua/compact.lua): a field of 'jobs' and
+  -- its outcome in 'done', no key of its own; the batch's are found with one HMGET of
+  -- 'done' (outcomes: a few dozen bytes, not the payloads) and deleted with one HDEL
+  -- of each. The ids without an outcome there are asked of 'jobs' (a value of session
+  -- 9 held its outcome: compact_done), the rest are jobs with a hash.
+  local jobs, done = prefix .. 'jobs', prefix .. 'done'
+  local outcomes = redis.call('HMGET', done, unpack(ids))
+  local keys, compact, rest = {}, {}, {}
   for i, id in ipairs(ids) do
+    if outcomes[i] then compact[#compact + 1] = id else rest[#rest + 1] = id end
+  end
+  local packed = #rest > 0 and redis.call('HMGET', jobs, unpack(rest)) or {}
+  local with_outcome = #compact
+  for i, id in ipairs(rest) do
     if packed[i] then
       compact[#compact + 1] = id
     else
@@ -257,6 +265,7 @@ local function drop_members(set, prefix, ids)
   end
   if #keys > 0 then redis.call('DEL', unpack(keys)) end
   if #compact > 0 then redis.call('HDEL', jobs, unpack(compact)) end
+  if with_outcome > 0 then redis.call('HDEL', done, unpack(compact, 1, with_outcome)) end
   redis.call('ZREM', set, unpack(ids))
   return #ids
 end

@@ -58,12 +58,16 @@ local function compact_parts(v)
   return string.sub(v, 1, a - 1), string.sub(v, a + 1, b - 1), string.sub(v, b + 1)
 end
 
--- A completed compact job that its retention keeps: its outcome ahead of the value it
--- had while it waited, "C<finished>:<lease length>:<lease><result length>:<result>"
--- then "<ts> <keep> <spec>" (finish.lua writes it with one HSET a batch; the finished
--- set and its trimming are as for any kept job, drop_members deletes its field).
--- Returns finished (text), lease, result and the waiting value, or nil for a value
--- that is not a completed one.
+-- A completed compact job that its retention keeps: its value in 'jobs' stays the one
+-- it had while it waited, and its outcome is a field of the queue's HASH 'done' (keys.rs:
+-- done), id -> "C<finished>:<lease length>:<lease><result length>:<result>" (finish.lua
+-- writes a batch's with one HSET: a completion writes a few dozen bytes, never the
+-- payload again). Read together, outcome then value, the two are one text: the value
+-- a kept compact job had in 'jobs' alone before the outcome moved out (a baton of
+-- session 9 wrote that), so a reader parses either with compact_done(outcome .. value).
+-- The finished set and its trimming are as for any kept job (drop_members deletes both
+-- fields). Returns finished (text), lease, result and the waiting value, or nil for a
+-- value that is not a completed one.
 local function compact_done(v)
   local finished, ll, at = string.match(v, '^C(%d+):(%d+):()')
   if not finished then return nil end
@@ -75,9 +79,19 @@ local function compact_done(v)
     string.sub(v, at2 + rl)
 end
 
--- The value of a completed compact job: `v` (its waiting value) with its outcome.
-local function compact_completed(v, finished, lease, result)
-  return 'C' .. finished .. ':' .. #lease .. ':' .. lease .. #result .. ':' .. result .. v
+-- A kept compact job's outcome: the field of 'done' (see compact_done).
+local function compact_outcome(finished, lease, result)
+  return 'C' .. finished .. ':' .. #lease .. ':' .. lease .. #result .. ':' .. result
+end
+
+-- The value of compact job `id` as one text, its outcome first when it is completed
+-- (see compact_done): `v` is its value in 'jobs' when the caller read it already.
+-- Nil for a job that is not compact.
+local function compact_value(prefix, id, v)
+  v = v or redis.call('HGET', prefix .. 'jobs', id)
+  if not v then return nil end
+  local o = redis.call('HGET', prefix .. 'done', id)
+  return o and o .. v or v
 end
 
 -- The 'keep' of a waiting or running compact job's value, without copying its spec
@@ -95,7 +109,7 @@ end
 -- with the reason (check_job), nothing is lost silently.
 local function expand(prefix, id, v)
   local h = prefix .. 'jobs'
-  v = v or redis.call('HGET', h, id)
+  v = compact_value(prefix, id, v)
   if not v then return false end
   local jk = prefix .. 'job:' .. id
   local finished, lease, result, waiting = compact_done(v)
@@ -113,6 +127,7 @@ local function expand(prefix, id, v)
   end
   redis.call('HSET', unpack(f))
   redis.call('HDEL', h, id)
+  if finished then redis.call('HDEL', prefix .. 'done', id) end
   return true
 end
 
@@ -122,7 +137,9 @@ end
 local function compact_state(prefix, id)
   local v = redis.call('HGET', prefix .. 'jobs', id)
   if not v then return nil end
-  if string.byte(v) == 67 then return 'completed' end
+  if string.byte(v) == 67 or redis.call('HEXISTS', prefix .. 'done', id) == 1 then
+    return 'completed'
+  end
   return is_leased(prefix, id) and 'active' or 'waiting'
 end
 

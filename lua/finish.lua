@@ -29,8 +29,8 @@
 -- one command each for the batch. An unkept completion writes nothing of its own.
 -- A compact job (compact.lua) that completes costs no read of its own (its value came
 -- with the batch's HMGET of 'jobs'): unkept, its field goes with the batch's HDEL;
--- kept, it stays compact, its outcome put ahead of its value (compact_completed), with
--- the batch's HSET. Any other outcome expands it first.
+-- kept, it stays compact, its value untouched and its outcome a field of 'done'
+-- (compact_outcome), with the batch's HSET. Any other outcome expands it first.
 -- A lease is checked in the leases HASH (lease.lua): the entry must be there and
 -- carry the token. A job leased before that table existed (its lease in its own hash)
 -- is refused here (0, lock lost): only the old worker that holds it, with its own
@@ -145,7 +145,7 @@ for i = 0, n - 1 do
       -- Plain (compact.lua): no dedup key nor parent to tell.
       finished_text = finished_text or tostring(now)
       local d = #done
-      done[d + 1], done[d + 2] = id, compact_completed(v, finished_text, entry, value)
+      done[d + 1], done[d + 2] = id, compact_outcome(finished_text, entry, value)
       enter_finished(prefix, KEYS[5], id, kc, kca)
       if events_key then emit('completed', id, 'result', value, 'attempt', attempt) end
     elseif kind == 'c' then
@@ -196,8 +196,10 @@ end
 for i = 1, #forgotten, 1000 do
   redis.call('HDEL', prefix .. 'jobs', unpack(forgotten, i, math.min(i + 999, #forgotten)))
 end
+-- With the pad (COMPACT_PAD, as in 'jobs'): the hash stays a hash table.
+if #done > 0 then done[#done + 1], done[#done + 2] = '', COMPACT_PAD end
 for i = 1, #done, 2000 do
-  redis.call('HSET', prefix .. 'jobs', unpack(done, i, math.min(i + 1999, #done)))
+  redis.call('HSET', prefix .. 'done', unpack(done, i, math.min(i + 1999, #done)))
 end
 -- One ZREM and one HDEL for the whole batch: these leases are released.
 if #released > 0 then

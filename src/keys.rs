@@ -55,6 +55,14 @@ impl Keys {
     pub fn jobs(&self) -> String {
         self.key("jobs")
     }
+    /// HASH of the outcomes of kept compact completions: job id →
+    /// `C<finished>:<lease length>:<lease><result length>:<result>`; the job's value stays
+    /// in [`Keys::jobs`] unchanged, and the outcome then the value read as one text is
+    /// what [`crate::job::Compact::parse`] takes ([`crate::job::Compact::join`]). Field
+    /// `""` holds the same padding as `jobs`.
+    pub fn done(&self) -> String {
+        self.key("done")
+    }
     /// ZSET of claimed job ids by lease deadline (ms): the lease table.
     pub fn active(&self) -> String {
         self.key("active")

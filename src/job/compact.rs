@@ -5,12 +5,15 @@
 //! forgotten with one command each).
 //!
 //! A compact job is waiting, or active while its lease is in the leases hash, or
-//! completed and kept: then its outcome heads the value,
-//! `C<finished>:<lease length>:<lease><result length>:<result>` (`finish.lua`). Its
-//! hash, once something more is written about it, holds exactly the fields this value
-//! carries (`expand` in `lua/compact.lua`). So a reader that finds no job hash asks the
-//! `jobs` hash, and reads the value's fields through [`Compact::field`] as if they
-//! were the hash's.
+//! completed and kept: then its outcome,
+//! `C<finished>:<lease length>:<lease><result length>:<result>`, is its field of the
+//! queue's `done` hash ([`Keys::done`](crate::keys::Keys::done), `finish.lua`), and its
+//! value stays as it was. The two read as one text, outcome first ([`Compact::join`]),
+//! is what [`Compact::parse`] takes (and what a kept completion's value in `jobs` was
+//! until session 10, which it still parses). Its hash, once something more is written
+//! about it, holds exactly the fields these carry (`expand` in `lua/compact.lua`). So a
+//! reader that finds no job hash asks the `jobs` and `done` hashes, and reads the
+//! fields through [`Compact::field`] as if they were the hash's.
 
 /// A kept completion's outcome, as a compact job's value holds it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,6 +24,41 @@ pub struct Done<'a> {
     pub lease: &'a [u8],
     /// The result as stored (MessagePack, or sealed).
     pub result: &'a [u8],
+}
+
+impl<'a> Done<'a> {
+    /// An outcome as the `done` hash holds it; None when `v` is not one whole.
+    pub fn parse(v: &'a [u8]) -> Option<Done<'a>> {
+        Done::parse_head(v).and_then(|(d, rest)| rest.is_empty().then_some(d))
+    }
+
+    /// The outcome at the head of `v`, and the rest.
+    fn parse_head(v: &'a [u8]) -> Option<(Done<'a>, &'a [u8])> {
+        let rest = v.strip_prefix(b"C")?;
+        let (finished, rest) = counted_digits(rest)?;
+        let (ll, rest) = counted(rest)?;
+        let lease = rest.get(..ll)?;
+        let (rl, rest) = counted(&rest[ll..])?;
+        let result = rest.get(..rl)?;
+        let done = Done {
+            finished,
+            lease,
+            result,
+        };
+        Some((done, &rest[rl..]))
+    }
+
+    /// The outcome as the `done` hash holds it:
+    /// `C<finished>:<lease length>:<lease><result length>:<result>`.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = vec![b'C'];
+        out.extend_from_slice(self.finished);
+        out.extend_from_slice(format!(":{}:", self.lease.len()).as_bytes());
+        out.extend_from_slice(self.lease);
+        out.extend_from_slice(format!("{}:", self.result.len()).as_bytes());
+        out.extend_from_slice(self.result);
+        out
+    }
 }
 
 /// The parts of a compact job's value, borrowed from it.
@@ -43,23 +81,29 @@ fn counted(v: &[u8]) -> Option<(usize, &[u8])> {
 }
 
 impl<'a> Compact<'a> {
-    /// The parts of a stored value; None when it is not one.
-    pub fn parse(v: &'a [u8]) -> Option<Compact<'a>> {
-        let (done, v) = match v.strip_prefix(b"C") {
-            Some(rest) => {
-                let (finished, rest) = counted_digits(rest)?;
-                let (ll, rest) = counted(rest)?;
-                let lease = rest.get(..ll)?;
-                let (rl, rest) = counted(&rest[ll..])?;
-                let result = rest.get(..rl)?;
-                let done = Done {
-                    finished,
-                    lease,
-                    result,
-                };
-                (Some(done), &rest[rl..])
+    /// A compact job's value and its outcome (its field of `done`, if any) as one
+    /// text, the outcome first: what [`Compact::parse`] reads. None without a value (no
+    /// compact job).
+    pub fn join(outcome: Option<Vec<u8>>, value: Option<Vec<u8>>) -> Option<Vec<u8>> {
+        let value = value?;
+        Some(match outcome {
+            Some(mut o) => {
+                o.extend_from_slice(&value);
+                o
             }
-            None => (None, v),
+            None => value,
+        })
+    }
+
+    /// The parts of a stored value (an outcome and a value read as one, see
+    /// [`Compact::join`]); None when it is not one.
+    pub fn parse(v: &'a [u8]) -> Option<Compact<'a>> {
+        let (done, v) = match v.first() {
+            Some(b'C') => {
+                let (done, rest) = Done::parse_head(v)?;
+                (Some(done), rest)
+            }
+            _ => (None, v),
         };
         let a = v.iter().position(|&c| c == b' ')?;
         let b = a + 1 + v[a + 1..].iter().position(|&c| c == b' ')?;
@@ -73,15 +117,7 @@ impl<'a> Compact<'a> {
 
     /// The stored value of a compact job.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::new();
-        if let Some(d) = &self.done {
-            out.push(b'C');
-            out.extend_from_slice(d.finished);
-            out.extend_from_slice(format!(":{}:", d.lease.len()).as_bytes());
-            out.extend_from_slice(d.lease);
-            out.extend_from_slice(format!("{}:", d.result.len()).as_bytes());
-            out.extend_from_slice(d.result);
-        }
+        let mut out = self.done.map(|d| d.encode()).unwrap_or_default();
         out.extend_from_slice(&[self.ts, self.keep, self.spec].join(&b' '));
         out
     }

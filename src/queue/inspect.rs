@@ -25,6 +25,7 @@ const MAX_LIST_START: usize = 1 << 40;
 /// one that changes in between is found in one or the other).
 type JobParts = (
     Option<Vec<u8>>,
+    Option<Vec<u8>>,
     BTreeMap<String, Vec<u8>>,
     BTreeMap<String, Vec<u8>>,
     Vec<String>,
@@ -245,17 +246,20 @@ impl Queue {
         self.bounded(async {
             let k = &self.keys;
             let mut c = self.conn().await?;
-            let (compact, mut h, steps, logs, due, errors, lease): JobParts = redis::pipe()
-                .hget(k.jobs(), id)
-                .hgetall(k.job(id))
-                .hgetall(k.steps(id))
-                .lrange(k.logs(id), 0, -1)
-                .zscore(k.delayed(), id)
-                .lrange(k.errors(id), 0, -1)
-                .hget(k.leases(), id)
-                .query_async(&mut c)
-                .await?;
+            let (outcome, compact, mut h, steps, logs, due, errors, lease): JobParts =
+                redis::pipe()
+                    .hget(k.done(), id)
+                    .hget(k.jobs(), id)
+                    .hgetall(k.job(id))
+                    .hgetall(k.steps(id))
+                    .lrange(k.logs(id), 0, -1)
+                    .zscore(k.delayed(), id)
+                    .lrange(k.errors(id), 0, -1)
+                    .hget(k.leases(), id)
+                    .query_async(&mut c)
+                    .await?;
             // A compact job has no hash: its value stands for it (src/job/compact.rs).
+            let compact = Compact::join(outcome, compact);
             if h.is_empty() {
                 if let Some(c) = compact.as_deref().and_then(Compact::parse) {
                     h = c

@@ -117,6 +117,7 @@ impl Queue {
             let mut p = redis::pipe();
             // The compact values first (src/job/compact.rs): a job stops being compact
             // only when its hash is written, so one that changes meanwhile is found.
+            p.cmd("HMGET").arg(self.keys.done()).arg(ids);
             p.cmd("HMGET").arg(self.keys.jobs()).arg(ids);
             for id in ids {
                 p.cmd("HMGET").arg(self.keys.job(id)).arg(&FIELDS[..]);
@@ -127,7 +128,12 @@ impl Queue {
             // The names apart: they head the field that also holds the payload.
             let names = scripts::job_names(&mut c, &self.keys, ids).await?;
             let leases = rows.pop().unwrap_or_default();
+            let outcomes = rows.remove(0);
             let compact = rows.remove(0);
+            let compact = outcomes
+                .into_iter()
+                .zip(compact)
+                .map(|(o, v)| Compact::join(o, v));
             Ok(ids
                 .iter()
                 .zip(rows)

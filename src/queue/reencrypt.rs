@@ -110,19 +110,69 @@ impl Queue {
     }
 
     /// The compact jobs ([`Compact`]): the payload inside each value of the queue's
-    /// `jobs` hash, read with HSCAN `batch` at a time and rewritten as a whole value.
+    /// `jobs` hash (and the result inside a value from before the `done` hash), then
+    /// the result inside each kept completion's outcome in `done` ([`Done`]), each
+    /// read with HSCAN `batch` at a time and rewritten as a whole value.
     async fn reencrypt_compact(
         &self,
         keyring: &Keyring,
         batch: usize,
         report: &mut Reencrypted,
     ) -> Result<()> {
+        let at = |id: &str| (self.name().to_string(), id.to_string());
+        self.reencrypt_values(self.keys.jobs(), batch, report, |id, old, report| {
+            report.jobs += 1;
+            let c = Compact::parse(old)?;
+            let (q, id) = at(id);
+            let spec = resealed(keyring, (&q, &id), "spec", c.spec, report);
+            let result = c
+                .done
+                .and_then(|d| resealed(keyring, (&q, &id), "result", d.result, report));
+            let values = u64::from(spec.is_some()) + u64::from(result.is_some());
+            let new = Compact {
+                spec: spec.as_deref().unwrap_or(c.spec),
+                done: c.done.map(|d| Done {
+                    result: result.as_deref().unwrap_or(d.result),
+                    ..d
+                }),
+                ..c
+            };
+            (values > 0).then(|| (new.encode(), values))
+        })
+        .await?;
+        // The job was counted with its value in `jobs`.
+        self.reencrypt_values(self.keys.done(), batch, report, |id, old, report| {
+            let d = Done::parse(old)?;
+            let (q, id) = at(id);
+            let result = resealed(keyring, (&q, &id), "result", d.result, report)?;
+            Some((
+                Done {
+                    result: &result,
+                    ..d
+                }
+                .encode(),
+                1,
+            ))
+        })
+        .await
+    }
+
+    /// Every value of the hash `key` (field "" is its padding, not a job), HSCAN
+    /// `batch` at a time: `reseal` gives a value's new text and how many sealed values
+    /// it rewrote, or None to leave it.
+    async fn reencrypt_values(
+        &self,
+        key: String,
+        batch: usize,
+        report: &mut Reencrypted,
+        reseal: impl Fn(&str, &[u8], &mut Reencrypted) -> Option<(Vec<u8>, u64)>,
+    ) -> Result<()> {
         let mut cursor = 0u64;
         loop {
             let (next, page): (u64, Vec<(String, Vec<u8>)>) = self
                 .bounded(async {
                     Ok(redis::cmd("HSCAN")
-                        .arg(self.keys.jobs())
+                        .arg(&key)
                         .arg(cursor)
                         .arg("COUNT")
                         .arg(batch)
@@ -131,38 +181,17 @@ impl Queue {
                 })
                 .await?;
             let mut jobs = Vec::new();
-            // Field "" is the hash's padding, not a job.
-            for (id, old) in page.into_iter().filter(|(id, _)| !id.is_empty()) {
-                report.jobs += 1;
-                let Some(c) = Compact::parse(&old) else {
+            for (field, old) in page.into_iter().filter(|(id, _)| !id.is_empty()) {
+                let Some((new, values)) = reseal(&field, &old, report) else {
                     continue;
                 };
-                let at = (self.name(), id.as_str());
-                let spec = resealed(keyring, at, "spec", c.spec, report);
-                let result = c
-                    .done
-                    .and_then(|d| resealed(keyring, at, "result", d.result, report));
-                if spec.is_none() && result.is_none() {
-                    continue;
-                }
-                let new = Compact {
-                    spec: spec.as_deref().unwrap_or(c.spec),
-                    done: c.done.map(|d| Done {
-                        result: result.as_deref().unwrap_or(d.result),
-                        ..d
-                    }),
-                    ..c
-                }
-                .encode();
-                let values = u64::from(spec.is_some()) + u64::from(result.is_some());
-                let field = id;
                 let rewrite = Rewrite {
                     field,
                     old,
                     new,
                     values,
                 };
-                jobs.push((self.keys.jobs(), vec![rewrite]));
+                jobs.push((key.clone(), vec![rewrite]));
             }
             self.rewrite(jobs, report).await?;
             if next == 0 {

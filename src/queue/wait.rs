@@ -32,6 +32,16 @@ type Probe = (
     redis::Value,
 );
 
+/// The probe's pipeline as read: the newest event, a compact job's outcome and value,
+/// the job hash's state, result and error, and the events cap.
+type ProbeRead = (
+    redis::Value,
+    Option<Vec<u8>>,
+    Option<Vec<u8>>,
+    (Option<String>, Option<Vec<u8>>, Option<Vec<u8>>),
+    Option<u64>,
+);
+
 impl Queue {
     /// Waits up to `timeout` for job `id` to end; returns its result (completed) or its
     /// error (failed, cancelled), or `None` when it had not ended in time (it goes on).
@@ -115,12 +125,7 @@ impl Queue {
         self.bounded(async {
             let k = &self.keys;
             let mut c = self.conn().await?;
-            let (last, compact, (state, result, error), cap): (
-                redis::Value,
-                Option<Vec<u8>>,
-                _,
-                Option<u64>,
-            ) = redis::pipe()
+            let (last, outcome, compact, (state, result, error), cap): ProbeRead = redis::pipe()
                 .cmd("XREVRANGE")
                 .arg(k.events())
                 .arg("+")
@@ -129,6 +134,7 @@ impl Queue {
                 .arg(1)
                 // Before the hash: a compact job (src/job/compact.rs) stops being
                 // compact only when its hash is written.
+                .hget(k.done(), id)
                 .hget(k.jobs(), id)
                 .cmd("HMGET")
                 .arg(k.job(id))
@@ -141,6 +147,7 @@ impl Queue {
             let probe: Probe = ((state, result, error), cap, last);
             let ((state, result, error), cap, last) = probe;
             // A compact job: its value stands for its hash (src/job/compact.rs).
+            let compact = Compact::join(outcome, compact);
             let compact = compact.as_deref().and_then(Compact::parse);
             let (state, result): (Option<String>, Option<Vec<u8>>) = match compact {
                 Some(c) if state.is_none() => (

@@ -1,5 +1,6 @@
 //! Reading and rewriting jobs as Redis stores them (a job hash, or a compact job's
-//! value in its queue's `jobs` hash), for tests that look under the API.
+//! value in its queue's `jobs` hash with, once completed and kept, its outcome in
+//! `done`), for tests that look under the API.
 
 use super::RedisServer;
 
@@ -31,7 +32,10 @@ pub fn stored_job(
         return h;
     }
     let v: Option<Vec<u8>> = c.hget(format!("baton:{{{q}}}:jobs"), id).unwrap();
-    let Some(v) = v else { return h };
+    let outcome: Option<Vec<u8>> = c.hget(format!("baton:{{{q}}}:done"), id).unwrap();
+    let Some(v) = baton::job::Compact::join(outcome, v) else {
+        return h;
+    };
     let job = baton::job::Compact::parse(&v).expect("a compact value");
     job.fields()
         .map(|(f, v)| (f.to_string(), v.to_vec()))
@@ -76,6 +80,7 @@ pub fn expand_by_hand(redis: &RedisServer, q: &str, id: &str) {
     let _: () = redis::pipe()
         .hset_multiple(format!("baton:{{{q}}}:job:{id}"), &fields)
         .hdel(format!("baton:{{{q}}}:jobs"), id)
+        .hdel(format!("baton:{{{q}}}:done"), id)
         .query(&mut c)
         .unwrap();
 }

@@ -2,7 +2,8 @@
 //! queue's `jobs` hash while it waits and runs, and every way to look at it or act on
 //! it sees the same job as before: listed, shown, waited on, cancelled, removed,
 //! refused where a waiting job is refused; the first write beyond its spec (progress,
-//! a retry...) gives it its hash; a kept completion stays compact with its outcome; one
+//! a retry...) gives it its hash; a kept completion stays compact, its outcome in the
+//! queue's `done` hash (or, as a baton of session 9 stored it, ahead of its value); one
 //! that nothing keeps leaves nothing behind.
 
 use std::time::Duration;
@@ -17,7 +18,7 @@ use serde_json::{json, Value};
 use crate::common::{start, wait_until, RedisServer};
 
 /// Whether job `id` of queue `q` is compact: a field of the jobs hash, no hash of its own.
-fn is_compact(redis: &RedisServer, q: &str, id: &str) -> bool {
+pub(crate) fn is_compact(redis: &RedisServer, q: &str, id: &str) -> bool {
     let mut c = redis.conn();
     let field: bool = c.hexists(format!("baton:{{{q}}}:jobs"), id).unwrap();
     let hash: bool = c.exists(format!("baton:{{{q}}}:job:{id}")).unwrap();
@@ -133,6 +134,7 @@ async fn a_compact_job_gets_its_hash_at_its_first_write_and_is_waited_on() {
     .await;
     // Running, still compact: the lease is in the leases hash.
     assert!(is_compact(&redis, "cr", &quiet));
+    let value: Vec<u8> = redis.conn().hget("baton:{cr}:jobs", &quiet).unwrap();
     assert_eq!(
         q.job(&quiet).await.unwrap().unwrap().state,
         JobState::Active
@@ -152,10 +154,18 @@ async fn a_compact_job_gets_its_hash_at_its_first_write_and_is_waited_on() {
         assert_eq!((j.name.as_str(), j.attempt), ("n", 1));
         assert!(j.created_ms > 0 && j.finished_ms.is_some());
     }
-    // Kept (the default retention): the quiet one stays compact, its outcome in its
-    // value; the one that wrote progress got its hash then.
+    // Kept (the default retention): the quiet one stays compact, its value as it was
+    // (the payload not written again) and its outcome in `done`; the one that wrote
+    // progress got its hash then.
     assert!(is_compact(&redis, "cr", &quiet));
     assert!(!is_compact(&redis, "cr", &talks));
+    let after: Vec<u8> = redis.conn().hget("baton:{cr}:jobs", &quiet).unwrap();
+    assert_eq!(after, value);
+    let outcome: Vec<u8> = redis.conn().hget("baton:{cr}:done", &quiet).unwrap();
+    let outcome = baton::job::Done::parse(&outcome).expect("an outcome");
+    assert!(outcome.lease.contains(&b':') && !outcome.finished.is_empty());
+    let none: Option<Vec<u8>> = redis.conn().hget("baton:{cr}:done", &talks).unwrap();
+    assert_eq!(none, None, "an expanded job keeps no outcome in done");
     let j = q.job(&quiet).await.unwrap().unwrap();
     assert_eq!(j.result, Some(json!("quiet")));
     let j = q.job(&talks).await.unwrap().unwrap();
@@ -187,6 +197,8 @@ async fn a_compact_job_gets_its_hash_at_its_first_write_and_is_waited_on() {
     q.remove(&quiet).await.unwrap();
     assert!(q.job(&quiet).await.unwrap().is_none());
     assert!(!is_compact(&redis, "cr", &quiet));
+    let gone: bool = redis.conn().hexists("baton:{cr}:done", &quiet).unwrap();
+    assert!(!gone, "its outcome went with it");
     assert_eq!(q.counts().await.unwrap().completed, 1);
     run.stop().await;
 }

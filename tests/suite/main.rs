@@ -19,6 +19,7 @@ mod cli;
 mod cli_output;
 mod cluster;
 mod compact_jobs;
+mod compact_upgrade;
 mod contract;
 mod dashboard;
 mod dedup;

@@ -73,10 +73,13 @@ impl T {
         c.query(&mut self.c).unwrap()
     }
 
-    /// A compact job's value (src/job/compact.rs), or None.
+    /// A compact job's value, with its outcome ahead of it once it is completed and
+    /// kept (src/job/compact.rs: `Compact::join`), or None.
     fn compact(&mut self, id: &str) -> Option<String> {
-        let jobs = self.k("jobs");
-        self.cmd(&["HGET", &jobs, id])
+        let (jobs, done) = (self.k("jobs"), self.k("done"));
+        let v: Option<String> = self.cmd(&["HGET", &jobs, id]);
+        let outcome: Option<String> = self.cmd(&["HGET", &done, id]);
+        v.map(|v| outcome.unwrap_or_default() + &v)
     }
 
     /// Gives a compact job its hash, as `expand` in lua/compact.lua does: a test that
@@ -95,6 +98,8 @@ impl T {
                 .query(&mut self.c)
                 .unwrap();
             let _: () = self.cmd(&["HDEL", &jobs, id]);
+            let done = self.k("done");
+            let _: () = self.cmd(&["HDEL", &done, id]);
         }
     }
 

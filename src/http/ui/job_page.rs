@@ -18,6 +18,7 @@ use crate::job::JobInfo;
 type StoredLeases = (
     Option<Vec<u8>>,
     Option<Vec<u8>>,
+    Option<Vec<u8>>,
     (Option<Vec<u8>>, Option<u64>),
 );
 
@@ -27,8 +28,9 @@ type StoredLeases = (
 async fn fencing_token(s: &UiState, queue: &str, id: &str) -> crate::Result<Option<u64>> {
     let keys = s.queue(queue).keys().clone();
     let read = s.conn.run(async |c| {
-        let (live, compact, (last, t)): StoredLeases = redis::pipe()
+        let (live, outcome, compact, (last, t)): StoredLeases = redis::pipe()
             .hget(keys.leases(), id)
+            .hget(keys.done(), id)
             .hget(keys.jobs(), id)
             .cmd("HMGET")
             .arg(keys.job(id))
@@ -37,7 +39,8 @@ async fn fencing_token(s: &UiState, queue: &str, id: &str) -> crate::Result<Opti
             .query_async(c)
             .await?;
         let parse = |v: Option<Vec<u8>>| v.as_deref().and_then(crate::scripts::LeaseEntry::parse);
-        // A kept compact completion's last lease is in its value (src/job/compact.rs).
+        // A kept compact completion's last lease is in its outcome (src/job/compact.rs).
+        let compact = crate::job::Compact::join(outcome, compact);
         let done = compact.as_deref().and_then(crate::job::Compact::parse);
         let done = done.and_then(|c| c.field("lease")).map(<[u8]>::to_vec);
         Ok(parse(live)

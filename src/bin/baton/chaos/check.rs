@@ -219,14 +219,17 @@ pub async fn check(
             // The token of its last lease: field `lease` ("token:attempt:started:worker",
             // see lua/lease.lua), else `token` (a job finished before that field), else
             // the lease in a compact job's value (baton::job::Compact).
-            let ((lease, token), compact): (StoredLease, Option<Vec<u8>>) = redis::pipe()
+            type Read = (StoredLease, Option<Vec<u8>>, Option<Vec<u8>>);
+            let ((lease, token), outcome, compact): Read = redis::pipe()
                 .cmd("HMGET")
                 .arg(keys.job(id))
                 .arg("lease")
                 .arg("token")
+                .hget(keys.done(), id)
                 .hget(keys.jobs(), id)
                 .query_async(&mut conn)
                 .await?;
+            let compact = baton::job::Compact::join(outcome, compact);
             let compact = compact.as_deref().and_then(baton::job::Compact::parse);
             let lease = lease.as_deref().or(compact.and_then(|c| c.field("lease")));
             let token = lease
@@ -300,8 +303,27 @@ async fn stats_vs_records(redis: &ChaosRedis, q: &Queue) -> Result<Option<String
             }
         }
         // The compact jobs (baton::job::Compact), on the node that holds their hash
-        // (another node of a cluster refuses: MOVED).
-        let jobs = baton::keys::Keys::new(q.name()).jobs();
+        // (another node of a cluster refuses: MOVED): those with an outcome in `done`
+        // are completed, the others say in their value.
+        let keys = baton::keys::Keys::new(q.name());
+        let mut completed = std::collections::HashSet::new();
+        let mut cursor = 0u64;
+        loop {
+            let page: redis::RedisResult<HashPage> = redis::cmd("HSCAN")
+                .arg(keys.done())
+                .arg(cursor)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut conn)
+                .await;
+            let Ok((next, fields)) = page else { break };
+            completed.extend(fields.into_iter().map(|(id, _)| id));
+            cursor = next;
+            if cursor == 0 {
+                break;
+            }
+        }
+        let jobs = keys.jobs();
         let mut cursor = 0u64;
         loop {
             let page: redis::RedisResult<HashPage> = redis::cmd("HSCAN")
@@ -312,10 +334,17 @@ async fn stats_vs_records(redis: &ChaosRedis, q: &Queue) -> Result<Option<String
                 .query_async(&mut conn)
                 .await;
             let Ok((next, fields)) = page else { break };
-            for (_, v) in fields.iter().filter(|(id, _)| !id.is_empty()) {
+            for (id, v) in fields.iter().filter(|(id, _)| !id.is_empty()) {
                 let st = baton::job::Compact::parse(v)
                     .and_then(|c| c.field("state"))
-                    .map(|s| String::from_utf8_lossy(s).into_owned());
+                    .map(|s| String::from_utf8_lossy(s).into_owned())
+                    .map(|s| {
+                        if completed.contains(id) {
+                            "completed".into()
+                        } else {
+                            s
+                        }
+                    });
                 *by_state
                     .entry(st.unwrap_or_else(|| "none".into()))
                     .or_default() += 1;

@@ -27,13 +27,17 @@ pub async fn sabotage(
         let k = baton::keys::Keys::new(qs[*qi].name());
         let cmd = match w.as_str() {
             "lose" => {
-                // The job's hash, or its compact value (baton::job::Compact).
+                // The job's hash, or its compact value (baton::job::Compact) and outcome.
                 let mut c = redis::cmd("EVAL");
-                c.arg("redis.call('DEL', KEYS[1]) return redis.call('HDEL', KEYS[2], ARGV[1])")
-                    .arg(2)
-                    .arg(k.job(id))
-                    .arg(k.jobs())
-                    .arg(id);
+                c.arg(
+                    "redis.call('DEL', KEYS[1]) redis.call('HDEL', KEYS[3], ARGV[1]) \
+                     return redis.call('HDEL', KEYS[2], ARGV[1])",
+                )
+                .arg(3)
+                .arg(k.job(id))
+                .arg(k.jobs())
+                .arg(k.done())
+                .arg(id);
                 c
             }
             "stale" if compact_lease_raised(&mut c, &k, id).await? => continue,
@@ -64,21 +68,19 @@ pub async fn sabotage(
 }
 
 /// The "stale" sabotage on a kept compact completion (baton::job::Compact): the lease
-/// in its value raised by one token. False when the job is not one.
+/// in its outcome (its field of `done`) raised by one token. False when the job is
+/// not one.
 async fn compact_lease_raised(
     c: &mut baton::conn::RedisConn,
     k: &baton::keys::Keys,
     id: &str,
 ) -> Result<bool> {
     let v: Option<Vec<u8>> = redis::cmd("HGET")
-        .arg(k.jobs())
+        .arg(k.done())
         .arg(id)
         .query_async(c)
         .await?;
-    let Some(job) = v.as_deref().and_then(baton::job::Compact::parse) else {
-        return Ok(false);
-    };
-    let Some(done) = job.done else {
+    let Some(done) = v.as_deref().and_then(baton::job::Done::parse) else {
         return Ok(false);
     };
     let lease = String::from_utf8_lossy(done.lease);
@@ -89,16 +91,13 @@ async fn compact_lease_raised(
         return Ok(false);
     };
     let raised = format!("{}:{rest}", token + 1);
-    let v = baton::job::Compact {
-        done: Some(baton::job::Done {
-            lease: raised.as_bytes(),
-            ..done
-        }),
-        ..job
+    let v = baton::job::Done {
+        lease: raised.as_bytes(),
+        ..done
     }
     .encode();
     let _: () = redis::cmd("HSET")
-        .arg(k.jobs())
+        .arg(k.done())
         .arg(id)
         .arg(v)
         .query_async(c)
