@@ -14,10 +14,10 @@
 --             'l' rate limited: delayed for delay_ms, the attempt not consumed, and
 --             its group (or, without a group, the whole queue) held as long: no job
 --             of it starts before then (value = reason)
--- Returns: one integer per outcome, in the order of ARGV (completions first): 1 written as asked; 2 the job ended cancelled
---          instead, because a cancel was requested; 0 lock lost (the lease is gone or
---          another worker holds the job; or the same lease twice in one call): nothing
---          was written.
+-- Returns: one integer per outcome, in the order of ARGV (completions first): 1
+--          written as asked; 2 the job ended cancelled instead, because a cancel was
+--          requested; 0 lock lost (the lease is gone or another worker holds the job; or
+--          the same lease twice in one call): nothing was written.
 -- Events (meta 'events' on): 'completed' (result), 'failed' (error), 'cancelled'
 -- (error), 'retried' (error, delay_ms), each with the attempt; a hand back none.
 -- Cost: one HMGET of meta and one HMGET of the leases per call; one HMGET of the
