@@ -225,6 +225,12 @@ pub(crate) async fn finish<C: ConnectionLike + Send>(
             .arg(o.delay.as_millis() as u64);
     }
     let out: Vec<i64> = inv.invoke_async(c).await?;
+    in_given_order(outcomes, &out)
+}
+
+/// `finish.lua`'s answers (completions first, then the others, each in the order
+/// given) in the order of `outcomes`.
+fn in_given_order(outcomes: &[Outcome], out: &[i64]) -> Result<Vec<Written>> {
     if out.len() != outcomes.len() {
         return Err(Error::Decode(format!(
             "finish.lua answered {} outcomes of {}",
@@ -232,17 +238,24 @@ pub(crate) async fn finish<C: ConnectionLike + Send>(
             outcomes.len()
         )));
     }
-    let written = |v: i64| match v {
-        1 => Written::AsAsked,
-        2 => Written::CancelledInstead,
-        _ => Written::LockLost,
-    };
+    let completions = outcomes
+        .iter()
+        .filter(|o| o.kind == Kind::Completed)
+        .count();
     let (mut first, mut rest) = (out[..completions].iter(), out[completions..].iter());
     Ok(outcomes
         .iter()
         .map(|o| {
-            let v = if done(&o) { first.next() } else { rest.next() };
-            written(*v.expect("as many answers as outcomes"))
+            let v = if o.kind == Kind::Completed {
+                first.next()
+            } else {
+                rest.next()
+            };
+            match v.expect("as many answers as outcomes") {
+                1 => Written::AsAsked,
+                2 => Written::CancelledInstead,
+                _ => Written::LockLost,
+            }
         })
         .collect())
 }
@@ -269,6 +282,35 @@ pub(crate) use schedule::{
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn finish_answers_come_back_in_the_order_given() {
+        let o = |id: &str, kind| Outcome {
+            id: id.into(),
+            token: 1,
+            kind,
+            value: Vec::new(),
+            delay: Duration::ZERO,
+        };
+        let given = [
+            o("f", Kind::Failed),
+            o("c1", Kind::Completed),
+            o("r", Kind::Retry),
+            o("c2", Kind::Completed),
+        ];
+        // Sent as c1, c2 (groups of 3), then f, r (groups of 5).
+        let got = in_given_order(&given, &[0, 2, 1, 0]).unwrap();
+        assert_eq!(
+            got,
+            [
+                Written::AsAsked,
+                Written::LockLost,
+                Written::LockLost,
+                Written::CancelledInstead
+            ]
+        );
+        assert!(in_given_order(&given, &[1, 1, 1]).is_err());
+    }
 
     #[test]
     fn every_script_starts_with_its_flags_then_common() {

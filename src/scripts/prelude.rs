@@ -146,6 +146,12 @@ mod tests {
     #[test]
     fn every_script_keeps_every_helper_it_names() {
         let common = super::super::COMMON;
+        // The split is by line: a long string or block comment could hide a line
+        // that reads as a statement.
+        assert!(
+            !common.contains("[["),
+            "the helpers hold a long string or comment"
+        );
         let all: HashSet<&str> = split(common)
             .iter()
             .flat_map(|u| u.defines.clone())
