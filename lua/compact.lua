@@ -27,7 +27,9 @@
 -- src/worker/heartbeat.rs). add.lua decides it the first time (no worker registered
 -- counts as all of them), and every heartbeat of a worker that takes them (renew.lua)
 -- sets it anew: '0' as soon as an older worker is registered, '1' once none is.
--- A rollback to an older baton is not covered: see docs/leases.md.
+-- 'off' is an operator's: set by `baton uncompact` (uncompact.lua) before a rollback to
+-- an older baton, it stays until `baton uncompact --reopen` deletes it, whatever the
+-- heartbeats say, so current workers still running cannot open the gate again.
 local function compact_workers_ready(prefix)
   for _, d in ipairs(redis.call('HVALS', prefix .. 'workers:info')) do
     if not string.find(d, '"compact":1', 1, true) then return false end
@@ -36,8 +38,9 @@ local function compact_workers_ready(prefix)
 end
 
 -- Sets meta 'compact' (key `meta`) to what the registered workers allow, if it says
--- otherwise; returns true when compact jobs may be made.
+-- otherwise and is not 'off'; returns true when compact jobs may be made.
 local function compact_gate(prefix, meta, current)
+  if current == 'off' then return false end
   local want = compact_workers_ready(prefix) and '1' or '0'
   if current ~= want then redis.call('HSET', meta, 'compact', want) end
   return want == '1'

@@ -43,7 +43,7 @@ end
 redis.call('ZADD', KEYS[2], now + tonumber(ARGV[4]), ARGV[2])
 redis.call('HSET', KEYS[3], ARGV[2], ARGV[5])
 -- The upgrade gate for compact jobs (compact.lua): shut while an older worker is
--- registered, open once none is.
+-- registered, open once none is; left shut when an operator set it 'off'.
 local meta = prefix .. 'meta'
 compact_gate(prefix, meta, redis.call('HGET', meta, 'compact'))
 return { lost, cancels }

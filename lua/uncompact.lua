@@ -6,9 +6,9 @@
 -- KEYS: [1] meta  [2] jobs
 -- ARGV: [1] key prefix  [2] HSCAN cursor  [3] fields to look at (HSCAN COUNT)
 -- Returns: { next cursor ('0': done), jobs expanded }.
--- Sets meta 'compact' to '0' first, so no add makes a compact job meanwhile; a worker
--- of this version opens it again at its next heartbeat, so those are stopped first.
-redis.call('HSET', KEYS[1], 'compact', '0')
+-- Sets meta 'compact' to 'off' first, so no add makes a compact job meanwhile or after:
+-- heartbeats leave 'off' alone (compact_gate) until `baton uncompact --reopen`.
+redis.call('HSET', KEYS[1], 'compact', 'off')
 local page = redis.call('HSCAN', KEYS[2], ARGV[2], 'COUNT', ARGV[3])
 local fields, n = page[2], 0
 for i = 1, #fields, 2 do

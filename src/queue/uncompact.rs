@@ -11,10 +11,10 @@ use crate::scripts;
 const PAGE: usize = 500;
 
 impl Queue {
-    /// Shuts the queue's compact-job gate (meta `compact` = `0`: adds make hashes) and
-    /// expands every compact job into a hash of its own; returns how many. A worker of
-    /// this version opens the gate again at its next heartbeat: stop those first. Safe
-    /// to run while producers add, and to run again.
+    /// Shuts the queue's compact-job gate for good (meta `compact` = `off`: adds make
+    /// hashes, and no heartbeat opens it again) and expands every compact job into a
+    /// hash of its own; returns how many. Safe to run while producers add and workers
+    /// of this version run, and to run again. [`Queue::reopen_compact`] undoes it.
     pub async fn uncompact(&self) -> Result<u64> {
         self.check_name()?;
         let mut cursor = 0;
@@ -31,5 +31,21 @@ impl Queue {
             }
             cursor = next;
         }
+    }
+
+    /// Lets compact jobs be made again after [`Queue::uncompact`]: deletes the gate's
+    /// `off`, so the next add or heartbeat decides it from the registered workers, as
+    /// before (an older worker still registered keeps it shut).
+    pub async fn reopen_compact(&self) -> Result<()> {
+        self.check_name()?;
+        self.bounded(async {
+            let _: () = redis::cmd("HDEL")
+                .arg(self.keys.meta())
+                .arg("compact")
+                .query_async(&mut self.conn().await?)
+                .await?;
+            Ok(())
+        })
+        .await
     }
 }

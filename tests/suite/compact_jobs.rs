@@ -297,7 +297,8 @@ async fn no_compact_job_is_made_while_an_older_worker_is_registered() {
 }
 
 /// A rollback: `baton uncompact` gives every compact job, waiting or completed, a hash
-/// of its own (older workers read only hashes) and shuts the gate, so adds make hashes.
+/// of its own (older workers read only hashes) and shuts the gate for good, so adds
+/// make hashes even while a current worker beats; `--reopen` undoes it.
 #[tokio::test]
 async fn uncompact_expands_every_compact_job_and_shuts_the_gate() {
     let redis = RedisServer::start();
@@ -344,12 +345,59 @@ async fn uncompact_expands_every_compact_job_and_shuts_the_gate() {
         assert_eq!(j.name, "n");
         assert!(matches!(j.state, JobState::Completed | JobState::Waiting));
     }
-    let gate: Option<String> = redis.conn().hget("baton:{cu}:meta", "compact").unwrap();
-    assert_eq!(gate.as_deref(), Some("0"));
+    let gate = || -> Option<String> { redis.conn().hget("baton:{cu}:meta", "compact").unwrap() };
+    assert_eq!(gate().as_deref(), Some("off"));
+
+    // Shut for good: a worker of this version beating beside it does not open it.
+    let w = Worker::builder(redis.url(), "cu")
+        .heartbeat(Duration::from_millis(50))
+        .build(handler_fn(|d: Value, _ctx: JobContext| async move {
+            Ok::<_, JobError>(d)
+        }))
+        .unwrap();
+    let run = start(w);
+    let beat = || -> Vec<(String, u64)> {
+        redis
+            .conn()
+            .zrange_withscores("baton:{cu}:workers", 0, -1)
+            .unwrap()
+    };
+    wait_until(Duration::from_secs(10), "the worker registered", || async {
+        !beat().is_empty()
+    })
+    .await;
+    let first = beat();
+    wait_until(Duration::from_secs(10), "a heartbeat", || async {
+        beat() != first
+    })
+    .await;
+    assert_eq!(gate().as_deref(), Some("off"));
     let next = q
         .add("n", &json!(0), JobOptions::default())
         .await
         .unwrap()
         .id;
     assert!(!is_compact(&redis, "cu", &next));
+
+    // --reopen: the next heartbeat opens it again.
+    let out = std::process::Command::new(crate::common::baton_bin())
+        .args(["--redis-url", &redis.url(), "uncompact", "cu", "--reopen"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_until(Duration::from_secs(10), "the gate opens", || async {
+        gate().as_deref() == Some("1")
+    })
+    .await;
+    run.stop().await;
+    let last = q
+        .add("n", &json!(1), JobOptions::default())
+        .await
+        .unwrap()
+        .id;
+    assert!(is_compact(&redis, "cu", &last));
 }

@@ -212,8 +212,8 @@ enum Cmd {
     /// Rewrite every job of a queue under the first encryption key (key rotation).
     Reencrypt(reencrypt::ReencryptArgs),
     /// Give every compact job of a queue a hash of its own and make no more (before
-    /// older workers run on it again: docs/leases.md).
-    Uncompact { queue: String },
+    /// older workers run on it again: docs/leases.md); `--reopen` undoes it.
+    Uncompact(uncompact::UncompactArgs),
     /// Run a worker that runs a command per job.
     Worker(worker_cmd::WorkerArgs),
     /// Run the HTTP API and the web dashboard (at `/`).
@@ -339,7 +339,7 @@ async fn run(cli: Cli) -> baton::Result<ExitCode> {
         } => watch::run(url, queue, interval, iterations).await,
         Cmd::Worker(w) => worker_cmd::run(&cfg, w).await,
         Cmd::Reencrypt(r) => reencrypt::run(url, r).await,
-        Cmd::Uncompact { queue } => uncompact::run(url, &queue).await,
+        Cmd::Uncompact(a) => uncompact::run(url, &a).await,
         Cmd::Serve {
             listen,
             read_only,
