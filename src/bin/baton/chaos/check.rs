@@ -25,6 +25,30 @@ type StoredLease = (Option<Vec<u8>>, Option<u64>);
 /// One HSCAN reply: the next cursor, then field/value pairs.
 type HashPage = (u64, Vec<(String, Vec<u8>)>);
 
+/// Every field and value of the hash `key`, read with HSCAN; what was read before an
+/// error (a cluster node that does not hold it answers MOVED: nothing).
+async fn hash_fields<C: redis::aio::ConnectionLike>(
+    conn: &mut C,
+    key: &str,
+) -> Vec<(String, Vec<u8>)> {
+    let (mut out, mut cursor) = (Vec::new(), 0u64);
+    loop {
+        let page: redis::RedisResult<HashPage> = redis::cmd("HSCAN")
+            .arg(key)
+            .arg(cursor)
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(conn)
+            .await;
+        let Ok((next, fields)) = page else { return out };
+        out.extend(fields);
+        cursor = next;
+        if cursor == 0 {
+            return out;
+        }
+    }
+}
+
 /// What the check found.
 #[derive(Debug, Default, Serialize)]
 pub struct Findings {
@@ -306,53 +330,25 @@ async fn stats_vs_records(redis: &ChaosRedis, q: &Queue) -> Result<Option<String
         // (another node of a cluster refuses: MOVED): those with an outcome in `done`
         // are completed, the others say in their value.
         let keys = baton::keys::Keys::new(q.name());
-        let mut completed = std::collections::HashSet::new();
-        let mut cursor = 0u64;
-        loop {
-            let page: redis::RedisResult<HashPage> = redis::cmd("HSCAN")
-                .arg(keys.done())
-                .arg(cursor)
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut conn)
-                .await;
-            let Ok((next, fields)) = page else { break };
-            completed.extend(fields.into_iter().map(|(id, _)| id));
-            cursor = next;
-            if cursor == 0 {
-                break;
+        let completed: std::collections::HashSet<String> = hash_fields(&mut conn, &keys.done())
+            .await
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        for (id, v) in hash_fields(&mut conn, &keys.jobs()).await {
+            if id.is_empty() {
+                continue; // the hash's padding, not a job
             }
-        }
-        let jobs = keys.jobs();
-        let mut cursor = 0u64;
-        loop {
-            let page: redis::RedisResult<HashPage> = redis::cmd("HSCAN")
-                .arg(&jobs)
-                .arg(cursor)
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut conn)
-                .await;
-            let Ok((next, fields)) = page else { break };
-            for (id, v) in fields.iter().filter(|(id, _)| !id.is_empty()) {
-                let st = baton::job::Compact::parse(v)
+            let st = if completed.contains(&id) {
+                Some("completed".to_string())
+            } else {
+                baton::job::Compact::parse(&v)
                     .and_then(|c| c.field("state"))
                     .map(|s| String::from_utf8_lossy(s).into_owned())
-                    .map(|s| {
-                        if completed.contains(id) {
-                            "completed".into()
-                        } else {
-                            s
-                        }
-                    });
-                *by_state
-                    .entry(st.unwrap_or_else(|| "none".into()))
-                    .or_default() += 1;
-            }
-            cursor = next;
-            if cursor == 0 {
-                break;
-            }
+            };
+            *by_state
+                .entry(st.unwrap_or_else(|| "none".into()))
+                .or_default() += 1;
         }
     }
     let get = |s: &str| by_state.get(s).copied().unwrap_or(0);
