@@ -106,6 +106,8 @@ class Profile:
         # Scripts since session 10 take completions as groups of 3 (id, token, result)
         # ahead of the count of the other outcomes.
         self.c3 = 'groups of 3' in open(os.path.join(lua, 'finish.lua')).read()
+        # Claims since session 11 reply the first token, then id and record a job.
+        self.records = 'first token' in open(os.path.join(lua, 'claim.lua')).read()
 
     def load(self, name):
         # Loaded once per Profile: a SCRIPT LOAD compiles the script (about 3 M
@@ -201,8 +203,7 @@ class Profile:
             out = self.r.evalsha(claim, len(keys), *keys, P, self.batch, 'w1', 30000)
             y = self.stats()
             self.acc(s_claim, x, y)
-            w = self.width
-            got = [out[2 + i * w:2 + (i + 1) * w] for i in range((len(out) - 2) // w)]
+            got = self.leased(out)
             if not got:
                 break
             n += len(got)
@@ -226,10 +227,16 @@ class Profile:
             keys = [K('wait'), K('prioritized'), K('delayed'), K('active'), K('meta'), K('wake'),
                     K('failed'), K('limiter')] + self.ev + self.lk
             out = self.r.evalsha(claim, len(keys), *keys, P, self.batch, 'w1', 30000)
-            if len(out) == 2:
+            if len(out) == (3 if self.records else 2):
                 return got
-            w = self.width
-            got += [(out[2 + i * w], out[3 + i * w]) for i in range((len(out) - 2) // w)]
+            got += [(j[0], j[1]) for j in self.leased(out)]
+
+    def leased(self, out):
+        """(id, token) of each job a claim reply leased."""
+        if self.records:
+            return [(out[3 + 2 * i], out[2] + i) for i in range((len(out) - 3) // 2)]
+        w = self.width
+        return [out[2 + i * w:2 + (i + 1) * w] for i in range((len(out) - 2) // w)]
 
     def finish_all(self, leases):
         """Completes `leases`, batch by batch."""

@@ -11,10 +11,16 @@
 -- window's end as its next due time, so idle workers sleep until then).
 -- and 'events' (the events stream's cap: with it on, one 'active' event per job leased,
 -- fields attempt and worker; 'failed' for a corrupt one), all in one HMGET per call.
--- Returns: { next_delayed_due_ms (-1 if none), now_ms,
---            then per claimed job 6 values: id, token, attempt, spec, ready_ms, stalled }
--- (spec: the job's name, run options and payload as one value, src/job/spec.rs)
--- The token is the lease's fencing token: every later write about this attempt must
+-- Returns: { next_delayed_due_ms (-1 if none), now_ms, first token,
+--            then per claimed job 2 values: id, record }
+-- The jobs' fencing tokens are consecutive: the first token, then one more a job, in
+-- the reply's order. A record is "<ready_ms> <second> <spec>": a compact job's value
+-- as stored in 'jobs' (compact.lua: its second part is its 'keep'; a compact job never
+-- ran: attempt 1, stalled 0), or, for a job with a hash, "R<attempt>:<stalled>" as the
+-- second part (no keep starts with R). So the claim copies no part of a compact value
+-- and the reply carries 2 values a job, not 6 (src/scripts/claim.rs parses it). spec:
+-- the job's name, run options and payload as one value, src/job/spec.rs.
+-- A token is the lease's fencing token: every later write about this attempt must
 -- present it. No job hash is written for a lease: the leases go into the lease table
 -- (one ZADD) and the leases HASH (one HSET for the batch, see lease.lua), so a leased
 -- job's hash still says 'waiting', and a compact job (compact.lua) stays compact: the
@@ -215,7 +221,7 @@ if #due > 0 then
   redis.call('ZREM', KEYS[3], unpack(due))
 end
 
-local out = { -1, now }
+local out = { -1, now, 0 }
 local PAD = ' ' .. string.rep('-', 64)
 -- A queue-wide cap on active jobs (meta 'concurrency', set by Queue::set_concurrency):
 -- lease no more than the room left under it, counted in the lease table, so it holds
@@ -280,13 +286,12 @@ if meta[1] ~= '1' and not hold and max > 0 then
     local f, corrupt, ts = nil, nil, nil
     local v = packed[i]
     if v then
-      -- compact_parts, without the copy of 'keep' the claim does not need.
+      -- A waiting compact value (compact_parts): ts, a whole number below 1e15 in
+      -- digits, then keep, then spec. Checked in place: the record is the value itself.
       local a = string.byte(v) ~= 67 and string.find(v, ' ', 1, true)
-      local b = a and string.find(v, ' ', a + 1, true)
-      ts = b and tonumber(string.sub(v, 1, a - 1))
-      if ts and ts >= 0 and ts < 1e15 and ts % 1 == 0 then
+      if a and a <= 16 and string.find(v, ' ', a + 1, true) and string.find(v, '^%d+ ') then
         f = cf
-        f[1], f[3] = string.sub(v, b + 1), ts
+        f[1] = v
       else
         expand(prefix, id, v)
       end
@@ -312,6 +317,7 @@ if meta[1] ~= '1' and not hold and max > 0 then
         if g then plan.leased[g] = (plan.leased[g] or 0) + 1 end
       end
       seq = seq + 1
+      if out[3] == 0 then out[3] = seq end
       local token, attempt = seq, f[5] + 1
       -- %d: tostring would write a 15-digit token as 1.7e+14.
       local e = #entries
@@ -322,8 +328,12 @@ if meta[1] ~= '1' and not hold and max > 0 then
       leases[#leases + 1] = deadline
       leases[#leases + 1] = id
       local n = #out
-      out[n + 1], out[n + 2], out[n + 3] = id, token, attempt
-      out[n + 4], out[n + 5], out[n + 6] = f[1], f[2] or f[3], f[4]
+      out[n + 1] = id
+      if f == cf then
+        out[n + 2] = v
+      else
+        out[n + 2] = string.format('%d R%d:%d ', f[2] or f[3], attempt, f[4]) .. f[1]
+      end
       -- Guarded here: a call of emit with its six arguments costs even when it returns.
       if events_key then emit('active', id, 'attempt', attempt, 'worker', worker) end
     end
@@ -367,7 +377,7 @@ if rate_n and started + leased >= rate_n and meta[1] ~= '1'
 end
 retain_finished(prefix, now)
 -- Nothing leased: the worker blocks on the wake key next.
-if #out == 2 then clear_junk_wake(KEYS[6]) end
+if #out == 3 then clear_junk_wake(KEYS[6]) end
 -- Nothing this call did adds to delayed: the first read stands unless it promoted.
 local next_due = first_delayed or redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
 if #next_due > 0 then out[1] = tonumber(next_due[2]) end

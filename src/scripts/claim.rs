@@ -66,25 +66,9 @@ pub(crate) async fn claim<C: ConnectionLike + Send>(
 /// or out of range is a [`Error::Decode`](crate::Error::Decode), never a default (a
 /// made-up token would fence the job off from its own worker).
 fn parse_claim(v: Vec<Value>) -> Result<ClaimReply> {
-    fn bad(what: &str, v: &Value) -> Error {
-        Error::Decode(format!("claim reply: {what} is {v:?}"))
-    }
-    fn int<T: TryFrom<i64>>(what: &str, v: &Value) -> Result<T> {
-        match v {
-            Value::Int(n) => T::try_from(*n).map_err(|_| bad(what, v)),
-            _ => Err(bad(what, v)),
-        }
-    }
-    fn text(what: &str, v: &Value) -> Result<String> {
-        match v {
-            Value::BulkString(b) => String::from_utf8(b.clone()).map_err(|_| bad(what, v)),
-            Value::SimpleString(s) => Ok(s.clone()),
-            _ => Err(bad(what, v)),
-        }
-    }
-    if v.len() < 2 || !(v.len() - 2).is_multiple_of(6) {
+    if v.len() < 3 || !(v.len() - 3).is_multiple_of(2) {
         return Err(Error::Decode(format!(
-            "claim reply: {} values, expected 2 + 6 per job",
+            "claim reply: {} values, expected 3 + 2 per job",
             v.len()
         )));
     }
@@ -92,16 +76,18 @@ fn parse_claim(v: Vec<Value>) -> Result<ClaimReply> {
     if next < -1 {
         return Err(bad("next due time", &v[0]));
     }
-    let mut jobs = Vec::with_capacity((v.len() - 2) / 6);
-    for c in v[2..].chunks_exact(6) {
-        let Value::BulkString(raw) = &c[3] else {
-            return Err(bad("job spec", &c[3]));
+    let first: u64 = int("first token", &v[2])?;
+    let mut jobs = Vec::with_capacity((v.len() - 3) / 2);
+    for (i, c) in v[3..].chunks_exact(2).enumerate() {
+        let Value::BulkString(rec) = &c[1] else {
+            return Err(bad("job record", &c[1]));
         };
+        let r = Record::parse(rec).ok_or_else(|| bad("job record", &c[1]))?;
         // A malformed spec is that job's problem, not the reply's: the job is leased,
         // and the worker fails it with the reason (the rest of the batch runs).
-        let spec = crate::job::Spec::decode(raw);
+        let spec = crate::job::Spec::decode(r.spec);
         let corrupt = spec.is_none().then(|| {
-            let shown = String::from_utf8_lossy(&raw[..raw.len().min(64)]).into_owned();
+            let shown = String::from_utf8_lossy(&r.spec[..r.spec.len().min(64)]).into_owned();
             format!("corrupt job record: field spec is {shown:?}")
         });
         let spec = spec.unwrap_or(crate::job::Spec {
@@ -109,15 +95,19 @@ fn parse_claim(v: Vec<Value>) -> Result<ClaimReply> {
             opts: &[],
             data: &[],
         });
+        let token = first
+            .checked_add(i as u64)
+            .filter(|_| first > 0)
+            .ok_or_else(|| bad("first token", &v[2]))?;
         jobs.push(Claimed {
             id: text("job id", &c[0])?,
-            token: int("token", &c[1])?,
-            attempt: int("attempt", &c[2])?,
+            token,
+            attempt: r.attempt,
             name: spec.name.to_string(),
             data: spec.data.to_vec(),
             opts: spec.opts.to_vec(),
-            ready_ms: int("ready time", &c[4])?,
-            stalled: int("stalled count", &c[5])?,
+            ready_ms: r.ready_ms,
+            stalled: r.stalled,
             corrupt,
         });
     }
@@ -128,48 +118,132 @@ fn parse_claim(v: Vec<Value>) -> Result<ClaimReply> {
     })
 }
 
+/// One job's record in the claim reply: `<ready_ms> <second> <spec>`, the second part
+/// either `R<attempt>:<stalled>` (a job with a hash) or a compact job's keep (its
+/// first attempt, never stalled).
+struct Record<'a> {
+    ready_ms: u64,
+    attempt: u32,
+    stalled: u32,
+    spec: &'a [u8],
+}
+
+impl<'a> Record<'a> {
+    fn parse(b: &'a [u8]) -> Option<Record<'a>> {
+        let sp = b.iter().position(|&c| c == b' ')?;
+        let ready_ms = number(&b[..sp])?;
+        let rest = &b[sp + 1..];
+        let sp2 = rest.iter().position(|&c| c == b' ')?;
+        let (second, spec) = (&rest[..sp2], &rest[sp2 + 1..]);
+        let (attempt, stalled) = match second.strip_prefix(b"R") {
+            Some(r) => {
+                let colon = r.iter().position(|&c| c == b':')?;
+                (number(&r[..colon])?, number(&r[colon + 1..])?)
+            }
+            None => (1, 0),
+        };
+        Some(Record {
+            ready_ms,
+            attempt,
+            stalled,
+            spec,
+        })
+    }
+}
+
+/// A whole number in decimal digits only (no sign, no space), in range for `T`.
+fn number<T: std::str::FromStr>(b: &[u8]) -> Option<T> {
+    if b.is_empty() || !b.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(b).ok()?.parse().ok()
+}
+
+fn bad(what: &str, v: &Value) -> Error {
+    Error::Decode(format!("claim reply: {what} is {v:?}"))
+}
+
+fn int<T: TryFrom<i64>>(what: &str, v: &Value) -> Result<T> {
+    match v {
+        Value::Int(n) => T::try_from(*n).map_err(|_| bad(what, v)),
+        _ => Err(bad(what, v)),
+    }
+}
+
+fn text(what: &str, v: &Value) -> Result<String> {
+    match v {
+        Value::BulkString(b) => String::from_utf8(b.clone()).map_err(|_| bad(what, v)),
+        Value::SimpleString(s) => Ok(s.clone()),
+        _ => Err(bad(what, v)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn bulk(s: &str) -> Value {
-        Value::BulkString(s.as_bytes().to_vec())
+    fn bulk(s: &[u8]) -> Value {
+        Value::BulkString(s.to_vec())
     }
 
-    fn job(token: Value) -> Vec<Value> {
-        vec![
-            bulk("id"),
-            token,
-            Value::Int(1),
-            Value::BulkString(crate::job::Spec::encode("name", b"opts", b"data")),
-            Value::Int(5),
-            Value::Int(0),
-        ]
+    /// A record: `head` (ready time and second part, with their spaces) then a spec.
+    fn record(head: &str) -> Value {
+        let mut b = head.as_bytes().to_vec();
+        b.extend(crate::job::Spec::encode("name", b"opts", b"da ta"));
+        Value::BulkString(b)
+    }
+
+    fn reply(first: i64, jobs: Vec<Value>) -> Vec<Value> {
+        let mut v = vec![Value::Int(-1), Value::Int(7), Value::Int(first)];
+        v.extend(jobs);
+        v
     }
 
     #[test]
     fn a_well_formed_claim_reply_parses() {
-        let mut v = vec![Value::Int(-1), Value::Int(7)];
-        v.extend(job(Value::Int(3)));
-        let r = parse_claim(v).unwrap();
-        assert_eq!((r.next_due_ms, r.now_ms, r.jobs.len()), (None, 7, 1));
-        let j = &r.jobs[0];
-        assert_eq!((j.id.as_str(), j.token, j.attempt), ("id", 3, 1));
+        let r = parse_claim(reply(
+            3,
+            vec![
+                bulk(b"a"),
+                record("5 0:0:10:20 "),
+                bulk(b"b"),
+                record("6 R4:2 "),
+            ],
+        ))
+        .unwrap();
+        assert_eq!((r.next_due_ms, r.now_ms, r.jobs.len()), (None, 7, 2));
+        let (a, b) = (&r.jobs[0], &r.jobs[1]);
         assert_eq!(
-            (j.name.as_str(), &j.data[..], &j.opts[..]),
-            ("name", &b"data"[..], &b"opts"[..])
+            (a.id.as_str(), a.token, a.attempt, a.stalled),
+            ("a", 3, 1, 0)
         );
-        assert_eq!((j.ready_ms, j.stalled, &j.corrupt), (5, 0, &None));
+        assert_eq!(
+            (b.id.as_str(), b.token, b.attempt, b.stalled),
+            ("b", 4, 4, 2)
+        );
+        assert_eq!((a.ready_ms, b.ready_ms), (5, 6));
+        for j in [a, b] {
+            assert_eq!(
+                (j.name.as_str(), &j.data[..], &j.opts[..], &j.corrupt),
+                ("name", &b"da ta"[..], &b"opts"[..], &None)
+            );
+        }
+        let empty = parse_claim(reply(0, vec![])).unwrap();
+        assert!(empty.jobs.is_empty());
     }
 
     #[test]
     fn a_malformed_spec_marks_its_job_not_the_reply() {
-        let mut v = vec![Value::Int(-1), Value::Int(7)];
-        let mut bad = job(Value::Int(3));
-        bad[3] = bulk("name-without-nul");
-        v.extend(bad);
-        v.extend(job(Value::Int(4)));
-        let r = parse_claim(v).unwrap();
+        let r = parse_claim(reply(
+            3,
+            vec![
+                bulk(b"a"),
+                bulk(b"5 0:0:0:0 name-without-nul"),
+                bulk(b"b"),
+                record("6 0:0:0:0 "),
+            ],
+        ))
+        .unwrap();
         assert_eq!(
             r.jobs[0].corrupt.as_deref(),
             Some("corrupt job record: field spec is \"name-without-nul\"")
@@ -179,35 +253,32 @@ mod tests {
 
     #[test]
     fn a_malformed_claim_reply_is_an_error_not_a_default() {
+        let one = |first: i64, rec: Value| reply(first, vec![bulk(b"id"), rec]);
         let cases: Vec<(&str, Vec<Value>)> = vec![
-            ("token not a number", job(bulk("abc"))),
-            ("token negative", job(Value::Int(-1))),
-            ("token nil", job(Value::Nil)),
-            ("a job cut short", job(Value::Int(1))[..5].to_vec()),
-            ("attempt too large", {
-                let mut j = job(Value::Int(1));
-                j[2] = Value::Int(i64::from(u32::MAX) + 1);
-                j
+            ("first token zero with a job", one(0, record("5 0:0:0:0 "))),
+            ("first token negative", one(-1, record("5 0:0:0:0 "))),
+            ("first token not a number", {
+                let mut v = one(1, record("5 0:0:0:0 "));
+                v[2] = bulk(b"abc");
+                v
             }),
-            ("spec nil", {
-                let mut j = job(Value::Int(1));
-                j[3] = Value::Nil;
-                j
+            ("record nil", one(1, Value::Nil)),
+            ("ready time not digits", one(1, record("-5 0:0:0:0 "))),
+            ("ready time missing", one(1, bulk(b"nospace"))),
+            ("second part missing", one(1, bulk(b"5 R1:0"))),
+            ("attempt too large", one(1, record("5 R4294967296:0 "))),
+            ("stalled not a number", one(1, record("5 R1:x "))),
+            ("a job cut short", {
+                let mut v = one(1, record("5 0:0:0:0 "));
+                v.pop();
+                v
             }),
-            ("ready time nil", {
-                let mut j = job(Value::Int(1));
-                j[4] = Value::Nil;
-                j
-            }),
-            ("id not UTF-8", {
-                let mut j = job(Value::Int(1));
-                j[0] = Value::BulkString(vec![0xff, 0xfe]);
-                j
-            }),
+            (
+                "id not UTF-8",
+                reply(1, vec![bulk(&[0xff, 0xfe]), record("5 0:0:0:0 ")]),
+            ),
         ];
-        for (what, j) in cases {
-            let mut v = vec![Value::Int(-1), Value::Int(7)];
-            v.extend(j);
+        for (what, v) in cases {
             match parse_claim(v) {
                 Err(crate::Error::Decode(_)) => {}
                 other => panic!("{what}: {other:?}"),
@@ -215,9 +286,15 @@ mod tests {
         }
         for (what, v) in [
             ("empty", vec![]),
-            ("now missing", vec![Value::Int(-1)]),
-            ("now negative", vec![Value::Int(-1), Value::Int(-5)]),
-            ("next due not a number", vec![bulk("x"), Value::Int(5)]),
+            ("token missing", vec![Value::Int(-1), Value::Int(5)]),
+            (
+                "now negative",
+                vec![Value::Int(-1), Value::Int(-5), Value::Int(0)],
+            ),
+            (
+                "next due not a number",
+                vec![bulk(b"x"), Value::Int(5), Value::Int(0)],
+            ),
         ] {
             match parse_claim(v) {
                 Err(crate::Error::Decode(_)) => {}

@@ -223,22 +223,33 @@ impl T {
         inv.invoke(&mut self.c)
     }
 
-    /// claim.lua: the jobs leased, checked to be well formed.
+    /// claim.lua: the jobs leased (id, token, attempt), checked to be well formed: a
+    /// reply of next due, now, first token, then id and record per job (claim.lua).
     fn claim(&mut self, max: usize) -> RedisResult<Vec<Leased>> {
         let v = self.claim_raw(max, "w", 60_000)?;
-        assert!(v.len() >= 2 && (v.len() - 2) % 6 == 0, "claim reply {v:?}");
-        Ok(v[2..]
-            .chunks_exact(6)
-            .map(|c| {
-                let s = |v: &Value| redis::from_redis_value_ref::<String>(v).unwrap();
-                let n = |v: &Value| redis::from_redis_value_ref::<u64>(v).unwrap();
-                for (i, v) in c.iter().enumerate() {
-                    assert!(
-                        !matches!(v, Value::Nil),
-                        "claim reply field {i} is nil: {c:?}"
-                    );
-                }
-                (s(&c[0]), n(&c[1]), n(&c[2]))
+        assert!(v.len() >= 3 && (v.len() - 3) % 2 == 0, "claim reply {v:?}");
+        let first = redis::from_redis_value_ref::<u64>(&v[2]).unwrap();
+        Ok(v[3..]
+            .chunks_exact(2)
+            .enumerate()
+            .map(|(i, c)| {
+                let id = redis::from_redis_value_ref::<String>(&c[0]).unwrap();
+                let rec = redis::from_redis_value_ref::<Vec<u8>>(&c[1]).unwrap();
+                // "<ready> <second> <spec>": second "R<attempt>:<stalled>" or a keep.
+                let text = String::from_utf8_lossy(&rec);
+                let mut parts = text.splitn(3, ' ');
+                let ready = parts.next().unwrap();
+                assert!(ready.parse::<u64>().is_ok(), "claim record {text:?}");
+                let second = parts.next().expect("claim record without a spec");
+                assert!(
+                    parts.next().is_some(),
+                    "claim record without a spec: {text:?}"
+                );
+                let attempt = match second.strip_prefix('R') {
+                    Some(r) => r.split(':').next().unwrap().parse().unwrap(),
+                    None => 1,
+                };
+                (id, first + i as u64, attempt)
             })
             .collect())
     }
@@ -750,7 +761,7 @@ fn a_due_delayed_job_with_a_corrupt_record_fails_alone_without_duplicates() {
             let v = t
                 .claim_raw(0, "w", 60_000)
                 .unwrap_or_else(|e| panic!("case {c:?} round {round}: claim failed: {e}"));
-            assert_eq!(v.len(), 2, "case {c:?}");
+            assert_eq!(v.len(), 3, "case {c:?}");
             assert_eq!(
                 t.line("wait"),
                 ["d1"],
@@ -1247,7 +1258,7 @@ fn each_script_does_what_its_header_says() {
                 let meta = t.k("meta");
                 let _: () = t.cmd(&["HSET", &meta, "paused", "1"]);
                 let v = t.claim_raw(5, "w", 1000).unwrap();
-                assert_eq!(v.len(), 2);
+                assert_eq!(v.len(), 3);
                 let due: i64 = redis::from_redis_value_ref(&v[0]).unwrap();
                 assert_eq!(Some(due as f64), t.zscore("delayed", "d"));
                 assert_eq!(t.line("wait"), ["a"]);
@@ -1401,7 +1412,7 @@ fn each_script_does_what_its_header_says() {
                 t.add(&["a", "held"]);
                 t.lease(&["a", "held"]);
                 t.add(&["other"]);
-                assert_eq!(t.claim_raw(1, "w2", 60_000).unwrap().len(), 2 + 6);
+                assert_eq!(t.claim_raw(1, "w2", 60_000).unwrap().len(), 3 + 2);
                 t.add(&["new"]);
                 assert_eq!(t.reconcile(&["held"]).unwrap(), ["a"]);
                 assert_eq!(t.line("wait"), ["a", "new"]);
