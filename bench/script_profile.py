@@ -108,6 +108,9 @@ class Profile:
         self.c3 = 'groups of 3' in open(os.path.join(lua, 'finish.lua')).read()
         # Claims since session 11 reply the first token, then id and record a job.
         self.records = 'first token' in open(os.path.join(lua, 'claim.lua')).read()
+        # Since session 11 a worker sends the completions of jobs kept by none as
+        # forgettable ("c:f"); here too when every job is such (no groups, flows, dedup).
+        self.forgettable = 'forgettable' in open(os.path.join(lua, 'finish.lua')).read()
 
     def load(self, name):
         # Loaded once per Profile: a SCRIPT LOAD compiles the script (about 3 M
@@ -207,7 +210,7 @@ class Profile:
             if not got:
                 break
             n += len(got)
-            args = [P, len(got)]
+            args = [P, self.count_arg(len(got))]
             for j in got:
                 args += [j[0], j[1], '\x90'] if self.c3 else [j[0], j[1], 'c', '\x90', 0]
             if self.c3:
@@ -231,6 +234,13 @@ class Profile:
                 return got
             got += [(j[0], j[1]) for j in self.leased(out)]
 
+    def count_arg(self, n):
+        """finish.lua's ARGV[2] for n completions: "n:n" when all are forgettable."""
+        plain = re.match(r'^0:\d+:-?\d+:\d+$', self.keep)
+        if self.forgettable and plain and not (self.groups or self.flow or self.dedup):
+            return f'{n}:{n}'
+        return n
+
     def leased(self, out):
         """(id, token) of each job a claim reply leased."""
         if self.records:
@@ -242,7 +252,7 @@ class Profile:
         """Completes `leases`, batch by batch."""
         fin = self.load('finish.lua')
         for i in range(0, len(leases), self.batch):
-            args = [P, len(leases[i:i + self.batch])]
+            args = [P, self.count_arg(len(leases[i:i + self.batch]))]
             for id, tok in leases[i:i + self.batch]:
                 args += [id, tok, '\x90'] if self.c3 else [id, tok, 'c', '\x90', 0]
             if self.c3:

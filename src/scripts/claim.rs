@@ -23,6 +23,10 @@ pub(crate) struct Claimed {
     /// Why the job cannot run, when its stored spec is malformed (the claim hands it
     /// over unchecked): the worker fails it with this reason.
     pub corrupt: Option<String>,
+    /// The claim showed it compact and kept by none, with no group, flow or dedup key
+    /// (its keep is `0:<age>:<failed>:<age>`): its completion may be sent as
+    /// forgettable (`finish.lua` deletes its value unread).
+    pub forget: bool,
 }
 
 /// What `claim.lua` returns.
@@ -108,6 +112,7 @@ fn parse_claim(v: Vec<Value>) -> Result<ClaimReply> {
             opts: spec.opts.to_vec(),
             ready_ms: r.ready_ms,
             stalled: r.stalled,
+            forget: r.forget,
             corrupt,
         });
     }
@@ -125,6 +130,7 @@ struct Record<'a> {
     ready_ms: u64,
     attempt: u32,
     stalled: u32,
+    forget: bool,
     spec: &'a [u8],
 }
 
@@ -135,20 +141,34 @@ impl<'a> Record<'a> {
         let rest = &b[sp + 1..];
         let sp2 = rest.iter().position(|&c| c == b' ')?;
         let (second, spec) = (&rest[..sp2], &rest[sp2 + 1..]);
-        let (attempt, stalled) = match second.strip_prefix(b"R") {
+        let (attempt, stalled, forget) = match second.strip_prefix(b"R") {
             Some(r) => {
                 let colon = r.iter().position(|&c| c == b':')?;
-                (number(&r[..colon])?, number(&r[colon + 1..])?)
+                (number(&r[..colon])?, number(&r[colon + 1..])?, false)
             }
-            None => (1, 0),
+            None => (1, 0, kept_by_none(second)),
         };
         Some(Record {
             ready_ms,
             attempt,
             stalled,
+            forget,
             spec,
         })
     }
+}
+
+/// Whether a compact job's keep (`lua/common.lua` keep_of: `kc:kca:kf:kfa`, then
+/// tails) says "no completed job kept" and has no tail: exactly `0:` then three
+/// fields of digits, the third of them perhaps negative. Anything else is not (the
+/// safe side: its completion goes the full way).
+fn kept_by_none(keep: &[u8]) -> bool {
+    let Some(rest) = keep.strip_prefix(b"0:") else {
+        return false;
+    };
+    let f: Vec<&[u8]> = rest.split(|&c| c == b':').collect();
+    let digits = |b: &[u8]| !b.is_empty() && b.iter().all(u8::is_ascii_digit);
+    f.len() == 3 && digits(f[0]) && digits(f[1].strip_prefix(b"-").unwrap_or(f[1])) && digits(f[2])
 }
 
 /// A whole number in decimal digits only (no sign, no space), in range for `T`.
@@ -230,6 +250,28 @@ mod tests {
         }
         let empty = parse_claim(reply(0, vec![])).unwrap();
         assert!(empty.jobs.is_empty());
+    }
+
+    #[test]
+    fn only_a_keep_of_no_completed_job_and_no_tail_is_forgettable() {
+        for (keep, forget) in [
+            ("0:0:10000:604800000", true),
+            ("0:5:-1:0", true),
+            ("1000:0:10000:0", false),
+            ("-1:0:0:0", false),
+            ("00:0:0:0", false),
+            ("0:0:0:0|gteam", false),
+            ("0:0:0:0|sk", false),
+            ("0:0:0", false),
+            ("0:0:0:", false),
+            ("0:x:0:0", false),
+        ] {
+            let rec = format!("5 {keep} ");
+            let r = parse_claim(reply(3, vec![bulk(b"a"), record(&rec)])).unwrap();
+            assert_eq!(r.jobs[0].forget, forget, "{keep}");
+        }
+        let r = parse_claim(reply(3, vec![bulk(b"a"), record("5 R1:0 ")])).unwrap();
+        assert!(!r.jobs[0].forget, "a job with a hash is never forgettable");
     }
 
     #[test]

@@ -180,6 +180,21 @@ pub(crate) struct Outcome {
     /// Result (MessagePack) for completed; error text otherwise.
     pub value: Vec<u8>,
     pub delay: Duration,
+    /// The claim showed the job compact and kept by none ([`Claimed::forget`]): a
+    /// completion of it is sent as forgettable. Ignored for any other kind.
+    pub forget: bool,
+}
+
+impl Outcome {
+    /// Where `finish.lua` takes it: 0 a forgettable completion, 1 another completion
+    /// (both groups of 3, in that order), 2 any other outcome (groups of 5).
+    fn section(&self) -> usize {
+        match self.kind {
+            Kind::Completed if self.forget => 0,
+            Kind::Completed => 1,
+            _ => 2,
+        }
+    }
 }
 
 /// What `finish.lua` did with one outcome.
@@ -208,16 +223,19 @@ pub(crate) async fn finish<C: ConnectionLike + Send>(
         .key(k.wake())
         .key(k.events())
         .key(k.leases());
-    // Completions first, as groups of 3 (id, token, result), then the rest as groups
-    // of 5; the reply follows that order, mapped back to `outcomes`' below.
-    let done = |o: &&Outcome| o.kind == Kind::Completed;
-    let completions = outcomes.iter().filter(done).count();
-    inv.arg(k.prefix()).arg(completions);
-    for o in outcomes.iter().filter(done) {
-        inv.arg(&o.id).arg(o.token).arg(&o.value[..]);
+    // Completions first, as groups of 3 (id, token, result), the forgettable ones
+    // ahead ("c:f"), then the rest as groups of 5; the reply follows that order,
+    // mapped back to `outcomes`' below.
+    let count = |s: usize| outcomes.iter().filter(|o| o.section() == s).count();
+    let (forget, completions) = (count(0), count(0) + count(1));
+    inv.arg(k.prefix()).arg(format!("{completions}:{forget}"));
+    for section in [0, 1] {
+        for o in outcomes.iter().filter(|o| o.section() == section) {
+            inv.arg(&o.id).arg(o.token).arg(&o.value[..]);
+        }
     }
     inv.arg(outcomes.len() - completions);
-    for o in outcomes.iter().filter(|o| !done(o)) {
+    for o in outcomes.iter().filter(|o| o.section() == 2) {
         inv.arg(&o.id)
             .arg(o.token)
             .arg(o.kind.code())
@@ -228,8 +246,8 @@ pub(crate) async fn finish<C: ConnectionLike + Send>(
     in_given_order(outcomes, &out)
 }
 
-/// `finish.lua`'s answers (completions first, then the others, each in the order
-/// given) in the order of `outcomes`.
+/// `finish.lua`'s answers (by [`Outcome::section`], each section in the order given)
+/// in the order of `outcomes`.
 fn in_given_order(outcomes: &[Outcome], out: &[i64]) -> Result<Vec<Written>> {
     if out.len() != outcomes.len() {
         return Err(Error::Decode(format!(
@@ -238,20 +256,19 @@ fn in_given_order(outcomes: &[Outcome], out: &[i64]) -> Result<Vec<Written>> {
             outcomes.len()
         )));
     }
-    let completions = outcomes
-        .iter()
-        .filter(|o| o.kind == Kind::Completed)
-        .count();
-    let (mut first, mut rest) = (out[..completions].iter(), out[completions..].iter());
+    // Where each section's answers start, then the next answer of each.
+    let mut next = [0usize; 3];
+    for o in outcomes {
+        for later in &mut next[o.section() + 1..] {
+            *later += 1;
+        }
+    }
     Ok(outcomes
         .iter()
         .map(|o| {
-            let v = if o.kind == Kind::Completed {
-                first.next()
-            } else {
-                rest.next()
-            };
-            match v.expect("as many answers as outcomes") {
+            let at = &mut next[o.section()];
+            *at += 1;
+            match out[*at - 1] {
                 1 => Written::AsAsked,
                 2 => Written::CancelledInstead,
                 _ => Written::LockLost,
@@ -285,28 +302,31 @@ mod tests {
 
     #[test]
     fn finish_answers_come_back_in_the_order_given() {
-        let o = |id: &str, kind| Outcome {
+        let o = |id: &str, kind, forget| Outcome {
             id: id.into(),
             token: 1,
             kind,
             value: Vec::new(),
             delay: Duration::ZERO,
+            forget,
         };
         let given = [
-            o("f", Kind::Failed),
-            o("c1", Kind::Completed),
-            o("r", Kind::Retry),
-            o("c2", Kind::Completed),
+            o("f", Kind::Failed, true),
+            o("c1", Kind::Completed, false),
+            o("r", Kind::Retry, false),
+            o("c2", Kind::Completed, false),
+            o("c3", Kind::Completed, true),
         ];
-        // Sent as c1, c2 (groups of 3), then f, r (groups of 5).
-        let got = in_given_order(&given, &[0, 2, 1, 0]).unwrap();
+        // Sent as c3 (forgettable), c1, c2 (groups of 3), then f, r (groups of 5).
+        let got = in_given_order(&given, &[1, 0, 2, 1, 0]).unwrap();
         assert_eq!(
             got,
             [
                 Written::AsAsked,
                 Written::LockLost,
                 Written::LockLost,
-                Written::CancelledInstead
+                Written::CancelledInstead,
+                Written::AsAsked,
             ]
         );
         assert!(in_given_order(&given, &[1, 1, 1]).is_err());

@@ -329,6 +329,7 @@ impl Pending {
             kind,
             value,
             delay,
+            forget: job.forget,
         })
     }
 }

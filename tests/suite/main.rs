@@ -32,6 +32,7 @@ mod exec_contract;
 mod exec_worker;
 mod flow_control;
 mod flows;
+mod forgettable;
 mod groups;
 mod http_api;
 mod http_hardening;

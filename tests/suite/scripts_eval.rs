@@ -262,6 +262,33 @@ impl T {
             .collect()
     }
 
+    /// finish.lua with forgettable completions only: (id, token) each, result nil.
+    fn finish_forgettable(&mut self, leases: &[(&str, u64)]) -> RedisResult<Vec<i64>> {
+        let s = lua!("finish.lua");
+        let mut inv = s.prepare_invoke();
+        for k in [
+            "active",
+            "wait",
+            "prioritized",
+            "delayed",
+            "completed",
+            "failed",
+            "cancelled",
+            "meta",
+            "wake",
+            "events",
+            "leases",
+        ] {
+            inv.key(self.k(k));
+        }
+        let n = leases.len();
+        inv.arg(&self.p).arg(format!("{n}:{n}"));
+        for (id, token) in leases {
+            inv.arg(*id).arg(*token).arg("\u{c0}");
+        }
+        inv.arg(0).invoke(&mut self.c)
+    }
+
     /// finish.lua with (id, token, kind, value, delay_ms) per outcome.
     fn finish(&mut self, outcomes: &[(&str, u64, &str, &str, u64)]) -> RedisResult<Vec<i64>> {
         let s = lua!("finish.lua");
@@ -1406,6 +1433,32 @@ fn each_script_does_what_its_header_says() {
             assert_eq!(t.zset("failed"), ["new"]);
             assert!(!t.exists("old"));
         }),
+        (
+            "finish: forgettable completions are fenced like any (a wrong token, the same \
+             lease twice, no lease: lock lost), their values deleted unread",
+            |t| {
+                t.add_keep("a", "0:0:10000:0");
+                t.add_keep("b", "0:0:10000:0");
+                t.add_keep("c", "0:0:10000:0");
+                let tk = t.lease(&["a", "b", "c"]);
+                let out = t
+                    .finish_forgettable(&[
+                        ("a", tk[0]),
+                        ("b", tk[1] + 100),
+                        ("a", tk[0]),
+                        ("nope", 1),
+                        ("c", tk[2]),
+                    ])
+                    .unwrap();
+                assert_eq!(out, [1, 0, 0, 0, 1]);
+                assert_eq!(t.lease_entry("a"), None);
+                assert!(t.lease_entry("b").is_some(), "b still leased");
+                let jobs = t.k("jobs");
+                let left: Vec<String> = t.cmd(&["HKEYS", &jobs]);
+                assert!(left.contains(&"b".to_string()) && !left.contains(&"a".to_string()));
+                assert_eq!(t.zset("active"), ["b"]);
+            },
+        ),
         (
             "reconcile: hands back this worker's unheld jobs first in line",
             |t| {
