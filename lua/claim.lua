@@ -323,8 +323,8 @@ if meta[1] ~= '1' and not hold and max > 0 then
       local e = #entries
       entries[e + 1] = id
       -- A job's first attempt (every compact job's): one number to format, not two.
-      entries[e + 2] = (attempt == 1 and string.format('%d:1', token)
-        or string.format('%d:%d', token, attempt)) .. tail
+      entries[e + 2] = attempt == 1 and string.format('%d:1%s', token, tail)
+        or string.format('%d:%d%s', token, attempt, tail)
       leases[#leases + 1] = deadline
       leases[#leases + 1] = id
       local n = #out

@@ -236,36 +236,34 @@ end
 local function drop_members(set, prefix, ids)
   if #ids == 0 then return 0 end
   -- A kept completion may be a compact job (lua/compact.lua): a field of 'jobs' and
-  -- its outcome in 'done', no key of its own; the batch's are found with one HMGET of
-  -- 'done' (outcomes: a few dozen bytes, not the payloads) and deleted with one HDEL
-  -- of each. The ids without an outcome there are asked of 'jobs' (a value of session
-  -- 9 held its outcome: compact_done), the rest are jobs with a hash.
+  -- its outcome in 'done', no key of its own. The batch's outcomes go first, with one
+  -- HDEL: when it deletes as many as asked (the steady state: every trimmed job
+  -- compact), their values go with one HDEL of 'jobs', nothing read. Otherwise the
+  -- values are asked of 'jobs' (a compact job of session 9 held its outcome in its
+  -- value: compact_done), and the ids without one are jobs with a hash.
   local jobs, done = prefix .. 'jobs', prefix .. 'done'
-  local outcomes = redis.call('HMGET', done, unpack(ids))
-  local keys, compact, rest = {}, {}, {}
-  for i, id in ipairs(ids) do
-    if outcomes[i] then compact[#compact + 1] = id else rest[#rest + 1] = id end
-  end
-  local packed = #rest > 0 and redis.call('HMGET', jobs, unpack(rest)) or {}
-  local with_outcome = #compact
-  for i, id in ipairs(rest) do
-    if packed[i] then
-      compact[#compact + 1] = id
-    else
-      local jk = prefix .. 'job:' .. id
-      local n = #keys
-      keys[n + 1] = jk
-      -- Its steps, logs and errors keys only if it has any (mark_side): one HGET
-      -- costs less than three more keys in the DEL and its AOF entry.
-      if redis.call('HGET', jk, 'side') then
-        keys[n + 2], keys[n + 3] = prefix .. 'steps:' .. id, prefix .. 'logs:' .. id
-        keys[n + 4] = prefix .. 'errors:' .. id
+  local compact, keys = ids, {}
+  if redis.call('HDEL', done, unpack(ids)) < #ids then
+    compact = {}
+    local packed = redis.call('HMGET', jobs, unpack(ids))
+    for i, id in ipairs(ids) do
+      if packed[i] then
+        compact[#compact + 1] = id
+      else
+        local jk = prefix .. 'job:' .. id
+        local n = #keys
+        keys[n + 1] = jk
+        -- Its steps, logs and errors keys only if it has any (mark_side): one HGET
+        -- costs less than three more keys in the DEL and its AOF entry.
+        if redis.call('HGET', jk, 'side') then
+          keys[n + 2], keys[n + 3] = prefix .. 'steps:' .. id, prefix .. 'logs:' .. id
+          keys[n + 4] = prefix .. 'errors:' .. id
+        end
       end
     end
   end
   if #keys > 0 then redis.call('DEL', unpack(keys)) end
   if #compact > 0 then redis.call('HDEL', jobs, unpack(compact)) end
-  if with_outcome > 0 then redis.call('HDEL', done, unpack(compact, 1, with_outcome)) end
   redis.call('ZREM', set, unpack(ids))
   return #ids
 end

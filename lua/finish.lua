@@ -80,8 +80,10 @@ local entries = n > 0 and redis.call('HMGET', KEYS[11], unpack(ids)) or {}
 -- The forgettable completions (see the header): fenced, then deleted unread.
 local unread, redo = {}, nil
 for i = 1, nf do
-  local id, entry = ids[i], entries[i]
-  if entry and string.find(entry, ARGV[i * 3 + 1] .. ':', 1, true) == 1 and not seen[id] then
+  local id, entry, token = ids[i], entries[i], ARGV[i * 3 + 1]
+  -- The entry starts with the token and a colon: two plain looks, no string made.
+  if entry and string.find(entry, token, 1, true) == 1 and string.byte(entry, #token + 1) == 58
+    and not seen[id] then
     seen[id] = true
     unread[#unread + 1] = id
     out[i] = 1
@@ -124,8 +126,9 @@ for i = redo and 0 or nf, n - 1 do
     local id, token, kind, value = ARGV[b], ARGV[b + 1], 'c', ARGV[b + 2]
     if i >= nc then kind, value = ARGV[b + 2], ARGV[b + 3] end
     local entry = entries[i + 1]
-    -- The entry starts with the token: a plain find, no pattern, on the hot path.
-    local ok = entry and (i < nf or string.find(entry, token .. ':', 1, true) == 1 and not seen[id])
+    -- The entry starts with the token and a colon (as above).
+    local ok = entry and (i < nf or string.find(entry, token, 1, true) == 1
+      and string.byte(entry, #token + 1) == 58 and not seen[id])
     local raw, compact = nil, nil
     local v = ok and i >= nf and packed[i + 1 - nf]
     if v then
