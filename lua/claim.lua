@@ -275,6 +275,9 @@ if meta[1] ~= '1' and not hold and max > 0 then
   if #ids > 0 then
     local last = redis.call('HGET', KEYS[10], '')
     seq = math.max(tonumber(last and string.match(last, '^%d+')) or 0, now * 100)
+    -- The first token of the reply: each job leased takes the next one (a corrupt job
+    -- skipped takes none), so the batch's tokens are consecutive from it.
+    out[3] = seq + 1
   end
   local entries = { '', 0 }
   -- The compact jobs among them (compact.lua), in one HMGET.
@@ -317,7 +320,6 @@ if meta[1] ~= '1' and not hold and max > 0 then
         if g then plan.leased[g] = (plan.leased[g] or 0) + 1 end
       end
       seq = seq + 1
-      if out[3] == 0 then out[3] = seq end
       local token, attempt = seq, f[5] + 1
       -- %d: tostring would write a 15-digit token as 1.7e+14.
       local e = #entries

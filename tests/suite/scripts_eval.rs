@@ -40,6 +40,21 @@ fn script(file: &str) -> Script {
 /// The retention every job gets unless a test says otherwise: "kc:kca:kf:kfa".
 const KEEP: &str = "1000:0:10000:0";
 
+/// finish.lua's KEYS, in its header's order.
+const FINISH_KEYS: [&str; 11] = [
+    "active",
+    "wait",
+    "prioritized",
+    "delayed",
+    "completed",
+    "failed",
+    "cancelled",
+    "meta",
+    "wake",
+    "events",
+    "leases",
+];
+
 /// One queue on a private redis-server.
 struct T {
     c: Connection,
@@ -266,19 +281,7 @@ impl T {
     fn finish_forgettable(&mut self, leases: &[(&str, u64)]) -> RedisResult<Vec<i64>> {
         let s = lua!("finish.lua");
         let mut inv = s.prepare_invoke();
-        for k in [
-            "active",
-            "wait",
-            "prioritized",
-            "delayed",
-            "completed",
-            "failed",
-            "cancelled",
-            "meta",
-            "wake",
-            "events",
-            "leases",
-        ] {
+        for k in FINISH_KEYS {
             inv.key(self.k(k));
         }
         let n = leases.len();
@@ -293,19 +296,7 @@ impl T {
     fn finish(&mut self, outcomes: &[(&str, u64, &str, &str, u64)]) -> RedisResult<Vec<i64>> {
         let s = lua!("finish.lua");
         let mut inv = s.prepare_invoke();
-        for k in [
-            "active",
-            "wait",
-            "prioritized",
-            "delayed",
-            "completed",
-            "failed",
-            "cancelled",
-            "meta",
-            "wake",
-            "events",
-            "leases",
-        ] {
+        for k in FINISH_KEYS {
             inv.key(self.k(k));
         }
         // All completions: as groups of 3 (the worker's hot path); any other kind among
