@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 mod compact;
 mod dedup;
 mod flow;
+pub(crate) mod id;
 mod policy;
 mod serde_ms;
 mod spec;

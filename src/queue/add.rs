@@ -305,7 +305,7 @@ pub(super) fn check(name: &str, o: &JobOptions) -> Result<(String, std::time::Du
     let id = o
         .job_id
         .clone()
-        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+        .unwrap_or_else(crate::job::id::generate);
     Ok((id, delay))
 }
 

@@ -54,7 +54,15 @@ async fn add_stats_job_list_and_admin_commands() {
     ))
     .trim()
     .to_string();
-    assert_eq!(id.len(), 32, "prints the generated id: {id}");
+    // A generated id (src/job/id.rs): 12 base-62 characters, '.', a base-32 counter.
+    let (prefix, n) = id.split_once('.').unwrap_or_default();
+    assert!(
+        prefix.len() == 12
+            && prefix.bytes().all(|b| b.is_ascii_alphanumeric())
+            && !n.is_empty()
+            && n.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'v').contains(&b)),
+        "prints the generated id: {id}"
+    );
     let fixed = ok(baton(
         &redis,
         &["add", "mail", "{}", "--job-id", "j-1", "--priority", "3"],
