@@ -46,6 +46,24 @@ def _defined(line):
     return [m.group(1)] if m else []
 
 
+B32 = '0123456789abcdefghijklmnopqrstuv'
+
+
+def job_id(i):
+    """Job i's id: `j<i>`, or with IDS=short one as baton generates them (src/job/id.rs:
+    a 12-character prefix, '.', a base-32 counter)."""
+    ids = os.environ.get('IDS', '')
+    if not ids.startswith('short'):
+        return f'j{i}'
+    # IDS=short64: a base-64 counter instead (an experiment: 64 ids a stem).
+    digits = B32 + 'wxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-_' if ids == 'short64' else B32
+    d = ''
+    while True:
+        d, i = digits[i % len(digits)] + d, i // len(digits)
+        if i == 0:
+            return 'Xq3kP0aQ9zLm.' + d
+
+
 def needed(common, body):
     """The helpers `body` uses, as src/scripts/prelude.rs assembles a script (the same
     rules: a top-level statement per `local`/assignment line, kept when a kept text
@@ -186,7 +204,7 @@ class Profile:
             args = [P, 100]
             for i in range(b, b + 100):
                 keep = self.keep + (f'|g{i % self.groups}' if self.groups else '')
-                args += [f'j{i}', *self.job_args(i), 0, 0, keep]
+                args += [job_id(i), *self.job_args(i), 0, 0, keep]
                 if self.dedup:
                     args.append(f"1{self.dedup}{60000 if self.dedup == 't' else 0}:k{i}")
                 elif self.fresh:
