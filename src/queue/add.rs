@@ -302,10 +302,7 @@ pub(super) fn check(name: &str, o: &JobOptions) -> Result<(String, std::time::Du
     }
     // The id is made here, before anything is sent, so a caller whose add timed out
     // can add again with it.
-    let id = o
-        .job_id
-        .clone()
-        .unwrap_or_else(crate::job::id::generate);
+    let id = o.job_id.clone().unwrap_or_else(crate::job::id::generate);
     Ok((id, delay))
 }
 

@@ -60,7 +60,8 @@ async fn add_stats_job_list_and_admin_commands() {
         prefix.len() == 12
             && prefix.bytes().all(|b| b.is_ascii_alphanumeric())
             && !n.is_empty()
-            && n.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'v').contains(&b)),
+            && n.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'v').contains(&b)),
         "prints the generated id: {id}"
     );
     let fixed = ok(baton(
