@@ -13,7 +13,7 @@
 //! would rely on (architecture.md, Known gaps).
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::OnceLock;
+use std::sync::Mutex;
 
 const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 const BASE32: &[u8; 32] = b"0123456789abcdefghijklmnopqrstuv";
@@ -21,13 +21,22 @@ const BASE32: &[u8; 32] = b"0123456789abcdefghijklmnopqrstuv";
 /// Characters of the per-process prefix.
 const PREFIX_LEN: usize = 12;
 
-static PREFIX: OnceLock<String> = OnceLock::new();
+/// The process that drew the prefix, and the prefix.
+static PREFIX: Mutex<Option<(u32, String)>> = Mutex::new(None);
 static NEXT: AtomicU64 = AtomicU64::new(0);
 
-/// A new job id, unique across processes (see the module's doc).
+/// A new job id, unique across processes (see the module's doc). `add.lua` writes a
+/// generated id without looking it up (`fresh`), so uniqueness is what keeps a job from
+/// overwriting another: a process forked after drawing its prefix (same memory, same
+/// counter) draws a new one, told by its process id.
 pub(crate) fn generate() -> String {
-    let prefix = PREFIX.get_or_init(|| prefix_of(uuid::Uuid::new_v4().as_u128()));
-    format_id(prefix, NEXT.fetch_add(1, Ordering::Relaxed))
+    let pid = std::process::id();
+    let mut prefix = PREFIX.lock().unwrap_or_else(|e| e.into_inner());
+    if prefix.as_ref().is_none_or(|(drawn_by, _)| *drawn_by != pid) {
+        *prefix = Some((pid, prefix_of(uuid::Uuid::new_v4().as_u128())));
+    }
+    let (_, p) = prefix.as_ref().expect("drawn above");
+    format_id(p, NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
 /// The 12-character prefix made of the random bits of `r`.

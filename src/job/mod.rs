@@ -91,7 +91,9 @@ impl std::fmt::Display for JobState {
 /// backoff from 1 s to 10 min with jitter, retention per [`Retention`]'s defaults.
 #[derive(Debug, Clone, PartialEq)]
 pub struct JobOptions {
-    /// Caller-given id; adding an id that exists changes nothing. None = a fresh UUID.
+    /// Caller-given id; adding an id that exists changes nothing. None = a fresh id made
+    /// by the producer before sending (`<12 base-62 characters>.<base-32 counter>`,
+    /// unique across processes: `src/job/id.rs`).
     pub job_id: Option<String>,
     /// Run no earlier than this from now.
     pub delay: Duration,

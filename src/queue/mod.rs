@@ -13,7 +13,7 @@
 //!
 //! An add whose reply does not come back (timeout, broken connection) may have been
 //! applied: it fails with [`Error::MaybeAdded`], naming the job ids to add again. Ids are
-//! made here (a UUID when the caller gave none) before anything is sent, so adding again
+//! made here (`src/job/id.rs` when the caller gave none) before anything is sent, so adding again
 //! with them is always safe.
 
 mod add;

@@ -82,7 +82,7 @@ pub(crate) struct NewJobArgs {
     pub priority: u32,
     pub keep_completed: (i64, u64),
     pub keep_failed: (i64, u64),
-    /// The id was just made here (a random UUID) and this is its first send: `add.lua`
+    /// The id was just made here (unique: `src/job/id.rs`) and this is its first send: `add.lua`
     /// skips looking it up. False for a caller's id, which may exist.
     pub fresh: bool,
     /// The dedup key as the script takes it (`Dedup::script_arg`), if any.

@@ -57,8 +57,9 @@ impl Acker {
             // One yield first: the handlers ending in this same turn of the runtime
             // send theirs, so the call carries them too (a finish call costs Redis
             // about 115 000 instructions before its first job). Measured with the
-            // claimer's half-concurrency target: finish calls a job 0.070 -> 0.068,
-            // Redis CPU a job 8.3 -> 8.0 µs (BENCHMARKS.md, issue 10, session 12).
+            // claimer's half-concurrency target (medians of five runs of 100 000
+            // no-op jobs): Redis CPU a job 8.3 -> 8.0 µs, 98 k -> 103 k jobs/s
+            // (BENCHMARKS.md, issue 10, session 12).
             tokio::task::yield_now().await;
             let batch = self.drain(first);
             self.flush(batch).await;

@@ -214,10 +214,11 @@ impl Claimer {
     }
 
     /// How many free slots are worth one claim under load: half the concurrency. (A
-    /// quarter made claims of about 27 jobs at concurrency 50; half, 100 000 no-op jobs:
-    /// claim + finish calls a job 0.086 -> 0.068, Redis CPU a job 9.3 -> 8.0 µs, 87 k
-    /// -> 103 k jobs/s; three quarters did no better. BENCHMARKS.md, issue 10,
-    /// session 12.) Only one yield is spent waiting for it, so it bounds nothing.
+    /// quarter made claims of about 27 jobs at concurrency 50. Half, with the acker's
+    /// yield, medians of five runs of 100 000 no-op jobs: scripts called a job 0.087 ->
+    /// 0.069, Redis CPU a job 9.3 -> 8.0 µs, 86 k -> 103 k jobs/s; three quarters did
+    /// no better. BENCHMARKS.md, issue 10, session 12.) Only one yield is spent
+    /// waiting for it, so it bounds nothing.
     fn coalesce_target(&self) -> usize {
         (self.p.concurrency / 2).max(1)
     }
